@@ -1,0 +1,99 @@
+import formbody from "@fastify/formbody";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import { authenticate } from "./features/auth/authenticate.ts";
+import { oauthRoutes } from "./features/auth/oauth-routes.ts";
+import { axesResource } from "./features/axes/axes-resource.ts";
+import { axisDataResource } from "./features/axis-data/axis-data-resource.ts";
+import { machinesResource } from "./features/machines/machines-resource.ts";
+import { toolsResource, toolUsageResource } from "./features/tools/tools-resource.ts";
+import { usersRoutes } from "./features/users/users-routes.ts";
+import { registerErrorHandler } from "./platform/error-handler.ts";
+import { resourceRoutes } from "./platform/resource.ts";
+import { validatorCompiler } from "./platform/validation.ts";
+import type { Services } from "./services.ts";
+
+export interface AppOptions {
+  logger?: FastifyServerOptions["logger"];
+}
+
+/** Builds the HTTP (and later WebSocket) server from its services; nothing is global. */
+export async function buildApp(
+  services: Services,
+  options: AppOptions = {},
+): Promise<FastifyInstance> {
+  const { config, db } = services;
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: config.bodyLimit,
+    ajv: { customOptions: { allErrors: true } },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  registerErrorHandler(app);
+
+  await app.register(formbody, { bodyLimit: config.bodyLimit });
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: "Spindle",
+        version: "0.1.0",
+        description:
+          "Machine data for CNC fleets: machines, axes, tools, axis data, users and tokens.",
+      },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: "http",
+            scheme: "bearer",
+            description: "An access token from POST /o/token/",
+          },
+        },
+      },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: "/docs" });
+  app.get("/openapi.json", { config: { public: true }, schema: { hide: true } }, () =>
+    app.swagger(),
+  );
+
+  app.get(
+    "/healthz",
+    { config: { public: true }, schema: { tags: ["health"], summary: "The process is up" } },
+    () => ({ status: "ok" }),
+  );
+  app.get(
+    "/readyz",
+    { config: { public: true }, schema: { tags: ["health"], summary: "The database answers" } },
+    async (_request, reply) => {
+      try {
+        await db.query("select 1");
+        return { status: "ready", database: db.kind };
+      } catch {
+        return reply.code(503).send({ status: "unavailable", database: db.kind });
+      }
+    },
+  );
+
+  await app.register(authenticate, { oauth: services.oauth });
+  await app.register(oauthRoutes, { oauth: services.oauth });
+  await app.register(usersRoutes, { users: services.users });
+  await app.register(async (data) => {
+    for (const resource of [
+      machinesResource,
+      toolsResource,
+      toolUsageResource,
+      axesResource,
+      axisDataResource({
+        clock: services.clock,
+        retentionDays: config.retentionDays,
+        partitions: services.partitions,
+      }),
+    ]) {
+      resourceRoutes(data, db, resource);
+    }
+  });
+  return app;
+}

@@ -1,0 +1,127 @@
+/** Spindle's configuration: read from the environment once at start, typed, then passed in. */
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  simulator: boolean;
+  adminUsername: string | undefined;
+  adminPassword: string | undefined;
+  logLevel: LogLevel;
+  /** Seconds an access token lives (the seed's django-oauth-toolkit default). */
+  accessTokenLifetime: number;
+  refreshTokenLifetime: number;
+  /** Largest request body accepted, in bytes; larger ones get 413. */
+  bodyLimit: number;
+  /** Failed logins allowed per username, and per client address, in each window. */
+  loginAttemptsPerUser: number;
+  loginAttemptsPerAddress: number;
+  loginWindowSeconds: number;
+  /** Raw axis data older than this many days is dropped. */
+  retentionDays: number;
+}
+
+export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    reason: string,
+  ) {
+    super(`${variable}: ${reason}`);
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export function parseConfig(env: Env): Config {
+  return {
+    port: integer(env, "PORT", 8000, 0, 65535),
+    host: text(env, "HOST") ?? "127.0.0.1",
+    databaseUrl: databaseUrl(env),
+    dataDir: text(env, "DATA_DIR") ?? "./data",
+    simulator: flag(env, "SIMULATOR", false),
+    adminUsername: text(env, "ADMIN_USERNAME"),
+    adminPassword: adminPassword(env),
+    logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),
+    accessTokenLifetime: integer(env, "ACCESS_TOKEN_LIFETIME", 36000, 1, 365 * 86400),
+    refreshTokenLifetime: integer(env, "REFRESH_TOKEN_LIFETIME", 14 * 86400, 1, 3650 * 86400),
+    bodyLimit: integer(env, "BODY_LIMIT", 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    loginAttemptsPerUser: integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000),
+    loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
+    loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),
+    retentionDays: integer(env, "RETENTION_DAYS", 30, 1, 36500),
+  };
+}
+
+function text(env: Env, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value ? value : undefined;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) {
+    throw new ConfigError(name, `expected a number from ${min} to ${max}, got ${raw}`);
+  }
+  return value;
+}
+
+function flag(env: Env, name: string, fallback: boolean): boolean {
+  const raw = text(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (["on", "true", "1", "yes"].includes(raw)) return true;
+  if (["off", "false", "0", "no"].includes(raw)) return false;
+  throw new ConfigError(name, `expected on or off, got "${raw}"`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = text(env, name);
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `expected one of ${allowed.join(", ")}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+function databaseUrl(env: Env): string | undefined {
+  const raw = text(env, "DATABASE_URL");
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(
+      "DATABASE_URL",
+      "not a URL (expected postgres://user@host:port/database)",
+    );
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError("DATABASE_URL", `expected a postgres:// URL, got ${url.protocol}//…`);
+  }
+  return raw;
+}
+
+function adminPassword(env: Env): string | undefined {
+  const password = text(env, "ADMIN_PASSWORD");
+  if (text(env, "ADMIN_USERNAME") && !password) {
+    throw new ConfigError("ADMIN_PASSWORD", "required when ADMIN_USERNAME is set");
+  }
+  return password;
+}
+
+/** The database URL without its password, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(unparseable URL)";
+  }
+}

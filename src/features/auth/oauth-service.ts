@@ -1,0 +1,459 @@
+import { randomUUID } from "node:crypto";
+import type { Config } from "../../config.ts";
+import type { Clock, Principal } from "../../platform/context.ts";
+import type { Database, Queryable } from "../../platform/database.ts";
+import { DomainError, OAuthError, pgErrorCode, pgErrorCodes } from "../../platform/errors.ts";
+import type { LoginThrottle } from "./login-throttle.ts";
+import { hashPassword, verifyPassword } from "./passwords.ts";
+import { effectivePermissions, knownScopes, parseScope } from "./scopes.ts";
+import { newClientSecret, newToken, type TokenKind, tokenHash } from "./tokens.ts";
+
+export const grantTypes = ["password", "refresh_token", "client_credentials"] as const;
+export type GrantType = (typeof grantTypes)[number];
+
+export interface OAuthClient {
+  id: number;
+  clientId: string;
+  name: string;
+  secretHash: string | null;
+  grantTypes: GrantType[];
+  scopes: string[];
+  createdAt: Date;
+}
+
+export interface ClientCredentials {
+  clientId: string;
+  clientSecret?: string | undefined;
+}
+
+export interface TokenRequest {
+  grant_type?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  refresh_token?: string | undefined;
+  scope?: string | undefined;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  expires_in: number;
+  token_type: "Bearer";
+  scope: string;
+  refresh_token?: string;
+}
+
+export interface OAuthDeps {
+  db: Database;
+  clock: Clock;
+  config: Pick<Config, "accessTokenLifetime" | "refreshTokenLifetime">;
+  loginThrottle: LoginThrottle;
+}
+
+interface StoredToken {
+  id: number;
+  kind: TokenKind;
+  client_id: number;
+  user_id: number | null;
+  scope: string;
+  family: string;
+  expires_at: Date;
+  revoked_at: Date | null;
+}
+
+export type OAuthService = ReturnType<typeof createOAuthService>;
+
+export function createOAuthService({ db, clock, config, loginThrottle }: OAuthDeps) {
+  async function findClient(clientId: string): Promise<OAuthClient | undefined> {
+    const { rows } = await db.query<ClientRow>(`${clientSelect} where client_id = $1`, [clientId]);
+    return rows[0] && toClient(rows[0]);
+  }
+
+  /** RFC 6749 §2.3: a confidential client proves its secret; a public one only names itself. */
+  async function authenticateClient(credentials: ClientCredentials): Promise<OAuthClient> {
+    const client = await findClient(credentials.clientId);
+    const secret = credentials.clientSecret;
+    if (client && client.secretHash === null && !secret) return client;
+    const valid = await verifyPassword(client?.secretHash ?? undefined, secret ?? "");
+    if (!client || !valid) throw new OAuthError("invalid_client", "Client authentication failed.");
+    return client;
+  }
+
+  function grantedScope(client: OAuthClient, requested: string | undefined): string[] {
+    if (requested === undefined || requested.trim() === "") return client.scopes;
+    const scopes = parseScope(requested);
+    const unknown = scopes.filter((scope) => !(knownScopes as readonly string[]).includes(scope));
+    const notAllowed = scopes.filter((scope) => !client.scopes.includes(scope));
+    if (unknown.length > 0 || notAllowed.length > 0) {
+      throw new OAuthError(
+        "invalid_scope",
+        `Scope not allowed: ${[...unknown, ...notAllowed].join(" ")}.`,
+      );
+    }
+    return scopes;
+  }
+
+  async function issueTokens(
+    tx: Queryable,
+    client: OAuthClient,
+    userId: number | null,
+    scopes: string[],
+    family: string,
+    withRefresh: boolean,
+  ): Promise<TokenResponse> {
+    const now = clock.now().getTime();
+    const insert = (kind: TokenKind, token: string, lifetime: number) =>
+      tx.query(
+        `insert into oauth_token (kind, token_hash, client_id, user_id, scope, family, expires_at, created_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [
+          kind,
+          tokenHash(token),
+          client.id,
+          userId,
+          scopes.join(" "),
+          family,
+          new Date(now + lifetime * 1000),
+          new Date(now),
+        ],
+      );
+    const accessToken = newToken("access");
+    await insert("access", accessToken, config.accessTokenLifetime);
+    const response: TokenResponse = {
+      access_token: accessToken,
+      expires_in: config.accessTokenLifetime,
+      token_type: "Bearer",
+      scope: scopes.join(" "),
+    };
+    if (withRefresh) {
+      const refreshToken = newToken("refresh");
+      await insert("refresh", refreshToken, config.refreshTokenLifetime);
+      response.refresh_token = refreshToken;
+    }
+    return response;
+  }
+
+  async function passwordGrant(client: OAuthClient, request: TokenRequest, address: string) {
+    const { username, password } = request;
+    if (!username || !password) {
+      throw new OAuthError("invalid_request", "The password grant needs username and password.");
+    }
+    const wait = await loginThrottle.retryAfter(username, address);
+    if (wait > 0) {
+      throw new OAuthError(
+        "too_many_requests",
+        "Too many failed logins; try again later.",
+        429,
+        wait,
+      );
+    }
+    const { rows } = await db.query<{ id: number; password_hash: string; is_active: boolean }>(
+      "select id, password_hash, is_active from app_user where lower(username) = lower($1)",
+      [username],
+    );
+    const user = rows[0];
+    const valid = await verifyPassword(user?.password_hash, password);
+    if (!user || !valid || !user.is_active) {
+      await loginThrottle.failed(username, address);
+      throw new OAuthError("invalid_grant", "Invalid credentials given.");
+    }
+    await loginThrottle.succeeded(username);
+    const scopes = grantedScope(client, request.scope);
+    return db.transaction(async (tx) => {
+      await tx.query("update app_user set last_login = $2 where id = $1", [user.id, clock.now()]);
+      const withRefresh = client.grantTypes.includes("refresh_token");
+      return issueTokens(tx, client, user.id, scopes, randomUUID(), withRefresh);
+    });
+  }
+
+  /**
+   * Rotation: a refresh token works once. Presenting one that was already used means it leaked,
+   * so the whole family (every token descended from that login) is revoked.
+   */
+  async function refreshGrant(client: OAuthClient, request: TokenRequest) {
+    if (!request.refresh_token) {
+      throw new OAuthError("invalid_request", "The refresh_token grant needs refresh_token.");
+    }
+    const presented = tokenHash(request.refresh_token);
+    const outcome = await db.transaction(async (tx) => {
+      const { rows } = await tx.query<StoredToken>(
+        `select * from oauth_token where token_hash = $1 and kind = 'refresh' for update`,
+        [presented],
+      );
+      const token = rows[0];
+      if (!token || token.client_id !== client.id) return "invalid" as const;
+      const now = clock.now();
+      if (token.revoked_at !== null) {
+        await revokeFamily(tx, token.family, now);
+        return "reused" as const;
+      }
+      if (token.expires_at <= now) return "invalid" as const;
+      if (token.user_id !== null && !(await userIsActive(tx, token.user_id)))
+        return "invalid" as const;
+      const previous = parseScope(token.scope);
+      const scopes = request.scope ? parseScope(request.scope) : previous;
+      if (scopes.some((scope) => !previous.includes(scope))) return "scope" as const;
+      await revokeFamily(tx, token.family, now);
+      return issueTokens(tx, client, token.user_id, scopes, token.family, true);
+    });
+    if (outcome === "scope") {
+      throw new OAuthError("invalid_scope", "A refresh may not widen the scope.");
+    }
+    if (typeof outcome === "string") {
+      throw new OAuthError("invalid_grant", "Invalid refresh token.");
+    }
+    return outcome;
+  }
+
+  async function clientCredentialsGrant(client: OAuthClient, request: TokenRequest) {
+    if (client.secretHash === null) {
+      throw new OAuthError("unauthorized_client", "A public client cannot use client_credentials.");
+    }
+    const scopes = grantedScope(client, request.scope);
+    // RFC 6749 §4.4.3: no refresh token; the client simply asks again.
+    return db.transaction((tx) => issueTokens(tx, client, null, scopes, randomUUID(), false));
+  }
+
+  async function grantToken(
+    credentials: ClientCredentials | undefined,
+    request: TokenRequest,
+    address: string,
+  ): Promise<TokenResponse> {
+    if (!request.grant_type) throw new OAuthError("invalid_request", "Missing grant_type.");
+    if (!(grantTypes as readonly string[]).includes(request.grant_type)) {
+      throw new OAuthError(
+        "unsupported_grant_type",
+        `Unsupported grant_type "${request.grant_type}".`,
+      );
+    }
+    if (!credentials) throw new OAuthError("invalid_client", "Client authentication failed.");
+    const client = await authenticateClient(credentials);
+    const grant = request.grant_type as GrantType;
+    if (!client.grantTypes.includes(grant)) {
+      throw new OAuthError("unauthorized_client", `This client may not use the ${grant} grant.`);
+    }
+    switch (grant) {
+      case "password":
+        return passwordGrant(client, request, address);
+      case "refresh_token":
+        return refreshGrant(client, request);
+      case "client_credentials":
+        return clientCredentialsGrant(client, request);
+    }
+  }
+
+  /** RFC 7009: revokes a token issued to this client; unknown tokens are not an error. */
+  async function revoke(credentials: ClientCredentials | undefined, token: string | undefined) {
+    if (!credentials) throw new OAuthError("invalid_client", "Client authentication failed.");
+    const client = await authenticateClient(credentials);
+    if (!token) throw new OAuthError("invalid_request", "Missing token.");
+    await db.transaction(async (tx) => {
+      const { rows } = await tx.query<StoredToken>(
+        "select * from oauth_token where token_hash = $1 and client_id = $2",
+        [tokenHash(token), client.id],
+      );
+      const stored = rows[0];
+      if (!stored) return;
+      const now = clock.now();
+      // A refresh token takes the tokens issued with it along; an access token goes alone.
+      if (stored.kind === "refresh") await revokeFamily(tx, stored.family, now);
+      else await tx.query("update oauth_token set revoked_at = $2 where id = $1", [stored.id, now]);
+    });
+  }
+
+  /** RFC 7662: anything not currently valid is simply `{"active": false}`. */
+  async function introspect(token: string | undefined) {
+    if (!token) throw new OAuthError("invalid_request", "Missing token.");
+    const { rows } = await db.query<
+      StoredToken & {
+        client: string;
+        username: string | null;
+        is_active: boolean | null;
+        created_at: Date;
+      }
+    >(
+      `select t.*, c.client_id as client, u.username, u.is_active
+       from oauth_token t join oauth_client c on c.id = t.client_id
+       left join app_user u on u.id = t.user_id where t.token_hash = $1`,
+      [tokenHash(token)],
+    );
+    const stored = rows[0];
+    const active =
+      stored !== undefined &&
+      stored.revoked_at === null &&
+      stored.expires_at > clock.now() &&
+      stored.is_active !== false;
+    if (!active) return { active: false as const };
+    return {
+      active: true as const,
+      scope: stored.scope,
+      client_id: stored.client,
+      username: stored.username ?? undefined,
+      token_type: stored.kind === "access" ? "Bearer" : "refresh_token",
+      exp: Math.floor(stored.expires_at.getTime() / 1000),
+      iat: Math.floor(stored.created_at.getTime() / 1000),
+      sub: stored.user_id === null ? undefined : String(stored.user_id),
+    };
+  }
+
+  /** Resolves a Bearer token to who is acting and what they may do. */
+  async function authenticateAccessToken(token: string): Promise<Principal> {
+    const { rows } = await db.query<{
+      id: number;
+      user_id: number | null;
+      username: string | null;
+      is_active: boolean | null;
+      scope: string;
+      expires_at: Date;
+      revoked_at: Date | null;
+      client: string;
+      permissions: string[] | null;
+    }>(
+      `select t.id, t.user_id, u.username, u.is_active, t.scope, t.expires_at, t.revoked_at,
+              c.client_id as client,
+              case when t.user_id is null then null else array(
+                select distinct gp.permission_code from user_group ug
+                join group_permission gp on gp.group_id = ug.group_id
+                where ug.user_id = t.user_id) end as permissions
+       from oauth_token t
+       join oauth_client c on c.id = t.client_id
+       left join app_user u on u.id = t.user_id
+       where t.token_hash = $1 and t.kind = 'access'`,
+      [tokenHash(token)],
+    );
+    const stored = rows[0];
+    if (
+      !stored ||
+      stored.revoked_at !== null ||
+      stored.expires_at <= clock.now() ||
+      stored.is_active === false
+    ) {
+      throw new DomainError("invalid_token", "Invalid token.");
+    }
+    const scopes = parseScope(stored.scope);
+    return {
+      tokenId: stored.id,
+      userId: stored.user_id,
+      username: stored.username,
+      clientId: stored.client,
+      scopes,
+      permissions: effectivePermissions(stored.permissions, scopes),
+      expiresAt: stored.expires_at,
+    };
+  }
+
+  async function createClient(
+    input: NewClient,
+  ): Promise<{ client: OAuthClient; secret: string | null }> {
+    const secret = input.public ? null : (input.secret ?? newClientSecret());
+    const scopes = input.scopes ?? ["read", "write", "groups"];
+    const unknown = scopes.filter((scope) => !(knownScopes as readonly string[]).includes(scope));
+    if (unknown.length > 0) {
+      throw new DomainError("validation", "Invalid input.", {
+        scope: [`Unknown scope: ${unknown.join(" ")}.`],
+      });
+    }
+    try {
+      const { rows } = await db.query<ClientRow>(
+        `insert into oauth_client (client_id, secret_hash, name, grant_types, scopes)
+         values ($1, $2, $3, $4, $5)
+         returning id, client_id, secret_hash, name, grant_types, scopes, created_at`,
+        [
+          input.clientId,
+          secret === null ? null : await hashPassword(secret),
+          input.name ?? "",
+          input.grantTypes ?? ["password", "refresh_token"],
+          scopes,
+        ],
+      );
+      return { client: toClient(rows[0]!), secret };
+    } catch (error) {
+      if (pgErrorCode(error) === pgErrorCodes.uniqueViolation) {
+        throw new DomainError("conflict", "Invalid input.", {
+          client_id: ["oauth client with this client id already exists."],
+        });
+      }
+      throw error;
+    }
+  }
+
+  async function listClients(): Promise<OAuthClient[]> {
+    const { rows } = await db.query<ClientRow>(`${clientSelect} order by id`);
+    return rows.map(toClient);
+  }
+
+  async function deleteClient(clientId: string): Promise<void> {
+    const { rowCount } = await db.query("delete from oauth_client where client_id = $1", [
+      clientId,
+    ]);
+    if (rowCount === 0) throw new DomainError("not_found", "Not found.");
+  }
+
+  /** Drops tokens that can no longer be used, so the table does not grow without bound. */
+  async function purgeExpiredTokens(): Promise<number> {
+    const { rowCount } = await db.query(
+      "delete from oauth_token where expires_at < $1 - interval '1 day'",
+      [clock.now()],
+    );
+    return rowCount;
+  }
+
+  return {
+    findClient,
+    grantToken,
+    revoke,
+    introspect,
+    authenticateClient,
+    authenticateAccessToken,
+    createClient,
+    listClients,
+    deleteClient,
+    purgeExpiredTokens,
+  };
+}
+
+export interface NewClient {
+  clientId: string;
+  secret?: string | undefined;
+  public?: boolean | undefined;
+  name?: string | undefined;
+  grantTypes?: GrantType[] | undefined;
+  scopes?: string[] | undefined;
+}
+
+interface ClientRow {
+  id: number;
+  client_id: string;
+  secret_hash: string | null;
+  name: string;
+  grant_types: string[];
+  scopes: string[];
+  created_at: Date;
+}
+
+const clientSelect =
+  "select id, client_id, secret_hash, name, grant_types, scopes, created_at from oauth_client";
+
+const toClient = (row: ClientRow): OAuthClient => ({
+  id: row.id,
+  clientId: row.client_id,
+  name: row.name,
+  secretHash: row.secret_hash,
+  grantTypes: row.grant_types as GrantType[],
+  scopes: row.scopes,
+  createdAt: row.created_at,
+});
+
+async function revokeFamily(tx: Queryable, family: string, now: Date): Promise<void> {
+  await tx.query(
+    "update oauth_token set revoked_at = $2 where family = $1 and revoked_at is null",
+    [family, now],
+  );
+}
+
+async function userIsActive(tx: Queryable, userId: number): Promise<boolean> {
+  const { rows } = await tx.query<{ is_active: boolean }>(
+    "select is_active from app_user where id = $1",
+    [userId],
+  );
+  return rows[0]?.is_active === true;
+}

@@ -1,0 +1,64 @@
+import type { Database } from "../../platform/database.ts";
+import { pgErrorCode } from "../../platform/errors.ts";
+
+const dayMs = 86_400_000;
+
+/** `axis_data_20261124` holds [2026-11-24T00:00Z, 2026-11-25T00:00Z). */
+export const partitionName = (dayStart: number): string =>
+  `axis_data_${new Date(dayStart).toISOString().slice(0, 10).replaceAll("-", "")}`;
+
+export const dayOf = (time: Date | number): number =>
+  Math.floor(new Date(time).getTime() / dayMs) * dayMs;
+
+/**
+ * Daily partitions of axis_data, created on demand before a write needs them. Which days exist
+ * is remembered, so the hot path costs one Set lookup per distinct day in a batch.
+ */
+export class AxisDataPartitions {
+  private readonly known = new Set<number>();
+
+  constructor(private readonly db: Database) {}
+
+  async ensure(times: Iterable<Date | number>): Promise<void> {
+    const days = new Set<number>();
+    for (const time of times) days.add(dayOf(time));
+    for (const day of days) {
+      if (this.known.has(day)) continue;
+      await this.create(day);
+      this.known.add(day);
+    }
+  }
+
+  private async create(day: number): Promise<void> {
+    const from = new Date(day).toISOString();
+    const to = new Date(day + dayMs).toISOString();
+    try {
+      await this.db.query(
+        `create table if not exists ${partitionName(day)} partition of axis_data
+         for values from ('${from}') to ('${to}')`,
+      );
+    } catch (error) {
+      // Another process made it first (42P07 duplicate table, or 23505 on its catalog row).
+      const code = pgErrorCode(error);
+      if (code !== "42P07" && code !== "23505") throw error;
+    }
+  }
+
+  /** The days that have a partition, oldest first. */
+  async list(): Promise<{ name: string; day: number }[]> {
+    const { rows } = await this.db.query<{ name: string }>(
+      `select c.relname as name from pg_inherits i
+       join pg_class c on c.oid = i.inhrelid
+       join pg_class p on p.oid = i.inhparent
+       where p.relname = 'axis_data' and p.relnamespace = to_regnamespace(current_schema())::oid
+       order by c.relname`,
+    );
+    return rows
+      .map((row) => ({ name: row.name, match: /^axis_data_(\d{4})(\d\d)(\d\d)$/.exec(row.name) }))
+      .filter((row) => row.match)
+      .map(({ name, match }) => ({
+        name,
+        day: Date.UTC(Number(match![1]), Number(match![2]) - 1, Number(match![3])),
+      }));
+  }
+}

@@ -1,0 +1,127 @@
+import { Type } from "@sinclair/typebox";
+import type { Database } from "../../platform/database.ts";
+import { invalid } from "../../platform/errors.ts";
+import type { ResourceDefinition } from "../../platform/resource.ts";
+import { Id, Measurement, Timestamp } from "../../platform/schema-types.ts";
+
+const machineMissing = { field: "machine", reason: "Invalid pk - machine does not exist." };
+const timeFilters = (column: string) => ({
+  since: {
+    sql: (p: string) => `${column} >= ${p}::timestamptz`,
+    schema: Timestamp("Rows at or after this time"),
+  },
+  until: {
+    sql: (p: string) => `${column} < ${p}::timestamptz`,
+    schema: Timestamp("Rows before this time"),
+  },
+});
+
+export const toolsResource: ResourceDefinition = {
+  name: "tool",
+  noun: "tool",
+  path: "/data/tools/",
+  tag: "tools",
+  table: "tool",
+  from: "tool t",
+  alias: "t",
+  idField: "tool_id",
+  idColumn: "tool_id",
+  clientSuppliedId: false,
+  columns: {
+    tool_id: "t.tool_id",
+    machine: "t.machine_id",
+    tool_offset: "t.tool_offset",
+    feedrate: "t.feedrate",
+    update_timestamp: "t.update_timestamp",
+  },
+  writable: {
+    machine: "machine_id",
+    tool_offset: "tool_offset",
+    feedrate: "feedrate",
+    update_timestamp: "update_timestamp",
+  },
+  filters: {
+    machine: { sql: (p) => `t.machine_id = ${p}`, schema: Id() },
+    ...timeFilters("t.update_timestamp"),
+  },
+  orderable: ["tool_id", "machine", "tool_offset", "feedrate", "update_timestamp"],
+  defaultOrdering: ["tool_id"],
+  defaultLimit: 1000,
+  row: Type.Object({
+    tool_id: Type.Integer(),
+    machine: Type.Integer(),
+    tool_offset: Type.Number(),
+    feedrate: Type.Number(),
+    update_timestamp: Type.String({ format: "date-time" }),
+  }),
+  input: Type.Object({
+    machine: Id("machine_id of the machine holding this tool"),
+    tool_offset: Measurement("Tool length offset, mm"),
+    feedrate: Type.Number({ minimum: 0, maximum: 1e9, description: "mm/min" }),
+    update_timestamp: Type.Optional(Timestamp("Defaults to now")),
+  }),
+  readOnly: ["tool_id"],
+  constraints: { tool_machine_id_fkey: machineMissing },
+};
+
+export const toolUsageResource: ResourceDefinition = {
+  name: "toolusage",
+  noun: "tool usage record",
+  path: "/data/tool-usage/",
+  tag: "tool usage",
+  table: "tool_usage",
+  from: "tool_usage u",
+  alias: "u",
+  idField: "usage_id",
+  idColumn: "usage_id",
+  clientSuppliedId: false,
+  columns: {
+    usage_id: "u.usage_id",
+    machine: "u.machine_id",
+    tool_in_use: "u.tool_in_use",
+    update_timestamp: "u.update_timestamp",
+  },
+  writable: {
+    machine: "machine_id",
+    tool_in_use: "tool_in_use",
+    update_timestamp: "update_timestamp",
+  },
+  filters: {
+    machine: { sql: (p) => `u.machine_id = ${p}`, schema: Id() },
+    ...timeFilters("u.update_timestamp"),
+  },
+  orderable: ["usage_id", "machine", "tool_in_use", "update_timestamp"],
+  defaultOrdering: ["usage_id"],
+  defaultLimit: 1000,
+  row: Type.Object({
+    usage_id: Type.Integer(),
+    machine: Type.Integer(),
+    tool_in_use: Type.Integer(),
+    update_timestamp: Type.String({ format: "date-time" }),
+  }),
+  input: Type.Object({
+    machine: Id("machine_id"),
+    tool_in_use: Id("tool_id of a tool of the same machine"),
+    update_timestamp: Type.Optional(Timestamp("Defaults to now")),
+  }),
+  readOnly: ["usage_id"],
+  constraints: { tool_usage_machine_id_fkey: machineMissing },
+  prepare: checkToolBelongsToMachine,
+};
+
+/** The tool in use must be one of the machine's own tools. */
+async function checkToolBelongsToMachine(
+  db: Database,
+  input: Record<string, unknown>,
+  existing?: Record<string, unknown>,
+): Promise<void> {
+  const machine = input.machine ?? existing?.machine;
+  const tool = input.tool_in_use ?? existing?.tool_in_use;
+  if (input.machine === undefined && input.tool_in_use === undefined) return;
+  const { rows } = await db.query("select 1 from tool where tool_id = $1 and machine_id = $2", [
+    tool,
+    machine,
+  ]);
+  if (rows.length === 0)
+    throw invalid({ tool_in_use: [`Tool ${tool} is not a tool of machine ${machine}.`] });
+}

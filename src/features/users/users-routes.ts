@@ -1,0 +1,264 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import type { User, UsersService } from "./users-service.ts";
+
+const Username = Type.String({ minLength: 1, maxLength: 150, pattern: "^[\\w.@+-]+$" });
+const GroupName = Type.String({ minLength: 1, maxLength: 150 });
+const Email = Type.Union([Type.Literal(""), Type.String({ format: "email", maxLength: 254 })]);
+const Name = Type.String({ maxLength: 150 });
+const Password = Type.String({ minLength: 1, maxLength: 1024 });
+const Message = Type.Object({ message: Type.String() });
+
+const UserView = Type.Object({
+  id: Type.Integer(),
+  username: Type.String(),
+  email: Type.String(),
+  first_name: Type.String(),
+  last_name: Type.String(),
+  is_active: Type.Boolean(),
+  date_joined: Type.String({ format: "date-time" }),
+  last_login: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
+  groups: Type.Array(Type.String()),
+});
+
+const GroupView = Type.Object({ name: Type.String(), permissions: Type.Array(Type.String()) });
+const PermissionList = Type.Array(Type.String({ maxLength: 100 }), { maxItems: 200 });
+
+const Membership = Type.Object(
+  { username: Username, group: GroupName },
+  { additionalProperties: false },
+);
+
+const IdParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 2 ** 53 - 1 }) });
+const GroupParams = Type.Object({ name: GroupName });
+
+const userView = (user: User) => ({
+  ...user,
+  date_joined: user.date_joined.toISOString(),
+  last_login: user.last_login?.toISOString() ?? null,
+});
+
+export async function usersRoutes(app: FastifyInstance, { users }: { users: UsersService }) {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  r.post(
+    "/register/",
+    {
+      config: { public: true },
+      schema: {
+        tags: ["users"],
+        summary: "Register a user; it belongs to no group until an Admin adds it to one",
+        body: Type.Object(
+          {
+            username: Username,
+            password: Password,
+            email: Type.Optional(Email),
+            first_name: Type.Optional(Name),
+            last_name: Type.Optional(Name),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: Message },
+      },
+    },
+    async (request, reply) => {
+      await users.createUser(request.body);
+      return reply.code(201).send({ message: "User created successfully" });
+    },
+  );
+
+  r.get(
+    "/users/",
+    {
+      config: { permission: "user.view" },
+      schema: {
+        tags: ["users"],
+        summary: "List users (Admin)",
+        response: { 200: Type.Array(UserView) },
+      },
+    },
+    async () => (await users.listUsers()).map(userView),
+  );
+
+  r.get(
+    "/users/:id/",
+    {
+      config: { permission: "user.view" },
+      schema: {
+        tags: ["users"],
+        summary: "One user (Admin)",
+        params: IdParams,
+        response: { 200: UserView },
+      },
+    },
+    async (request) => userView(await users.getUser(request.params.id)),
+  );
+
+  r.patch(
+    "/users/:id/",
+    {
+      config: { permission: "user.change" },
+      schema: {
+        tags: ["users"],
+        summary: "Change a user's details, password or active flag (Admin)",
+        params: IdParams,
+        body: Type.Object(
+          {
+            email: Type.Optional(Email),
+            first_name: Type.Optional(Name),
+            last_name: Type.Optional(Name),
+            is_active: Type.Optional(Type.Boolean()),
+            password: Type.Optional(Password),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: UserView },
+      },
+    },
+    async (request) => userView(await users.updateUser(request.params.id, request.body)),
+  );
+
+  r.delete(
+    "/users/:id/",
+    {
+      config: { permission: "user.delete" },
+      schema: {
+        tags: ["users"],
+        summary: "Delete a user and its tokens (Admin)",
+        params: IdParams,
+      },
+    },
+    async (request, reply) => {
+      await users.deleteUser(request.params.id);
+      return reply.code(204).send();
+    },
+  );
+
+  r.get(
+    "/groups/",
+    {
+      config: { permission: "group.view" },
+      schema: {
+        tags: ["users"],
+        summary: "List groups with their permissions (Admin)",
+        response: { 200: Type.Array(GroupView) },
+      },
+    },
+    () => users.listGroups(),
+  );
+
+  r.post(
+    "/groups/",
+    {
+      config: { permission: "group.add" },
+      schema: {
+        tags: ["users"],
+        summary: "Create a group (Admin)",
+        body: Type.Object(
+          { name: GroupName, permissions: Type.Optional(PermissionList) },
+          { additionalProperties: false },
+        ),
+        response: { 201: GroupView },
+      },
+    },
+    async (request, reply) =>
+      reply.code(201).send(await users.createGroup(request.body.name, request.body.permissions)),
+  );
+
+  r.get(
+    "/groups/:name/",
+    {
+      config: { permission: "group.view" },
+      schema: {
+        tags: ["users"],
+        summary: "One group (Admin)",
+        params: GroupParams,
+        response: { 200: GroupView },
+      },
+    },
+    (request) => users.getGroup(request.params.name),
+  );
+
+  r.delete(
+    "/groups/:name/",
+    {
+      config: { permission: "group.delete" },
+      schema: {
+        tags: ["users"],
+        summary: "Delete a group (Admin; not Admin itself)",
+        params: GroupParams,
+      },
+    },
+    async (request, reply) => {
+      await users.deleteGroup(request.params.name);
+      return reply.code(204).send();
+    },
+  );
+
+  r.put(
+    "/groups/:name/permissions/",
+    {
+      config: { permission: "group.change" },
+      schema: {
+        tags: ["users"],
+        summary: "Replace a group's permissions (Admin)",
+        params: GroupParams,
+        body: Type.Object({ permissions: PermissionList }, { additionalProperties: false }),
+        response: { 200: GroupView },
+      },
+    },
+    (request) => users.setGroupPermissions(request.params.name, request.body.permissions),
+  );
+
+  r.get(
+    "/permissions/",
+    {
+      config: { permission: "group.view" },
+      schema: {
+        tags: ["users"],
+        summary: "Every permission code (Admin)",
+        response: {
+          200: Type.Array(Type.Object({ code: Type.String(), description: Type.String() })),
+        },
+      },
+    },
+    () => users.listPermissions(),
+  );
+
+  r.post(
+    "/add-user-to-group/",
+    {
+      config: { permission: "group.change" },
+      schema: {
+        tags: ["users"],
+        summary: "Add a user to a group (Admin)",
+        body: Membership,
+        response: { 200: Message },
+      },
+    },
+    async (request) => {
+      const { username, group } = request.body;
+      await users.changeMembership("add", username, group);
+      return { message: `User ${username} added to group ${group}` };
+    },
+  );
+
+  r.post(
+    "/remove-user-from-group/",
+    {
+      config: { permission: "group.change" },
+      schema: {
+        tags: ["users"],
+        summary: "Remove a user from a group (Admin)",
+        body: Membership,
+        response: { 200: Message },
+      },
+    },
+    async (request) => {
+      const { username, group } = request.body;
+      await users.changeMembership("remove", username, group);
+      return { message: `User ${username} removed from group ${group}` };
+    },
+  );
+}

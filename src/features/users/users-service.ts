@@ -1,0 +1,265 @@
+import type { Database } from "../../platform/database.ts";
+import {
+  DomainError,
+  invalid,
+  notFound,
+  pgErrorCode,
+  pgErrorCodes,
+} from "../../platform/errors.ts";
+import { hashPassword, passwordProblems } from "../auth/passwords.ts";
+
+export interface NewUser {
+  username: string;
+  password: string;
+  email?: string | undefined;
+  first_name?: string | undefined;
+  last_name?: string | undefined;
+}
+
+export interface User {
+  id: number;
+  username: string;
+  email: string;
+  first_name: string;
+  last_name: string;
+  is_active: boolean;
+  date_joined: Date;
+  last_login: Date | null;
+  groups: string[];
+}
+
+export interface UserChanges {
+  email?: string;
+  first_name?: string;
+  last_name?: string;
+  is_active?: boolean;
+  password?: string;
+}
+
+export interface Group {
+  name: string;
+  permissions: string[];
+}
+
+const userSelect = `
+  select u.id, u.username, u.email, u.first_name, u.last_name, u.is_active, u.date_joined,
+         u.last_login,
+         array(select g.name from user_group ug join app_group g on g.id = ug.group_id
+               where ug.user_id = u.id order by g.name) as groups
+  from app_user u`;
+
+export type UsersService = ReturnType<typeof createUsersService>;
+
+export function createUsersService({ db }: { db: Database }) {
+  /** Creates a user, optionally in groups; self-registration passes no groups (no access). */
+  async function createUser(input: NewUser, groups: string[] = []): Promise<User> {
+    const problems = passwordProblems(input.password, input.username);
+    if (problems.length > 0) throw invalid({ password: problems });
+    const passwordHash = await hashPassword(input.password);
+    try {
+      const id = await db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ id: number }>(
+          `insert into app_user (username, password_hash, email, first_name, last_name)
+           values ($1, $2, $3, $4, $5) returning id`,
+          [
+            input.username,
+            passwordHash,
+            input.email ?? "",
+            input.first_name ?? "",
+            input.last_name ?? "",
+          ],
+        );
+        const userId = rows[0]!.id;
+        for (const group of groups) {
+          const added = await tx.query(
+            `insert into user_group (user_id, group_id) select $1, id from app_group where name = $2`,
+            [userId, group],
+          );
+          if (added.rowCount === 0) throw invalid({ group: [`Group "${group}" does not exist.`] });
+        }
+        return userId;
+      });
+      return getUser(id);
+    } catch (error) {
+      if (pgErrorCode(error) === pgErrorCodes.uniqueViolation) {
+        throw new DomainError("conflict", "Invalid input.", {
+          username: ["A user with that username already exists."],
+        });
+      }
+      throw error;
+    }
+  }
+
+  async function listUsers(): Promise<User[]> {
+    const { rows } = await db.query<User>(`${userSelect} order by u.id`);
+    return rows;
+  }
+
+  async function getUser(id: number): Promise<User> {
+    const { rows } = await db.query<User>(`${userSelect} where u.id = $1`, [id]);
+    if (!rows[0]) throw notFound();
+    return rows[0];
+  }
+
+  async function updateUser(id: number, changes: UserChanges): Promise<User> {
+    const sets: string[] = [];
+    const params: unknown[] = [id];
+    const set = (column: string, value: unknown) => {
+      params.push(value);
+      sets.push(`${column} = $${params.length}`);
+    };
+    if (changes.password !== undefined) {
+      const { username } = await getUser(id);
+      const problems = passwordProblems(changes.password, username);
+      if (problems.length > 0) throw invalid({ password: problems });
+      set("password_hash", await hashPassword(changes.password));
+    }
+    for (const column of ["email", "first_name", "last_name", "is_active"] as const) {
+      if (changes[column] !== undefined) set(column, changes[column]);
+    }
+    if (sets.length > 0) {
+      const { rowCount } = await db.query(
+        `update app_user set ${sets.join(", ")} where id = $1`,
+        params,
+      );
+      if (rowCount === 0) throw notFound();
+    }
+    // A new password or a deactivation ends every session the user had.
+    if (changes.password !== undefined || changes.is_active === false) {
+      await db.query(
+        "update oauth_token set revoked_at = now() where user_id = $1 and revoked_at is null",
+        [id],
+      );
+    }
+    return getUser(id);
+  }
+
+  async function deleteUser(id: number): Promise<void> {
+    const { rowCount } = await db.query("delete from app_user where id = $1", [id]);
+    if (rowCount === 0) throw notFound();
+  }
+
+  async function listGroups(): Promise<Group[]> {
+    const { rows } = await db.query<Group>(
+      `select g.name, array(select permission_code from group_permission gp
+                            where gp.group_id = g.id order by permission_code) as permissions
+       from app_group g order by g.id`,
+    );
+    return rows;
+  }
+
+  async function getGroup(name: string): Promise<Group> {
+    const group = (await listGroups()).find((candidate) => candidate.name === name);
+    if (!group) throw notFound();
+    return group;
+  }
+
+  async function createGroup(name: string, permissions: string[] = []): Promise<Group> {
+    try {
+      await db.transaction(async (tx) => {
+        const { rows } = await tx.query<{ id: number }>(
+          "insert into app_group (name) values ($1) returning id",
+          [name],
+        );
+        await replacePermissions(tx, rows[0]!.id, permissions);
+      });
+    } catch (error) {
+      if (pgErrorCode(error) === pgErrorCodes.uniqueViolation) {
+        throw new DomainError("conflict", "Invalid input.", {
+          name: ["group with this name already exists."],
+        });
+      }
+      throw error;
+    }
+    return getGroup(name);
+  }
+
+  async function deleteGroup(name: string): Promise<void> {
+    if (name === "Admin") throw invalid({ name: ["The Admin group cannot be deleted."] });
+    const { rowCount } = await db.query("delete from app_group where name = $1", [name]);
+    if (rowCount === 0) throw notFound();
+  }
+
+  async function setGroupPermissions(name: string, permissions: string[]): Promise<Group> {
+    await db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ id: number }>("select id from app_group where name = $1", [
+        name,
+      ]);
+      if (!rows[0]) throw notFound();
+      await replacePermissions(tx, rows[0].id, permissions);
+    });
+    return getGroup(name);
+  }
+
+  async function listPermissions(): Promise<{ code: string; description: string }[]> {
+    const { rows } = await db.query<{ code: string; description: string }>(
+      "select code, description from permission order by code",
+    );
+    return rows;
+  }
+
+  async function changeMembership(action: "add" | "remove", username: string, group: string) {
+    const { rows } = await db.query<{ user_id: number | null; group_id: number | null }>(
+      `select (select id from app_user where lower(username) = lower($1)) as user_id,
+              (select id from app_group where name = $2) as group_id`,
+      [username, group],
+    );
+    const found = rows[0];
+    const errors: Record<string, string[]> = {};
+    if (!found?.user_id) errors.username = [`User "${username}" does not exist.`];
+    if (!found?.group_id) errors.group = [`Group "${group}" does not exist.`];
+    if (Object.keys(errors).length > 0) throw invalid(errors);
+    const sql =
+      action === "add"
+        ? "insert into user_group (user_id, group_id) values ($1, $2) on conflict do nothing"
+        : "delete from user_group where user_id = $1 and group_id = $2";
+    await db.query(sql, [found!.user_id, found!.group_id]);
+  }
+
+  /** The contract's ADMIN_USERNAME/ADMIN_PASSWORD: an Admin that exists from the first start. */
+  async function ensureAdmin(username: string, password: string): Promise<boolean> {
+    const { rows } = await db.query("select 1 from app_user where lower(username) = lower($1)", [
+      username,
+    ]);
+    if (rows.length > 0) return false;
+    await createUser({ username, password }, ["Admin"]);
+    return true;
+  }
+
+  return {
+    createUser,
+    listUsers,
+    getUser,
+    updateUser,
+    deleteUser,
+    listGroups,
+    getGroup,
+    createGroup,
+    deleteGroup,
+    setGroupPermissions,
+    listPermissions,
+    changeMembership,
+    ensureAdmin,
+  };
+}
+
+async function replacePermissions(
+  tx: Pick<Database, "query">,
+  groupId: number,
+  permissions: string[],
+): Promise<void> {
+  const unique = [...new Set(permissions)];
+  const { rows } = await tx.query<{ code: string }>(
+    "select code from permission where code = any($1::text[])",
+    [unique],
+  );
+  const known = new Set(rows.map((row) => row.code));
+  const unknown = unique.filter((code) => !known.has(code));
+  if (unknown.length > 0)
+    throw invalid({ permissions: unknown.map((code) => `Unknown permission "${code}".`) });
+  await tx.query("delete from group_permission where group_id = $1", [groupId]);
+  await tx.query(
+    "insert into group_permission (group_id, permission_code) select $1, unnest($2::text[])",
+    [groupId, unique],
+  );
+}

@@ -1,0 +1,111 @@
+import { PGlite } from "@electric-sql/pglite";
+import pg from "pg";
+
+/** What every data-access function needs: run one statement. A transaction is also one. */
+export interface Queryable {
+  query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<Row>>;
+}
+
+export interface QueryResult<Row> {
+  rows: Row[];
+  rowCount: number;
+}
+
+export interface Database extends Queryable {
+  readonly kind: "embedded" | "postgres";
+  /** Runs `work` in one transaction; it commits when `work` resolves and rolls back when it throws. */
+  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Runs a script of several statements (migrations), without parameters. */
+  exec(sql: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseOptions {
+  /** `postgres://…`; absent means the embedded database. */
+  url?: string | undefined;
+  /** Where the embedded database keeps its files; absent means in memory. */
+  dataDir?: string | undefined;
+  /** PostgreSQL only: the schema every connection works in (tests use one per file). */
+  schema?: string | undefined;
+  /** PostgreSQL only: pool size. */
+  maxConnections?: number;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  return options.url ? openPostgres(options.url, options) : openEmbedded(options.dataDir);
+}
+
+async function openEmbedded(dataDir: string | undefined): Promise<Database> {
+  const db = await PGlite.create(dataDir ? { dataDir } : {});
+  const run = async <Row>(
+    target: Pick<PGlite, "query">,
+    sql: string,
+    params?: unknown[],
+  ): Promise<QueryResult<Row>> => {
+    const result = await target.query<Row>(sql, params);
+    return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+  };
+  return {
+    kind: "embedded",
+    query: (sql, params) => run(db, sql, params),
+    transaction: (work) =>
+      db.transaction((tx) => work({ query: (sql, params) => run(tx, sql, params) })),
+    exec: async (sql) => {
+      await db.exec(sql);
+    },
+    close: () => db.close(),
+  };
+}
+
+// node-postgres returns int8 and numeric as strings to be safe for huge values; our ids and
+// counts stay far below 2^53, and callers expect JSON numbers, so parse them here once.
+const types = {
+  getTypeParser(oid: number, format?: string) {
+    if (oid === pg.types.builtins.INT8) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format as "text");
+  },
+};
+
+async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.maxConnections ?? 10,
+    types: types as pg.CustomTypesConfig,
+    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+  });
+  // An idle client that loses its server emits 'error' on the pool; without a listener that
+  // would crash the process. The next query reconnects, so a log line is enough.
+  pool.on("error", () => {});
+  const run = async <Row>(
+    target: pg.Pool | pg.PoolClient,
+    sql: string,
+    params?: unknown[],
+  ): Promise<QueryResult<Row>> => {
+    const result = await target.query(sql, params as unknown[]);
+    return { rows: result.rows as Row[], rowCount: result.rowCount ?? result.rows.length };
+  };
+  // Fail at start with the server's reason, not at the first request.
+  await pool.query("select 1");
+  return {
+    kind: "postgres",
+    query: (sql, params) => run(pool, sql, params),
+    async transaction(work) {
+      const client = await pool.connect();
+      try {
+        await client.query("begin");
+        const result = await work({ query: (sql, params) => run(client, sql, params) });
+        await client.query("commit");
+        return result;
+      } catch (error) {
+        await client.query("rollback").catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    exec: async (sql) => {
+      await pool.query(sql);
+    },
+    close: () => pool.end(),
+  };
+}

@@ -1,0 +1,65 @@
+import type { FastifyError, FastifyInstance } from "fastify";
+import { DomainError, type ErrorCode, OAuthError } from "./errors.ts";
+import { fieldErrors } from "./validation.ts";
+
+const statusOf: Record<ErrorCode, number> = {
+  validation: 400,
+  conflict: 400,
+  unauthenticated: 401,
+  invalid_token: 401,
+  forbidden: 403,
+  not_found: 404,
+  rate_limited: 429,
+  unavailable: 503,
+};
+
+/**
+ * The one place where errors become HTTP answers. Anything not recognised is a 500 whose body
+ * says nothing of the cause; the cause goes to the log.
+ */
+export function registerErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof DomainError) {
+      const status = statusOf[error.code];
+      if (error.code === "unauthenticated" || error.code === "invalid_token") {
+        reply.header("WWW-Authenticate", 'Bearer realm="api"');
+      }
+      const body = error.fields ?? { detail: error.message };
+      return reply.code(status).send(body);
+    }
+    if (error instanceof OAuthError) {
+      reply.header("Cache-Control", "no-store").header("Pragma", "no-cache");
+      if (error.retryAfterSeconds) reply.header("Retry-After", String(error.retryAfterSeconds));
+      if (error.error === "invalid_client" && request.headers.authorization?.startsWith("Basic ")) {
+        reply.header("WWW-Authenticate", 'Basic realm="oauth"');
+      }
+      return reply
+        .code(error.status)
+        .send({ error: error.error, error_description: error.description });
+    }
+    if (error.validation) {
+      return reply.code(400).send(fieldErrors(error.validation as never));
+    }
+    switch (error.code) {
+      case "FST_ERR_CTP_INVALID_JSON_BODY":
+      case "FST_ERR_CTP_EMPTY_JSON_BODY":
+        return reply.code(400).send({ detail: `JSON parse error - ${error.message}` });
+      case "FST_ERR_CTP_BODY_TOO_LARGE":
+        return reply.code(413).send({ detail: "Request body is too large." });
+      case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+        return reply.code(415).send({
+          detail: `Unsupported media type "${request.headers["content-type"]}" in request.`,
+        });
+    }
+    if (error instanceof SyntaxError || error.statusCode === 400) {
+      return reply.code(400).send({ detail: `JSON parse error - ${error.message}` });
+    }
+    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      return reply.code(error.statusCode).send({ detail: error.message });
+    }
+    request.log.error({ err: error }, "unhandled error");
+    return reply.code(500).send({ detail: "Internal server error." });
+  });
+
+  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ detail: "Not found." }));
+}

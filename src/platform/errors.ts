@@ -1,0 +1,77 @@
+/**
+ * Domain errors with stable codes. Services throw these; `error-handler.ts` maps them to HTTP
+ * in one place, and the CLI to exit statuses.
+ */
+export type ErrorCode =
+  | "validation"
+  | "not_found"
+  | "conflict"
+  | "unauthenticated"
+  | "invalid_token"
+  | "forbidden"
+  | "rate_limited"
+  | "unavailable";
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** For `validation` and `conflict`: the reasons per field, as DRF shows them. */
+    readonly fields?: Record<string, string[]>,
+  ) {
+    super(message);
+    this.name = "DomainError";
+  }
+}
+
+export const notFound = () => new DomainError("not_found", "Not found.");
+
+export const forbidden = () =>
+  new DomainError("forbidden", "You do not have permission to perform this action.");
+
+export const invalid = (fields: Record<string, string[]>) =>
+  new DomainError("validation", "Invalid input.", fields);
+
+export const invalidField = (field: string, reason: string) => invalid({ [field]: [reason] });
+
+/** PostgreSQL's SQLSTATE codes we turn into answers a client can act on. */
+export const pgErrorCodes = {
+  uniqueViolation: "23505",
+  foreignKeyViolation: "23503",
+  checkViolation: "23514",
+  notNullViolation: "23502",
+  numericOutOfRange: "22003",
+  invalidTextRepresentation: "22P02",
+  datetimeOverflow: "22008",
+} as const;
+
+export function pgErrorCode(error: unknown): string | undefined {
+  if (typeof error === "object" && error !== null && "code" in error) {
+    const code = (error as { code: unknown }).code;
+    return typeof code === "string" ? code : undefined;
+  }
+  return undefined;
+}
+
+/** RFC 6749 §5.2 errors from the token, revocation and introspection endpoints. */
+export type OAuthErrorCode =
+  | "invalid_request"
+  | "invalid_client"
+  | "invalid_grant"
+  | "unauthorized_client"
+  | "unsupported_grant_type"
+  | "invalid_scope"
+  | "unsupported_token_type"
+  | "too_many_requests";
+
+export class OAuthError extends Error {
+  constructor(
+    readonly error: OAuthErrorCode,
+    readonly description: string,
+    readonly status = error === "invalid_client" ? 401 : error === "too_many_requests" ? 429 : 400,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(description);
+    this.name = "OAuthError";
+  }
+}

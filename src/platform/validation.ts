@@ -1,0 +1,99 @@
+import { Ajv, type ErrorObject, type Options } from "ajv";
+import type { FastifySchema, FastifySchemaCompiler } from "fastify";
+
+const shared: Options = {
+  allErrors: true,
+  removeAdditional: false,
+  useDefaults: true,
+  strict: false,
+};
+
+// Bodies are JSON: a string is not a number there, and `true` is not 1. Query strings and
+// path parameters are text by nature, so only they are coerced.
+const bodyAjv = new Ajv({ ...shared, coerceTypes: false });
+const textAjv = new Ajv({ ...shared, coerceTypes: "array" });
+for (const ajv of [bodyAjv, textAjv]) {
+  ajv.addFormat("date-time", {
+    type: "string",
+    validate: (value: string) =>
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/i.test(value) &&
+      !Number.isNaN(Date.parse(value)),
+  });
+  ajv.addFormat("email", /^[^\s@]+@[^\s@]+\.[^\s@]+$/);
+}
+
+export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema, httpPart }) => {
+  const ajv = httpPart === "body" ? bodyAjv : textAjv;
+  return ajv.compile(schema as object) as ReturnType<FastifySchemaCompiler<FastifySchema>>;
+};
+
+/** Turns Ajv's errors into DRF's `{field: ["reason", …]}`. */
+export function fieldErrors(errors: ErrorObject[]): Record<string, string[]> {
+  const fields: Record<string, string[]> = {};
+  for (const error of errors) {
+    const [field, reason] = describe(error);
+    const reasons = fields[field] ?? [];
+    if (!reasons.includes(reason)) reasons.push(reason);
+    fields[field] = reasons;
+  }
+  return fields;
+}
+
+function describe(error: ErrorObject): [string, string] {
+  const path = error.instancePath.split("/").slice(1).join(".");
+  const field = (name: string) => (path ? `${path}.${name}` : name);
+  const params = error.params as Record<string, unknown>;
+  switch (error.keyword) {
+    case "required":
+      return [field(String(params.missingProperty)), "This field is required."];
+    case "additionalProperties":
+      return [field(String(params.additionalProperty)), "Unknown field."];
+    case "type":
+      return [path || "non_field_errors", typeMessage(String(params.type))];
+    case "maxLength":
+      return [path, `Ensure this field has no more than ${params.limit} characters.`];
+    case "minLength":
+      return [
+        path,
+        Number(params.limit) === 1
+          ? "This field may not be blank."
+          : `Ensure this field has at least ${params.limit} characters.`,
+      ];
+    case "maximum":
+      return [path, `Ensure this value is less than or equal to ${params.limit}.`];
+    case "minimum":
+      return [path, `Ensure this value is greater than or equal to ${params.limit}.`];
+    case "exclusiveMinimum":
+      return [path, `Ensure this value is greater than ${params.limit}.`];
+    case "maxItems":
+      return [path, `Ensure this field has no more than ${params.limit} elements.`];
+    case "minItems":
+      return [path, `Ensure this field has at least ${params.limit} elements.`];
+    case "format":
+      return [path, formatMessage(String(params.format))];
+    case "enum":
+    case "const":
+      return [path, "Not a valid choice."];
+    case "pattern":
+      return [path, "Enter a valid value."];
+    default:
+      return [path || "non_field_errors", error.message ?? "Invalid value."];
+  }
+}
+
+function typeMessage(type: string): string {
+  if (type.includes("integer")) return "A valid integer is required.";
+  if (type.includes("number")) return "A valid number is required.";
+  if (type.includes("boolean")) return "Must be a valid boolean.";
+  if (type.includes("string")) return "Not a valid string.";
+  if (type.includes("array")) return "Expected a list of items.";
+  if (type.includes("object")) return "Expected an object.";
+  return `Expected ${type}.`;
+}
+
+function formatMessage(format: string): string {
+  if (format === "date-time")
+    return "Datetime has wrong format. Use ISO 8601, e.g. 2026-01-31T12:00:00Z.";
+  if (format === "email") return "Enter a valid email address.";
+  return `Enter a valid ${format}.`;
+}

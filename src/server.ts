@@ -1,0 +1,56 @@
+import { buildApp } from "./app.ts";
+import type { Config } from "./config.ts";
+import { openRuntime } from "./runtime.ts";
+
+/** `spindle serve`: migrate, then serve until SIGTERM or SIGINT, then close cleanly. */
+export async function serve(config: Config): Promise<void> {
+  const runtime = await openRuntime(config);
+  const { services } = runtime;
+  const app = await buildApp(services, {
+    logger: {
+      level: config.logLevel,
+      // Tokens can travel in query strings (the WebSocket's ?token=); keep them out of logs.
+      serializers: {
+        req: (request) => ({
+          method: request.method,
+          url: request.url.replace(/([?&](?:token|access_token)=)[^&]*/gi, "$1[redacted]"),
+          remoteAddress: request.ip,
+        }),
+      },
+      redact: ["req.headers.authorization"],
+    },
+  });
+  if (runtime.migrated.length > 0)
+    app.log.info({ migrations: runtime.migrated }, "database migrated");
+  if (config.adminUsername && config.adminPassword) {
+    const created = await services.users.ensureAdmin(config.adminUsername, config.adminPassword);
+    if (created) app.log.info({ username: config.adminUsername }, "admin user created");
+  }
+  const purge = setInterval(() => {
+    services.oauth
+      .purgeExpiredTokens()
+      .catch((error: unknown) => app.log.warn({ err: error }, "token purge failed"));
+  }, 3_600_000);
+  purge.unref();
+
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, "shutting down");
+    clearInterval(purge);
+    await app.close();
+    await runtime.close();
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    await runtime.close();
+    const reason =
+      (error as { code?: string }).code === "EADDRINUSE" ? "address already in use" : String(error);
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${reason}`);
+  }
+}
