@@ -1,0 +1,549 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  buildTestApp,
+  type TestApp,
+  testClient,
+  testPassword,
+  uniqueName,
+} from "../../../test/helpers/app.ts";
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await buildTestApp({ LOGIN_ATTEMPTS_PER_USER: "3", ACCESS_TOKEN_LIFETIME: "60" });
+});
+afterAll(() => t.close());
+
+async function newUser(groups = ["Manager"]) {
+  const username = uniqueName("oauth");
+  await t.services.users.createUser({ username, password: testPassword }, groups);
+  return username;
+}
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const machines = (token: string) =>
+  t.inject({ method: "GET", url: "/data/machines/", headers: bearer(token) });
+
+describe("POST /o/token/ password grant", () => {
+  it("issues a bearer token and a refresh token, not cacheable", async () => {
+    const username = await newUser();
+    const answer = await t.token({ grant_type: "password", username, password: testPassword });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.headers["cache-control"]).toBe("no-store");
+    const body = answer.json();
+    expect(body).toMatchObject({
+      token_type: "Bearer",
+      expires_in: 60,
+      scope: "read write groups ingest",
+    });
+    expect(body.access_token).toMatch(/^spa_[\w-]{43}$/);
+    expect(body.refresh_token).toMatch(/^spr_[\w-]{43}$/);
+    expect((await machines(body.access_token)).statusCode).toBe(200);
+  });
+
+  it("stores only hashes of tokens", async () => {
+    const username = await newUser();
+    const { access_token } = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    const { rows } = await t.database.db.query<{ token_hash: Buffer }>(
+      "select token_hash from oauth_token",
+    );
+    const stored = rows.map((row) => Buffer.from(row.token_hash).toString("hex")).join(" ");
+    expect(stored).not.toContain(Buffer.from(access_token).toString("hex"));
+    expect(rows.every((row) => Buffer.from(row.token_hash).length === 32)).toBe(true);
+  });
+
+  it("accepts the client in the body and JSON bodies", async () => {
+    const username = await newUser();
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      payload: {
+        grant_type: "password",
+        username,
+        password: testPassword,
+        client_id: testClient.id,
+        client_secret: testClient.secret,
+      },
+    });
+    expect(answer.statusCode).toBe(200);
+  });
+
+  it("refuses two client authentication methods at once", async () => {
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      headers: {
+        authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+      },
+      payload: { grant_type: "client_credentials", client_id: testClient.id },
+    });
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json().error).toBe("invalid_request");
+  });
+
+  it("answers RFC 6749 errors", async () => {
+    const username = await newUser();
+    const cases: [Record<string, string>, [string, string] | undefined, number, string][] = [
+      [
+        { grant_type: "password", username, password: "wrong-password" },
+        undefined,
+        400,
+        "invalid_grant",
+      ],
+      [
+        { grant_type: "password", username: "nobody-here", password: "x" },
+        undefined,
+        400,
+        "invalid_grant",
+      ],
+      [{ grant_type: "password", username }, undefined, 400, "invalid_request"],
+      [{ username, password: testPassword }, undefined, 400, "invalid_request"],
+      [{ grant_type: "authorization_code", code: "x" }, undefined, 400, "unsupported_grant_type"],
+      [
+        { grant_type: "password", username, password: testPassword, scope: "read admin" },
+        undefined,
+        400,
+        "invalid_scope",
+      ],
+      [
+        { grant_type: "password", username, password: testPassword },
+        [testClient.id, "wrong"],
+        401,
+        "invalid_client",
+      ],
+      [
+        { grant_type: "password", username, password: testPassword },
+        ["no-such-client", "x"],
+        401,
+        "invalid_client",
+      ],
+      [
+        { grant_type: "refresh_token", refresh_token: "spr_not-a-token" },
+        undefined,
+        400,
+        "invalid_grant",
+      ],
+      [{ grant_type: "refresh_token" }, undefined, 400, "invalid_request"],
+    ];
+    for (const [form, basic, status, error] of cases) {
+      const answer = await t.token(form, basic);
+      expect({ form, status: answer.statusCode, error: answer.json().error }).toEqual({
+        form,
+        status,
+        error,
+      });
+    }
+  });
+
+  it("refuses a token request without any client", async () => {
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      payload: { grant_type: "client_credentials" },
+    });
+    expect(answer.statusCode).toBe(401);
+    expect(answer.json().error).toBe("invalid_client");
+  });
+
+  it("answers malformed and hostile bodies with invalid_request, never 500", async () => {
+    const bodies = [
+      {
+        payload: "grant_type=password&username=a&username=b&password=x",
+        type: "application/x-www-form-urlencoded",
+      },
+      { payload: JSON.stringify({ grant_type: 42 }), type: "application/json" },
+      {
+        payload: JSON.stringify({
+          grant_type: "password",
+          username: "x".repeat(5000),
+          password: "y",
+        }),
+        type: "application/json",
+      },
+      { payload: "{not json", type: "application/json" },
+      {
+        payload: JSON.stringify({
+          grant_type: "password",
+          username: "' or 1=1 --",
+          password: "' or ''='",
+        }),
+        type: "application/json",
+      },
+    ];
+    for (const { payload, type } of bodies) {
+      const answer = await t.inject({
+        method: "POST",
+        url: "/o/token/",
+        headers: {
+          "content-type": type,
+          authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+        },
+        payload,
+      });
+      expect(answer.statusCode, payload.slice(0, 60)).toBe(400);
+    }
+  });
+
+  it("refuses an inactive user", async () => {
+    const username = await newUser();
+    const { rows } = await t.database.db.query<{ id: number }>(
+      "select id from app_user where username = $1",
+      [username],
+    );
+    await t.services.users.updateUser(rows[0]!.id, { is_active: false });
+    const answer = await t.token({ grant_type: "password", username, password: testPassword });
+    expect(answer.json().error).toBe("invalid_grant");
+  });
+});
+
+describe("login rate limit", () => {
+  it("answers 429 after too many failures for one username, even with the right password", async () => {
+    const username = await newUser();
+    for (let i = 0; i < 3; i++) {
+      expect(
+        (await t.token({ grant_type: "password", username, password: "wrong" })).statusCode,
+      ).toBe(400);
+    }
+    const blocked = await t.token({ grant_type: "password", username, password: testPassword });
+    expect(blocked.statusCode).toBe(429);
+    expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(0);
+    // Other users are not affected.
+    const other = await newUser();
+    expect(
+      (await t.token({ grant_type: "password", username: other, password: testPassword }))
+        .statusCode,
+    ).toBe(200);
+  });
+
+  it("limits failures per client address across usernames", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_ADDRESS: "4",
+      LOGIN_ATTEMPTS_PER_USER: "100",
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        await strict.token({ grant_type: "password", username: `guess${i}`, password: "wrong" });
+      }
+      const username = uniqueName("victim");
+      await strict.services.users.createUser({ username, password: testPassword });
+      expect(
+        (await strict.token({ grant_type: "password", username, password: testPassword }))
+          .statusCode,
+      ).toBe(429);
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
+describe("refresh_token grant", () => {
+  it("rotates: the new pair works, the used refresh token and the old access token stop", async () => {
+    const username = await newUser();
+    const first = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    const second = await t.token({
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+    });
+    expect(second.statusCode).toBe(200);
+    const pair = second.json();
+    expect(pair.refresh_token).not.toBe(first.refresh_token);
+    expect((await machines(pair.access_token)).statusCode).toBe(200);
+    expect((await machines(first.access_token)).statusCode).toBe(401);
+    const reused = await t.token({
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+    });
+    expect(reused.json().error).toBe("invalid_grant");
+    // Reuse means the token leaked: the whole family, including the new pair, is revoked.
+    expect((await machines(pair.access_token)).statusCode).toBe(401);
+    expect(
+      (await t.token({ grant_type: "refresh_token", refresh_token: pair.refresh_token }))
+        .statusCode,
+    ).toBe(400);
+  });
+
+  it("may narrow the scope but not widen it", async () => {
+    const username = await newUser();
+    const first = (
+      await t.token({ grant_type: "password", username, password: testPassword, scope: "read" })
+    ).json();
+    const wider = await t.token({
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+      scope: "read write",
+    });
+    expect(wider.json().error).toBe("invalid_scope");
+  });
+
+  it("belongs to the client it was issued to", async () => {
+    await t.services.oauth.createClient({
+      clientId: "other-client",
+      secret: "other-client-secret-123456",
+    });
+    const username = await newUser();
+    const first = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    const stolen = await t.token(
+      { grant_type: "refresh_token", refresh_token: first.refresh_token },
+      ["other-client", "other-client-secret-123456"],
+    );
+    expect(stolen.json().error).toBe("invalid_grant");
+  });
+});
+
+describe("token expiry", () => {
+  it("an access token stops working when its lifetime passes", async () => {
+    const username = await newUser();
+    const { access_token } = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    expect((await machines(access_token)).statusCode).toBe(200);
+    t.clock.advance(61_000);
+    const expired = await machines(access_token);
+    expect(expired.statusCode).toBe(401);
+    expect(expired.json()).toEqual({ detail: "Invalid token." });
+  });
+});
+
+describe("client_credentials grant", () => {
+  it("gives a machine adapter a token without a refresh token, scoped to what it asked", async () => {
+    const answer = await t.token({ grant_type: "client_credentials", scope: "ingest read" });
+    expect(answer.statusCode).toBe(200);
+    const body = answer.json();
+    expect(body.refresh_token).toBeUndefined();
+    expect(body.scope).toBe("ingest read");
+    expect((await machines(body.access_token)).statusCode).toBe(200);
+    // No user behind it: it cannot administer anything.
+    expect(
+      (await t.inject({ method: "GET", url: "/users/", headers: bearer(body.access_token) }))
+        .statusCode,
+    ).toBe(403);
+  });
+
+  it("is refused to a client not registered for it, and to public clients", async () => {
+    await t.services.oauth.createClient({
+      clientId: "pw-only",
+      secret: "pw-only-secret-1234567890",
+    });
+    const denied = await t.token({ grant_type: "client_credentials" }, [
+      "pw-only",
+      "pw-only-secret-1234567890",
+    ]);
+    expect(denied.json().error).toBe("unauthorized_client");
+    await t.services.oauth.createClient({
+      clientId: "browser",
+      public: true,
+      grantTypes: ["password", "client_credentials"],
+    });
+    const publicClient = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      payload: { grant_type: "client_credentials", client_id: "browser" },
+    });
+    expect(publicClient.json().error).toBe("unauthorized_client");
+  });
+});
+
+describe("POST /o/revoke_token/", () => {
+  it("revokes an access token at once", async () => {
+    const username = await newUser();
+    const { access_token } = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: { token: access_token, client_id: testClient.id, client_secret: testClient.secret },
+    });
+    expect(answer.statusCode).toBe(200);
+    expect((await machines(access_token)).statusCode).toBe(401);
+  });
+
+  it("revoking a refresh token ends the access tokens issued with it", async () => {
+    const username = await newUser();
+    const pair = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    await t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: {
+        token: pair.refresh_token,
+        client_id: testClient.id,
+        client_secret: testClient.secret,
+      },
+    });
+    expect((await machines(pair.access_token)).statusCode).toBe(401);
+    expect(
+      (await t.token({ grant_type: "refresh_token", refresh_token: pair.refresh_token }))
+        .statusCode,
+    ).toBe(400);
+  });
+
+  it("answers 200 for unknown tokens, needs client authentication, and cannot revoke another client's token", async () => {
+    const unknown = await t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: { token: "spa_unknown", client_id: testClient.id, client_secret: testClient.secret },
+    });
+    expect(unknown.statusCode).toBe(200);
+    const anonymous = await t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: { token: "x" },
+    });
+    expect(anonymous.statusCode).toBe(401);
+    await t.services.oauth.createClient({ clientId: "rival", secret: "rival-secret-12345678901" });
+    const username = await newUser();
+    const { access_token } = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    await t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: {
+        token: access_token,
+        client_id: "rival",
+        client_secret: "rival-secret-12345678901",
+      },
+    });
+    expect((await machines(access_token)).statusCode).toBe(200);
+  });
+});
+
+describe("POST /o/introspect/", () => {
+  it("describes an active token and says inactive for revoked or unknown ones", async () => {
+    const username = await newUser();
+    const { access_token } = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    const client = { client_id: testClient.id, client_secret: testClient.secret };
+    const active = await t.inject({
+      method: "POST",
+      url: "/o/introspect/",
+      payload: { token: access_token, ...client },
+    });
+    expect(active.statusCode).toBe(200);
+    expect(active.json()).toMatchObject({
+      active: true,
+      username,
+      client_id: testClient.id,
+      token_type: "Bearer",
+    });
+    const unknown = await t.inject({
+      method: "POST",
+      url: "/o/introspect/",
+      payload: { token: "nope", ...client },
+    });
+    expect(unknown.json()).toEqual({ active: false });
+    // A Bearer token also authorizes the call.
+    const byBearer = await t.inject({
+      method: "POST",
+      url: "/o/introspect/",
+      headers: bearer(access_token),
+      payload: { token: access_token },
+    });
+    expect(byBearer.json().active).toBe(true);
+  });
+
+  it("refuses callers that are neither a client nor a token holder", async () => {
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/introspect/",
+      payload: { token: "x" },
+    });
+    expect(answer.statusCode).toBe(401);
+  });
+});
+
+describe("Bearer authentication", () => {
+  it("answers 401 with DRF's messages", async () => {
+    const missing = await t.inject({ method: "GET", url: "/data/machines/" });
+    expect(missing.statusCode).toBe(401);
+    expect(missing.json()).toEqual({ detail: "Authentication credentials were not provided." });
+    expect(missing.headers["www-authenticate"]).toContain("Bearer");
+    for (const authorization of [
+      "Bearer spa_forged",
+      "Bearer ' or 1=1 --",
+      "Token abc",
+      "Bearer",
+      `Bearer ${"a".repeat(5000)}`,
+    ]) {
+      const answer = await t.inject({
+        method: "GET",
+        url: "/data/machines/",
+        headers: { authorization },
+      });
+      expect(answer.statusCode, authorization.slice(0, 30)).toBe(401);
+    }
+  });
+
+  it("a token without the write scope cannot change data even for a Manager", async () => {
+    const reader = await t.userAuth(["Manager"], "read");
+    const list = await t.inject({
+      method: "GET",
+      url: "/data/machines/",
+      headers: { authorization: reader.authorization },
+    });
+    expect(list.statusCode).toBe(200);
+    const write = await t.inject({
+      method: "POST",
+      url: "/data/machines/",
+      headers: { authorization: reader.authorization },
+      payload: { machine_id: 5, machine_name: "nope", tool_capacity: 1 },
+    });
+    expect(write.statusCode).toBe(403);
+  });
+});
+
+describe("OAuth2 client administration", () => {
+  it("lets an Admin register, list and delete clients; a generated secret is shown once", async () => {
+    // A fresh sign-in: the expiry test above moved the clock past older tokens' lifetime.
+    const admin = { authorization: (await t.userAuth(["Admin"])).authorization };
+    const created = await t.inject({
+      method: "POST",
+      url: "/o/clients/",
+      headers: admin,
+      payload: { client_id: "adapter-7", grant_types: ["client_credentials"], scopes: ["ingest"] },
+    });
+    expect(created.statusCode).toBe(201);
+    const { client_secret } = created.json();
+    expect(client_secret).toMatch(/^sps_/);
+    expect(
+      (await t.token({ grant_type: "client_credentials" }, ["adapter-7", client_secret]))
+        .statusCode,
+    ).toBe(200);
+    const listed = await t.inject({ method: "GET", url: "/o/clients/", headers: admin });
+    expect(JSON.stringify(listed.json())).not.toContain(client_secret);
+    const duplicate = await t.inject({
+      method: "POST",
+      url: "/o/clients/",
+      headers: admin,
+      payload: { client_id: "adapter-7" },
+    });
+    expect(duplicate.statusCode).toBe(400);
+    expect(duplicate.json()).toHaveProperty("client_id");
+    expect(
+      (await t.inject({ method: "DELETE", url: "/o/clients/adapter-7/", headers: admin }))
+        .statusCode,
+    ).toBe(204);
+    expect(
+      (await t.inject({ method: "DELETE", url: "/o/clients/adapter-7/", headers: admin }))
+        .statusCode,
+    ).toBe(404);
+  });
+
+  it("is Admin only", async () => {
+    for (const group of ["Manager", "Supervisor", "Operator"]) {
+      const { authorization } = await t.userAuth([group]);
+      expect(
+        (await t.inject({ method: "GET", url: "/o/clients/", headers: { authorization } }))
+          .statusCode,
+      ).toBe(403);
+    }
+  });
+});
