@@ -1,0 +1,351 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildTestApp, type TestApp, testPassword, uniqueName } from "../../../test/helpers/app.ts";
+import { snapshot } from "../../../test/helpers/factories.ts";
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await buildTestApp();
+});
+afterAll(() => t.close());
+
+const register = (payload: unknown) =>
+  t.inject({ method: "POST", url: "/register/", payload: payload as object });
+
+describe("POST /register/", () => {
+  it("creates a user in no group, who can sign in but sees no machine data", async () => {
+    const username = uniqueName("reg");
+    const answer = await register({
+      username,
+      password: testPassword,
+      email: "a@example.com",
+      first_name: "Ada",
+      last_name: "L",
+    });
+    expect(answer.statusCode).toBe(201);
+    expect(answer.json()).toEqual({ message: "User created successfully" });
+    const token = await t.token({ grant_type: "password", username, password: testPassword });
+    expect(token.statusCode).toBe(200);
+    const machines = await t.inject({
+      method: "GET",
+      url: "/data/machines/",
+      headers: { authorization: `Bearer ${token.json().access_token}` },
+    });
+    expect(machines.statusCode).toBe(403);
+  });
+
+  it("hashes the password with Argon2id", async () => {
+    const username = uniqueName("hash");
+    await register({ username, password: testPassword });
+    const { rows } = await t.database.db.query<{ password_hash: string }>(
+      "select password_hash from app_user where username = $1",
+      [username],
+    );
+    expect(rows[0]!.password_hash).toMatch(/^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+    expect(rows[0]!.password_hash).not.toContain(testPassword);
+  });
+
+  it("refuses a username taken in any letter case", async () => {
+    const username = uniqueName("Case");
+    await register({ username, password: testPassword });
+    const before = await snapshot(t);
+    const again = await register({ username: username.toUpperCase(), password: testPassword });
+    expect(again.statusCode).toBe(400);
+    expect(again.json()).toEqual({ username: ["A user with that username already exists."] });
+    expect(await snapshot(t)).toBe(before);
+  });
+
+  it.each([
+    [{ password: testPassword }, "username", "This field is required."],
+    [{ username: "someone" }, "password", "This field is required."],
+    [{ username: "has space", password: testPassword }, "username", "Enter a valid value."],
+    [
+      { username: "x".repeat(151), password: testPassword },
+      "username",
+      "Ensure this field has no more than 150 characters.",
+    ],
+    [{ username: 42, password: testPassword }, "username", "Not a valid string."],
+    [
+      { username: "weak1", password: "short" },
+      "password",
+      "This password is too short. It must contain at least 8 characters.",
+    ],
+    [
+      { username: "weak2", password: "12345678901" },
+      "password",
+      "This password is entirely numeric.",
+    ],
+    [{ username: "weak3", password: "password123" }, "password", "This password is too common."],
+    [
+      { username: "similar", password: "similar-2024-x" },
+      "password",
+      "The password is too similar to the username.",
+    ],
+    [
+      { username: "mail", password: testPassword, email: "not-an-email" },
+      "email",
+      "Enter a valid email address.",
+    ],
+    [
+      { username: "extra", password: testPassword, is_superuser: true },
+      "is_superuser",
+      "Unknown field.",
+    ],
+    [{ username: "grp", password: testPassword, groups: ["Admin"] }, "groups", "Unknown field."],
+  ])("refuses %j naming %s", async (payload, field, reason) => {
+    const before = await snapshot(t);
+    const answer = await register(payload);
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json()[field]).toContain(reason);
+    expect(await snapshot(t)).toBe(before);
+  });
+
+  it("stores SQL-looking input verbatim and harmlessly", async () => {
+    const username = uniqueName("robert.drop--");
+    const answer = await register({
+      username,
+      password: testPassword,
+      first_name: "'; drop table app_user; --",
+    });
+    expect(answer.statusCode).toBe(201);
+    const { rows } = await t.database.db.query<{ first_name: string }>(
+      "select first_name from app_user where username = $1",
+      [username],
+    );
+    expect(rows[0]!.first_name).toBe("'; drop table app_user; --");
+  });
+
+  it("answers malformed JSON and oversized input with 4xx", async () => {
+    const malformed = await t.inject({
+      method: "POST",
+      url: "/register/",
+      headers: { "content-type": "application/json" },
+      payload: '{"username": ',
+    });
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.json().detail).toMatch(/^JSON parse error/);
+    const huge = await register({ username: "big", password: "x".repeat(2_000_000) });
+    expect(huge.statusCode).toBe(413);
+    const list = await register([{ username: "a", password: testPassword }]);
+    expect(list.statusCode).toBe(400);
+  });
+});
+
+describe("users administration", () => {
+  it("lists users without password material, Admin only", async () => {
+    const answer = await t.inject({ method: "GET", url: "/users/", headers: t.adminAuth });
+    expect(answer.statusCode).toBe(200);
+    expect(answer.body).not.toMatch(/argon2|password/);
+    expect(answer.json()[0]).toHaveProperty("groups");
+    for (const group of ["Manager", "Supervisor", "Operator"]) {
+      const { authorization } = await t.userAuth([group]);
+      expect(
+        (await t.inject({ method: "GET", url: "/users/", headers: { authorization } })).statusCode,
+      ).toBe(403);
+    }
+  });
+
+  it("shows one user and 404 for unknown ids", async () => {
+    const { username } = await t.userAuth(["Operator"]);
+    const all = (await t.inject({ method: "GET", url: "/users/", headers: t.adminAuth })).json();
+    const user = all.find((candidate: { username: string }) => candidate.username === username);
+    const one = await t.inject({ method: "GET", url: `/users/${user.id}/`, headers: t.adminAuth });
+    expect(one.json()).toMatchObject({ username, groups: ["Operator"], is_active: true });
+    for (const id of ["999999", "0", "abc", "1.5", "-1"]) {
+      const answer = await t.inject({ method: "GET", url: `/users/${id}/`, headers: t.adminAuth });
+      expect(answer.statusCode, id).toBe(id === "999999" ? 404 : 400);
+    }
+  });
+
+  it("deactivating a user or changing its password ends its sessions", async () => {
+    const { authorization, username } = await t.userAuth(["Operator"]);
+    const all = (await t.inject({ method: "GET", url: "/users/", headers: t.adminAuth })).json();
+    const id = all.find((candidate: { username: string }) => candidate.username === username).id;
+    const patched = await t.inject({
+      method: "PATCH",
+      url: `/users/${id}/`,
+      headers: t.adminAuth,
+      payload: { password: "A-new-Secret-77" },
+    });
+    expect(patched.statusCode).toBe(200);
+    expect(
+      (await t.inject({ method: "GET", url: "/data/machines/", headers: { authorization } }))
+        .statusCode,
+    ).toBe(401);
+    expect(
+      (await t.token({ grant_type: "password", username, password: "A-new-Secret-77" })).statusCode,
+    ).toBe(200);
+    await t.inject({
+      method: "PATCH",
+      url: `/users/${id}/`,
+      headers: t.adminAuth,
+      payload: { is_active: false },
+    });
+    expect(
+      (await t.token({ grant_type: "password", username, password: "A-new-Secret-77" })).statusCode,
+    ).toBe(400);
+    const weak = await t.inject({
+      method: "PATCH",
+      url: `/users/${id}/`,
+      headers: t.adminAuth,
+      payload: { password: "123" },
+    });
+    expect(weak.statusCode).toBe(400);
+    const deleted = await t.inject({
+      method: "DELETE",
+      url: `/users/${id}/`,
+      headers: t.adminAuth,
+    });
+    expect(deleted.statusCode).toBe(204);
+    expect(
+      (await t.inject({ method: "DELETE", url: `/users/${id}/`, headers: t.adminAuth })).statusCode,
+    ).toBe(404);
+  });
+});
+
+describe("groups and membership", () => {
+  it("lists the four default groups", async () => {
+    const answer = await t.inject({ method: "GET", url: "/groups/", headers: t.adminAuth });
+    expect(answer.json().map((group: { name: string }) => group.name)).toEqual([
+      "Admin",
+      "Manager",
+      "Supervisor",
+      "Operator",
+    ]);
+  });
+
+  it("adds and removes a user, with the seed's messages", async () => {
+    const { authorization, username } = await t.userAuth([]);
+    const machines = () =>
+      t.inject({ method: "GET", url: "/data/machines/", headers: { authorization } });
+    expect((await machines()).statusCode).toBe(403);
+    const added = await t.inject({
+      method: "POST",
+      url: "/add-user-to-group/",
+      headers: t.adminAuth,
+      payload: { username, group: "Operator" },
+    });
+    expect(added.statusCode).toBe(200);
+    expect(added.json()).toEqual({ message: `User ${username} added to group Operator` });
+    expect((await machines()).statusCode).toBe(200);
+    const removed = await t.inject({
+      method: "POST",
+      url: "/remove-user-from-group/",
+      headers: t.adminAuth,
+      payload: { username, group: "Operator" },
+    });
+    expect(removed.statusCode).toBe(200);
+    expect((await machines()).statusCode).toBe(403);
+  });
+
+  it("names an unknown user or group, and changes nothing", async () => {
+    const before = await snapshot(t);
+    const answer = await t.inject({
+      method: "POST",
+      url: "/add-user-to-group/",
+      headers: t.adminAuth,
+      payload: { username: "ghost", group: "Wizards" },
+    });
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json()).toEqual({
+      username: ['User "ghost" does not exist.'],
+      group: ['Group "Wizards" does not exist.'],
+    });
+    const missing = await t.inject({
+      method: "POST",
+      url: "/add-user-to-group/",
+      headers: t.adminAuth,
+      payload: { username: "ghost" },
+    });
+    expect(missing.json()).toEqual({ group: ["This field is required."] });
+    expect(await snapshot(t)).toBe(before);
+  });
+
+  it("only an Admin may change membership (the seed let anyone make anyone Admin)", async () => {
+    for (const group of ["Manager", "Supervisor", "Operator"]) {
+      const { authorization, username } = await t.userAuth([group]);
+      const answer = await t.inject({
+        method: "POST",
+        url: "/add-user-to-group/",
+        headers: { authorization },
+        payload: { username, group: "Admin" },
+      });
+      expect(answer.statusCode).toBe(403);
+    }
+    const anonymous = await t.inject({
+      method: "POST",
+      url: "/add-user-to-group/",
+      payload: { username: "x", group: "Admin" },
+    });
+    expect(anonymous.statusCode).toBe(401);
+  });
+
+  it("permissions are data: a new group and edited permissions take effect at once", async () => {
+    const created = await t.inject({
+      method: "POST",
+      url: "/groups/",
+      headers: t.adminAuth,
+      payload: { name: "Auditor", permissions: ["machine.view"] },
+    });
+    expect(created.statusCode).toBe(201);
+    const { authorization } = await t.userAuth(["Auditor"]);
+    const tools = () =>
+      t.inject({ method: "GET", url: "/data/tools/", headers: { authorization } });
+    expect(
+      (await t.inject({ method: "GET", url: "/data/machines/", headers: { authorization } }))
+        .statusCode,
+    ).toBe(200);
+    expect((await tools()).statusCode).toBe(403);
+    const edited = await t.inject({
+      method: "PUT",
+      url: "/groups/Auditor/permissions/",
+      headers: t.adminAuth,
+      payload: { permissions: ["machine.view", "tool.view"] },
+    });
+    expect(edited.json()).toEqual({ name: "Auditor", permissions: ["machine.view", "tool.view"] });
+    expect((await tools()).statusCode).toBe(200);
+    const unknown = await t.inject({
+      method: "PUT",
+      url: "/groups/Auditor/permissions/",
+      headers: t.adminAuth,
+      payload: { permissions: ["machine.fly"] },
+    });
+    expect(unknown.statusCode).toBe(400);
+    const duplicate = await t.inject({
+      method: "POST",
+      url: "/groups/",
+      headers: t.adminAuth,
+      payload: { name: "Auditor" },
+    });
+    expect(duplicate.json()).toEqual({ name: ["group with this name already exists."] });
+    expect(
+      (await t.inject({ method: "DELETE", url: "/groups/Admin/", headers: t.adminAuth }))
+        .statusCode,
+    ).toBe(400);
+    expect(
+      (await t.inject({ method: "DELETE", url: "/groups/Auditor/", headers: t.adminAuth }))
+        .statusCode,
+    ).toBe(204);
+    expect((await tools()).statusCode).toBe(403);
+    const permissions = await t.inject({
+      method: "GET",
+      url: "/permissions/",
+      headers: t.adminAuth,
+    });
+    expect(permissions.json()).toHaveLength(32);
+  });
+});
+
+describe("ADMIN_USERNAME / ADMIN_PASSWORD", () => {
+  it("creates the Admin once and leaves an existing user alone", async () => {
+    const username = uniqueName("boss");
+    expect(await t.services.users.ensureAdmin(username, testPassword)).toBe(true);
+    expect(await t.services.users.ensureAdmin(username, "Another-Password-1")).toBe(false);
+    const token = await t.token({ grant_type: "password", username, password: testPassword });
+    const users = await t.inject({
+      method: "GET",
+      url: "/users/",
+      headers: { authorization: `Bearer ${token.json().access_token}` },
+    });
+    expect(users.statusCode).toBe(200);
+  });
+});
