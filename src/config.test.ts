@@ -1,0 +1,63 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig, redactUrl } from "./config.ts";
+
+describe("parseConfig", () => {
+  it("has the contract's defaults", () => {
+    expect(parseConfig({})).toMatchObject({
+      port: 8000,
+      host: "127.0.0.1",
+      databaseUrl: undefined,
+      dataDir: "./data",
+      simulator: false,
+      logLevel: "info",
+      accessTokenLifetime: 36000,
+      retentionDays: 30,
+    });
+  });
+
+  it("reads every variable", () => {
+    const config = parseConfig({
+      PORT: "9000",
+      HOST: "0.0.0.0",
+      DATABASE_URL: "postgresql://u@db:5432/spindle",
+      DATA_DIR: "/var/lib/spindle",
+      SIMULATOR: "on",
+      ADMIN_USERNAME: "root",
+      ADMIN_PASSWORD: "pw",
+      LOG_LEVEL: "debug",
+      ACCESS_TOKEN_LIFETIME: "60",
+    });
+    expect(config).toMatchObject({
+      port: 9000,
+      host: "0.0.0.0",
+      simulator: true,
+      adminUsername: "root",
+      logLevel: "debug",
+    });
+  });
+
+  it.each([
+    [{ PORT: "-1" }, "PORT"],
+    [{ PORT: "8000x" }, "PORT"],
+    [{ PORT: "1e3" }, "PORT"],
+    [{ DATABASE_URL: "not a url" }, "DATABASE_URL"],
+    [{ DATABASE_URL: "redis://x" }, "DATABASE_URL"],
+    [{ SIMULATOR: "sometimes" }, "SIMULATOR"],
+    [{ LOG_LEVEL: "verbose" }, "LOG_LEVEL"],
+    [{ ACCESS_TOKEN_LIFETIME: "0" }, "ACCESS_TOKEN_LIFETIME"],
+    [{ BODY_LIMIT: "12" }, "BODY_LIMIT"],
+    [{ ADMIN_USERNAME: "root" }, "ADMIN_PASSWORD"],
+  ])("refuses %j naming %s", (env, variable) => {
+    expect(() => parseConfig(env)).toThrow(ConfigError);
+    try {
+      parseConfig(env);
+    } catch (error) {
+      expect((error as ConfigError).variable).toBe(variable);
+      expect((error as Error).message.startsWith(`${variable}: `)).toBe(true);
+    }
+  });
+
+  it("keeps passwords out of database URLs it shows", () => {
+    expect(redactUrl("postgres://spindle:hunter2@db/x")).toBe("postgres://spindle:***@db/x");
+  });
+});

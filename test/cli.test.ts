@@ -1,0 +1,210 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openTestDatabase, type TestDatabase, testDatabaseKind } from "./helpers/database.ts";
+
+const bin = new URL("../bin/spindle", import.meta.url).pathname;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let dataDir: string;
+let database: TestDatabase | undefined;
+let env: Record<string, string>;
+
+function spindle(
+  args: string[],
+  extraEnv: Record<string, string> = {},
+  input?: string,
+): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, { env: { ...process.env, ...env, ...extraEnv } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    child.stdin.end(input ?? "");
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), "spindle-cli-"));
+  env = { DATA_DIR: dataDir, LOG_LEVEL: "info", DATABASE_URL: "", SIMULATOR: "off" };
+  if (testDatabaseKind() === "postgres") {
+    // The CLI works in this file's own schema, named through the URL's connection options.
+    database = await openTestDatabase({ migrated: false });
+    const url = new URL(database.url!);
+    url.searchParams.set("options", `-c search_path=${database.schema}`);
+    env.DATABASE_URL = url.toString();
+  }
+});
+
+afterAll(async () => {
+  await database?.drop();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe("bin/spindle", () => {
+  it("exits 2 with usage for no command, an unknown one, or missing and bad flags", async () => {
+    for (const args of [
+      [],
+      ["bogus"],
+      ["createuser"],
+      ["createuser", "--username", "x"],
+      ["migrate", "--frobnicate"],
+    ]) {
+      const run = await spindle(args);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+      expect(run.stderr).toMatch(/Usage: spindle/);
+    }
+    const badGrant = await spindle(["createclient", "--client-id", "c", "--grant", "implicit"]);
+    expect(badGrant.code).toBe(2);
+    expect(badGrant.stderr).toContain("--grant: unknown grant type implicit");
+    const both = await spindle([
+      "createclient",
+      "--client-id",
+      "c",
+      "--public",
+      "--client-secret",
+      "abcdefghijklmnopqrstu",
+    ]);
+    expect(both.code).toBe(2);
+  });
+
+  it("stops on bad configuration with one line naming the variable", async () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ PORT: "eighty" }, /^spindle: PORT: expected a whole number, got "eighty"\n$/],
+      [{ PORT: "70000" }, /^spindle: PORT: expected a number from 0 to 65535, got 70000\n$/],
+      [
+        { DATABASE_URL: "mysql://root@localhost/x" },
+        /^spindle: DATABASE_URL: expected a postgres:\/\/ URL/,
+      ],
+      [
+        { DATABASE_URL: "postgres://nobody:secret@127.0.0.1:1/none" },
+        /^spindle: DATABASE_URL: cannot connect to postgres:\/\/nobody:\*\*\*@127\.0\.0\.1:1\/none/,
+      ],
+      [{ LOG_LEVEL: "loud" }, /^spindle: LOG_LEVEL: expected one of/],
+      [{ SIMULATOR: "maybe" }, /^spindle: SIMULATOR: expected on or off/],
+      [{ ADMIN_USERNAME: "boss" }, /^spindle: ADMIN_PASSWORD: required when ADMIN_USERNAME is set/],
+    ];
+    for (const [extra, message] of cases) {
+      const run = await spindle(["migrate"], extra);
+      expect(run.code, JSON.stringify(extra)).toBe(1);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toContain("secret");
+      expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    }
+  });
+
+  it("migrates once, then says it is up to date", async () => {
+    const first = await spindle(["migrate"]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe("applied: 0001_initial\n");
+    const second = await spindle(["migrate"]);
+    expect(second.stdout).toBe("up to date\n");
+  });
+
+  it("creates users and clients, and explains refusals in one line", async () => {
+    const created = await spindle(
+      ["createuser", "--username", "foreman", "--password", "-", "--group", "Admin"],
+      {},
+      "Spindle-Chief-2026\n",
+    );
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^created user foreman \(id \d+\) in Admin\n$/);
+    const duplicate = await spindle([
+      "createuser",
+      "--username",
+      "FOREMAN",
+      "--password",
+      "Another-Pass-99",
+    ]);
+    expect(duplicate.code).toBe(1);
+    expect(duplicate.stderr).toBe("spindle: username: A user with that username already exists.\n");
+    const weak = await spindle(["createuser", "--username", "weak", "--password", "123"]);
+    expect(weak.code).toBe(1);
+    expect(weak.stderr).toMatch(/^spindle: password: This password is too short/);
+    const noGroup = await spindle([
+      "createuser",
+      "--username",
+      "wanderer",
+      "--password",
+      "Lost-in-Space-1",
+      "--group",
+      "Wizards",
+    ]);
+    expect(noGroup.stderr).toBe('spindle: group: Group "Wizards" does not exist.\n');
+
+    const client = await spindle([
+      "createclient",
+      "--client-id",
+      "adapter",
+      "--grant",
+      "client_credentials",
+      "--scope",
+      "ingest",
+    ]);
+    expect(client.code).toBe(0);
+    expect(client.stdout).toMatch(
+      /^created client adapter \(grants: client_credentials; scopes: ingest\)\nclient secret \(shown once\): sps_[\w-]{43}\n$/,
+    );
+    const again = await spindle([
+      "createclient",
+      "--client-id",
+      "adapter",
+      "--client-secret",
+      "abcdefghijklmnopqrstu",
+    ]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(
+      "spindle: client_id: oauth client with this client id already exists.\n",
+    );
+    const badScope = await spindle(["createclient", "--client-id", "x", "--scope", "root"]);
+    expect(badScope.stderr).toBe("spindle: scope: Unknown scope: root.\n");
+  });
+});
+
+describe("spindle serve", () => {
+  let server: ChildProcess | undefined;
+  afterAll(() => {
+    server?.kill("SIGKILL");
+  });
+
+  it("serves, holds the embedded data directory against a second process, and stops cleanly on SIGTERM", async () => {
+    server = spawn(bin, ["serve"], { env: { ...process.env, ...env, PORT: "0" } });
+    let log = "";
+    const address = await new Promise<string>((resolve, reject) => {
+      server!.stdout!.on("data", (chunk) => {
+        log += chunk;
+        const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
+        if (match) resolve(match[1]!);
+      });
+      server!.on("exit", (code) => reject(new Error(`serve exited ${code}: ${log}`)));
+    });
+    const health = await fetch(`${address}/readyz`);
+    expect(await health.json()).toEqual({ status: "ready", database: testDatabaseKind() });
+
+    if (testDatabaseKind() === "embedded") {
+      const second = await spindle(["migrate"]);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/in use by another Spindle process/);
+    }
+
+    const exited = new Promise<number | null>((resolve) => server!.on("exit", resolve));
+    server.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(log).not.toMatch(/spa_|spr_|password/i);
+    // Once it is gone, the directory is free again.
+    expect((await spindle(["migrate"])).code).toBe(0);
+  });
+});
