@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_FIELD_SPEC_FILE,
   entityIntervals,
+  type FieldSpec,
   FieldSpecError,
   parseUpdateInterval,
   readFieldSpec,
@@ -80,10 +81,10 @@ describe("reading a spec", () => {
       "same.json",
       JSON.stringify(ROWS.map((row) => Object.fromEntries(HEADER.map((h, i) => [h, row[i]])))),
     );
-    const [fromCsv, fromXlsx, fromJson] = await Promise.all(
-      [csv, xlsx, json].map((file) => readFieldSpec(file)),
-    );
-    const meaning = (spec: typeof fromCsv) => spec.entries.map(({ row: _, ...entry }) => entry);
+    const fromCsv = await readFieldSpec(csv);
+    const fromXlsx = await readFieldSpec(xlsx);
+    const fromJson = await readFieldSpec(json);
+    const meaning = (spec: FieldSpec) => spec.entries.map(({ row: _, ...entry }) => entry);
     expect(meaning(fromXlsx)).toEqual(meaning(fromCsv));
     expect(meaning(fromJson)).toEqual(meaning(fromCsv));
     expect(fromCsv.entries.map((e) => e.intervalMs)).toEqual([null, 100, 250, 900_000, 300_000]);
