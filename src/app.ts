@@ -31,6 +31,9 @@ export async function buildApp(
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
   });
   app.setValidatorCompiler(validatorCompiler);
+  // Caches hear about other processes' writes only while this listens.
+  app.addHook("onReady", () => services.changes.start(db));
+  app.addHook("onClose", () => services.changes.close());
   registerErrorHandler(app);
 
   await app.register(formbody, { bodyLimit: config.bodyLimit });
@@ -92,7 +95,7 @@ export async function buildApp(
         partitions: services.partitions,
       }),
     ]) {
-      resourceRoutes(data, db, resource);
+      resourceRoutes(data, db, services.changes, resource);
     }
   });
   return app;

@@ -3,6 +3,7 @@ import { LoginThrottle } from "./features/auth/login-throttle.ts";
 import { createOAuthService } from "./features/auth/oauth-service.ts";
 import { AxisDataPartitions } from "./features/axis-data/partitions.ts";
 import { createUsersService } from "./features/users/users-service.ts";
+import { ChangeFeed } from "./platform/change-feed.ts";
 import { type Clock, systemClock } from "./platform/context.ts";
 import type { Database } from "./platform/database.ts";
 
@@ -11,6 +12,7 @@ export interface Services {
   config: Config;
   db: Database;
   clock: Clock;
+  changes: ChangeFeed;
   oauth: ReturnType<typeof createOAuthService>;
   users: ReturnType<typeof createUsersService>;
   partitions: AxisDataPartitions;
@@ -30,12 +32,14 @@ export function createServices({
     attemptsPerAddress: config.loginAttemptsPerAddress,
     windowSeconds: config.loginWindowSeconds,
   });
+  const changes = new ChangeFeed();
   return {
     config,
     db,
     clock,
-    oauth: createOAuthService({ db, clock, config, loginThrottle }),
-    users: createUsersService({ db }),
+    changes,
+    oauth: createOAuthService({ db, clock, config, loginThrottle, changes }),
+    users: createUsersService({ db, changes }),
     partitions: new AxisDataPartitions(db),
   };
 }

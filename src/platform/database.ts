@@ -17,6 +17,15 @@ export interface Database extends Queryable {
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs a script of several statements (migrations), without parameters. */
   exec(sql: string): Promise<void>;
+  /**
+   * Calls `handler` with the payload of each NOTIFY on `channel`. `onReconnect` runs after the
+   * listening connection was lost and restored, when notifications may have been missed.
+   */
+  listen(
+    channel: string,
+    handler: (payload: string) => void,
+    onReconnect?: () => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -53,6 +62,7 @@ async function openEmbedded(dataDir: string | undefined): Promise<Database> {
     exec: async (sql) => {
       await db.exec(sql);
     },
+    listen: (channel, handler) => db.listen(channel, handler),
     close: () => db.close(),
   };
 }
@@ -106,6 +116,55 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     exec: async (sql) => {
       await pool.query(sql);
     },
+    listen: (channel, handler, onReconnect) =>
+      listenPostgres(url, options, channel, handler, onReconnect),
     close: () => pool.end(),
+  };
+}
+
+/** LISTEN needs a connection of its own that stays open; it reconnects when the server goes away. */
+async function listenPostgres(
+  url: string,
+  options: DatabaseOptions,
+  channel: string,
+  handler: (payload: string) => void,
+  onReconnect?: () => void,
+): Promise<() => Promise<void>> {
+  let client: pg.Client | undefined;
+  let stopped = false;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const next = new pg.Client({
+      connectionString: url,
+      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+    });
+    next.on("notification", (message) => {
+      if (message.channel === channel) handler(message.payload ?? "");
+    });
+    next.on("error", () => {
+      if (stopped) return;
+      next.end().catch(() => {});
+      scheduleReconnect();
+    });
+    await next.connect();
+    await next.query(`listen ${pg.Client.prototype.escapeIdentifier(channel)}`);
+    client = next;
+  };
+  const scheduleReconnect = () => {
+    if (stopped || retry) return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      connect().then(
+        () => onReconnect?.(),
+        () => scheduleReconnect(),
+      );
+    }, 1000);
+    retry.unref();
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    if (retry) clearTimeout(retry);
+    await client?.end().catch(() => {});
   };
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, type TestDatabase } from "../../test/helpers/database.ts";
-import { migrate, splitStatements } from "./migrations.ts";
+import { loadMigrations, migrate, splitStatements } from "./migrations.ts";
 
 describe("splitStatements", () => {
   it("splits on semicolons outside strings, comments and dollar-quoted bodies", () => {
@@ -23,7 +23,9 @@ describe("migrate", () => {
   afterAll(() => database.drop());
 
   it("applies every migration once, then nothing", async () => {
-    expect(await migrate(database.db)).toEqual(["0001_initial"]);
+    const names = (await loadMigrations()).map((migration) => migration.name);
+    expect(names.slice(0, 2)).toEqual(["0001_initial", "0002_change_notifications"]);
+    expect(await migrate(database.db)).toEqual(names);
     expect(await migrate(database.db)).toEqual([]);
   });
 

@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { type TObject, type TSchema, Type } from "@sinclair/typebox";
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { ChangeFeed } from "./change-feed.ts";
 import type { Database, Queryable } from "./database.ts";
 import { DomainError, invalid, notFound, pgErrorCode, pgErrorCodes } from "./errors.ts";
 
@@ -42,6 +43,11 @@ export interface ResourceDefinition {
   readOnly: string[];
   /** Constraint name → the field and reason a client sees when it is violated. */
   constraints: Record<string, { field: string; reason: string }>;
+  /**
+   * Small, read-mostly tables: list pages are kept in memory until one of these tables changes
+   * (this process's writes, or any other writer's through NOTIFY). Absent: never cached.
+   */
+  cachedUntilChanged?: string[];
   /** Domain checks and derived values before a write; `existing` is set on updates. */
   prepare?: (
     db: Database,
@@ -52,13 +58,40 @@ export interface ResourceDefinition {
 
 const maxLimit = 10_000;
 
-export function resourceService(db: Database, def: ResourceDefinition) {
+interface Page {
+  rows: Record<string, unknown>[];
+  hasNext: boolean;
+  total: number | undefined;
+  limit: number;
+  offset: number;
+}
+
+const maxCachedPages = 500;
+
+export function resourceService(db: Database, def: ResourceDefinition, changes: ChangeFeed) {
+  const pages = new Map<string, { version: number; page: Page }>();
+  const version = () =>
+    (def.cachedUntilChanged ?? []).reduce((sum, table) => sum + changes.version(table), 0);
+  const written = () => changes.changed(def.table);
   const select = `select ${Object.entries(def.columns)
     .map(([field, sql]) => `${sql} as "${field}"`)
     .join(", ")} from ${def.from}`;
   const idSql = `${def.alias}.${def.idColumn}`;
 
-  async function list(query: Record<string, unknown>) {
+  async function list(query: Record<string, unknown>): Promise<Page> {
+    if (!def.cachedUntilChanged) return listFromDatabase(query);
+    const key = JSON.stringify(Object.entries(query).sort(([a], [b]) => a.localeCompare(b)));
+    // Read the version before the query: a write landing meanwhile leaves the entry stale.
+    const current = version();
+    const hit = pages.get(key);
+    if (hit && hit.version === current) return hit.page;
+    const page = await listFromDatabase(query);
+    if (pages.size >= maxCachedPages) pages.clear();
+    pages.set(key, { version: current, page });
+    return page;
+  }
+
+  async function listFromDatabase(query: Record<string, unknown>): Promise<Page> {
     const params: unknown[] = [];
     const where = Object.entries(def.filters)
       .filter(([name]) => query[name] !== undefined)
@@ -70,14 +103,18 @@ export function resourceService(db: Database, def: ResourceDefinition) {
     const order = orderBy(def, query.ordering as string | undefined);
     const limit = (query.limit as number | undefined) ?? def.defaultLimit;
     const offset = (query.offset as number | undefined) ?? 0;
-    const rows = await db.query(
-      `${select}${whereSql} order by ${order} limit ${limit + 1} offset ${offset}`,
-      params,
+    const rows = await withBadValues(() =>
+      db.query(
+        `${select}${whereSql} order by ${order} limit ${limit + 1} offset ${offset}`,
+        params,
+      ),
     );
     const countSql = def.countCap
       ? `select count(*)::bigint as n from (select 1 from ${def.from}${whereSql} limit ${def.countCap + 1}) capped`
       : `select count(*)::bigint as n from ${def.from}${whereSql}`;
-    const counted = Number((await db.query<{ n: number }>(countSql, params)).rows[0]?.n ?? 0);
+    const counted = Number(
+      (await withBadValues(() => db.query<{ n: number }>(countSql, params))).rows[0]?.n ?? 0,
+    );
     const total = def.countCap && counted > def.countCap ? undefined : counted;
     return {
       rows: rows.rows.slice(0, limit),
@@ -106,6 +143,7 @@ export function resourceService(db: Database, def: ResourceDefinition) {
         fields.map((field) => input[field]),
       ),
     );
+    written();
     return get(rows[0]!.id);
   }
 
@@ -131,6 +169,7 @@ export function resourceService(db: Database, def: ResourceDefinition) {
       ]),
     );
     if (rowCount === 0) throw notFound();
+    written();
     return get(id);
   }
 
@@ -139,6 +178,7 @@ export function resourceService(db: Database, def: ResourceDefinition) {
       id,
     ]);
     if (rowCount === 0) throw notFound();
+    written();
   }
 
   return { list, get, create, update, remove };
@@ -192,11 +232,37 @@ async function withConstraints<T>(def: ResourceDefinition, write: () => Promise<
   }
 }
 
+/** A filter value the database cannot take (a NUL character, say) is the client's mistake. */
+async function withBadValues<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (pgErrorCode(error)?.startsWith("22"))
+      throw invalid({ non_field_errors: ["Invalid value."] });
+    throw error;
+  }
+}
+
 // ------------------------------------------------------------------- routes
 
-export function resourceRoutes(app: FastifyInstance, db: Database, def: ResourceDefinition): void {
+/** A path naming no row is 404 however it is spelled (`/machines/abc/`, `/machines/0/`). */
+async function rowIdOrNotFound(request: FastifyRequest): Promise<void> {
+  const { id } = request.params as { id: string };
+  const value = Number(id);
+  if (!/^\d{1,20}$/.test(id) || value < 1 || value > Number.MAX_SAFE_INTEGER) throw notFound();
+}
+
+export function resourceRoutes(
+  app: FastifyInstance,
+  db: Database,
+  changes: ChangeFeed,
+  def: ResourceDefinition,
+): void {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
-  const service = resourceService(db, def);
+  const service = resourceService(db, def, changes);
+  // Bodies are JSON (or a form): text is 415 Unsupported Media Type, as DRF answers, rather than
+  // a string that fails validation. `app` is the machine-data scope, so other routes keep it.
+  app.removeContentTypeParser("text/plain");
   const idSchema = Type.Object({
     id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
   });
@@ -255,6 +321,7 @@ export function resourceRoutes(app: FastifyInstance, db: Database, def: Resource
     one,
     {
       config: permission("view"),
+      preValidation: rowIdOrNotFound,
       schema: { tags, summary: `One ${def.noun}`, params: idSchema, response: { 200: def.row } },
     },
     (request) => service.get(request.params.id),
@@ -264,6 +331,7 @@ export function resourceRoutes(app: FastifyInstance, db: Database, def: Resource
     one,
     {
       config: permission("change"),
+      preValidation: rowIdOrNotFound,
       schema: {
         tags,
         summary: `Replace a ${def.noun}`,
@@ -279,6 +347,7 @@ export function resourceRoutes(app: FastifyInstance, db: Database, def: Resource
     one,
     {
       config: permission("change"),
+      preValidation: rowIdOrNotFound,
       schema: {
         tags,
         summary: `Change some fields of a ${def.noun}`,
@@ -294,6 +363,7 @@ export function resourceRoutes(app: FastifyInstance, db: Database, def: Resource
     one,
     {
       config: permission("delete"),
+      preValidation: rowIdOrNotFound,
       schema: { tags, summary: `Delete a ${def.noun}`, params: idSchema },
     },
     async (request, reply) => {

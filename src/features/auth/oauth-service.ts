@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Config } from "../../config.ts";
+import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Clock, Principal } from "../../platform/context.ts";
 import type { Database, Queryable } from "../../platform/database.ts";
 import { DomainError, OAuthError, pgErrorCode, pgErrorCodes } from "../../platform/errors.ts";
@@ -47,7 +48,19 @@ export interface OAuthDeps {
   clock: Clock;
   config: Pick<Config, "accessTokenLifetime" | "refreshTokenLifetime">;
   loginThrottle: LoginThrottle;
+  changes: ChangeFeed;
 }
+
+/** Tables whose change can end a token or alter what it permits. */
+const authTables = new Set([
+  "*",
+  "oauth_token",
+  "oauth_client",
+  "app_user",
+  "user_group",
+  "group_permission",
+]);
+const maxCachedTokens = 50_000;
 
 interface StoredToken {
   id: number;
@@ -62,7 +75,14 @@ interface StoredToken {
 
 export type OAuthService = ReturnType<typeof createOAuthService>;
 
-export function createOAuthService({ db, clock, config, loginThrottle }: OAuthDeps) {
+export function createOAuthService({ db, clock, config, loginThrottle, changes }: OAuthDeps) {
+  // Resolving a token costs a query; requests repeat the same few tokens. Any change to tokens,
+  // users or permissions, here or in another process, empties the cache (see ChangeFeed).
+  const principals = new Map<string, Principal>();
+  changes.onChange((table) => {
+    if (authTables.has(table)) principals.clear();
+  });
+
   async function findClient(clientId: string): Promise<OAuthClient | undefined> {
     const { rows } = await db.query<ClientRow>(`${clientSelect} where client_id = $1`, [clientId]);
     return rows[0] && toClient(rows[0]);
@@ -195,6 +215,7 @@ export function createOAuthService({ db, clock, config, loginThrottle }: OAuthDe
       await revokeFamily(tx, token.family, now);
       return issueTokens(tx, client, token.user_id, scopes, token.family, true);
     });
+    changes.changed("oauth_token");
     if (outcome === "scope") {
       throw new OAuthError("invalid_scope", "A refresh may not widen the scope.");
     }
@@ -258,6 +279,7 @@ export function createOAuthService({ db, clock, config, loginThrottle }: OAuthDe
       if (stored.kind === "refresh") await revokeFamily(tx, stored.family, now);
       else await tx.query("update oauth_token set revoked_at = $2 where id = $1", [stored.id, now]);
     });
+    changes.changed("oauth_token");
   }
 
   /** RFC 7662: anything not currently valid is simply `{"active": false}`. */
@@ -297,6 +319,20 @@ export function createOAuthService({ db, clock, config, loginThrottle }: OAuthDe
 
   /** Resolves a Bearer token to who is acting and what they may do. */
   async function authenticateAccessToken(token: string): Promise<Principal> {
+    const key = tokenHash(token);
+    const cacheKey = key.toString("base64");
+    const cached = principals.get(cacheKey);
+    if (cached) {
+      if (cached.expiresAt > clock.now()) return cached;
+      principals.delete(cacheKey);
+    }
+    const principal = await lookUpAccessToken(key);
+    if (principals.size >= maxCachedTokens) principals.clear();
+    principals.set(cacheKey, principal);
+    return principal;
+  }
+
+  async function lookUpAccessToken(key: Buffer): Promise<Principal> {
     const { rows } = await db.query<{
       id: number;
       user_id: number | null;
@@ -318,7 +354,7 @@ export function createOAuthService({ db, clock, config, loginThrottle }: OAuthDe
        join oauth_client c on c.id = t.client_id
        left join app_user u on u.id = t.user_id
        where t.token_hash = $1 and t.kind = 'access'`,
-      [tokenHash(token)],
+      [key],
     );
     const stored = rows[0];
     if (
@@ -386,6 +422,7 @@ export function createOAuthService({ db, clock, config, loginThrottle }: OAuthDe
       clientId,
     ]);
     if (rowCount === 0) throw new DomainError("not_found", "Not found.");
+    changes.changed("oauth_client");
   }
 
   /** Drops tokens that can no longer be used, so the table does not grow without bound. */

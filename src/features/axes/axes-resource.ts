@@ -41,6 +41,7 @@ export const axesResource: ResourceDefinition = {
   orderable: ["axis_id", "machine", "axis_name", "max_acceleration", "max_velocity"],
   defaultOrdering: ["axis_id"],
   defaultLimit: 1000,
+  cachedUntilChanged: ["axis", "machine"],
   row: Type.Object({
     axis_id: Type.Integer(),
     machine: Type.Integer(),

@@ -2,7 +2,8 @@ import { Type } from "@sinclair/typebox";
 import type { ResourceDefinition } from "../../platform/resource.ts";
 import { Id } from "../../platform/schema-types.ts";
 
-export const MachineName = Type.String({ minLength: 1, maxLength: 255 });
+// PostgreSQL text cannot hold a NUL character.
+export const MachineName = Type.String({ minLength: 1, maxLength: 255, pattern: "^[^\\x00]*$" });
 
 export const machinesResource: ResourceDefinition = {
   name: "machine",
@@ -31,6 +32,7 @@ export const machinesResource: ResourceDefinition = {
   orderable: ["machine_id", "machine_name", "tool_capacity"],
   defaultOrdering: ["machine_id"],
   defaultLimit: 1000,
+  cachedUntilChanged: ["machine"],
   row: Type.Object({
     machine_id: Type.Integer(),
     machine_name: Type.String(),

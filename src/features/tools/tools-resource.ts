@@ -47,6 +47,7 @@ export const toolsResource: ResourceDefinition = {
   orderable: ["tool_id", "machine", "tool_offset", "feedrate", "update_timestamp"],
   defaultOrdering: ["tool_id"],
   defaultLimit: 1000,
+  cachedUntilChanged: ["tool", "machine"],
   row: Type.Object({
     tool_id: Type.Integer(),
     machine: Type.Integer(),

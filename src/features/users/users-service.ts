@@ -1,3 +1,4 @@
+import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Database } from "../../platform/database.ts";
 import {
   DomainError,
@@ -50,7 +51,7 @@ const userSelect = `
 
 export type UsersService = ReturnType<typeof createUsersService>;
 
-export function createUsersService({ db }: { db: Database }) {
+export function createUsersService({ db, changes }: { db: Database; changes: ChangeFeed }) {
   /** Creates a user, optionally in groups; self-registration passes no groups (no access). */
   async function createUser(input: NewUser, groups: string[] = []): Promise<User> {
     const problems = passwordProblems(input.password, input.username);
@@ -101,21 +102,21 @@ export function createUsersService({ db }: { db: Database }) {
     return rows[0];
   }
 
-  async function updateUser(id: number, changes: UserChanges): Promise<User> {
+  async function updateUser(id: number, update: UserChanges): Promise<User> {
     const sets: string[] = [];
     const params: unknown[] = [id];
     const set = (column: string, value: unknown) => {
       params.push(value);
       sets.push(`${column} = $${params.length}`);
     };
-    if (changes.password !== undefined) {
+    if (update.password !== undefined) {
       const { username } = await getUser(id);
-      const problems = passwordProblems(changes.password, username);
+      const problems = passwordProblems(update.password, username);
       if (problems.length > 0) throw invalid({ password: problems });
-      set("password_hash", await hashPassword(changes.password));
+      set("password_hash", await hashPassword(update.password));
     }
     for (const column of ["email", "first_name", "last_name", "is_active"] as const) {
-      if (changes[column] !== undefined) set(column, changes[column]);
+      if (update[column] !== undefined) set(column, update[column]);
     }
     if (sets.length > 0) {
       const { rowCount } = await db.query(
@@ -125,18 +126,20 @@ export function createUsersService({ db }: { db: Database }) {
       if (rowCount === 0) throw notFound();
     }
     // A new password or a deactivation ends every session the user had.
-    if (changes.password !== undefined || changes.is_active === false) {
+    if (update.password !== undefined || update.is_active === false) {
       await db.query(
         "update oauth_token set revoked_at = now() where user_id = $1 and revoked_at is null",
         [id],
       );
     }
+    changes.changed("app_user");
     return getUser(id);
   }
 
   async function deleteUser(id: number): Promise<void> {
     const { rowCount } = await db.query("delete from app_user where id = $1", [id]);
     if (rowCount === 0) throw notFound();
+    changes.changed("app_user");
   }
 
   async function listGroups(): Promise<Group[]> {
@@ -178,6 +181,7 @@ export function createUsersService({ db }: { db: Database }) {
     if (name === "Admin") throw invalid({ name: ["The Admin group cannot be deleted."] });
     const { rowCount } = await db.query("delete from app_group where name = $1", [name]);
     if (rowCount === 0) throw notFound();
+    changes.changed("user_group", "group_permission");
   }
 
   async function setGroupPermissions(name: string, permissions: string[]): Promise<Group> {
@@ -188,6 +192,7 @@ export function createUsersService({ db }: { db: Database }) {
       if (!rows[0]) throw notFound();
       await replacePermissions(tx, rows[0].id, permissions);
     });
+    changes.changed("group_permission");
     return getGroup(name);
   }
 
@@ -214,6 +219,7 @@ export function createUsersService({ db }: { db: Database }) {
         ? "insert into user_group (user_id, group_id) values ($1, $2) on conflict do nothing"
         : "delete from user_group where user_id = $1 and group_id = $2";
     await db.query(sql, [found!.user_id, found!.group_id]);
+    changes.changed("user_group");
   }
 
   /** The contract's ADMIN_USERNAME/ADMIN_PASSWORD: an Admin that exists from the first start. */
