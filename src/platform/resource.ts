@@ -136,7 +136,7 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
     await def.prepare?.(db, input);
     const fields = Object.keys(input);
     const columns = fields.map((field) => def.writable[field]);
-    const { rows } = await withConstraints(def, () =>
+    const { rows } = await withConstraints(db, def, () =>
       db.query<{ id: number }>(
         `insert into ${def.table} (${columns.join(", ")}) values (${fields.map((_, i) => `$${i + 1}`).join(", ")})
          returning ${def.idColumn} as id`,
@@ -162,7 +162,7 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
     const fields = Object.keys(input);
     if (fields.length === 0) return existing;
     const sets = fields.map((field, i) => `${def.writable[field]} = $${i + 2}`);
-    const { rowCount } = await withConstraints(def, () =>
+    const { rowCount } = await withConstraints(db, def, () =>
       db.query(`update ${def.table} set ${sets.join(", ")} where ${def.idColumn} = $1`, [
         id,
         ...fields.map((field) => input[field]),
@@ -211,13 +211,19 @@ function orderBy(def: ResourceDefinition, ordering: string | undefined): string 
 }
 
 /** Turns a violated constraint into the field a client should fix; never a 500. */
-async function withConstraints<T>(def: ResourceDefinition, write: () => Promise<T>): Promise<T> {
+async function withConstraints<T>(
+  db: Database,
+  def: ResourceDefinition,
+  write: () => Promise<T>,
+): Promise<T> {
   try {
     return await write();
   } catch (error) {
     const code = pgErrorCode(error);
     const constraint = (error as { constraint?: string }).constraint;
-    const known = constraint ? def.constraints[constraint] : undefined;
+    const known = constraint
+      ? (def.constraints[constraint] ?? def.constraints[await parentIndex(db, constraint)])
+      : undefined;
     if (known)
       throw new DomainError("conflict", "Invalid input.", { [known.field]: [known.reason] });
     if (code === pgErrorCodes.uniqueViolation) {
@@ -230,6 +236,21 @@ async function withConstraints<T>(def: ResourceDefinition, write: () => Promise<
     }
     throw error;
   }
+}
+
+/**
+ * A partition reports its own copy of a unique index (`axis_data_20261124_axis_id_…_key`); the
+ * partitioned table's index, the one a resource declares, is its parent.
+ */
+async function parentIndex(db: Database, index: string): Promise<string> {
+  const { rows } = await db.query<{ name: string }>(
+    `select p.relname as name from pg_class c
+     join pg_inherits i on i.inhrelid = c.oid
+     join pg_class p on p.oid = i.inhparent
+     where c.relname = $1 and c.relnamespace = to_regnamespace(current_schema())::oid`,
+    [index],
+  );
+  return rows[0]?.name ?? index;
 }
 
 /** A filter value the database cannot take (a NUL character, say) is the client's mistake. */

@@ -13,13 +13,42 @@ const shared: Options = {
 const bodyAjv = new Ajv({ ...shared, coerceTypes: false });
 const textAjv = new Ajv({ ...shared, coerceTypes: "array" });
 for (const ajv of [bodyAjv, textAjv]) {
-  ajv.addFormat("date-time", {
-    type: "string",
-    validate: (value: string) =>
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$/i.test(value) &&
-      !Number.isNaN(Date.parse(value)),
-  });
+  ajv.addFormat("date-time", { type: "string", validate: isDateTime });
   ajv.addFormat("email", /^[^\s@]+@[^\s@]+\.[^\s@]+$/);
+}
+
+/**
+ * ISO 8601 with a zone, and a real calendar date: `Date.parse` rolls 2026-02-30 over to March,
+ * where PostgreSQL refuses it, so the fields are checked here rather than failing in SQL.
+ */
+function isDateTime(value: string): boolean {
+  const match =
+    /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:Z|[+-](\d\d):?(\d\d))$/i.exec(
+      value,
+    );
+  if (!match) return false;
+  const [
+    year = 0,
+    month = 0,
+    day = 0,
+    hour = 0,
+    minute = 0,
+    second = 0,
+    zoneHour = 0,
+    zoneMinute = 0,
+  ] = match.slice(1).map((part) => Number(part ?? 0));
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  return (
+    year >= 1 &&
+    date.getUTCMonth() === month - 1 &&
+    date.getUTCDate() === day &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    zoneHour <= 15 &&
+    zoneMinute <= 59
+  );
 }
 
 export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema, httpPart }) => {

@@ -123,6 +123,10 @@ async function checkToolBelongsToMachine(
     tool,
     machine,
   ]);
-  if (rows.length === 0)
-    throw invalid({ tool_in_use: [`Tool ${tool} is not a tool of machine ${machine}.`] });
+  if (rows.length > 0) return;
+  const { rows: machines } = await db.query("select 1 from machine where machine_id = $1", [
+    machine,
+  ]);
+  if (machines.length === 0) throw invalid({ machine: [machineMissing.reason] });
+  throw invalid({ tool_in_use: [`Tool ${tool} is not a tool of machine ${machine}.`] });
 }

@@ -1,0 +1,279 @@
+import { describe, expect, it } from "vitest";
+import type { TestApp } from "./app.ts";
+import { expectRefused, rawJson } from "./crud.ts";
+
+type FieldKind = "id" | "integer" | "number" | "string" | "boolean" | "timestamp";
+
+export interface BadInputSpec {
+  path: string;
+  /** Every writable field and what it holds. */
+  fields: Record<string, FieldKind>;
+  required: string[];
+  /** Fields naming another row (`machine`, `axis`), and the field an unknown one is reported on. */
+  references: string[];
+  /** A valid body for POST and PUT; creates what it refers to. */
+  validBody: () => Promise<Record<string, unknown>>;
+  /** The id of a row to PUT and PATCH. */
+  existing: () => Promise<number>;
+}
+
+/** Values of the wrong JSON type for a field of this kind. */
+const wrongValues: Record<FieldKind, [string, unknown][]> = {
+  id: [
+    ["a string", "5"],
+    ["true", true],
+    ["a fraction", 1.5],
+    ["an array", [1]],
+    ["an object", { id: 1 }],
+    ["null", null],
+  ],
+  integer: [
+    ["a string", "5"],
+    ["true", true],
+    ["a fraction", 1.5],
+    ["an array", [1]],
+    ["null", null],
+  ],
+  number: [
+    ["a string", "1.5"],
+    ["true", true],
+    ["an array", [1.5]],
+    ["an object", {}],
+    ["null", null],
+  ],
+  string: [
+    ["a number", 5],
+    ["true", true],
+    ["an array", ["x"]],
+    ["null", null],
+    ["an empty string", ""],
+  ],
+  boolean: [
+    ["a string", "true"],
+    ["a number", 1],
+    ["an array", [true]],
+    ["null", null],
+  ],
+  timestamp: [
+    ["a number", 1_700_000_000],
+    ["not a date", "yesterday"],
+    ["an impossible date", "2026-13-45T99:00:00Z"],
+    ["SQL", "'; drop table machine; --"],
+    ["null", null],
+  ],
+};
+
+const numeric = (kind: FieldKind) => ["id", "integer", "number"].includes(kind);
+
+/**
+ * Every shape of bad input on one resource's POST, PUT and PATCH: each is answered with the
+ * documented 4xx, never a 500, and leaves the database as it was. The app must be built with
+ * BODY_LIMIT=2048.
+ */
+export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void {
+  const one = async () => `${spec.path}${await spec.existing()}/`;
+  const writes = [
+    ["POST", async () => spec.path],
+    ["PUT", one],
+    ["PATCH", one],
+  ] as const;
+
+  describe("bad input", () => {
+    for (const [method, url] of writes) {
+      it(`${method}: malformed JSON is 400 "JSON parse error"`, async () => {
+        const t = getT();
+        const answer = await expectRefused(t, rawJson(t, method, await url(), '{"a": 1,'), 400);
+        expect(answer.json().detail).toMatch(/^JSON parse error/);
+      });
+
+      it(`${method}: an empty JSON body is 400 "JSON parse error"`, async () => {
+        const t = getT();
+        const answer = await expectRefused(t, rawJson(t, method, await url(), ""), 400);
+        expect(answer.json().detail).toMatch(/^JSON parse error/);
+      });
+
+      it(`${method}: no body at all is 400`, async () => {
+        const t = getT();
+        await expectRefused(t, { method, url: await url(), headers: t.adminAuth }, 400);
+      });
+
+      for (const [what, text] of [
+        ["an array", "[]"],
+        ["a string", '"machine"'],
+        ["a number", "5"],
+        ["null", "null"],
+      ] as const) {
+        it(`${method}: a body that is ${what}, not an object, is 400`, async () => {
+          const t = getT();
+          await expectRefused(t, rawJson(t, method, await url(), text), 400);
+        });
+      }
+
+      it(`${method}: an unknown field is 400 naming it`, async () => {
+        const t = getT();
+        const body = method === "PATCH" ? {} : await spec.validBody();
+        await expectRefused(
+          t,
+          { method, url: await url(), headers: t.adminAuth, payload: { ...body, colour: "red" } },
+          400,
+          { colour: ["Unknown field."] },
+        );
+      });
+
+      it(`${method}: a body over BODY_LIMIT is 413`, async () => {
+        const t = getT();
+        const body = { ...(await spec.validBody()), padding: "x".repeat(3000) };
+        await expectRefused(
+          t,
+          { method, url: await url(), headers: t.adminAuth, payload: body },
+          413,
+          { detail: "Request body is too large." },
+        );
+      });
+
+      for (const [contentType, status] of [
+        ["text/plain", 415],
+        ["application/xml", 415],
+        ["application/x-www-form-urlencoded", 400],
+        ["multipart/form-data; boundary=x", 415],
+      ] as const) {
+        it(`${method}: a ${contentType.split(";")[0]} body is ${status}`, async () => {
+          const t = getT();
+          const body = JSON.stringify(await spec.validBody());
+          const payload =
+            contentType === "application/x-www-form-urlencoded"
+              ? new URLSearchParams(
+                  Object.entries(JSON.parse(body)).map(([key, value]) => [key, String(value)]),
+                ).toString()
+              : body;
+          await expectRefused(t, rawJson(t, method, await url(), payload, contentType), status);
+        });
+      }
+    }
+
+    for (const field of spec.required) {
+      for (const method of ["POST", "PUT"] as const) {
+        it(`${method}: missing ${field} is 400 {${field}: ["This field is required."]}`, async () => {
+          const t = getT();
+          const body = await spec.validBody();
+          delete body[field];
+          const target = method === "POST" ? spec.path : await one();
+          await expectRefused(
+            t,
+            { method, url: target, headers: t.adminAuth, payload: body },
+            400,
+            {
+              [field]: ["This field is required."],
+            },
+          );
+        });
+      }
+    }
+
+    for (const [field, kind] of Object.entries(spec.fields)) {
+      for (const [what, value] of wrongValues[kind]) {
+        for (const method of ["POST", "PATCH"] as const) {
+          it(`${method}: ${field} as ${what} is 400 naming ${field}`, async () => {
+            const t = getT();
+            const body = method === "POST" ? await spec.validBody() : {};
+            const target = method === "POST" ? spec.path : await one();
+            const answer = await expectRefused(
+              t,
+              { method, url: target, headers: t.adminAuth, payload: { ...body, [field]: value } },
+              400,
+            );
+            expect(Object.keys(answer.json())).toEqual([field]);
+          });
+        }
+      }
+
+      if (numeric(kind)) {
+        for (const huge of ["1e400", "-1e400", "1e300", "99999999999999999999999"]) {
+          it(`POST: ${field} = ${huge} in the JSON text is 400 naming ${field}`, async () => {
+            const t = getT();
+            const body = JSON.stringify({ ...(await spec.validBody()), [field]: 0 }).replace(
+              `"${field}":0`,
+              `"${field}":${huge}`,
+            );
+            const answer = await expectRefused(t, rawJson(t, "POST", spec.path, body), 400);
+            expect(Object.keys(answer.json())).toEqual([field]);
+          });
+        }
+      }
+    }
+
+    for (const field of spec.references) {
+      for (const method of ["POST", "PUT", "PATCH"] as const) {
+        it(`${method}: an unknown ${field} is 400 naming ${field}`, async () => {
+          const t = getT();
+          const body = method === "PATCH" ? {} : await spec.validBody();
+          const target = method === "POST" ? spec.path : await one();
+          const answer = await expectRefused(
+            t,
+            {
+              method,
+              url: target,
+              headers: t.adminAuth,
+              payload: { ...body, [field]: 987_654_321_987 },
+            },
+            400,
+          );
+          expect(Object.keys(answer.json())).toContain(field);
+        });
+      }
+    }
+
+    it("a refused write leaves no partial row behind, and a good one still works", async () => {
+      const t = getT();
+      const answer = await t.inject({
+        method: "POST",
+        url: spec.path,
+        headers: t.adminAuth,
+        payload: await spec.validBody(),
+      });
+      expect(answer.statusCode, answer.body).toBe(201);
+    });
+
+    for (const query of [
+      "ordering=%27%3B%20drop%20table%20machine%3B%20--",
+      "ordering=nonexistent",
+      "ordering=-",
+      "ordering=,",
+      "limit=10001",
+      "limit=0",
+      "limit=-1",
+      "limit=abc",
+      "offset=-1",
+      "offset=abc",
+    ]) {
+      it(`GET ?${decodeURIComponent(query)} is 400`, async () => {
+        const t = getT();
+        await expectRefused(
+          t,
+          { method: "GET", url: `${spec.path}?${query}`, headers: t.adminAuth },
+          400,
+        );
+      });
+    }
+
+    for (const id of ["0", "-1", "abc", "1.5", "99999999999999999999", "1e3", "%27%3B--"]) {
+      for (const method of ["GET", "PUT", "PATCH", "DELETE"] as const) {
+        it(`${method} ${spec.path}${decodeURIComponent(id)}/ is 404`, async () => {
+          const t = getT();
+          const payload = method === "PUT" ? await spec.validBody() : {};
+          await expectRefused(
+            t,
+            {
+              method,
+              url: `${spec.path}${id}/`,
+              headers: t.adminAuth,
+              ...(method === "GET" || method === "DELETE" ? {} : { payload }),
+            },
+            404,
+            { detail: "Not found." },
+          );
+        });
+      }
+    }
+  });
+}
