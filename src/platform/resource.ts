@@ -281,6 +281,7 @@ export function resourceRoutes(
 ): void {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const service = resourceService(db, def, changes);
+  const serializedPages = new WeakMap<Page, Buffer>();
   // Bodies are JSON (or a form): text is 415 Unsupported Media Type, as DRF answers, rather than
   // a string that fails validation. `app` is the machine-data scope, so other routes keep it.
   app.removeContentTypeParser("text/plain");
@@ -323,7 +324,14 @@ export function resourceRoutes(
     async (request, reply) => {
       const page = await service.list(request.query as Record<string, unknown>);
       paginationHeaders(reply, def.path, request.query as Record<string, unknown>, page);
-      return page.rows;
+      // A cached page is the same object on every hit, so its bytes are made once.
+      let body = serializedPages.get(page);
+      if (!body) {
+        body = Buffer.from(reply.serialize(page.rows) as string);
+        serializedPages.set(page, body);
+      }
+      // Already serialized by this route's own serializer; the type provider only knows rows.
+      return reply.type("application/json; charset=utf-8").send(body as never);
     },
   );
 

@@ -1,0 +1,30 @@
+// npm run bench [-- crud] [--seconds N]: runs the benchmarks and prints their tables in Markdown,
+// ready for docs/benchmarks.md. Each figure is a ratio against a baseline measured in the same run.
+import { parseArgs } from "node:util";
+import { benchCrud } from "./crud.ts";
+
+const benches: Record<string, (options: { seconds?: number }) => Promise<string>> = {
+  crud: (options) => benchCrud(options),
+};
+
+const { values, positionals } = parseArgs({
+  options: { seconds: { type: "string" } },
+  allowPositionals: true,
+});
+const selected = positionals.length > 0 ? positionals : Object.keys(benches);
+const unknown = selected.filter((name) => !(name in benches));
+if (unknown.length > 0) {
+  console.error(
+    `unknown benchmark: ${unknown.join(", ")} (known: ${Object.keys(benches).join(", ")})`,
+  );
+  process.exit(2);
+}
+const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+console.log(
+  `# npm run bench ${process.argv.slice(2).join(" ")}\n\nnode ${process.version}, ${new Date().toISOString()}\n`,
+);
+for (const name of selected) {
+  console.log(`## ${name}\n`);
+  console.log(await benches[name]!(seconds === undefined ? {} : { seconds }));
+  console.log();
+}
