@@ -28,6 +28,8 @@ export const AXIS_TRAVEL: Record<Exclude<AxisName, "C">, { min: number; max: num
   A: { min: -120, max: 120 },
 };
 
+const TRAVELLING_AXES = ["X", "Y", "Z", "A"] as const;
+
 /** X, Y, Z, A, C in AXIS_NAMES order; C unwrapped, so its motion is continuous across 360°. */
 export type Pose = [number, number, number, number, number];
 export type AxisTargets = Partial<Record<AxisName, number>>;
@@ -74,13 +76,6 @@ interface DwellSegment extends SegmentBase {
   shape: "dwell";
 }
 export type Segment = LinearSegment | ArcSegment | DwellSegment;
-type UntimedSegment<T = Segment> = T extends Segment ? Omit<T, "start" | "toolNumber"> : never;
-
-interface Kinematics {
-  position: Pose;
-  velocity: Pose;
-  acceleration: Pose;
-}
 
 const NEGLIGIBLE_TRAVEL = 1e-9;
 
@@ -127,6 +122,8 @@ export class MotionPlanner {
     target[0] = centerX + radius * Math.cos(endAngle);
     target[1] = centerY + radius * Math.sin(endAngle);
     this.push({
+      start: this.time,
+      toolNumber: this.tool.toolNumber,
       shape: "arc",
       kind: "arc",
       feedrate: this.tool.feedrate,
@@ -144,7 +141,15 @@ export class MotionPlanner {
 
   dwell(seconds: number, kind: MotionKind = "dwell"): void {
     if (seconds <= 0) return;
-    this.push({ shape: "dwell", kind, feedrate: null, target: [...this.pose], duration: seconds });
+    this.push({
+      start: this.time,
+      toolNumber: this.tool.toolNumber,
+      shape: "dwell",
+      kind,
+      feedrate: null,
+      target: [...this.pose],
+      duration: seconds,
+    });
   }
 
   changeTool(tool: Tool, seconds: number): void {
@@ -170,6 +175,8 @@ export class MotionPlanner {
     if (feedrate !== null) rate = Math.min(rate, feedrate / 60 / feedPathLength(delta));
     const profile = planTrapezoid(1, rate, rateChange);
     this.push({
+      start: this.time,
+      toolNumber: this.tool.toolNumber,
       shape: "line",
       kind,
       feedrate,
@@ -181,16 +188,16 @@ export class MotionPlanner {
     });
   }
 
-  private push(segment: UntimedSegment): void {
-    const timed = { ...segment, start: this.time, toolNumber: this.tool.toolNumber } as Segment;
-    this.segments.push(timed);
-    this.time += timed.duration;
-    this.pose = [...timed.target];
+  private push(segment: Segment): void {
+    this.segments.push(segment);
+    this.time += segment.duration;
+    this.pose = [...segment.target];
   }
 
   private assertInTravel(to: AxisTargets): void {
-    for (const [axis, travel] of Object.entries(AXIS_TRAVEL)) {
-      const value = to[axis as AxisName];
+    for (const axis of TRAVELLING_AXES) {
+      const value = to[axis];
+      const travel = AXIS_TRAVEL[axis];
       if (value !== undefined && (value < travel.min - 1e-6 || value > travel.max + 1e-6)) {
         throw new RangeError(`${axis}${value.toFixed(3)} is outside the travel of the machine`);
       }
@@ -204,25 +211,44 @@ function feedPathLength(delta: Pose): number {
   return linear > 1e-6 ? linear : Math.max(Math.abs(delta[3]), Math.abs(delta[4]));
 }
 
-export function segmentKinematics(segment: Segment, time: number): Kinematics {
-  const zero: Pose = [0, 0, 0, 0, 0];
+/**
+ * A machine at one instant, overwritten by the next read: a fleet of 10,000 machines reads half
+ * a million axis values a second, and fresh objects for each would keep the collector busy.
+ */
+export interface MachineReadout {
+  time: number;
+  /** Indexed as AXIS_NAMES; C is unwrapped here, shown modulo 360 by stateAt and the fleet. */
+  readonly actual: Float64Array;
+  readonly target: Float64Array;
+  readonly velocity: Float64Array;
+  readonly acceleration: Float64Array;
+  readonly homed: boolean[];
+  activity: MotionKind;
+  tool: Tool;
+  programmedFeedrate: number | null;
+}
+
+function evaluateSegment(segment: Segment, time: number, into: MachineReadout): void {
+  copyPose(segment.target, into.target);
   switch (segment.shape) {
     case "dwell":
-      return { position: [...segment.target], velocity: zero, acceleration: [...zero] };
+      copyPose(segment.target, into.actual);
+      into.velocity.fill(0);
+      into.acceleration.fill(0);
+      return;
     case "line": {
-      const {
-        distance: s,
-        velocity: v,
-        acceleration: a,
-      } = profileAt(segment.profile, time - segment.start);
-      return {
-        position: segment.from.map((p, i) => p + segment.delta[i]! * s) as Pose,
-        velocity: segment.delta.map((d) => d * v) as Pose,
-        acceleration: segment.delta.map((d) => d * a) as Pose,
-      };
+      const { distance, velocity, acceleration } = profileAt(segment.profile, time - segment.start);
+      for (let i = 0; i < 5; i += 1) {
+        const delta = segment.delta[i]!;
+        into.actual[i] = segment.from[i]! + delta * distance;
+        into.velocity[i] = delta * velocity;
+        into.acceleration[i] = delta * acceleration;
+      }
+      return;
     }
     case "arc":
-      return arcKinematics(segment, time);
+      evaluateArc(segment, time, into);
+      return;
     default: {
       const unknown: never = segment;
       throw new Error(`unknown segment ${JSON.stringify(unknown)}`);
@@ -230,7 +256,7 @@ export function segmentKinematics(segment: Segment, time: number): Kinematics {
   }
 }
 
-function arcKinematics(segment: ArcSegment, time: number): Kinematics {
+function evaluateArc(segment: ArcSegment, time: number, into: MachineReadout): void {
   const {
     distance: s,
     velocity: v,
@@ -241,14 +267,26 @@ function arcKinematics(segment: ArcSegment, time: number): Kinematics {
   const cos = Math.cos(angle);
   const sin = Math.sin(angle);
   const centripetal = (v * v) / r;
-  const position: Pose = [...segment.from];
-  position[0] = segment.centerX + r * cos;
-  position[1] = segment.centerY + r * sin;
-  return {
-    position,
-    velocity: [-k * sin * v, k * cos * v, 0, 0, 0],
-    acceleration: [-k * sin * a - cos * centripetal, k * cos * a - sin * centripetal, 0, 0, 0],
-  };
+  copyPose(segment.from, into.actual);
+  into.actual[0] = segment.centerX + r * cos;
+  into.actual[1] = segment.centerY + r * sin;
+  into.velocity.fill(0);
+  into.velocity[0] = -k * sin * v;
+  into.velocity[1] = k * cos * v;
+  into.acceleration.fill(0);
+  into.acceleration[0] = -k * sin * a - cos * centripetal;
+  into.acceleration[1] = k * cos * a - sin * centripetal;
+}
+
+/** By hand: TypedArray.set from a plain array takes a slow generic path. */
+function copyPose(pose: Pose, into: Float64Array): void {
+  for (let i = 0; i < 5; i += 1) into[i] = pose[i]!;
+}
+
+/** C as a rotary table shows it, in [0, 360). */
+export function wrapDegrees(degrees: number): number {
+  const turned = ((degrees % 360) + 360) % 360;
+  return turned === 360 ? 0 : turned;
 }
 
 export interface AxisState {
@@ -294,7 +332,17 @@ export class MachineMotion {
   private readonly homedAt: number[] = [];
   private readonly programContext: PartProgramContext;
   private current = 0;
-  private lastTime = Number.NEGATIVE_INFINITY;
+  private readonly readout: MachineReadout = {
+    time: Number.NEGATIVE_INFINITY,
+    actual: new Float64Array(5),
+    target: new Float64Array(5),
+    velocity: new Float64Array(5),
+    acceleration: new Float64Array(5),
+    homed: [false, false, false, false, false],
+    activity: "homing",
+    tool: { toolNumber: 0, toolOffset: 0, feedrate: 0 },
+    programmedFeedrate: null,
+  };
 
   constructor(options: MachineMotionOptions) {
     this.limits = axisLimitsWith(options.limits);
@@ -314,20 +362,34 @@ export class MachineMotion {
     this.home();
   }
 
+  /** The state at `time` (seconds since power-on); times must not go backwards. */
   stateAt(time: number): MachineState {
-    if (time < this.lastTime) {
-      throw new RangeError(`machine time runs forward only (${time} s after ${this.lastTime} s)`);
-    }
-    this.lastTime = time;
-    const segment = this.segmentAt(time);
-    const kinematics = segmentKinematics(segment, time);
+    const readout = this.readAt(time);
     return {
       time,
-      axes: AXIS_NAMES.map((axisName, i) => this.axisState(axisName, i, segment, kinematics)),
-      activity: segment.kind,
-      tool: this.tools[segment.toolNumber - 1]!,
-      programmedFeedrate: segment.feedrate,
+      axes: AXIS_NAMES.map((axisName, i) => axisState(readout, axisName, i)),
+      activity: readout.activity,
+      tool: readout.tool,
+      programmedFeedrate: readout.programmedFeedrate,
     };
+  }
+
+  /** As stateAt, into one reused readout: valid until the next read. */
+  readAt(time: number): Readonly<MachineReadout> {
+    if (time < this.readout.time) {
+      throw new RangeError(
+        `machine time runs forward only (${time} s after ${this.readout.time} s)`,
+      );
+    }
+    const segment = this.segmentAt(time);
+    const readout = this.readout;
+    readout.time = time;
+    evaluateSegment(segment, time, readout);
+    for (let i = 0; i < 5; i += 1) readout.homed[i] = time >= this.homedAt[i]!;
+    readout.activity = segment.kind;
+    readout.tool = this.tools[segment.toolNumber - 1]!;
+    readout.programmedFeedrate = segment.feedrate;
+    return readout;
   }
 
   /** Z clears first, as a real machine does, then X/Y, then the rotary axes. */
@@ -362,33 +424,29 @@ export class MachineMotion {
       if (segments.length === before) throw new Error("a part program planned no motion");
     }
   }
+}
 
-  private axisState(
-    axisName: AxisName,
-    i: number,
-    segment: Segment,
-    { position, velocity, acceleration }: Kinematics,
-  ): AxisState {
-    let actualPosition = position[i]!;
-    let targetPosition = segment.target[i]!;
-    if (axisName === "C") {
-      // Shown modulo 360 like a real rotary table; the target keeps the signed distance still
-      // to travel, so distance_to_go stays the true remaining move when it crosses 0°.
-      const turned = ((actualPosition % 360) + 360) % 360;
-      const wrapped = turned === 360 ? 0 : turned;
-      targetPosition = wrapped + (targetPosition - actualPosition);
-      actualPosition = wrapped;
-    }
-    return {
-      axisName,
-      actualPosition,
-      targetPosition,
-      velocity: velocity[i]!,
-      acceleration: acceleration[i]!,
-      homed: this.lastTime >= this.homedAt[i]!,
-      distanceToGo: targetPosition - actualPosition,
-    };
+/**
+ * C is shown modulo 360 like a real rotary table; its target keeps the signed distance still to
+ * travel, so distance_to_go stays the true remaining move when C crosses 0°.
+ */
+export function axisState(readout: MachineReadout, axisName: AxisName, i: number): AxisState {
+  let actualPosition = readout.actual[i]!;
+  let targetPosition = readout.target[i]!;
+  if (axisName === "C") {
+    const wrapped = wrapDegrees(actualPosition);
+    targetPosition = wrapped + (targetPosition - actualPosition);
+    actualPosition = wrapped;
   }
+  return {
+    axisName,
+    actualPosition,
+    targetPosition,
+    velocity: readout.velocity[i]!,
+    acceleration: readout.acceleration[i]!,
+    homed: readout.homed[i]!,
+    distanceToGo: targetPosition - actualPosition,
+  };
 }
 
 export function axisLimitsWith(overrides: Partial<AxisLimitsTable> = {}): AxisLimitsTable {
