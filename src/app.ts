@@ -6,6 +6,10 @@ import { authenticate } from "./features/auth/authenticate.ts";
 import { oauthRoutes } from "./features/auth/oauth-routes.ts";
 import { axesResource } from "./features/axes/axes-resource.ts";
 import { axisDataResource } from "./features/axis-data/axis-data-resource.ts";
+import { consoleRoutes } from "./features/console/console-routes.ts";
+import { historyRoutes } from "./features/history/history-routes.ts";
+import { createHistoryService } from "./features/history/history-service.ts";
+import { ingestRoutes } from "./features/ingest/ingest-routes.ts";
 import { machinesResource } from "./features/machines/machines-resource.ts";
 import { toolsResource, toolUsageResource } from "./features/tools/tools-resource.ts";
 import { usersRoutes } from "./features/users/users-routes.ts";
@@ -83,6 +87,8 @@ export async function buildApp(
   await app.register(authenticate, { oauth: services.oauth });
   await app.register(oauthRoutes, { oauth: services.oauth });
   await app.register(usersRoutes, { users: services.users });
+  await app.register(historyRoutes, { history: createHistoryService(services) });
+  await app.register(ingestRoutes, { ingest: services.ingest, bodyLimit: config.ingestBodyLimit });
   await app.register(async (data) => {
     for (const resource of [
       machinesResource,
@@ -98,5 +104,6 @@ export async function buildApp(
       resourceRoutes(data, db, services.changes, resource);
     }
   });
+  await app.register(consoleRoutes);
   return app;
 }

@@ -13,6 +13,8 @@ export interface Config {
   refreshTokenLifetime: number;
   /** Largest request body accepted, in bytes; larger ones get 413. */
   bodyLimit: number;
+  /** Largest ingest body in bytes (batches are larger than other requests). */
+  ingestBodyLimit: number;
   /** Failed logins allowed per username, and per client address, in each window. */
   loginAttemptsPerUser: number;
   loginAttemptsPerAddress: number;
@@ -49,6 +51,7 @@ export function parseConfig(env: Env): Config {
     accessTokenLifetime: integer(env, "ACCESS_TOKEN_LIFETIME", 36000, 1, 365 * 86400),
     refreshTokenLifetime: integer(env, "REFRESH_TOKEN_LIFETIME", 14 * 86400, 1, 3650 * 86400),
     bodyLimit: integer(env, "BODY_LIMIT", 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    ingestBodyLimit: integer(env, "INGEST_BODY_LIMIT", 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     loginAttemptsPerUser: integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000),
     loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),

@@ -1,5 +1,6 @@
 import { buildApp } from "./app.ts";
 import type { Config } from "./config.ts";
+import { ensureConsoleClient } from "./features/console/console-client.ts";
 import { openRuntime } from "./runtime.ts";
 
 /** `spindle serve`: migrate, then serve until SIGTERM or SIGINT, then close cleanly. */
@@ -26,6 +27,7 @@ export async function serve(config: Config): Promise<void> {
     const created = await services.users.ensureAdmin(config.adminUsername, config.adminPassword);
     if (created) app.log.info({ username: config.adminUsername }, "admin user created");
   }
+  await ensureConsoleClient(services.oauth);
   const purge = setInterval(() => {
     services.oauth
       .purgeExpiredTokens()
@@ -40,6 +42,8 @@ export async function serve(config: Config): Promise<void> {
     app.log.info({ signal }, "shutting down");
     clearInterval(purge);
     await app.close();
+    // Every row already accepted is committed before the database closes.
+    await services.ingest.close();
     await runtime.close();
   };
   process.once("SIGTERM", () => void shutdown("SIGTERM"));

@@ -2,6 +2,9 @@ import type { Config } from "./config.ts";
 import { LoginThrottle } from "./features/auth/login-throttle.ts";
 import { createOAuthService } from "./features/auth/oauth-service.ts";
 import { AxisDataPartitions } from "./features/axis-data/partitions.ts";
+import { type IngestOptions, IngestPipeline } from "./features/ingest/ingest-pipeline.ts";
+import { LatestValues } from "./features/ingest/latest-values.ts";
+import { FleetCatalog } from "./features/machines/fleet-catalog.ts";
 import { createUsersService } from "./features/users/users-service.ts";
 import { ChangeFeed } from "./platform/change-feed.ts";
 import { type Clock, systemClock } from "./platform/context.ts";
@@ -16,23 +19,29 @@ export interface Services {
   oauth: ReturnType<typeof createOAuthService>;
   users: ReturnType<typeof createUsersService>;
   partitions: AxisDataPartitions;
+  catalog: FleetCatalog;
+  latest: LatestValues;
+  ingest: IngestPipeline;
 }
 
-export function createServices({
-  config,
-  db,
-  clock = systemClock,
-}: {
+export interface ServiceOptions {
   config: Config;
   db: Database;
   clock?: Clock;
-}): Services {
+  ingest?: Partial<IngestOptions>;
+  onError?: (error: unknown) => void;
+}
+
+export function createServices({ config, db, clock = systemClock, ingest, onError }: ServiceOptions): Services {
   const loginThrottle = new LoginThrottle({
     attemptsPerUser: config.loginAttemptsPerUser,
     attemptsPerAddress: config.loginAttemptsPerAddress,
     windowSeconds: config.loginWindowSeconds,
   });
   const changes = new ChangeFeed();
+  const partitions = new AxisDataPartitions(db);
+  const catalog = new FleetCatalog(db, changes);
+  const latest = new LatestValues();
   return {
     config,
     db,
@@ -40,6 +49,18 @@ export function createServices({
     changes,
     oauth: createOAuthService({ db, clock, config, loginThrottle, changes }),
     users: createUsersService({ db, changes }),
-    partitions: new AxisDataPartitions(db),
+    partitions,
+    catalog,
+    latest,
+    ingest: new IngestPipeline({
+      db,
+      clock,
+      catalog,
+      partitions,
+      latest,
+      retentionDays: config.retentionDays,
+      ...(ingest ? { options: ingest } : {}),
+      ...(onError ? { onError } : {}),
+    }),
   };
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
 import { buildApp } from "../../src/app.ts";
 import { type Config, parseConfig } from "../../src/config.ts";
-import { createServices, type Services } from "../../src/services.ts";
+import { createServices, type ServiceOptions, type Services } from "../../src/services.ts";
 import { TestClock } from "./clock.ts";
 import { openTestDatabase, type TestDatabase } from "./database.ts";
 
@@ -29,11 +29,14 @@ let userCounter = 0;
 export const uniqueName = (prefix: string) => `${prefix}${process.pid}_${++userCounter}`;
 
 /** Spindle as it runs, on a database of this file's own, reached through app.inject. */
-export async function buildTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function buildTestApp(
+  env: Record<string, string> = {},
+  options: Pick<ServiceOptions, "ingest"> = {},
+): Promise<TestApp> {
   const database = await openTestDatabase();
   const clock = new TestClock();
   const config: Config = parseConfig({ LOGIN_ATTEMPTS_PER_ADDRESS: "1000", ...env });
-  const services = createServices({ config, db: database.db, clock });
+  const services = createServices({ config, db: database.db, clock, ...options });
   const app = await buildApp(services);
   await app.ready();
   await services.oauth.createClient({
@@ -83,6 +86,7 @@ export async function buildTestApp(env: Record<string, string> = {}): Promise<Te
     inject: (options) => app.inject(options),
     async close() {
       await app.close();
+      await services.ingest.close();
       await database.drop();
     },
   };

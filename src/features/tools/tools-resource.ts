@@ -106,7 +106,13 @@ export const toolUsageResource: ResourceDefinition = {
     update_timestamp: Type.Optional(Timestamp("Defaults to now")),
   }),
   readOnly: ["usage_id"],
-  constraints: { tool_usage_machine_id_fkey: machineMissing },
+  constraints: {
+    tool_usage_machine_id_fkey: machineMissing,
+    tool_usage_machine_time_key: {
+      field: "update_timestamp",
+      reason: "This machine already has a tool usage report at this time.",
+    },
+  },
   prepare: checkToolBelongsToMachine,
 };
 

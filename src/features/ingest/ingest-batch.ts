@@ -1,0 +1,62 @@
+/** A batch as it arrives, from JSON, NDJSON or an in-process source. */
+export interface RawBatch {
+  axis_data?: unknown;
+  tool_data?: unknown;
+  tool_usage?: unknown;
+}
+
+export type RowKind = "axis_data" | "tool_data" | "tool_usage";
+export const rowKinds: readonly RowKind[] = ["axis_data", "tool_data", "tool_usage"];
+
+/** One validated axis sample, resolved to its axis. `time` keeps the client's precision. */
+export interface AxisSampleRow {
+  axisId: number;
+  machineId: number;
+  axisName: string;
+  time: string;
+  timeMs: number;
+  actualPosition: number;
+  targetPosition: number;
+  velocity: number;
+  acceleration: number;
+  homed: boolean;
+}
+
+export interface ToolRow {
+  toolId: number;
+  machineId: number;
+  time: string;
+  timeMs: number;
+  toolOffset: number;
+  feedrate: number;
+}
+
+export interface ToolUsageRow {
+  machineId: number;
+  toolInUse: number;
+  time: string;
+  timeMs: number;
+}
+
+export interface ValidBatch {
+  axis: AxisSampleRow[];
+  tools: ToolRow[];
+  toolUsage: ToolUsageRow[];
+}
+
+export const rowCount = (batch: ValidBatch): number =>
+  batch.axis.length + batch.tools.length + batch.toolUsage.length;
+
+export interface RowProblem {
+  kind: RowKind;
+  index: number;
+  field: string;
+  reason: string;
+}
+
+export interface IngestResult {
+  /** Rows committed now or already stored before (a retried batch). */
+  accepted: number;
+  /** Of those, rows that were already stored and were ignored. */
+  duplicates: number;
+}

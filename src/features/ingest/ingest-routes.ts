@@ -1,0 +1,124 @@
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { DomainError } from "../../platform/errors.ts";
+import { type RawBatch, type RowKind, rowKinds } from "./ingest-batch.ts";
+import { type IngestPipeline, IngestRefused, IngestUnavailable } from "./ingest-pipeline.ts";
+
+const ndjsonTypes = ["application/x-ndjson", "application/ndjson", "application/jsonl"];
+
+/**
+ * NDJSON: each line is a batch object (`{"axis_data":[…]}`) or one row naming its `kind`
+ * (`{"kind":"axis_data","machine_id":…}`), so a producer can stream rows as it has them.
+ */
+export function parseNdjson(text: string): RawBatch {
+  const batch: Record<RowKind, unknown[]> = { axis_data: [], tool_data: [], tool_usage: [] };
+  const lines = text.split("\n");
+  lines.forEach((line, index) => {
+    if (line.trim() === "") return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      throw new DomainError(
+        "validation",
+        `JSON parse error on line ${index + 1} - ${(error as Error).message}`,
+      );
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new DomainError("validation", `Line ${index + 1}: expected a JSON object.`);
+    }
+    const record = value as Record<string, unknown>;
+    if ("kind" in record) {
+      const { kind, ...row } = record;
+      if (!rowKinds.includes(kind as RowKind)) {
+        throw new DomainError(
+          "validation",
+          `Line ${index + 1}: kind must be one of ${rowKinds.join(", ")}.`,
+        );
+      }
+      batch[kind as RowKind].push(row);
+      return;
+    }
+    for (const kind of rowKinds) {
+      const rows = record[kind];
+      if (rows === undefined) continue;
+      if (!Array.isArray(rows))
+        throw new DomainError("validation", `Line ${index + 1}: ${kind} must be a list.`);
+      for (const row of rows) batch[kind].push(row);
+    }
+  });
+  return batch;
+}
+
+const Problem = Type.Object({
+  kind: Type.String(),
+  index: Type.Integer({ description: "Position of the row in its list (-1: the list itself)" }),
+  field: Type.String(),
+  reason: Type.String(),
+});
+
+export async function ingestRoutes(
+  app: FastifyInstance,
+  { ingest, bodyLimit }: { ingest: IngestPipeline; bodyLimit: number },
+) {
+  app.addContentTypeParser(
+    ndjsonTypes,
+    { parseAs: "string", bodyLimit },
+    (_request, body, done) => {
+      try {
+        done(null, parseNdjson(body as string));
+      } catch (error) {
+        done(error as Error, undefined);
+      }
+    },
+  );
+
+  app.post(
+    "/api/ingest/",
+    {
+      bodyLimit,
+      config: { anyPermission: ["axisdata.add"] },
+      schema: {
+        tags: ["ingest"],
+        summary: "Send machine data; answered once it is committed",
+        description:
+          'JSON `{"axis_data":[…],"tool_data":[…],"tool_usage":[…]}` or NDJSON (a batch object, or one row with a `kind`, per line). ' +
+          "An axis_data row names its axis by `machine_id` + `axis_name` (or `axis`) and carries actual_position, target_position, " +
+          "velocity, acceleration, homed and optionally `timestamp` (ISO 8601; default: time of receipt). tool_data: tool_id, " +
+          "tool_offset, feedrate. tool_usage: machine_id, tool_in_use (a tool_id of that machine). A bad batch is refused whole. " +
+          "A sample is unique per axis and instant, so retries never duplicate; `duplicates` counts the repeats ignored. " +
+          "Allowed with the axisdata.add permission or a client token with the ingest scope.",
+        response: {
+          202: Type.Object({ accepted: Type.Integer(), duplicates: Type.Integer() }),
+          400: Type.Object({ detail: Type.String(), errors: Type.Optional(Type.Array(Problem)) }),
+          503: Type.Object({ detail: Type.String() }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        return reply.code(400).send({ detail: 'Expected an object such as {"axis_data": […]}.' });
+      }
+      const unknown = Object.keys(body).filter((key) => !rowKinds.includes(key as RowKind));
+      if (unknown.length > 0) {
+        return reply.code(400).send({
+          detail: `Unknown field(s): ${unknown.join(", ")}. Expected ${rowKinds.join(", ")}.`,
+        });
+      }
+      try {
+        return reply.code(202).send(await ingest.ingest(body as RawBatch));
+      } catch (error) {
+        if (error instanceof IngestRefused)
+          return reply.code(400).send({ detail: error.message, errors: error.problems });
+        if (error instanceof IngestUnavailable) {
+          return reply
+            .code(503)
+            .header("Retry-After", String(error.retryAfterSeconds))
+            .send({ detail: error.message });
+        }
+        throw error;
+      }
+    },
+  );
+}

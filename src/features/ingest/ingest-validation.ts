@@ -1,0 +1,239 @@
+import type { Clock } from "../../platform/context.ts";
+import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
+import type { Fleet } from "../machines/fleet-catalog.ts";
+import type {
+  AxisSampleRow,
+  RawBatch,
+  RowKind,
+  RowProblem,
+  ToolRow,
+  ToolUsageRow,
+  ValidBatch,
+} from "./ingest-batch.ts";
+
+export const maxRowsPerBatch = 100_000;
+const measurementLimit = 1e12;
+
+export interface ValidationContext {
+  fleet: Fleet;
+  clock: Clock;
+  retentionDays: number;
+  /** tool_id → machine_id for the tools a batch names (looked up only when it has tool rows). */
+  toolOwners: Map<number, number>;
+}
+
+/**
+ * Checks every row and resolves its references. A batch with any problem is refused whole, so
+ * every problem is collected (up to a bound) to let a producer fix them all in one go.
+ */
+export function validateBatch(
+  raw: RawBatch,
+  context: ValidationContext,
+): { batch: ValidBatch; problems: RowProblem[] } {
+  const problems: RowProblem[] = [];
+  const problem = (kind: RowKind, index: number, field: string, reason: string) => {
+    if (problems.length < 1000) problems.push({ kind, index, field, reason });
+  };
+  const batch: ValidBatch = { axis: [], tools: [], toolUsage: [] };
+  const receivedAt = context.clock.now();
+
+  const rows = (kind: RowKind): unknown[] => {
+    const value = raw[kind];
+    if (value === undefined) return [];
+    if (!Array.isArray(value)) {
+      problem(kind, -1, kind, "Expected a list of rows.");
+      return [];
+    }
+    return value;
+  };
+
+  const axisRows = rows("axis_data");
+  const toolRows = rows("tool_data");
+  const usageRows = rows("tool_usage");
+  if (axisRows.length + toolRows.length + usageRows.length > maxRowsPerBatch) {
+    problem("axis_data", -1, "non_field_errors", `At most ${maxRowsPerBatch} rows per batch.`);
+    return { batch, problems };
+  }
+
+  axisRows.forEach((value, index) => {
+    const row = new RowReader("axis_data", index, value, problem);
+    if (!row.isObject) return;
+    const axis = resolveAxis(row, context.fleet);
+    const sample: Partial<AxisSampleRow> = {
+      actualPosition: row.number("actual_position"),
+      targetPosition: row.number("target_position"),
+      velocity: row.number("velocity"),
+      acceleration: row.number("acceleration"),
+      homed: row.boolean("homed"),
+    };
+    const time = row.time(receivedAt, context);
+    if (!row.ok || !axis || !time) return;
+    batch.axis.push({
+      ...(sample as AxisSampleRow),
+      axisId: axis.axisId,
+      machineId: axis.machineId,
+      axisName: axis.axisName,
+      ...time,
+    });
+  });
+
+  toolRows.forEach((value, index) => {
+    const row = new RowReader("tool_data", index, value, problem);
+    if (!row.isObject) return;
+    const toolId = row.id("tool_id");
+    const toolOffset = row.number("tool_offset");
+    const feedrate = row.number("feedrate", 0);
+    const time = row.time(receivedAt, context);
+    const machineId = toolId === undefined ? undefined : context.toolOwners.get(toolId);
+    if (toolId !== undefined && machineId === undefined)
+      row.fail("tool_id", `Tool ${toolId} does not exist.`);
+    if (!row.ok || toolId === undefined || machineId === undefined || !time) return;
+    batch.tools.push({ toolId, machineId, toolOffset: toolOffset!, feedrate: feedrate!, ...time });
+  });
+
+  usageRows.forEach((value, index) => {
+    const row = new RowReader("tool_usage", index, value, problem);
+    if (!row.isObject) return;
+    const machineId = row.id("machine_id");
+    const toolInUse = row.id("tool_in_use");
+    const time = row.time(receivedAt, context);
+    if (machineId !== undefined && !context.fleet.machines.has(machineId)) {
+      row.fail("machine_id", `Machine ${machineId} does not exist.`);
+    } else if (
+      toolInUse !== undefined &&
+      machineId !== undefined &&
+      context.toolOwners.get(toolInUse) !== machineId
+    ) {
+      row.fail("tool_in_use", `Tool ${toolInUse} is not a tool of machine ${machineId}.`);
+    }
+    if (!row.ok || machineId === undefined || toolInUse === undefined || !time) return;
+    batch.toolUsage.push({ machineId, toolInUse, ...time });
+  });
+
+  return { batch, problems };
+}
+
+/** The tool ids a raw batch names, to look their machines up before validating. */
+export function namedToolIds(raw: RawBatch): number[] {
+  const ids = new Set<number>();
+  const collect = (rows: unknown, field: string) => {
+    if (!Array.isArray(rows)) return;
+    for (const row of rows) {
+      const id = (row as Record<string, unknown> | null)?.[field];
+      if (Number.isSafeInteger(id) && (id as number) > 0) ids.add(id as number);
+    }
+  };
+  collect(raw.tool_data, "tool_id");
+  collect(raw.tool_usage, "tool_in_use");
+  return [...ids];
+}
+
+function resolveAxis(row: RowReader, fleet: Fleet) {
+  const record = row.value;
+  if (record.axis !== undefined) {
+    const axisId = row.id("axis");
+    if (axisId === undefined) return undefined;
+    const axis = fleet.axes.get(axisId);
+    if (!axis) row.fail("axis", `Axis ${axisId} does not exist.`);
+    return axis;
+  }
+  const machineId = row.id("machine_id");
+  const axisName = row.string("axis_name", 32);
+  if (machineId === undefined || axisName === undefined) return undefined;
+  const machine = fleet.machines.get(machineId);
+  if (!machine) {
+    row.fail("machine_id", `Machine ${machineId} does not exist.`);
+    return undefined;
+  }
+  const axis = machine.axes.get(axisName);
+  if (!axis) row.fail("axis_name", `Machine ${machineId} has no axis "${axisName}".`);
+  return axis;
+}
+
+/** Reads one row's fields, recording a problem for each that is missing or malformed. */
+class RowReader {
+  ok = true;
+  readonly isObject: boolean;
+  readonly value: Record<string, unknown>;
+
+  constructor(
+    private readonly kind: RowKind,
+    private readonly index: number,
+    value: unknown,
+    private readonly report: (kind: RowKind, index: number, field: string, reason: string) => void,
+  ) {
+    this.isObject = typeof value === "object" && value !== null && !Array.isArray(value);
+    this.value = this.isObject ? (value as Record<string, unknown>) : {};
+    if (!this.isObject) this.fail("non_field_errors", "Expected an object.");
+  }
+
+  fail(field: string, reason: string): void {
+    this.ok = false;
+    this.report(this.kind, this.index, field, reason);
+  }
+
+  private present(field: string): unknown {
+    const value = this.value[field];
+    if (value === undefined || value === null) this.fail(field, "This field is required.");
+    return value ?? undefined;
+  }
+
+  number(field: string, min = -measurementLimit): number | undefined {
+    const value = this.present(field);
+    if (value === undefined) return undefined;
+    if (typeof value !== "number" || !Number.isFinite(value))
+      return (this.fail(field, "A valid number is required."), undefined);
+    if (value < min || value > measurementLimit)
+      return (this.fail(field, `Must be between ${min} and ${measurementLimit}.`), undefined);
+    return value;
+  }
+
+  id(field: string): number | undefined {
+    const value = this.present(field);
+    if (value === undefined) return undefined;
+    if (!Number.isSafeInteger(value) || (value as number) < 1)
+      return (this.fail(field, "A valid positive integer is required."), undefined);
+    return value as number;
+  }
+
+  boolean(field: string): boolean | undefined {
+    const value = this.present(field);
+    if (value === undefined) return undefined;
+    if (typeof value !== "boolean")
+      return (this.fail(field, "Must be a valid boolean."), undefined);
+    return value;
+  }
+
+  string(field: string, maxLength: number): string | undefined {
+    const value = this.present(field);
+    if (value === undefined) return undefined;
+    if (typeof value !== "string" || value.length === 0 || value.length > maxLength) {
+      return (this.fail(field, `A string of 1 to ${maxLength} characters is required.`), undefined);
+    }
+    return value;
+  }
+
+  /** `timestamp` (or the seed's `update_timestamp`): ISO 8601, or absent for the time of receipt. */
+  time(receivedAt: Date, context: ValidationContext): { time: string; timeMs: number } | undefined {
+    const field = this.value.timestamp !== undefined ? "timestamp" : "update_timestamp";
+    const value = this.value[field];
+    if (value === undefined || value === null)
+      return { time: receivedAt.toISOString(), timeMs: receivedAt.getTime() };
+    const isoLike =
+      typeof value === "string" &&
+      value.length <= 40 &&
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,6})?)?(Z|[+-]\d\d:?\d\d)$/i.test(value);
+    const timeMs = isoLike ? Date.parse(value as string) : Number.NaN;
+    if (Number.isNaN(timeMs))
+      return (
+        this.fail(
+          field,
+          "Datetime has wrong format. Use ISO 8601 with a zone, e.g. 2026-01-31T12:00:00.250Z.",
+        ),
+        undefined
+      );
+    const outside = checkSampleTime(new Date(timeMs), context);
+    if (outside) return (this.fail(field, outside), undefined);
+    return { time: value as string, timeMs };
+  }
+}

@@ -1,0 +1,358 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
+import {
+  createAxis,
+  createMachine,
+  createTool,
+  snapshot,
+} from "../../../test/helpers/factories.ts";
+import type { ValidBatch } from "./ingest-batch.ts";
+import { parseNdjson } from "./ingest-routes.ts";
+
+let t: TestApp;
+let machineId: number;
+let toolId: number;
+let otherToolId: number;
+const axisIds: Record<string, number> = {};
+
+beforeAll(async () => {
+  t = await buildTestApp();
+  machineId = (await createMachine(t)).machine_id;
+  for (const axis_name of ["X", "Y", "Z", "A", "C"])
+    axisIds[axis_name] = (await createAxis(t, machineId, { axis_name })).axis_id;
+  toolId = (await createTool(t, machineId, { update_timestamp: "2020-01-01T00:00:00Z" })).tool_id;
+  const other = await createMachine(t);
+  otherToolId = (await createTool(t, other.machine_id)).tool_id;
+});
+afterAll(() => t.close());
+
+let tick = 0;
+/** A distinct instant per call, so each sample is new unless a test repeats it on purpose. */
+const at = () => new Date(Date.now() - 60_000 + ++tick).toISOString();
+const sample = (overrides: Record<string, unknown> = {}) => ({
+  machine_id: machineId,
+  axis_name: "X",
+  actual_position: 10,
+  target_position: 12,
+  velocity: 100,
+  acceleration: 5,
+  homed: true,
+  timestamp: at(),
+  ...overrides,
+});
+const ingest = (payload: unknown, headers: Record<string, string> = t.adminAuth) =>
+  t.inject({ method: "POST", url: "/api/ingest/", headers, payload: payload as object });
+const count = async (table = "axis_data") =>
+  Number(
+    (await t.database.db.query<{ n: number }>(`select count(*)::int as n from ${table}`)).rows[0]!
+      .n,
+  );
+
+describe("POST /api/ingest/", () => {
+  it("commits a batch before answering 202", async () => {
+    const before = await count();
+    const rows = ["X", "Y", "Z", "A", "C"].map((axis_name) => sample({ axis_name }));
+    const answer = await ingest({ axis_data: rows });
+    expect(answer.statusCode).toBe(202);
+    expect(answer.json()).toEqual({ accepted: 5, duplicates: 0 });
+    expect(await count()).toBe(before + 5);
+  });
+
+  it("stores every field, distance_to_go derived, the client's timestamp to the microsecond", async () => {
+    const timestamp = "2026-01-01T00:00:00.123456Z";
+    const fresh = new Date(Date.now() - 1000).toISOString().replace(/\.(\d{3})Z$/, ".$1789Z");
+    const row = sample({
+      axis_name: "Y",
+      actual_position: 1.5,
+      target_position: 4,
+      velocity: -3.25,
+      acceleration: 0.5,
+      homed: false,
+      timestamp: fresh,
+    });
+    expect((await ingest({ axis_data: [row] })).statusCode).toBe(202);
+    const { rows } = await t.database.db.query<Record<string, unknown>>(
+      "select actual_position, target_position, distance_to_go, velocity, acceleration, homed, to_char(update_timestamp at time zone 'UTC', 'US') as micros from axis_data where axis_id = $1 and update_timestamp = $2",
+      [axisIds.Y, fresh],
+    );
+    expect(rows[0]).toMatchObject({
+      actual_position: 1.5,
+      target_position: 4,
+      distance_to_go: 2.5,
+      velocity: -3.25,
+      acceleration: 0.5,
+      homed: false,
+    });
+    expect(String(rows[0]!.micros).slice(-3)).toBe("789");
+    expect(timestamp).toBeTruthy();
+  });
+
+  it("is idempotent: a retried batch is accepted and counted as duplicates, never stored twice", async () => {
+    const rows = [
+      sample(),
+      sample(),
+      sample({ axis: axisIds.Z, machine_id: undefined, axis_name: undefined }),
+    ];
+    expect((await ingest({ axis_data: rows })).json()).toEqual({ accepted: 3, duplicates: 0 });
+    const before = await count();
+    expect((await ingest({ axis_data: rows })).json()).toEqual({ accepted: 3, duplicates: 3 });
+    expect(await count()).toBe(before);
+  });
+
+  it("uses the time of receipt when a row has no timestamp", async () => {
+    const started = Date.now();
+    const { timestamp: _, ...row } = sample({ axis_name: "C" });
+    expect((await ingest({ axis_data: [row] })).statusCode).toBe(202);
+    const { rows } = await t.database.db.query<{ update_timestamp: Date }>(
+      "select update_timestamp from axis_data where axis_id = $1 order by update_timestamp desc limit 1",
+      [axisIds.C],
+    );
+    expect(rows[0]!.update_timestamp.getTime()).toBeGreaterThanOrEqual(started - 5);
+  });
+
+  it("takes NDJSON: batch objects and single rows with a kind", async () => {
+    const lines = [
+      JSON.stringify({ axis_data: [sample(), sample()] }),
+      JSON.stringify({ kind: "axis_data", ...sample() }),
+      "",
+    ].join("\n");
+    const answer = await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: { ...t.adminAuth, "content-type": "application/x-ndjson" },
+      payload: lines,
+    });
+    expect(answer.statusCode).toBe(202);
+    expect(answer.json().accepted).toBe(3);
+  });
+
+  it("updates tools and logs tool usage, idempotently", async () => {
+    const when = at();
+    const payload = {
+      tool_data: [{ tool_id: toolId, tool_offset: 101.5, feedrate: 2400, timestamp: when }],
+      tool_usage: [{ machine_id: machineId, tool_in_use: toolId, timestamp: when }],
+    };
+    expect((await ingest(payload)).json()).toEqual({ accepted: 2, duplicates: 0 });
+    const tool = await t.inject({
+      method: "GET",
+      url: `/data/tools/${toolId}/`,
+      headers: t.adminAuth,
+    });
+    expect(tool.json()).toMatchObject({ tool_offset: 101.5, feedrate: 2400 });
+    expect((await ingest(payload)).json()).toEqual({ accepted: 2, duplicates: 2 });
+    const older = {
+      tool_data: [
+        {
+          tool_id: toolId,
+          tool_offset: 1,
+          feedrate: 1,
+          timestamp: new Date(Date.parse(when) - 1000).toISOString(),
+        },
+      ],
+    };
+    expect((await ingest(older)).json()).toEqual({ accepted: 1, duplicates: 1 });
+    expect(
+      (
+        await t.inject({ method: "GET", url: `/data/tools/${toolId}/`, headers: t.adminAuth })
+      ).json().tool_offset,
+    ).toBe(101.5);
+  });
+
+  it("keeps the newest value of every series in memory and publishes each committed batch", async () => {
+    const published: ValidBatch[] = [];
+    const stop = t.services.ingest.onCommitted((batch) => published.push(batch));
+    const newest = sample({
+      axis_name: "A",
+      actual_position: 77,
+      timestamp: new Date(Date.now() - 10).toISOString(),
+    });
+    const older = sample({
+      axis_name: "A",
+      actual_position: 11,
+      timestamp: new Date(Date.now() - 5000).toISOString(),
+    });
+    await ingest({ axis_data: [newest, older] });
+    stop();
+    expect(t.services.latest.axes.get(axisIds.A!)?.actualPosition).toBe(77);
+    expect(published).toHaveLength(1);
+    expect(published[0]!.axis.map((row) => row.actualPosition)).toEqual([77, 11]);
+  });
+});
+
+describe("refused batches store nothing", () => {
+  const problemsOf = async (payload: unknown) => {
+    const before = await snapshot(t);
+    const answer = await ingest(payload);
+    expect(answer.statusCode, answer.body).toBe(400);
+    expect(await snapshot(t)).toBe(before);
+    return answer.json().errors as { kind: string; index: number; field: string; reason: string }[];
+  };
+
+  it("names each bad row's index and field, and refuses the good rows with them", async () => {
+    const errors = await problemsOf({
+      axis_data: [
+        sample(),
+        sample({ velocity: "fast" }),
+        sample({ machine_id: 999_999 }),
+        sample({ axis_name: "Q" }),
+        sample({ homed: "yes", actual_position: null }),
+        sample({ timestamp: "yesterday" }),
+        sample({ timestamp: "2001-01-01T00:00:00Z" }),
+        sample({ timestamp: new Date(Date.now() + 3 * 86_400_000).toISOString() }),
+        sample({ axis: 123_456_789, machine_id: undefined, axis_name: undefined }),
+        "not a row",
+        sample({ acceleration: 1e300 }),
+      ],
+    });
+    expect(errors.map(({ index, field }) => `${index}:${field}`)).toEqual([
+      "1:velocity",
+      "2:machine_id",
+      "3:axis_name",
+      "4:actual_position",
+      "4:homed",
+      "5:timestamp",
+      "6:timestamp",
+      "7:timestamp",
+      "8:axis",
+      "9:non_field_errors",
+      "10:acceleration",
+    ]);
+    expect(errors[1]!.reason).toBe("Machine 999999 does not exist.");
+  });
+
+  it("refuses tool rows for unknown tools or another machine's tool", async () => {
+    const errors = await problemsOf({
+      tool_data: [
+        { tool_id: 987_654, tool_offset: 1, feedrate: 1 },
+        { tool_id: toolId, tool_offset: 1, feedrate: -5 },
+      ],
+      tool_usage: [
+        { machine_id: machineId, tool_in_use: otherToolId },
+        { machine_id: 42, tool_in_use: toolId },
+      ],
+    });
+    expect(errors.map(({ kind, index, field }) => `${kind}:${index}:${field}`)).toEqual([
+      "tool_data:0:tool_id",
+      "tool_data:1:feedrate",
+      "tool_usage:0:tool_in_use",
+      "tool_usage:1:machine_id",
+    ]);
+  });
+
+  it.each([
+    [[sample()], "Expected an object"],
+    [{ axis_data: sample() }, "bad row"],
+    [{ axis_data: [sample()], extra: [] }, "Unknown field(s): extra"],
+    [{ axis_data: [sample()], "'; drop table axis_data; --": 1 }, "Unknown field(s)"],
+  ])("answers %j with 400", async (payload, detail) => {
+    const before = await snapshot(t);
+    const answer = await ingest(payload);
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json().detail).toContain(detail);
+    expect(await snapshot(t)).toBe(before);
+  });
+
+  it("answers malformed JSON and NDJSON with the line, and oversized bodies with 413", async () => {
+    const broken = await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: { ...t.adminAuth, "content-type": "application/json" },
+      payload: '{"axis_data": [',
+    });
+    expect(broken.statusCode).toBe(400);
+    const ndjson = await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: { ...t.adminAuth, "content-type": "application/x-ndjson" },
+      payload: `${JSON.stringify({ axis_data: [] })}\n{oops`,
+    });
+    expect(ndjson.statusCode).toBe(400);
+    expect(ndjson.json().detail).toMatch(/^JSON parse error on line 2/);
+    expect(() => parseNdjson('{"kind":"machine_data"}')).toThrow(/kind must be one of/);
+    const small = await buildTestApp({ INGEST_BODY_LIMIT: "2048" });
+    try {
+      const big = await small.inject({
+        method: "POST",
+        url: "/api/ingest/",
+        headers: small.adminAuth,
+        payload: { axis_data: Array.from({ length: 100 }, () => sample()) },
+      });
+      expect(big.statusCode).toBe(413);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe("who may ingest", () => {
+  it("a machine adapter with the ingest scope, and users holding axisdata.add", async () => {
+    const client = await t.token({ grant_type: "client_credentials", scope: "ingest" });
+    const adapter = { authorization: `Bearer ${client.json().access_token}` };
+    expect((await ingest({ axis_data: [sample()] }, adapter)).statusCode).toBe(202);
+    // The adapter's token cannot read anything.
+    expect(
+      (await t.inject({ method: "GET", url: "/data/machines/", headers: adapter })).statusCode,
+    ).toBe(403);
+    for (const group of ["Manager", "Supervisor"]) {
+      const { authorization } = await t.userAuth([group]);
+      expect((await ingest({ axis_data: [sample()] }, { authorization })).statusCode).toBe(202);
+    }
+  });
+
+  it("not an Operator, nor a token without ingest or write scope, nor anyone without a token", async () => {
+    const operator = await t.userAuth(["Operator"]);
+    expect(
+      (await ingest({ axis_data: [sample()] }, { authorization: operator.authorization }))
+        .statusCode,
+    ).toBe(403);
+    const reader = await t.token({ grant_type: "client_credentials", scope: "read" });
+    expect(
+      (
+        await ingest(
+          { axis_data: [sample()] },
+          { authorization: `Bearer ${reader.json().access_token}` },
+        )
+      ).statusCode,
+    ).toBe(403);
+    expect(
+      (await t.inject({ method: "POST", url: "/api/ingest/", payload: { axis_data: [] } }))
+        .statusCode,
+    ).toBe(401);
+  });
+});
+
+describe("back-pressure", () => {
+  it("refuses with 503 and Retry-After once the queue is full, and takes rows again after it drains", async () => {
+    const slow = await buildTestApp(
+      {},
+      { ingest: { maxQueuedRows: 3, flushRows: 1000, flushDelayMs: 300 } },
+    );
+    try {
+      const machine = (await createMachine(slow)).machine_id;
+      await createAxis(slow, machine, { axis_name: "X" });
+      const row = (i: number) => ({
+        ...sample({
+          machine_id: machine,
+          timestamp: new Date(Date.now() - 1000 + i).toISOString(),
+        }),
+      });
+      const send = (rows: unknown[]) =>
+        slow.inject({
+          method: "POST",
+          url: "/api/ingest/",
+          headers: slow.adminAuth,
+          payload: { axis_data: rows },
+        });
+      const first = send([row(1), row(2), row(3)]);
+      // Let the first batch reach the queue before the second arrives.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const second = await send([row(4)]);
+      expect(second.statusCode).toBe(503);
+      expect(second.headers["retry-after"]).toBe("1");
+      expect((await first).statusCode).toBe(202);
+      expect((await send([row(4)])).statusCode).toBe(202);
+    } finally {
+      await slow.close();
+    }
+  });
+});
