@@ -1,0 +1,297 @@
+import type { Clock } from "../../platform/context.ts";
+import type { Database } from "../../platform/database.ts";
+import { invalid } from "../../platform/errors.ts";
+import {
+  type HistoryField,
+  type HistoryInput,
+  historyFields,
+  historyLimits,
+} from "./history-schemas.ts";
+
+/** One series: the samples of one axis of one machine. */
+export interface HistorySeries {
+  axisId: number;
+  machineId: number;
+  machineName: string;
+  axisName: string;
+}
+
+/**
+ * A page of one series, as the database returns it: the requested field columns and `t`, the
+ * time as ISO 8601 with microseconds (exact, so it can be a keyset cursor). Raw pages add
+ * `axis_data_id`; bucket pages add `F_min`, `F_max` per field and `samples`.
+ */
+export interface HistoryPage {
+  series: HistorySeries;
+  rows: Record<string, unknown>[];
+}
+
+export interface HistoryAnswer {
+  from: Date;
+  to: Date;
+  fields: HistoryField[];
+  /** Set when the series are downsampled: the bucket width in milliseconds. */
+  bucketMs: number | undefined;
+  series: HistorySeries[];
+  /** The rows, fetched as they are consumed: at most a few pages are in memory at once. */
+  pages(): AsyncGenerator<HistoryPage>;
+}
+
+export interface HistoryServiceOptions {
+  db: Database;
+  clock: Clock;
+  /** Rows per query for raw windows (keyset pagination). */
+  pageSize?: number;
+  /** Buckets per query for downsampled series. */
+  bucketsPerQuery?: number;
+  /** Downsampling queries in flight at once (each series is its own query). */
+  concurrency?: number;
+}
+
+const dayMs = 86_400_000;
+const isoMicros = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
+
+/**
+ * Where a bucket's aggregates come from. Only raw samples exist today; a rollup table (1 s or
+ * 1 min aggregates keeping min, max, sum and count per field) would be a second source that
+ * `bucketSource` picks when the bucket width is a multiple of its resolution and the window is
+ * aligned to it: its `avg` becomes sum(sum)/sum(count), `min` min(min), `max` max(max).
+ */
+interface BucketSource {
+  table: string;
+  /** Width of one stored row in ms; 0 for raw samples. */
+  resolutionMs: number;
+  count: string;
+  avg(field: HistoryField): string;
+  min(field: HistoryField): string;
+  max(field: HistoryField): string;
+}
+
+// sum/count, not avg(): avg(float8) keeps a sum of squares too, and costs a third more.
+const rawSamples: BucketSource = {
+  table: "axis_data",
+  resolutionMs: 0,
+  count: "count(*)::int",
+  avg: (field) => (field === "homed" ? "bool_and(homed)" : `sum(${field}) / count(*)`),
+  min: (field) => (field === "homed" ? "bool_and(homed)" : `min(${field})`),
+  max: (field) => (field === "homed" ? "bool_or(homed)" : `max(${field})`),
+};
+
+const bucketSources: BucketSource[] = [rawSamples];
+
+function bucketSource(bucketMs: number, from: Date): BucketSource {
+  return (
+    bucketSources.find(
+      (source) =>
+        source.resolutionMs === 0 ||
+        (bucketMs % source.resolutionMs === 0 && from.getTime() % source.resolutionMs === 0),
+    ) ?? rawSamples
+  );
+}
+
+export function createHistoryService({
+  db,
+  clock,
+  pageSize = 5000,
+  bucketsPerQuery = 5000,
+  concurrency = 4,
+}: HistoryServiceOptions) {
+  /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
+  function window(input: HistoryInput): { from: Date; to: Date } {
+    const { minutes, from, to } = input;
+    if (minutes !== undefined && from && to) {
+      throw invalid({ minutes: ["Give minutes, or from and to, not all three."] });
+    }
+    const length = (minutes ?? historyLimits.defaultMinutes) * 60_000;
+    let window: { from: Date; to: Date };
+    if (from && to) window = { from, to };
+    else if (from && minutes !== undefined)
+      window = { from, to: new Date(from.getTime() + length) };
+    else if (from) window = { from, to: clock.now() };
+    else {
+      const end = to ?? clock.now();
+      window = { from: new Date(end.getTime() - length), to: end };
+    }
+    if (window.from.getTime() >= window.to.getTime()) {
+      throw invalid({ to: ["Must be after from."] });
+    }
+    if (window.to.getTime() - window.from.getTime() > historyLimits.maxWindowDays * dayMs) {
+      throw invalid({
+        from: [`The window may span at most ${historyLimits.maxWindowDays} days.`],
+      });
+    }
+    return window;
+  }
+
+  async function findSeries(input: HistoryInput): Promise<HistorySeries[]> {
+    const { rows } = await db.query<HistorySeries>(
+      `select x.axis_id as "axisId", x.machine_id as "machineId", m.machine_name as "machineName",
+              x.axis_name as "axisName"
+       from axis x join machine m on m.machine_id = x.machine_id
+       where ($1::bigint[] is null or x.machine_id = any($1::bigint[]))
+         and ($2::text[] is null or x.axis_name = any($2::text[]))
+       order by x.axis_id`,
+      [input.machineIds ?? null, input.axisNames ?? null],
+    );
+    return rows.map((row) => ({
+      ...row,
+      axisId: Number(row.axisId),
+      machineId: Number(row.machineId),
+    }));
+  }
+
+  /**
+   * Checks and resolves a history request. Every refusal happens here, before any row is sent;
+   * the rows themselves come from `pages()` as the caller consumes them.
+   */
+  async function query(input: HistoryInput): Promise<HistoryAnswer> {
+    const unknown = (input.fields ?? []).filter(
+      (field) => !(historyFields as readonly string[]).includes(field),
+    );
+    if (unknown.length > 0) {
+      throw invalid({
+        fields: unknown.map(
+          (field) => `Unknown field "${field}". Choose from: ${historyFields.join(", ")}.`,
+        ),
+      });
+    }
+    if (
+      input.maxPoints !== undefined &&
+      !(input.maxPoints >= 1 && input.maxPoints <= historyLimits.maxPoints)
+    ) {
+      throw invalid({
+        max_points: [`Ensure this value is between 1 and ${historyLimits.maxPoints}.`],
+      });
+    }
+    const { from, to } = window(input);
+    const requested = new Set(input.fields ?? historyFields);
+    const fields = historyFields.filter((field) => requested.has(field));
+    const series = await findSeries(input);
+    // The grid starts at `from`; ceil keeps the bucket count at or under max_points.
+    const bucketMs =
+      input.maxPoints === undefined
+        ? undefined
+        : Math.max(1, Math.ceil((to.getTime() - from.getTime()) / input.maxPoints));
+    const pages =
+      bucketMs === undefined
+        ? () => rawPages(series, fields, from, to)
+        : () => bucketPages(series, fields, from, to, bucketMs);
+    return { from, to, fields, bucketMs, series, pages };
+  }
+
+  /**
+   * Raw samples, one series after another, by keyset pagination on the (axis_id,
+   * update_timestamp) key: each query is an index range scan in the window's partitions, and the
+   * next page is already being fetched while this one is written.
+   */
+  async function* rawPages(
+    series: HistorySeries[],
+    fields: HistoryField[],
+    from: Date,
+    to: Date,
+  ): AsyncGenerator<HistoryPage> {
+    const columns = ["axis_data_id", ...fields].join(", ");
+    const select = (after: boolean) =>
+      `select ${columns}, to_char(update_timestamp at time zone 'UTC', ${isoMicros}) as t
+       from axis_data
+       where axis_id = $1 and update_timestamp ${after ? ">" : ">="} $2::timestamptz
+         and update_timestamp < $3::timestamptz
+       order by update_timestamp
+       limit ${pageSize}`;
+    const fetch = (axisId: number, cursor: string, after: boolean) =>
+      settled(db.query(select(after), [axisId, cursor, to.toISOString()]));
+    for (const one of series) {
+      let next = fetch(one.axisId, from.toISOString(), false);
+      for (;;) {
+        const { rows } = await next;
+        const last = rows.at(-1);
+        const more = rows.length === pageSize && last !== undefined;
+        if (more) next = fetch(one.axisId, last.t as string, true);
+        if (rows.length > 0) yield { series: one, rows };
+        if (!more) break;
+      }
+    }
+  }
+
+  /**
+   * Each series cut into time buckets of `bucketMs` from `from`, with min, max and average of
+   * every field per bucket (empty buckets are left out). A series is queried in slices of at
+   * most `bucketsPerQuery` buckets; several slices are in flight at once, answered in order.
+   */
+  async function* bucketPages(
+    series: HistorySeries[],
+    fields: HistoryField[],
+    from: Date,
+    to: Date,
+    bucketMs: number,
+  ): AsyncGenerator<HistoryPage> {
+    const source = bucketSource(bucketMs, from);
+    const aggregates = fields.flatMap((field) => [
+      [field, source.avg(field)],
+      [`${field}_min`, source.min(field)],
+      [`${field}_max`, source.max(field)],
+    ]);
+    // date_bin's buckets start at the window's start; group on it, then format the few results.
+    const sql = `select to_char(b at time zone 'UTC', ${isoMicros}) as t, samples,
+             ${aggregates.map(([name]) => name).join(", ")}
+      from (
+        select date_bin($4::interval, update_timestamp, $5::timestamptz) as b,
+               ${source.count} as samples,
+               ${aggregates.map(([name, sql]) => `${sql} as ${name}`).join(", ")}
+        from ${source.table}
+        where axis_id = $1 and update_timestamp >= $2::timestamptz
+          and update_timestamp < $3::timestamptz
+        group by 1
+      ) g
+      order by b`;
+    const sliceMs = bucketMs * bucketsPerQuery;
+    const tasks = function* () {
+      for (const one of series) {
+        for (let start = from.getTime(); start < to.getTime(); start += sliceMs) {
+          const end = Math.min(start + sliceMs, to.getTime());
+          yield async (): Promise<HistoryPage> => {
+            const { rows } = await db.query(sql, [
+              one.axisId,
+              new Date(start).toISOString(),
+              new Date(end).toISOString(),
+              `${bucketMs} milliseconds`,
+              from.toISOString(),
+            ]);
+            return { series: one, rows };
+          };
+        }
+      }
+    };
+    for await (const page of inOrder(tasks(), concurrency)) {
+      if (page.rows.length > 0) yield page;
+    }
+  }
+
+  return { query };
+}
+
+export type HistoryService = ReturnType<typeof createHistoryService>;
+
+/** A promise whose rejection is handled even if nobody awaits it (a client that went away). */
+function settled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+/** Runs up to `ahead` tasks at once and yields their results in the tasks' order. */
+async function* inOrder<T>(tasks: Iterator<() => Promise<T>>, ahead: number): AsyncGenerator<T> {
+  const running: Promise<T>[] = [];
+  const fill = () => {
+    while (running.length < ahead) {
+      const next = tasks.next();
+      if (next.done) return;
+      running.push(settled(next.value()));
+    }
+  };
+  fill();
+  while (running.length > 0) {
+    const result = await running.shift()!;
+    fill();
+    yield result;
+  }
+}

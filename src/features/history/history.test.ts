@@ -1,0 +1,562 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
+import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
+import { historyFields } from "./history-schemas.ts";
+import { createHistoryService } from "./history-service.ts";
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await buildTestApp();
+});
+afterAll(() => t.close());
+
+const second = 1000;
+const minute = 60_000;
+const day = 86_400_000;
+
+interface Sample {
+  at: number;
+  actual: number;
+  target: number;
+  homed: boolean;
+  acceleration: number;
+  velocity: number;
+}
+
+/** A day of its own for each test, so windows never see another test's samples. */
+let dayCounter = 0;
+const freshDay = () => Date.UTC(2026, 0, 1) + ++dayCounter * day;
+
+/** Writes samples straight into axis_data, as the ingest pipeline would. */
+async function insertSamples(axisId: number, samples: Sample[]): Promise<void> {
+  await t.services.partitions.ensure(samples.map((sample) => sample.at));
+  await t.database.db.query(
+    `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                            acceleration, velocity)
+     select $1, * from unnest($2::timestamptz[], $3::float8[], $4::float8[], $5::bool[],
+                              $6::float8[], $7::float8[])`,
+    [
+      axisId,
+      samples.map((sample) => new Date(sample.at).toISOString()),
+      samples.map((sample) => sample.actual),
+      samples.map((sample) => sample.target),
+      samples.map((sample) => sample.homed),
+      samples.map((sample) => sample.acceleration),
+      samples.map((sample) => sample.velocity),
+    ],
+  );
+}
+
+/** A smooth curve with deterministic spikes, so a bucket's extremes are not its neighbours'. */
+function curve(start: number, count: number, stepMs: number, seed = 1): Sample[] {
+  return Array.from({ length: count }, (_, i) => {
+    const spike = (i * 7919 + seed * 104729) % 97 === 0 ? (i % 2 === 0 ? 500 : -500) : 0;
+    const actual = Math.round((100 * Math.sin(i / 50 + seed) + spike) * 1000) / 1000;
+    return {
+      at: start + i * stepMs,
+      actual,
+      target: Math.round((actual + Math.cos(i / 10) * 3) * 1000) / 1000,
+      homed: (i + seed) % 53 !== 0,
+      acceleration: ((i * 31 + seed) % 200) - 100,
+      velocity: ((i * 17 + seed) % 400) / 4,
+    };
+  });
+}
+
+async function machineWithAxes(names: string[], overrides: Record<string, unknown> = {}) {
+  const machine = await createMachine(t, overrides);
+  const axes: Record<string, { axis_id: number }> = {};
+  for (const name of names)
+    axes[name] = await createAxis(t, machine.machine_id, { axis_name: name });
+  return { machine, axes };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const get = (query: string, headers = t.adminAuth) =>
+  t.inject({ method: "GET", url: `/api/axis-data/?${query}`, headers });
+const post = (payload: unknown, headers = t.adminAuth) =>
+  t.inject({ method: "POST", url: "/api/axis-data/", headers, payload: payload as object });
+
+async function rows(query: string): Promise<Record<string, unknown>[]> {
+  const answer = await get(query);
+  expect(answer.statusCode, answer.body).toBe(200);
+  return answer.json();
+}
+
+/** RFC 4180 parser for the tests: quoted fields with doubled quotes, CRLF records. */
+function parseCsv(text: string): string[][] {
+  const records: string[][] = [];
+  let record: string[] = [];
+  let field = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") {
+      record.push(field);
+      field = "";
+    } else if (c === "\r" && text[i + 1] === "\n") {
+      record.push(field);
+      records.push(record);
+      record = [];
+      field = "";
+      i++;
+    } else field += c;
+  }
+  if (field !== "" || record.length > 0) throw new Error("CSV does not end with CRLF");
+  return records;
+}
+
+describe("GET and POST /api/axis-data/", () => {
+  it("answers the seed's axis data rows, ordered by axis then time; from inclusive, to exclusive", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const from = freshDay() + 10 * minute;
+    const to = from + minute;
+    const times = [from - 1, from, from + 1, from + 30 * second, to - 1, to, to + 1];
+    await insertSamples(
+      axes.X!.axis_id,
+      times.map((at, i) => ({
+        at,
+        actual: i,
+        target: i + 2.5,
+        homed: true,
+        acceleration: 0,
+        velocity: 10,
+      })),
+    );
+    const answer = await rows(`machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}`);
+    expect(answer.map((row) => row.update_timestamp)).toEqual(
+      [from, from + 1, from + 30 * second, to - 1].map(iso),
+    );
+    expect(answer[0]).toEqual({
+      axis_data_id: expect.any(Number),
+      axis: axes.X!.axis_id,
+      machine_id: machine.machine_id,
+      machine_name: machine.machine_name,
+      axis_name: "X",
+      actual_position: 1,
+      target_position: 3.5,
+      distance_to_go: 2.5,
+      homed: true,
+      acceleration: 0,
+      velocity: 10,
+      update_timestamp: iso(from),
+    });
+    expect(Object.keys(answer[0]!)).toEqual([
+      "axis_data_id",
+      "axis",
+      "machine_id",
+      "machine_name",
+      "axis_name",
+      ...historyFields,
+      "update_timestamp",
+    ]);
+    // The same through POST with a JSON body.
+    const posted = await post({ machine_id: [machine.machine_id], from: iso(from), to: iso(to) });
+    expect(posted.statusCode, posted.body).toBe(200);
+    expect(posted.json()).toEqual(answer);
+  });
+
+  it("defaults to the last 15 minutes; minutes widens it; to alone ends the window", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const now = t.clock.now().getTime();
+    const offsets = [-40, -16, -14, -1];
+    await insertSamples(
+      axes.X!.axis_id,
+      offsets.map((offset, i) => ({
+        at: now + offset * minute,
+        actual: i,
+        target: i,
+        homed: true,
+        acceleration: 0,
+        velocity: 0,
+      })),
+    );
+    const actuals = async (query: string) =>
+      (await rows(`machine_id=${machine.machine_id}${query}`)).map((row) => row.actual_position);
+    expect(await actuals("")).toEqual([2, 3]);
+    expect(await actuals("&minutes=20")).toEqual([1, 2, 3]);
+    expect(await actuals(`&to=${iso(now - 15 * minute)}`)).toEqual([1]);
+    expect(await actuals(`&to=${iso(now - 15 * minute)}&minutes=30`)).toEqual([0, 1]);
+    expect(await actuals(`&from=${iso(now - 20 * minute)}`)).toEqual([1, 2, 3]);
+    expect(await actuals(`&from=${iso(now - 20 * minute)}&minutes=5`)).toEqual([1]);
+    const posted = await post({ machine_id: machine.machine_id });
+    expect(posted.json().map((row: { actual_position: number }) => row.actual_position)).toEqual([
+      2, 3,
+    ]);
+  });
+
+  it("filters by machines and axes, given as repeated parameters, comma lists or arrays", async () => {
+    const a = await machineWithAxes(["X", "Y", "Z"]);
+    const b = await machineWithAxes(["X", "Y"]);
+    const c = await machineWithAxes(["X"]);
+    const from = freshDay();
+    for (const { axes } of [a, b, c]) {
+      for (const axis of Object.values(axes)) {
+        await insertSamples(axis.axis_id, curve(from, 3, second, axis.axis_id));
+      }
+    }
+    const window = `from=${iso(from)}&to=${iso(from + minute)}`;
+    const series = (answer: Record<string, unknown>[]) => [
+      ...new Set(answer.map((row) => `${row.machine_id}:${row.axis_name}`)),
+    ];
+    const [ma, mb, mc] = [a, b, c].map(({ machine }) => machine.machine_id as number);
+    expect(series(await rows(`${window}&machine_id=${ma}`))).toEqual([
+      `${ma}:X`,
+      `${ma}:Y`,
+      `${ma}:Z`,
+    ]);
+    const both = [`${ma}:X`, `${ma}:Y`, `${mb}:X`, `${mb}:Y`];
+    expect(series(await rows(`${window}&machine_id=${ma}&machine_id=${mb}&axis_name=X,Y`))).toEqual(
+      both,
+    );
+    expect(series(await rows(`${window}&machine_id=${ma},${mb}&axis_name=X&axis_name=Y`))).toEqual(
+      both,
+    );
+    const posted = await post({
+      from: iso(from),
+      to: iso(from + minute),
+      machine_id: [ma, mb],
+      axis_name: ["X", "Y"],
+    });
+    expect(series(posted.json())).toEqual(both);
+    // No machine filter: every machine with samples in the window (this day is this test's own).
+    expect(series(await rows(`${window}&axis_name=X`))).toEqual([`${ma}:X`, `${mb}:X`, `${mc}:X`]);
+    expect(await rows(`${window}`)).toHaveLength(18);
+    // An unknown machine or axis is simply an empty answer.
+    expect(await rows(`${window}&machine_id=987654321987`)).toEqual([]);
+    expect(await rows(`${window}&machine_id=${ma}&axis_name=Q`)).toEqual([]);
+  });
+
+  it("answers only the requested fields, in the seed's order", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const from = freshDay();
+    await insertSamples(axes.X!.axis_id, curve(from, 5, second));
+    const query = `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + minute)}`;
+    const answer = await rows(`${query}&fields=velocity,homed&fields=velocity`);
+    expect(answer).toHaveLength(5);
+    expect(Object.keys(answer[0]!)).toEqual([
+      "axis_data_id",
+      "axis",
+      "machine_id",
+      "machine_name",
+      "axis_name",
+      "homed",
+      "velocity",
+      "update_timestamp",
+    ]);
+    const bucketed = await rows(`${query}&fields=distance_to_go&max_points=2`);
+    expect(Object.keys(bucketed[0]!)).toEqual([
+      "axis",
+      "machine_id",
+      "machine_name",
+      "axis_name",
+      "distance_to_go",
+      "distance_to_go_min",
+      "distance_to_go_max",
+      "update_timestamp",
+      "samples",
+    ]);
+  });
+
+  it("an empty window is 200 [] (and a CSV of only its header)", async () => {
+    const { machine } = await machineWithAxes(["X"]);
+    const from = freshDay();
+    const query = `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + minute)}`;
+    expect(await rows(query)).toEqual([]);
+    expect(await rows(`${query}&max_points=10`)).toEqual([]);
+    const csv = await get(`${query}&format=csv`);
+    expect(csv.statusCode).toBe(200);
+    expect(parseCsv(csv.body)).toHaveLength(1);
+  });
+});
+
+describe("downsampling (max_points)", () => {
+  it("keeps every bucket's true min, max, average and count, and at most max_points per series", async () => {
+    const { machine, axes } = await machineWithAxes(["X", "Y"]);
+    const from = freshDay() + 3 * 3_600_000 + 123;
+    const to = from + 100 * second;
+    const data: Record<string, Sample[]> = {
+      X: curve(from - 5 * second, 1200, 100, 3),
+      Y: curve(from, 997, 97, 5),
+    };
+    for (const [name, samples] of Object.entries(data)) {
+      await insertSamples(axes[name]!.axis_id, samples);
+    }
+    for (const maxPoints of [1, 7, 37, 100, 5000]) {
+      const answer = await rows(
+        `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}&max_points=${maxPoints}`,
+      );
+      const bucketMs = Math.ceil((to - from) / maxPoints);
+      for (const name of ["X", "Y"]) {
+        // Brute force: every sample of the window in its bucket.
+        const expected = new Map<number, Sample[]>();
+        for (const sample of data[name]!) {
+          if (sample.at < from || sample.at >= to) continue;
+          const bucket = from + Math.floor((sample.at - from) / bucketMs) * bucketMs;
+          expected.set(bucket, [...(expected.get(bucket) ?? []), sample]);
+        }
+        const got = answer.filter((row) => row.axis_name === name);
+        expect(got.length).toBeLessThanOrEqual(maxPoints);
+        expect(got.map((row) => row.update_timestamp)).toEqual([...expected.keys()].map(iso));
+        for (const row of got) {
+          const samples = expected.get(Date.parse(row.update_timestamp as string))!;
+          const values = {
+            actual_position: samples.map((s) => s.actual),
+            target_position: samples.map((s) => s.target),
+            distance_to_go: samples.map((s) => s.target - s.actual),
+            acceleration: samples.map((s) => s.acceleration),
+            velocity: samples.map((s) => s.velocity),
+          };
+          expect(row.samples).toBe(samples.length);
+          for (const [field, list] of Object.entries(values)) {
+            expect(row[`${field}_min`]).toBeCloseTo(Math.min(...list), 9);
+            expect(row[`${field}_max`]).toBeCloseTo(Math.max(...list), 9);
+            expect(row[field]).toBeCloseTo(list.reduce((a, b) => a + b, 0) / list.length, 6);
+          }
+          expect(row.homed).toBe(samples.every((s) => s.homed));
+          expect(row.homed_min).toBe(samples.every((s) => s.homed));
+          expect(row.homed_max).toBe(samples.some((s) => s.homed));
+          expect(row).toMatchObject({
+            axis: axes[name]!.axis_id,
+            machine_id: machine.machine_id,
+            machine_name: machine.machine_name,
+            axis_name: name,
+          });
+        }
+      }
+      // The spikes (±500 around a curve of amplitude 100) survive any resolution.
+      const extremes = answer.filter((row) => row.axis_name === "X");
+      expect(Math.max(...extremes.map((row) => row.actual_position_max as number))).toBeGreaterThan(
+        300,
+      );
+      expect(Math.min(...extremes.map((row) => row.actual_position_min as number))).toBeLessThan(
+        -300,
+      );
+    }
+  });
+
+  it("slices a long series into several queries without losing or repeating a bucket", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const from = freshDay();
+    const samples = curve(from, 2000, 50);
+    await insertSamples(axes.X!.axis_id, samples);
+    const history = createHistoryService({ db: t.database.db, clock: t.clock, bucketsPerQuery: 7 });
+    const answer = await history.query({
+      machineIds: [machine.machine_id],
+      from: new Date(from),
+      to: new Date(from + 100 * second),
+      maxPoints: 250,
+    });
+    const buckets: Record<string, unknown>[] = [];
+    for await (const page of answer.pages()) buckets.push(...page.rows);
+    expect(answer.bucketMs).toBe(400);
+    expect(buckets).toHaveLength(250);
+    expect(buckets.reduce((sum, row) => sum + (row.samples as number), 0)).toBe(2000);
+    expect(buckets.map((row) => Date.parse(row.t as string))).toEqual(
+      Array.from({ length: 250 }, (_, i) => from + i * 400),
+    );
+  });
+});
+
+describe("streaming", () => {
+  it("a raw window of 50,000 samples arrives whole, every row once, in order, as JSON and CSV", async () => {
+    const { machine, axes } = await machineWithAxes(["X", "Y"], {
+      machine_name: 'Mill "North", bay 2',
+    });
+    const from = freshDay();
+    await t.services.partitions.ensure([from]);
+    for (const [i, axis] of Object.values(axes).entries()) {
+      await t.database.db.query(
+        `insert into axis_data (axis_id, update_timestamp, actual_position, target_position,
+                                homed, acceleration, velocity)
+         select $1, $2::timestamptz + n * interval '10 milliseconds', n * 0.5, n * 0.5 + $3,
+                n % 7 <> 0, n % 11, n % 13
+         from generate_series(0, 24999) n`,
+        [axis.axis_id, iso(from), i],
+      );
+    }
+    const query = `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + day)}`;
+    const json = await rows(query);
+    expect(json).toHaveLength(50_000);
+    expect(new Set(json.map((row) => row.axis_data_id)).size).toBe(50_000);
+    for (let i = 0; i < json.length; i++) {
+      const row = json[i]!;
+      const n = i % 25_000;
+      expect(row.axis_name).toBe(i < 25_000 ? "X" : "Y");
+      if (row.update_timestamp !== iso(from + n * 10) || row.actual_position !== n * 0.5) {
+        throw new Error(`row ${i} out of place: ${JSON.stringify(row)}`);
+      }
+    }
+
+    const csv = await get(`${query}&format=csv`);
+    expect(csv.statusCode).toBe(200);
+    expect(csv.headers["content-type"]).toBe("text/csv; charset=utf-8");
+    expect(csv.headers["content-disposition"]).toBe(
+      `attachment; filename="axis-data-${iso(from).replace(/[-:]/g, "").replace(".000", "")}-${iso(
+        from + day,
+      )
+        .replace(/[-:]/g, "")
+        .replace(".000", "")}.csv"`,
+    );
+    const [header, ...records] = parseCsv(csv.body);
+    expect(header).toEqual(Object.keys(json[0]!));
+    expect(records).toEqual(json.map((row) => Object.values(row).map(String)));
+  });
+
+  it("pages by the exact timestamp, so samples microseconds apart are neither lost nor repeated", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const from = freshDay();
+    await t.services.partitions.ensure([from]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                              acceleration, velocity)
+       select $1, $2::timestamptz + n * interval '1 microsecond', n, n, true, 0, 0
+       from generate_series(0, 10) n`,
+      [axes.X!.axis_id, iso(from)],
+    );
+    const history = createHistoryService({ db: t.database.db, clock: t.clock, pageSize: 3 });
+    const answer = await history.query({
+      machineIds: [machine.machine_id],
+      from: new Date(from),
+      to: new Date(from + 1),
+    });
+    const seen: unknown[] = [];
+    let pages = 0;
+    for await (const page of answer.pages()) {
+      pages++;
+      seen.push(...page.rows.map((row) => row.actual_position));
+    }
+    expect(seen).toEqual(Array.from({ length: 11 }, (_, n) => n));
+    expect(pages).toBe(4);
+  });
+
+  it("a downsampled answer is the same in CSV as in JSON", async () => {
+    const { machine, axes } = await machineWithAxes(["X", "C"]);
+    const from = freshDay();
+    await insertSamples(axes.X!.axis_id, curve(from, 300, 200, 1));
+    await insertSamples(axes.C!.axis_id, curve(from, 300, 200, 2));
+    const query = `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + minute)}&max_points=13`;
+    const json = await rows(query);
+    const [header, ...records] = parseCsv((await get(`${query}&format=csv`)).body);
+    expect(header).toEqual(Object.keys(json[0]!));
+    expect(records).toEqual(json.map((row) => Object.values(row).map(String)));
+  });
+});
+
+describe("refusals", () => {
+  const now = Date.now();
+  const badQueries: [string, string][] = [
+    ["machine_id=abc", "machine_id"],
+    ["machine_id=0", "machine_id"],
+    ["machine_id=1,,2", "machine_id"],
+    ["machine_id=99999999999999999999", "machine_id"],
+    ["machine_id=1.5", "machine_id"],
+    [`machine_id=${Array.from({ length: 1001 }, (_, i) => i + 1).join(",")}`, "machine_id"],
+    ["axis_name=", "axis_name"],
+    ["axis_name=X;drop", "axis_name"],
+    [`axis_name=${"A".repeat(33)}`, "axis_name"],
+    ["minutes=0", "minutes"],
+    ["minutes=-5", "minutes"],
+    ["minutes=abc", "minutes"],
+    ["minutes=1.5", "minutes"],
+    ["minutes=99999999", "minutes"],
+    ["from=yesterday", "from"],
+    ["from=2026-02-30T00:00:00Z", "from"],
+    ["to=2026-13-01T00:00:00Z", "to"],
+    [`from=${iso(now)}&to=${iso(now)}`, "to"],
+    [`from=${iso(now)}&to=${iso(now - 1)}`, "to"],
+    [`from=${iso(now - 401 * day)}&to=${iso(now)}`, "from"],
+    ["from=0001-01-01T00:00:00Z&to=9999-12-31T00:00:00Z", "from"],
+    [`from=${iso(now - day)}&to=${iso(now)}&minutes=5`, "minutes"],
+    [`from=${iso(now + day)}`, "to"],
+    ["fields=colour", "fields"],
+    ["fields=velocity,", "fields"],
+    ["fields=axis_data_id", "fields"],
+    ["max_points=0", "max_points"],
+    ["max_points=100001", "max_points"],
+    ["max_points=ten", "max_points"],
+    ["format=xml", "format"],
+    ["format=", "format"],
+    ["colour=red", "colour"],
+  ];
+  for (const [query, field] of badQueries) {
+    it(`GET ?${query.slice(0, 80)} is 400 naming ${field}`, async () => {
+      const answer = await get(query);
+      expect(answer.statusCode, answer.body).toBe(400);
+      expect(Object.keys(answer.json())).toContain(field);
+    });
+  }
+
+  const badBodies: [unknown, string][] = [
+    [{ machine_id: "abc" }, "machine_id"],
+    [{ machine_id: -1 }, "machine_id"],
+    [{ machine_id: [1, "x"] }, "machine_id"],
+    [{ machine_id: true }, "machine_id"],
+    [{ machine_id: { id: 1 } }, "machine_id"],
+    [{ axis_name: [5] }, "axis_name"],
+    [{ axis_name: "" }, "axis_name"],
+    [{ minutes: "15" }, "minutes"],
+    [{ minutes: 1e12 }, "minutes"],
+    [{ from: 1_700_000_000 }, "from"],
+    [{ fields: ["velocity", "colour"] }, "fields"],
+    [{ fields: 5 }, "fields"],
+    [{ max_points: 0 }, "max_points"],
+    [{ max_points: "1000" }, "max_points"],
+    [{ format: "xml" }, "format"],
+    [{ colour: "red" }, "colour"],
+  ];
+  for (const [body, field] of badBodies) {
+    it(`POST ${JSON.stringify(body)} is 400 naming ${field}`, async () => {
+      const answer = await post(body);
+      expect(answer.statusCode, answer.body).toBe(400);
+      expect(Object.keys(answer.json())).toContain(field);
+    });
+  }
+
+  for (const [what, payload] of [
+    ["malformed JSON", '{"minutes": 1,'],
+    ["an array", "[]"],
+    ["a string", '"x"'],
+    ["null", "null"],
+    ["a number too large for a double", '{"max_points": 1e400}'],
+  ] as const) {
+    it(`POST with ${what} as the body is 400`, async () => {
+      const answer = await t.inject({
+        method: "POST",
+        url: "/api/axis-data/",
+        headers: { ...t.adminAuth, "content-type": "application/json" },
+        payload,
+      });
+      expect(answer.statusCode, answer.body).toBe(400);
+    });
+  }
+
+  it("answers 401 without a token and 403 without axisdata.view; every group may read", async () => {
+    const anonymous = await t.inject({ method: "GET", url: "/api/axis-data/" });
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.json()).toEqual({ detail: "Authentication credentials were not provided." });
+    const bad = await get("", { authorization: "Bearer nope" });
+    expect(bad.statusCode).toBe(401);
+    const noGroup = await t.userAuth([]);
+    for (const answer of [
+      await get("", { authorization: noGroup.authorization }),
+      await post({}, { authorization: noGroup.authorization }),
+    ]) {
+      expect(answer.statusCode).toBe(403);
+      expect(answer.json()).toEqual({
+        detail: "You do not have permission to perform this action.",
+      });
+    }
+    for (const group of ["Operator", "Supervisor", "Manager"]) {
+      const user = await t.userAuth([group]);
+      expect((await get("minutes=1", { authorization: user.authorization })).statusCode).toBe(200);
+    }
+  });
+});
