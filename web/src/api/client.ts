@@ -1,0 +1,262 @@
+import { Store } from "../state/store.ts";
+import type { TokenAnswer } from "./types.ts";
+
+/** The public OAuth2 client the server registers for the console (no secret). */
+export const clientId = "spindle-console";
+const storageKey = "spindle.session";
+
+/** An answer other than 2xx; `fields` holds the API's `400 {field: ["reason"]}` messages. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {
+    super(describe(status, body));
+  }
+
+  get fields(): Record<string, string[]> {
+    const fields: Record<string, string[]> = {};
+    if (this.body && typeof this.body === "object" && !Array.isArray(this.body)) {
+      for (const [name, value] of Object.entries(this.body)) {
+        if (Array.isArray(value)) fields[name] = value.map(String);
+        else if (typeof value === "string" && name !== "error") fields[name] = [value];
+      }
+    }
+    return fields;
+  }
+}
+
+/** The server could not be reached at all. */
+export class NetworkError extends Error {}
+
+function describe(status: number, body: unknown): string {
+  if (body && typeof body === "object") {
+    const answer = body as Record<string, unknown>;
+    if (typeof answer.detail === "string") return answer.detail;
+    if (typeof answer.error_description === "string") return answer.error_description;
+    if (typeof answer.error === "string") return answer.error.replace(/_/g, " ");
+    const first = Object.entries(answer).find(([, value]) => Array.isArray(value));
+    if (first) return `${first[0]}: ${(first[1] as unknown[]).join(" ")}`;
+  }
+  if (status === 403) return "You do not have permission to perform this action.";
+  return `The server answered ${status}.`;
+}
+
+export interface Tokens {
+  access: string;
+  refresh: string | undefined;
+  /** Epoch milliseconds when the access token stops working. */
+  expiresAt: number;
+  lifetime: number;
+  username: string;
+  scope: string;
+}
+
+export interface SessionState {
+  tokens: Tokens | null;
+  /** Why the user is at the sign-in page again, if not by choice. */
+  notice: string | null;
+}
+
+export type Query = Record<string, string | number | boolean | undefined | (string | number)[]>;
+
+export interface RequestOptions {
+  query?: Query;
+  body?: unknown;
+  signal?: AbortSignal;
+}
+
+export function queryString(query: Query | undefined): string {
+  if (!query) return "";
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(query)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) params.set(name, value.join(","));
+    else params.set(name, String(value));
+  }
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+/**
+ * Signs in with the password grant, keeps the tokens in sessionStorage (this tab only), refreshes
+ * them before they expire, and sends every API request with the access token. A 401 the refresh
+ * token cannot cure ends the session; a failed fetch marks the connection lost until one succeeds.
+ */
+export class Api {
+  readonly session: Store<SessionState>;
+  readonly online = new Store(true);
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshing: Promise<boolean> | undefined;
+
+  constructor(private readonly storage: Storage = sessionStorage) {
+    this.session = new Store<SessionState>({ tokens: this.load(), notice: null });
+    this.schedule();
+  }
+
+  get username(): string | undefined {
+    return this.session.get().tokens?.username;
+  }
+
+  async signIn(username: string, password: string): Promise<void> {
+    const answer = await this.tokenRequest({ grant_type: "password", username, password });
+    this.accept(answer, username);
+  }
+
+  async signOut(notice: string | null = null): Promise<void> {
+    const tokens = this.session.get().tokens;
+    this.end(notice);
+    if (!tokens) return;
+    // RFC 7009: revoking the refresh token ends its whole family; best effort when offline.
+    for (const token of [tokens.refresh, tokens.access]) {
+      if (!token) continue;
+      await fetch("/o/revoke_token/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token, client_id: clientId }),
+      }).catch(() => undefined);
+    }
+  }
+
+  get<T>(path: string, query?: Query, signal?: AbortSignal): Promise<T> {
+    return this.request<T>("GET", path, { query, signal });
+  }
+
+  /** A GET that also returns the total from `X-Total-Count`. */
+  async list<T>(path: string, query?: Query): Promise<{ rows: T[]; total: number }> {
+    const response = await this.send("GET", path, { query });
+    const rows = (await response.json()) as T[];
+    const total = Number(response.headers.get("x-total-count") ?? rows.length);
+    return { rows, total };
+  }
+
+  request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+    return this.send(method, path, options).then(async (response) =>
+      response.status === 204 ? (undefined as T) : ((await response.json()) as T),
+    );
+  }
+
+  private async send(method: string, path: string, options: RequestOptions): Promise<Response> {
+    let response = await this.fetchWithToken(method, path, options);
+    if (response.status === 401 && (await this.refresh())) {
+      response = await this.fetchWithToken(method, path, options);
+    }
+    if (response.status === 401) {
+      this.end("Your session has ended. Please sign in again.");
+    }
+    if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+    return response;
+  }
+
+  private async fetchWithToken(method: string, path: string, options: RequestOptions) {
+    const headers: Record<string, string> = { accept: "application/json" };
+    const tokens = this.session.get().tokens;
+    if (tokens) headers.authorization = `Bearer ${tokens.access}`;
+    if (options.body !== undefined) headers["content-type"] = "application/json";
+    try {
+      const response = await fetch(path + queryString(options.query), {
+        method,
+        headers,
+        body: options.body === undefined ? null : JSON.stringify(options.body),
+        signal: options.signal ?? null,
+      });
+      this.online.set(true);
+      return response;
+    } catch (error) {
+      if ((error as Error).name === "AbortError") throw error;
+      this.online.set(false);
+      throw new NetworkError("Spindle cannot be reached.");
+    }
+  }
+
+  /** Exchanges the refresh token (each is usable once); one exchange at a time. */
+  refresh(): Promise<boolean> {
+    this.refreshing ??= (async () => {
+      const tokens = this.session.get().tokens;
+      if (!tokens?.refresh) return false;
+      try {
+        const answer = await this.tokenRequest({
+          grant_type: "refresh_token",
+          refresh_token: tokens.refresh,
+        });
+        this.accept(answer, tokens.username);
+        return true;
+      } catch (error) {
+        if (error instanceof NetworkError) {
+          this.schedule(15_000);
+          return false;
+        }
+        this.end("Your session has ended. Please sign in again.");
+        return false;
+      }
+    })().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async tokenRequest(form: Record<string, string>): Promise<TokenAnswer> {
+    let response: Response;
+    try {
+      response = await fetch("/o/token/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ ...form, client_id: clientId, scope: "read write groups" }),
+      });
+      this.online.set(true);
+    } catch {
+      this.online.set(false);
+      throw new NetworkError("Spindle cannot be reached.");
+    }
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new ApiError(response.status, body);
+    return body as TokenAnswer;
+  }
+
+  private accept(answer: TokenAnswer, username: string): void {
+    const tokens: Tokens = {
+      access: answer.access_token,
+      refresh: answer.refresh_token,
+      expiresAt: Date.now() + answer.expires_in * 1000,
+      lifetime: answer.expires_in * 1000,
+      username,
+      scope: answer.scope,
+    };
+    this.storage.setItem(storageKey, JSON.stringify(tokens));
+    this.session.set({ tokens, notice: null });
+    this.schedule();
+  }
+
+  private end(notice: string | null): void {
+    clearTimeout(this.refreshTimer);
+    this.storage.removeItem(storageKey);
+    if (this.session.get().tokens || notice) this.session.set({ tokens: null, notice });
+  }
+
+  /** Refresh at 80% of the token's life (at least 30 s before it ends). */
+  private schedule(delay?: number): void {
+    clearTimeout(this.refreshTimer);
+    const tokens = this.session.get().tokens;
+    if (!tokens?.refresh) return;
+    const margin = Math.max(30_000, tokens.lifetime * 0.2);
+    const wait = delay ?? Math.max(0, tokens.expiresAt - margin - Date.now());
+    // setTimeout cannot wait longer than 2^31 ms; a 10-hour token re-arms on the way.
+    this.refreshTimer = setTimeout(
+      () => {
+        if (Date.now() >= tokens.expiresAt - margin) void this.refresh();
+        else this.schedule();
+      },
+      Math.min(wait, 2 ** 31 - 1),
+    );
+  }
+
+  private load(): Tokens | null {
+    try {
+      const tokens = JSON.parse(this.storage.getItem(storageKey) ?? "null") as Tokens | null;
+      // An expired access token is kept while a refresh token may still renew it.
+      return tokens && (tokens.refresh || tokens.expiresAt > Date.now()) ? tokens : null;
+    } catch {
+      return null;
+    }
+  }
+}

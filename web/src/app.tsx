@@ -1,0 +1,90 @@
+import { useEffect } from "preact/hooks";
+import { api } from "./api/instance.ts";
+import { AdminPage } from "./pages/admin/admin.tsx";
+import { FleetPage } from "./pages/fleet.tsx";
+import { HistoryPage } from "./pages/history.tsx";
+import { MachinePage } from "./pages/machine.tsx";
+import { SignInPage } from "./pages/sign-in.tsx";
+import { Link, navigate, usePath } from "./router.tsx";
+import { adminAccess } from "./state/access.ts";
+import { useStore } from "./state/store.ts";
+
+function Page({ path }: { path: string }) {
+  const machine = /^\/machines\/(\d+)\/?$/.exec(path);
+  if (machine) return <MachinePage key={machine[1]} id={Number(machine[1])} />;
+  const admin = /^\/admin(?:\/([^/]*))?\/?$/.exec(path);
+  if (admin) return <AdminPage section={admin[1] ?? ""} />;
+  if (path === "/history" || path.startsWith("/history/")) return <HistoryPage />;
+  if (path === "/" || path === "/machines" || path === "/machines/") return <FleetPage />;
+  return (
+    <div class="empty">
+      <h1>Page not found</h1>
+      <p>
+        Nothing lives at <code>{path}</code>. Go back to the <Link href="/">fleet</Link>.
+      </p>
+    </div>
+  );
+}
+
+function ConnectionBanner() {
+  const online = useStore(api.online);
+  if (online) return null;
+  return (
+    <div class="banner" role="alert">
+      <span class="spinner" aria-hidden="true" /> Connection to Spindle lost. Reconnecting…
+    </div>
+  );
+}
+
+export function App() {
+  const { tokens } = useStore(api.session);
+  const access = useStore(adminAccess);
+  const path = usePath();
+
+  // Signing in lands where the person was going; /signin itself is only a place to sign in.
+  useEffect(() => {
+    if (tokens && path === "/signin") navigate("/", { replace: true });
+  }, [tokens, path]);
+
+  if (!tokens) {
+    return (
+      <>
+        <ConnectionBanner />
+        <SignInPage />
+      </>
+    );
+  }
+  return (
+    <>
+      <a class="skip-link" href="#main">
+        Skip to content
+      </a>
+      <header class="topbar">
+        <Link href="/" class="brand" aria-label="Spindle, fleet overview">
+          <span class="brand-mark" aria-hidden="true" />
+          Spindle
+        </Link>
+        <nav class="mainnav" aria-label="Main">
+          <Link href="/">Fleet</Link>
+          {access === "yes" && <Link href="/admin">Administration</Link>}
+        </nav>
+        <div class="user">
+          <span class="user-name" title="Signed in">
+            {tokens.username}
+          </span>
+          <button
+            type="button"
+            class="button button-small button-ghost"
+            onClick={() => void api.signOut()}
+          >
+            Sign out
+          </button>
+        </div>
+      </header>
+      <ConnectionBanner />
+      <main id="main" tabIndex={-1}>
+        <Page path={path} />
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,254 @@
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import type { Machine } from "../api/types.ts";
+import { Link } from "../router.tsx";
+import { type Fleet, useFleet } from "../state/fleet.ts";
+import {
+  type MachineLatest,
+  type MachineStatus,
+  statusLabel,
+  statusOf,
+  useLatest,
+} from "../state/latest.ts";
+import { liveSource } from "../state/sources.ts";
+import { Empty, ErrorNotice, Loading } from "../ui/feedback.tsx";
+import { Sparkline } from "../ui/sparkline.tsx";
+import { ago, formatNumber, useNow } from "../ui/time.ts";
+import { useVirtualGrid } from "../ui/virtual-grid.ts";
+
+type SortKey = "name" | "id" | "status" | "feed";
+type StatusFilter = "all" | MachineStatus;
+
+const statusOrder: MachineStatus[] = ["running", "idle", "not-homed", "stale", "no-data"];
+const axisOrder = ["X", "Y", "Z", "A", "C"];
+const tileHeight = 212;
+const tileGap = 16;
+
+export function FleetPage() {
+  const fleet = useFleet();
+  const [filter, setFilter] = useState("");
+  const [status, setStatus] = useState<StatusFilter>("all");
+  const [sort, setSort] = useState<SortKey>("name");
+
+  if (fleet.error && !fleet.data)
+    return <ErrorNotice error={fleet.error} action="see the machines" />;
+  if (!fleet.data) return <Loading what="the fleet" />;
+  return (
+    <FleetView
+      fleet={fleet.data}
+      error={fleet.error}
+      filter={filter}
+      setFilter={setFilter}
+      status={status}
+      setStatus={setStatus}
+      sort={sort}
+      setSort={setSort}
+    />
+  );
+}
+
+function FleetView(props: {
+  fleet: Fleet;
+  error: Error | undefined;
+  filter: string;
+  setFilter: (value: string) => void;
+  status: StatusFilter;
+  setStatus: (value: StatusFilter) => void;
+  sort: SortKey;
+  setSort: (value: SortKey) => void;
+}) {
+  const { fleet, filter, status, sort } = props;
+  const gridRef = useRef<HTMLDivElement>(null);
+  const now = useNow(1000);
+  const [visibleIds, setVisibleIds] = useState<number[]>([]);
+  const latest = useLatest(visibleIds);
+
+  const shown = useMemo(() => {
+    const needle = filter.trim().toLowerCase();
+    const matches = fleet.machines.filter(
+      (machine) =>
+        (needle === "" ||
+          machine.machine_name.toLowerCase().includes(needle) ||
+          String(machine.machine_id).includes(needle)) &&
+        (status === "all" || statusOf(latest.get(machine.machine_id), now) === status),
+    );
+    const feedOf = (machine: Machine) => latest.get(machine.machine_id)?.feed.at(-1) ?? -1;
+    const rank = (machine: Machine) =>
+      statusOrder.indexOf(statusOf(latest.get(machine.machine_id), now));
+    const compare: Record<SortKey, (a: Machine, b: Machine) => number> = {
+      name: (a, b) => a.machine_name.localeCompare(b.machine_name, undefined, { numeric: true }),
+      id: (a, b) => a.machine_id - b.machine_id,
+      status: (a, b) => rank(a) - rank(b) || compare.name(a, b),
+      feed: (a, b) => feedOf(b) - feedOf(a) || compare.name(a, b),
+    };
+    return matches.sort(compare[sort]);
+    // `latest` is mutated in place; `now` ticks each second, which re-reads it.
+  }, [fleet, filter, status, sort, latest, now]);
+
+  const grid = useVirtualGrid(gridRef, shown.length, {
+    minWidth: 300,
+    rowHeight: tileHeight,
+    gap: tileGap,
+  });
+  const onScreen = shown.slice(grid.start, grid.end);
+  const onScreenKey = onScreen.map((machine) => machine.machine_id).join(",");
+  useEffect(() => {
+    setVisibleIds(onScreen.map((machine) => machine.machine_id));
+  }, [onScreenKey]);
+
+  const counts = new Map<MachineStatus, number>();
+  for (const machine of fleet.machines) {
+    const state = statusOf(latest.get(machine.machine_id), now);
+    counts.set(state, (counts.get(state) ?? 0) + 1);
+  }
+
+  return (
+    <section aria-labelledby="fleet-title">
+      <div class="page-head">
+        <div>
+          <h1 id="fleet-title">Fleet</h1>
+          <p class="muted" aria-live="polite">
+            {fleet.machines.length} machines
+            {statusOrder
+              .filter((state) => counts.get(state))
+              .map((state) => ` · ${counts.get(state)} ${statusLabel[state].toLowerCase()}`)
+              .join("")}
+            <span class="source"> · {liveSource.description}</span>
+          </p>
+        </div>
+        <div class="toolbar">
+          <label class="control">
+            <span>Filter</span>
+            <input
+              type="search"
+              placeholder="Name or id"
+              value={filter}
+              onInput={(event) => props.setFilter((event.currentTarget as HTMLInputElement).value)}
+            />
+          </label>
+          <label class="control">
+            <span>Status</span>
+            <select
+              value={status}
+              onChange={(event) =>
+                props.setStatus((event.currentTarget as HTMLSelectElement).value as StatusFilter)
+              }
+            >
+              <option value="all">All</option>
+              {statusOrder.map((state) => (
+                <option key={state} value={state}>
+                  {statusLabel[state]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label class="control">
+            <span>Sort by</span>
+            <select
+              value={sort}
+              onChange={(event) =>
+                props.setSort((event.currentTarget as HTMLSelectElement).value as SortKey)
+              }
+            >
+              <option value="name">Name</option>
+              <option value="id">Machine id</option>
+              <option value="status">Status</option>
+              <option value="feed">Feed</option>
+            </select>
+          </label>
+        </div>
+      </div>
+      {props.error && <ErrorNotice error={props.error} action="see the machines" />}
+      {fleet.machines.length === 0 ? (
+        <Empty>
+          No machines yet. An Admin, Manager or Supervisor adds them under Administration, or a
+          machine adapter sends them through <code>/api/ingest/</code>.
+        </Empty>
+      ) : shown.length === 0 ? (
+        <Empty>No machine matches this filter.</Empty>
+      ) : null}
+      <div ref={gridRef} class="fleet-grid-frame" style={{ height: `${grid.height}px` }}>
+        <ul
+          class="fleet-grid"
+          aria-label="Machines"
+          style={{
+            transform: `translateY(${grid.offset}px)`,
+            gridTemplateColumns: `repeat(${grid.columns}, minmax(0, 1fr))`,
+            gridAutoRows: `${tileHeight}px`,
+            gap: `${tileGap}px`,
+          }}
+        >
+          {onScreen.map((machine) => (
+            <li key={machine.machine_id}>
+              <MachineTile
+                machine={machine}
+                fleet={fleet}
+                latest={latest.get(machine.machine_id)}
+                now={now}
+              />
+            </li>
+          ))}
+        </ul>
+      </div>
+    </section>
+  );
+}
+
+function MachineTile({
+  machine,
+  fleet,
+  latest,
+  now,
+}: {
+  machine: Machine;
+  fleet: Fleet;
+  latest: MachineLatest | undefined;
+  now: number;
+}) {
+  const state = statusOf(latest, now);
+  const usage = fleet.toolInUse.get(machine.machine_id);
+  const axisNames = (fleet.axesByMachine.get(machine.machine_id) ?? [])
+    .map((axis) => axis.axis_name)
+    .sort((a, b) => rankAxis(a) - rankAxis(b));
+  const feed = latest?.feed.at(-1);
+  return (
+    <Link
+      href={`/machines/${machine.machine_id}`}
+      class={`tile tile-${state}`}
+      aria-label={`${machine.machine_name}, ${statusLabel[state]}`}
+    >
+      <div class="tile-head">
+        <span class="tile-name">{machine.machine_name}</span>
+        <span class={`pill pill-${state}`}>{statusLabel[state]}</span>
+      </div>
+      <div class="tile-meta muted">
+        #{machine.machine_id} · {usage ? `T${usage.tool_in_use} in use` : "no tool in use"} ·{" "}
+        {fleet.toolsByMachine.get(machine.machine_id)?.length ?? 0}/{machine.tool_capacity} tools
+      </div>
+      <dl class="axes">
+        {(axisNames.length ? axisNames : axisOrder).slice(0, 6).map((name) => {
+          const sample = latest?.axes.get(name);
+          return (
+            <div key={name} class={sample && !sample.homed ? "axis axis-unhomed" : "axis"}>
+              <dt>{name}</dt>
+              <dd>{formatNumber(sample?.actual_position, 2)}</dd>
+            </div>
+          );
+        })}
+      </dl>
+      <div class="tile-feed">
+        <Sparkline values={latest?.feed ?? []} label={`Feed trend of ${machine.machine_name}`} />
+        <span class="feed-value">
+          {feed === undefined ? "—" : feed.toFixed(0)} <small>mm/s</small>
+        </span>
+      </div>
+      <div class="tile-foot muted">
+        {latest?.updatedAt ? `Updated ${ago(latest.updatedAt, now)}` : "Waiting for data"}
+      </div>
+    </Link>
+  );
+}
+
+function rankAxis(name: string): number {
+  const index = axisOrder.indexOf(name);
+  return index < 0 ? axisOrder.length : index;
+}

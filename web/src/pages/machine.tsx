@@ -1,0 +1,302 @@
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import type uPlot from "uplot";
+import { api } from "../api/instance.ts";
+import type { Axis, AxisSample, Machine, Tool, ToolUsage } from "../api/types.ts";
+import { Link } from "../router.tsx";
+import { type MachineLatest, statusLabel, statusOf } from "../state/latest.ts";
+import { useQuery } from "../state/query.ts";
+import { recentSamples } from "../state/recent.ts";
+import { liveSource } from "../state/sources.ts";
+import { ErrorNotice, Loading } from "../ui/feedback.tsx";
+import { ago, formatNumber, useNow } from "../ui/time.ts";
+import { type ChartSeries, TimeChart } from "../ui/time-chart.tsx";
+
+const windows = [
+  { minutes: 1, label: "1 min" },
+  { minutes: 5, label: "5 min" },
+  { minutes: 15, label: "15 min" },
+  { minutes: 60, label: "1 h" },
+];
+
+const axisOrder = ["X", "Y", "Z", "A", "C"];
+
+const chartSeries: ChartSeries[] = [
+  { label: "Actual", color: "#0e8a96", scale: "position" },
+  { label: "Target", color: "#d98e04", scale: "position", dash: [6, 4] },
+  { label: "Distance to go", color: "#8e5bd0", scale: "position", show: false },
+  { label: "Velocity", color: "#d1495b", scale: "velocity" },
+  { label: "Acceleration", color: "#5b8c2a", scale: "acceleration", show: false },
+];
+
+/** One axis' samples as columns, the shape uPlot draws without copying. */
+class AxisSeries {
+  time: number[] = [];
+  actual: number[] = [];
+  target: number[] = [];
+  toGo: number[] = [];
+  velocity: number[] = [];
+  acceleration: number[] = [];
+  last: AxisSample | undefined;
+
+  push(sample: AxisSample): void {
+    const t = Date.parse(sample.update_timestamp) / 1000;
+    if (this.time.length > 0 && t < this.time[this.time.length - 1]!) return;
+    this.time.push(t);
+    this.actual.push(sample.actual_position);
+    this.target.push(sample.target_position);
+    this.toGo.push(sample.distance_to_go);
+    this.velocity.push(sample.velocity);
+    this.acceleration.push(sample.acceleration);
+    this.last = sample;
+  }
+
+  trim(beforeSeconds: number): void {
+    let drop = 0;
+    while (drop < this.time.length && this.time[drop]! < beforeSeconds) drop++;
+    if (drop === 0) return;
+    for (const column of [
+      this.time,
+      this.actual,
+      this.target,
+      this.toGo,
+      this.velocity,
+      this.acceleration,
+    ]) {
+      column.splice(0, drop);
+    }
+  }
+
+  data(): uPlot.AlignedData {
+    return [
+      this.time.slice(),
+      this.actual.slice(),
+      this.target.slice(),
+      this.toGo.slice(),
+      this.velocity.slice(),
+      this.acceleration.slice(),
+    ];
+  }
+}
+
+interface MachineInfo {
+  machine: Machine;
+  axes: Axis[];
+  tools: Tool[];
+  usage: ToolUsage | undefined;
+}
+
+async function loadMachine(id: number): Promise<MachineInfo> {
+  const [machine, axes, tools, usage] = await Promise.all([
+    api.get<Machine>(`/data/machines/${id}/`),
+    api.get<Axis[]>("/data/axes/", { machine: id }),
+    api.get<Tool[]>("/data/tools/", { machine: id }),
+    api.get<ToolUsage[]>("/data/tool-usage/", {
+      machine: id,
+      ordering: "-update_timestamp",
+      limit: 1,
+    }),
+  ]);
+  return { machine, axes, tools, usage: usage[0] };
+}
+
+export function MachinePage({ id }: { id: number }) {
+  const info = useQuery(() => loadMachine(id), [id], 15_000);
+  if (info.error && !info.data) return <ErrorNotice error={info.error} action="see this machine" />;
+  if (!info.data) return <Loading what="the machine" />;
+  return <MachineView info={info.data} />;
+}
+
+function MachineView({ info }: { info: MachineInfo }) {
+  const { machine } = info;
+  const [minutes, setMinutes] = useState(15);
+  const [paused, setPaused] = useState(false);
+  const [version, setVersion] = useState(0);
+  const [error, setError] = useState<Error | undefined>(undefined);
+  const [downsampled, setDownsampled] = useState(false);
+  const series = useRef(new Map<string, AxisSeries>());
+  const now = useNow(1000);
+
+  useEffect(() => {
+    if (paused) return;
+    let stopped = false;
+    let stopFollowing = () => {};
+    let frame = 0;
+    const redraw = () => {
+      if (frame === 0) {
+        frame = requestAnimationFrame(() => {
+          frame = 0;
+          setVersion((n) => n + 1);
+        });
+      }
+    };
+    const append = (samples: AxisSample[]) => {
+      for (const sample of samples) {
+        let axis = series.current.get(sample.axis_name);
+        if (!axis) {
+          axis = new AxisSeries();
+          series.current.set(sample.axis_name, axis);
+        }
+        axis.push(sample);
+      }
+      const cutoff = Date.now() / 1000 - minutes * 60;
+      for (const axis of series.current.values()) axis.trim(cutoff);
+      redraw();
+    };
+    recentSamples(machine.machine_id, minutes).then(
+      ({ rows, downsampled: coarse }) => {
+        if (stopped) return;
+        series.current = new Map();
+        setDownsampled(coarse);
+        setError(undefined);
+        append(rows);
+        const since = rows.at(-1)?.update_timestamp ?? new Date().toISOString();
+        stopFollowing = liveSource.follow(machine.machine_id, since, append);
+      },
+      (failure: Error) => {
+        if (!stopped) setError(failure);
+      },
+    );
+    return () => {
+      stopped = true;
+      stopFollowing();
+      cancelAnimationFrame(frame);
+    };
+  }, [machine.machine_id, minutes, paused]);
+
+  const axes = useMemo(() => {
+    const names = new Set([...info.axes.map((axis) => axis.axis_name), ...series.current.keys()]);
+    return [...names].sort((a, b) => rank(a) - rank(b));
+  }, [info.axes, version]);
+
+  const chartData = useMemo(
+    () => new Map([...series.current].map(([name, axis]) => [name, axis.data()])),
+    [version],
+  );
+
+  const entry: MachineLatest = { axes: new Map(), feed: [], updatedAt: 0 };
+  for (const [name, axis] of series.current) {
+    if (!axis.last) continue;
+    entry.axes.set(name, axis.last);
+    entry.updatedAt = Math.max(entry.updatedAt, Date.parse(axis.last.update_timestamp));
+  }
+  const state = statusOf(entry, now);
+  const limits = new Map(info.axes.map((axis) => [axis.axis_name, axis]));
+
+  return (
+    <section aria-labelledby="machine-title">
+      <nav class="breadcrumbs" aria-label="Breadcrumbs">
+        <Link href="/">Fleet</Link> <span aria-hidden="true">›</span> {machine.machine_name}
+      </nav>
+      <div class="page-head">
+        <div>
+          <h1 id="machine-title">
+            {machine.machine_name} <span class={`pill pill-${state}`}>{statusLabel[state]}</span>
+          </h1>
+          <p class="muted">
+            Machine #{machine.machine_id} · {info.tools.length}/{machine.tool_capacity} tools ·{" "}
+            {info.usage ? `T${info.usage.tool_in_use} in use` : "no tool in use"} ·{" "}
+            {entry.updatedAt ? `updated ${ago(entry.updatedAt, now)}` : "no data in this window"}
+          </p>
+        </div>
+        <div class="toolbar">
+          <fieldset class="segmented">
+            <legend class="visually-hidden">Time window</legend>
+            {windows.map((option) => (
+              <button
+                key={option.minutes}
+                type="button"
+                class="button"
+                aria-pressed={minutes === option.minutes}
+                onClick={() => setMinutes(option.minutes)}
+              >
+                {option.label}
+              </button>
+            ))}
+          </fieldset>
+          <button
+            type="button"
+            class="button"
+            aria-pressed={paused}
+            onClick={() => setPaused(!paused)}
+          >
+            {paused ? "Resume" : "Pause"}
+          </button>
+        </div>
+      </div>
+      {error && <ErrorNotice error={error} action="see this machine's data" />}
+
+      <div class="panel">
+        <table class="table table-compact" aria-label="Latest axis values">
+          <thead>
+            <tr>
+              <th scope="col">Axis</th>
+              <th scope="col" class="num">
+                Actual
+              </th>
+              <th scope="col" class="num">
+                Target
+              </th>
+              <th scope="col" class="num">
+                To go
+              </th>
+              <th scope="col" class="num">
+                Velocity
+              </th>
+              <th scope="col" class="num">
+                Acceleration
+              </th>
+              <th scope="col">Homed</th>
+              <th scope="col" class="num">
+                Limits (v / a)
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {axes.map((name) => {
+              const last = series.current.get(name)?.last;
+              const limit = limits.get(name);
+              return (
+                <tr key={name}>
+                  <th scope="row">{name}</th>
+                  <td class="num">{formatNumber(last?.actual_position)}</td>
+                  <td class="num">{formatNumber(last?.target_position)}</td>
+                  <td class="num">{formatNumber(last?.distance_to_go)}</td>
+                  <td class="num">{formatNumber(last?.velocity, 1)}</td>
+                  <td class="num">{formatNumber(last?.acceleration, 1)}</td>
+                  <td>{last ? last.homed ? "Yes" : <span class="warn">No</span> : "—"}</td>
+                  <td class="num muted">
+                    {limit ? `${limit.max_velocity} / ${limit.max_acceleration}` : "—"}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+
+      <p class="muted chart-note">
+        {paused ? "Paused. " : `Plotting the last ${minutes} min, ${liveSource.description}. `}
+        {downsampled ? "Older points are downsampled by the history endpoint. " : ""}
+        Drag across a chart to zoom, double-click to reset; click a legend entry to show or hide it.
+      </p>
+      <div class="charts">
+        {axes.map((name) => (
+          <article key={name} class="panel chart-panel" aria-label={`Axis ${name}`}>
+            <h2>Axis {name}</h2>
+            <TimeChart
+              title={`Axis ${name}: position, velocity and acceleration over the last ${minutes} minutes`}
+              series={chartSeries}
+              data={chartData.get(name) ?? [[], [], [], [], [], []]}
+            />
+          </article>
+        ))}
+        {axes.length === 0 && <p class="empty">This machine has no axes yet.</p>}
+      </div>
+    </section>
+  );
+}
+
+function rank(name: string): number {
+  const index = axisOrder.indexOf(name);
+  return index < 0 ? axisOrder.length : index;
+}

@@ -1,0 +1,44 @@
+import { api } from "../api/instance.ts";
+import type { Axis, Machine, Tool, ToolUsage } from "../api/types.ts";
+import { useQuery } from "./query.ts";
+
+export interface Fleet {
+  machines: Machine[];
+  axesByMachine: Map<number, Axis[]>;
+  toolsByMachine: Map<number, Tool[]>;
+  /** The tool each machine reported in use last. */
+  toolInUse: Map<number, ToolUsage>;
+}
+
+const all = 10_000;
+
+function groupBy<T>(rows: T[], key: (row: T) => number): Map<number, T[]> {
+  const groups = new Map<number, T[]>();
+  for (const row of rows) {
+    const id = key(row);
+    const group = groups.get(id);
+    if (group) group.push(row);
+    else groups.set(id, [row]);
+  }
+  return groups;
+}
+
+export async function loadFleet(): Promise<Fleet> {
+  const [machines, axes, tools, usage] = await Promise.all([
+    api.get<Machine[]>("/data/machines/", { limit: all }),
+    api.get<Axis[]>("/data/axes/", { limit: all }),
+    api.get<Tool[]>("/data/tools/", { limit: all }),
+    api.get<ToolUsage[]>("/data/tool-usage/", { ordering: "-update_timestamp", limit: 2000 }),
+  ]);
+  const toolInUse = new Map<number, ToolUsage>();
+  for (const row of usage) if (!toolInUse.has(row.machine)) toolInUse.set(row.machine, row);
+  return {
+    machines,
+    axesByMachine: groupBy(axes, (axis) => axis.machine),
+    toolsByMachine: groupBy(tools, (tool) => tool.machine),
+    toolInUse,
+  };
+}
+
+/** Machines, axes, tools and tools in use; refreshed every 10 s (the WebSocket will push them). */
+export const useFleet = () => useQuery(loadFleet, [], 10_000);

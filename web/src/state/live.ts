@@ -1,0 +1,114 @@
+import type { Api } from "../api/client.ts";
+import type { AxisSample } from "../api/types.ts";
+
+/**
+ * Where current machine data comes from. Today it polls the REST API; the WebSocket
+ * (`/ws/machine_data/`, subscribe/unsubscribe) will implement the same two calls, and no page
+ * changes when it does.
+ */
+export interface LiveSource {
+  /** How the data arrives, for the page to say so. */
+  readonly description: string;
+  /** The newest samples of these machines, repeatedly, until the returned function is called. */
+  watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void;
+  /** Every sample of one machine after `since` (ISO 8601), in time order, until stopped. */
+  follow(machine: number, since: string, onSamples: (samples: AxisSample[]) => void): () => void;
+}
+
+interface Watcher {
+  machines: Set<number>;
+  onSamples: (samples: AxisSample[]) => void;
+}
+
+/** Polls `/data/axises/` for what is on screen, a few requests at a time. */
+export class PollingLiveSource implements LiveSource {
+  readonly description: string;
+  private watchers = new Set<Watcher>();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly api: Api,
+    private readonly watchIntervalMs = 2000,
+    private readonly followIntervalMs = 1000,
+    private readonly concurrency = 6,
+  ) {
+    this.description = `updated every ${watchIntervalMs / 1000} s`;
+  }
+
+  watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void {
+    const watcher: Watcher = { machines: new Set(machines), onSamples };
+    this.watchers.add(watcher);
+    if (this.timer === undefined) this.timer = setTimeout(() => void this.poll(), 0);
+    return () => {
+      this.watchers.delete(watcher);
+      if (this.watchers.size === 0) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
+    };
+  }
+
+  private async poll(): Promise<void> {
+    const machines = [...new Set([...this.watchers].flatMap((w) => [...w.machines]))];
+    const queue = [...machines];
+    const worker = async () => {
+      for (let machine = queue.shift(); machine !== undefined; machine = queue.shift()) {
+        try {
+          // Five axes: the last ten rows hold each axis' newest sample in practice.
+          const rows = await this.api.get<AxisSample[]>("/data/axises/", {
+            machine,
+            ordering: "-update_timestamp",
+            limit: 10,
+          });
+          for (const watcher of this.watchers) {
+            if (watcher.machines.has(machine)) watcher.onSamples(rows);
+          }
+        } catch {
+          // The banner shows a lost connection; the next round tries again.
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: this.concurrency }, worker));
+    if (this.watchers.size > 0) {
+      this.timer = setTimeout(() => void this.poll(), this.watchIntervalMs);
+    } else {
+      this.timer = undefined;
+    }
+  }
+
+  follow(machine: number, since: string, onSamples: (samples: AxisSample[]) => void): () => void {
+    let stopped = false;
+    let cursor = since;
+    const seen = new Set<string>();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tick = async () => {
+      try {
+        const rows = await this.api.get<AxisSample[]>("/data/axises/", {
+          machine,
+          since: cursor,
+          ordering: "update_timestamp",
+          limit: 5000,
+        });
+        // `since` is inclusive: drop the rows at the cursor that were delivered last time.
+        const fresh = rows.filter((row) => !seen.has(`${row.axis}@${row.update_timestamp}`));
+        const last = rows.at(-1);
+        if (last) {
+          if (last.update_timestamp !== cursor) seen.clear();
+          cursor = last.update_timestamp;
+          for (const row of rows) {
+            if (row.update_timestamp === cursor) seen.add(`${row.axis}@${row.update_timestamp}`);
+          }
+        }
+        if (!stopped && fresh.length > 0) onSamples(fresh);
+      } catch {
+        // Shown by the connection banner; try again next tick.
+      }
+      if (!stopped) timer = setTimeout(() => void tick(), this.followIntervalMs);
+    };
+    timer = setTimeout(() => void tick(), this.followIntervalMs);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+}

@@ -1,0 +1,125 @@
+import type { ComponentChildren } from "preact";
+import { useId } from "preact/hooks";
+import { ApiError } from "../api/client.ts";
+
+interface InputProps {
+  label: string;
+  name: string;
+  value: string;
+  onValue: (value: string) => void;
+  errors?: string[] | undefined;
+  hint?: string | undefined;
+  type?: "text" | "password" | "email" | "search";
+  autoComplete?: string;
+  inputMode?: "numeric" | "decimal" | undefined;
+  required?: boolean;
+  autoFocus?: boolean;
+  disabled?: boolean | undefined;
+}
+
+/** A labelled input with the API's reasons for this field beneath it. */
+export function Field({ label, name, value, onValue, errors, hint, type, ...rest }: InputProps) {
+  const id = useId();
+  const errorId = `${id}-error`;
+  const hintId = `${id}-hint`;
+  const described = [errors?.length ? errorId : "", hint ? hintId : ""].filter(Boolean).join(" ");
+  return (
+    <div class={`field${errors?.length ? " field-invalid" : ""}`}>
+      <label for={id}>{label}</label>
+      <input
+        id={id}
+        // Preact types each input type apart; any of ours takes the same attributes as text.
+        type={(type ?? "text") as "text"}
+        name={name}
+        value={value}
+        onInput={(event) => onValue((event.currentTarget as HTMLInputElement).value)}
+        aria-invalid={errors?.length ? true : undefined}
+        aria-describedby={described || undefined}
+        {...rest}
+      />
+      {hint && (
+        <small id={hintId} class="field-hint">
+          {hint}
+        </small>
+      )}
+      {errors?.length ? (
+        <p id={errorId} class="field-error" data-field-error={name}>
+          {errors.join(" ")}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+export function SelectField({
+  label,
+  name,
+  value,
+  onValue,
+  errors,
+  children,
+}: {
+  label: string;
+  name: string;
+  value: string;
+  onValue: (value: string) => void;
+  errors?: string[] | undefined;
+  children: ComponentChildren;
+}) {
+  const id = useId();
+  return (
+    <div class={`field${errors?.length ? " field-invalid" : ""}`}>
+      <label for={id}>{label}</label>
+      <select
+        id={id}
+        name={name}
+        value={value}
+        onChange={(event) => onValue((event.currentTarget as HTMLSelectElement).value)}
+        aria-invalid={errors?.length ? true : undefined}
+        aria-describedby={errors?.length ? `${id}-error` : undefined}
+      >
+        {children}
+      </select>
+      {errors?.length ? (
+        <p id={`${id}-error`} class="field-error" data-field-error={name}>
+          {errors.join(" ")}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+/** Errors of a failed submit: by field where the form has that field, the rest on top. */
+export interface FormFailure {
+  fields: Record<string, string[]>;
+  general: string | undefined;
+}
+
+export function formFailure(error: unknown, formFields: readonly string[]): FormFailure {
+  if (!(error instanceof ApiError)) return { fields: {}, general: (error as Error).message };
+  if (error.status === 403) {
+    return { fields: {}, general: "Your groups do not allow this change." };
+  }
+  const fields: Record<string, string[]> = {};
+  const other: string[] = [];
+  for (const [name, reasons] of Object.entries(error.fields)) {
+    if (formFields.includes(name)) fields[name] = reasons;
+    else if (name === "detail" || name === "non_field_errors") other.push(...reasons);
+    else other.push(`${name}: ${reasons.join(" ")}`);
+  }
+  const general = other.length
+    ? other.join(" ")
+    : Object.keys(fields).length === 0
+      ? error.message
+      : "Please correct the fields marked below.";
+  return { fields, general };
+}
+
+export function FormError({ message }: { message: string | undefined }) {
+  if (!message) return null;
+  return (
+    <p class="notice notice-error form-error" role="alert">
+      {message}
+    </p>
+  );
+}
