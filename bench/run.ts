@@ -1,14 +1,18 @@
-// npm run bench [-- crud] [--seconds N]: runs the benchmarks and prints their tables in Markdown,
-// ready for docs/benchmarks.md. Each figure is a ratio against a baseline measured in the same run.
+// npm run bench [-- crud|history] [--seconds N] [--hours N]: runs the benchmarks and prints
+// their tables in Markdown, ready for docs/benchmarks.md. Each figure is a ratio against a
+// baseline measured in the same run.
 import { parseArgs } from "node:util";
 import { benchCrud } from "./crud.ts";
+import { benchHistory } from "./history.ts";
 
-const benches: Record<string, (options: { seconds?: number }) => Promise<string>> = {
-  crud: (options) => benchCrud(options),
-};
+const benches: Record<string, (options: { seconds?: number; hours?: number }) => Promise<string>> =
+  {
+    crud: (options) => benchCrud(options),
+    history: (options) => benchHistory(options),
+  };
 
 const { values, positionals } = parseArgs({
-  options: { seconds: { type: "string" } },
+  options: { seconds: { type: "string" }, hours: { type: "string" } },
   allowPositionals: true,
 });
 const selected = positionals.length > 0 ? positionals : Object.keys(benches);
@@ -20,11 +24,17 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+const hours = values.hours === undefined ? undefined : Number(values.hours);
 console.log(
   `# npm run bench ${process.argv.slice(2).join(" ")}\n\nnode ${process.version}, ${new Date().toISOString()}\n`,
 );
 for (const name of selected) {
   console.log(`## ${name}\n`);
-  console.log(await benches[name]!(seconds === undefined ? {} : { seconds }));
+  console.log(
+    await benches[name]!({
+      ...(seconds === undefined ? {} : { seconds }),
+      ...(hours === undefined ? {} : { hours }),
+    }),
+  );
   console.log();
 }

@@ -39,11 +39,20 @@ const seriesValues = (series: HistorySeries): Record<string, unknown> => ({
 /** `t` carries microseconds for exact paging; answers show milliseconds, as the CRUD API does. */
 const millis = (t: unknown) => `${String(t).slice(0, 23)}Z`;
 
-function jsonValue(value: unknown): string {
-  if (typeof value === "number") return Number.isFinite(value) ? String(value) : "null";
-  if (typeof value === "boolean") return value ? "true" : "false";
-  if (value === null || value === undefined) return "null";
-  return JSON.stringify(value);
+/** A series column (an id or a name) as JSON. */
+const jsonValue = (value: unknown): string => JSON.stringify(value) ?? "null";
+
+/** PostgreSQL prints NaN and ±Infinity, which JSON cannot carry. */
+const notFinite = (text: string) => text.endsWith("N") || text.endsWith("y");
+
+/**
+ * A field value: PostgreSQL's text of a number (`12.5`, `1e-05`) or boolean (`true`) is already
+ * a JSON literal and a CSV field; counts and ids come as numbers.
+ */
+function fieldText(value: unknown, notANumber: string): string {
+  if (typeof value === "string") return notFinite(value) ? notANumber : value;
+  if (typeof value === "number") return Number.isFinite(value) ? String(value) : notANumber;
+  return value === null || value === undefined ? notANumber : String(value);
 }
 
 export async function* encodeJson(answer: HistoryAnswer): AsyncGenerator<string> {
@@ -62,7 +71,7 @@ export async function* encodeJson(answer: HistoryAnswer): AsyncGenerator<string>
         const value =
           column === "update_timestamp"
             ? `"${millis(row.t)}"`
-            : (fixed[column] ?? jsonValue(row[column]));
+            : (fixed[column] ?? fieldText(row[column], "null"));
         text += keys[i] + value;
       }
       parts.push(`${text}}`);
@@ -75,7 +84,7 @@ export async function* encodeJson(answer: HistoryAnswer): AsyncGenerator<string>
 /** RFC 4180: a value with a comma, quote or line break is quoted, its quotes doubled. */
 export function csvValue(value: unknown): string {
   if (value === null || value === undefined) return "";
-  const text = typeof value === "number" && !Number.isFinite(value) ? "" : String(value);
+  const text = String(value);
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
@@ -87,7 +96,9 @@ export async function* encodeCsv(answer: HistoryAnswer): AsyncGenerator<string> 
     const parts: string[] = [];
     for (const row of page.rows) {
       const values = columns.map((column) =>
-        column === "update_timestamp" ? millis(row.t) : (fixed[column] ?? csvValue(row[column])),
+        column === "update_timestamp"
+          ? millis(row.t)
+          : (fixed[column] ?? fieldText(row[column], "")),
       );
       parts.push(`${values.join(",")}\r\n`);
     }

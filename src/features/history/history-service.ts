@@ -17,9 +17,11 @@ export interface HistorySeries {
 }
 
 /**
- * A page of one series, as the database returns it: the requested field columns and `t`, the
- * time as ISO 8601 with microseconds (exact, so it can be a keyset cursor). Raw pages add
- * `axis_data_id`; bucket pages add `F_min`, `F_max` per field and `samples`.
+ * A page of one series, as the database returns it: the requested field columns as PostgreSQL
+ * prints them (`12.5`, `true`: an answer is text in the end, and a double parsed and printed
+ * again costs more than the query), and `t`, the time as ISO 8601 with microseconds (exact, so it
+ * can be a keyset cursor). Raw pages add `axis_data_id`; bucket pages add `F_min`, `F_max` per
+ * field and `samples`.
  */
 export interface HistoryPage {
   series: HistorySeries;
@@ -42,9 +44,9 @@ export interface HistoryServiceOptions {
   clock: Clock;
   /** Rows per query for raw windows (keyset pagination). */
   pageSize?: number;
-  /** Buckets per query for downsampled series. */
+  /** At most this many buckets (result rows) per downsampling query. */
   bucketsPerQuery?: number;
-  /** Downsampling queries in flight at once (each series is its own query). */
+  /** Downsampling queries in flight at once. */
   concurrency?: number;
 }
 
@@ -93,8 +95,8 @@ export function createHistoryService({
   db,
   clock,
   pageSize = 5000,
-  bucketsPerQuery = 5000,
-  concurrency = 4,
+  bucketsPerQuery = 20_000,
+  concurrency = 2,
 }: HistoryServiceOptions) {
   /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
   function window(input: HistoryInput): { from: Date; to: Date } {
@@ -190,7 +192,9 @@ export function createHistoryService({
     from: Date,
     to: Date,
   ): AsyncGenerator<HistoryPage> {
-    const columns = ["axis_data_id", ...fields].join(", ");
+    const columns = ["axis_data_id", ...fields.map((field) => `${field}::text as ${field}`)].join(
+      ", ",
+    );
     const select = (after: boolean) =>
       `select ${columns}, to_char(update_timestamp at time zone 'UTC', ${isoMicros}) as t
        from axis_data
@@ -215,8 +219,12 @@ export function createHistoryService({
 
   /**
    * Each series cut into time buckets of `bucketMs` from `from`, with min, max and average of
-   * every field per bucket (empty buckets are left out). A series is queried in slices of at
-   * most `bucketsPerQuery` buckets; several slices are in flight at once, answered in order.
+   * every field per bucket (empty buckets are left out).
+   *
+   * Samples arrive time-major (every axis of the fleet in each tick), so one heap page holds
+   * samples of many series: querying series together reads each page once, where a query per
+   * series would read it once per series. A query covers as many series as fit in
+   * `bucketsPerQuery` result rows; a series with more buckets than that is cut into time slices.
    */
   async function* bucketPages(
     series: HistorySeries[],
@@ -232,38 +240,50 @@ export function createHistoryService({
       [`${field}_max`, source.max(field)],
     ]);
     // date_bin's buckets start at the window's start; group on it, then format the few results.
-    const sql = `select to_char(b at time zone 'UTC', ${isoMicros}) as t, samples,
-             ${aggregates.map(([name]) => name).join(", ")}
+    const sql = `select axis_id, to_char(b at time zone 'UTC', ${isoMicros}) as t, samples,
+             ${aggregates.map(([name]) => `${name}::text as ${name}`).join(", ")}
       from (
-        select date_bin($4::interval, update_timestamp, $5::timestamptz) as b,
+        select axis_id, date_bin($4::interval, update_timestamp, $5::timestamptz) as b,
                ${source.count} as samples,
                ${aggregates.map(([name, sql]) => `${sql} as ${name}`).join(", ")}
         from ${source.table}
-        where axis_id = $1 and update_timestamp >= $2::timestamptz
+        where axis_id = any($1::bigint[]) and update_timestamp >= $2::timestamptz
           and update_timestamp < $3::timestamptz
-        group by 1
+        group by 1, 2
       ) g
-      order by b`;
-    const sliceMs = bucketMs * bucketsPerQuery;
+      order by axis_id, b`;
+    const buckets = Math.ceil((to.getTime() - from.getTime()) / bucketMs);
+    const perQuery = Math.max(1, Math.floor(bucketsPerQuery / buckets));
+    const sliceMs = bucketMs * Math.floor(bucketsPerQuery / perQuery);
     const tasks = function* () {
-      for (const one of series) {
+      for (let first = 0; first < series.length; first += perQuery) {
+        const group = series.slice(first, first + perQuery);
         for (let start = from.getTime(); start < to.getTime(); start += sliceMs) {
           const end = Math.min(start + sliceMs, to.getTime());
-          yield async (): Promise<HistoryPage> => {
-            const { rows } = await db.query(sql, [
-              one.axisId,
-              new Date(start).toISOString(),
-              new Date(end).toISOString(),
-              `${bucketMs} milliseconds`,
-              from.toISOString(),
-            ]);
-            return { series: one, rows };
-          };
+          yield () =>
+            db.transaction(async (tx) => {
+              // The planner cannot know how few buckets there are; with the default work_mem
+              // it sorts the samples to group them instead of hashing them.
+              await tx.query("set local work_mem = '32MB'");
+              const { rows } = await tx.query(sql, [
+                group.map((one) => one.axisId),
+                new Date(start).toISOString(),
+                new Date(end).toISOString(),
+                `${bucketMs} milliseconds`,
+                from.toISOString(),
+              ]);
+              return { group, rows };
+            });
         }
       }
     };
-    for await (const page of inOrder(tasks(), concurrency)) {
-      if (page.rows.length > 0) yield page;
+    for await (const { group, rows } of inOrder(tasks(), concurrency)) {
+      let at = 0;
+      for (const one of group) {
+        const begin = at;
+        while (at < rows.length && Number(rows[at]!.axis_id) === one.axisId) at++;
+        if (at > begin) yield { series: one, rows: rows.slice(begin, at) };
+      }
     }
   }
 

@@ -265,6 +265,31 @@ describe("GET and POST /api/axis-data/", () => {
     ]);
   });
 
+  it("answers a NaN or infinite value stored by another writer as null in JSON, empty in CSV", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const from = freshDay();
+    await t.services.partitions.ensure([from]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                              acceleration, velocity)
+       values ($1, $2, 1e-5, 1e20, false, 'Infinity', 'NaN')`,
+      [axes.X!.axis_id, iso(from)],
+    );
+    const query = `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + minute)}`;
+    expect(await rows(query)).toMatchObject([
+      {
+        actual_position: 1e-5,
+        target_position: 1e20,
+        homed: false,
+        acceleration: null,
+        velocity: null,
+      },
+    ]);
+    const [, record] = parseCsv((await get(`${query}&format=csv`)).body);
+    expect(record!.slice(5, 8).map(Number)).toEqual([1e-5, 1e20, 1e20]);
+    expect(record!.slice(8, 11)).toEqual(["false", "", ""]);
+  });
+
   it("an empty window is 200 [] (and a CSV of only its header)", async () => {
     const { machine } = await machineWithAxes(["X"]);
     const from = freshDay();
@@ -342,26 +367,41 @@ describe("downsampling (max_points)", () => {
     }
   });
 
-  it("slices a long series into several queries without losing or repeating a bucket", async () => {
-    const { machine, axes } = await machineWithAxes(["X"]);
+  it("groups series and slices long ones into several queries without losing or repeating a bucket", async () => {
+    const { machine, axes } = await machineWithAxes(["X", "Y", "Z"]);
     const from = freshDay();
-    const samples = curve(from, 2000, 50);
-    await insertSamples(axes.X!.axis_id, samples);
-    const history = createHistoryService({ db: t.database.db, clock: t.clock, bucketsPerQuery: 7 });
-    const answer = await history.query({
-      machineIds: [machine.machine_id],
-      from: new Date(from),
-      to: new Date(from + 100 * second),
-      maxPoints: 250,
-    });
-    const buckets: Record<string, unknown>[] = [];
-    for await (const page of answer.pages()) buckets.push(...page.rows);
-    expect(answer.bucketMs).toBe(400);
-    expect(buckets).toHaveLength(250);
-    expect(buckets.reduce((sum, row) => sum + (row.samples as number), 0)).toBe(2000);
-    expect(buckets.map((row) => Date.parse(row.t as string))).toEqual(
-      Array.from({ length: 250 }, (_, i) => from + i * 400),
-    );
+    for (const [i, axis] of Object.values(axes).entries()) {
+      await insertSamples(axis.axis_id, curve(from, 2000, 50, i));
+    }
+    const collect = async (bucketsPerQuery: number, maxPoints: number) => {
+      const history = createHistoryService({ db: t.database.db, clock: t.clock, bucketsPerQuery });
+      const answer = await history.query({
+        machineIds: [machine.machine_id],
+        from: new Date(from),
+        to: new Date(from + 100 * second),
+        maxPoints,
+      });
+      const rows: Record<string, unknown>[] = [];
+      for await (const page of answer.pages()) {
+        for (const row of page.rows) rows.push({ ...row, axis: page.series.axisName });
+      }
+      return { bucketMs: answer.bucketMs, rows };
+    };
+    // 7 buckets per query: each series in slices of 7; 500: two series per query, then one.
+    for (const bucketsPerQuery of [7, 500, 20_000]) {
+      const { bucketMs, rows } = await collect(bucketsPerQuery, 250);
+      expect(bucketMs).toBe(400);
+      expect(rows).toHaveLength(750);
+      for (const [i, name] of ["X", "Y", "Z"].entries()) {
+        const series = rows.slice(i * 250, (i + 1) * 250);
+        expect(series.every((row) => row.axis === name)).toBe(true);
+        expect(series.reduce((sum, row) => sum + (row.samples as number), 0)).toBe(2000);
+        expect(series.map((row) => Date.parse(row.t as string))).toEqual(
+          Array.from({ length: 250 }, (_, k) => from + k * 400),
+        );
+      }
+      expect(rows).toEqual((await collect(20_000, 250)).rows);
+    }
   });
 });
 
@@ -431,7 +471,7 @@ describe("streaming", () => {
     let pages = 0;
     for await (const page of answer.pages()) {
       pages++;
-      seen.push(...page.rows.map((row) => row.actual_position));
+      seen.push(...page.rows.map((row) => Number(row.actual_position)));
     }
     expect(seen).toEqual(Array.from({ length: 11 }, (_, n) => n));
     expect(pages).toBe(4);
