@@ -3,6 +3,10 @@ import { Command, CommanderError, Option } from "commander";
 import dotenv from "dotenv";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
 import { grantTypes } from "./features/auth/oauth-service.ts";
+import { parseUpdateInterval } from "./features/simulator/field-spec.ts";
+import { parseAxisList } from "./features/simulator/fleet.ts";
+import { httpTarget } from "./features/simulator/http-target.ts";
+import { databaseTarget, startSimulator } from "./features/simulator/simulator-runner.ts";
 import { DataDirLockedError } from "./platform/data-dir-lock.ts";
 import { DomainError } from "./platform/errors.ts";
 import { openRuntime } from "./runtime.ts";
@@ -142,6 +146,144 @@ program
       }
     },
   );
+
+function wholeNumber(name: string, min: number, max: number) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!/^\d+$/.test(value) || parsed < min || parsed > max)
+      throw new UsageError(
+        `${name}: expected a whole number from ${min} to ${max}, got "${value}"`,
+      );
+    return parsed;
+  };
+}
+
+program
+  .command("simulate")
+  .description("run simulated 5-axis machines and send their data to a target")
+  .option("--machines <n>", "machines, 1 to 10000", wholeNumber("--machines", 1, 10_000), 20)
+  .option("--axes <list>", "axes to report, e.g. X,Y,Z", "X,Y,Z,A,C")
+  .option("--fields <file>", "field spec (.xlsx, .csv or .json) with each field's update interval")
+  .option(
+    "--duration <time>",
+    'stop after this long, e.g. "60s" or "15 min" (default: until Ctrl-C)',
+  )
+  .option("--speed <factor>", "divide every update interval by this, for demos", "1")
+  .option("--seed <n>", "makes a run reproducible", wholeNumber("--seed", 0, 2 ** 31 - 1), 1)
+  .option(
+    "--target <target>",
+    "embedded, db (DATABASE_URL or the embedded database) or http(s)://host:port of a Spindle",
+    "db",
+  )
+  .option("--client-id <id>", "http target: OAuth2 client (or SPINDLE_CLIENT_ID)")
+  .option("--client-secret <secret>", "http target: its secret (or SPINDLE_CLIENT_SECRET)")
+  .option(
+    "--username <username>",
+    "http target: a user who may add machines, to create a missing fleet",
+  )
+  .option(
+    "--password <password>",
+    'http target: that user\'s password, or "-" for standard input',
+    passwordArgument,
+  )
+  .action(async (options: SimulateFlags) => {
+    const axes = (() => {
+      try {
+        return parseAxisList(options.axes);
+      } catch (error) {
+        throw new UsageError(`--axes: ${(error as Error).message}`);
+      }
+    })();
+    const speed = Number(options.speed);
+    if (!Number.isFinite(speed) || speed <= 0 || speed > 1000)
+      throw new UsageError(
+        `--speed: expected a number above 0 and at most 1000, got "${options.speed}"`,
+      );
+    const durationMs =
+      options.duration === undefined ? undefined : parseUpdateInterval(options.duration);
+    if (options.duration !== undefined && (typeof durationMs !== "number" || durationMs <= 0)) {
+      throw new UsageError(
+        `--duration: cannot parse "${options.duration}" (expected e.g. "60s", "15 min")`,
+      );
+    }
+    const simulatorOptions = {
+      machines: options.machines,
+      axes,
+      fieldsFile: options.fields,
+      speed,
+      seed: options.seed,
+      durationMs: durationMs ?? undefined,
+    };
+    const hooks = {
+      onReport: (report: { message: string }) => console.log(report.message),
+      onPause: (reason: string) => console.log(`paused: ${reason}`),
+    };
+    const run = async (
+      target: Parameters<typeof startSimulator>[0],
+      close: () => Promise<void>,
+    ) => {
+      try {
+        const simulator = await startSimulator(target, simulatorOptions, hooks);
+        const stop = () => void simulator.stop();
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+        const stats = await simulator.fleet.done;
+        console.log(
+          `done: ${stats.samples.total} samples in ${(stats.elapsedMs / 1000).toFixed(1)} s (${Math.round(stats.samplesPerSecond)}/s; the spec asks ${Math.round(stats.expectedSamplesPerSecond)}/s)`,
+        );
+      } finally {
+        await close();
+      }
+    };
+    if (/^https?:\/\//.test(options.target)) {
+      const clientId = options.clientId ?? process.env.SPINDLE_CLIENT_ID;
+      const clientSecret = options.clientSecret ?? process.env.SPINDLE_CLIENT_SECRET;
+      if (!clientId || !clientSecret)
+        throw new UsageError(
+          "--target http…: needs --client-id and --client-secret (or SPINDLE_CLIENT_ID/SPINDLE_CLIENT_SECRET)",
+        );
+      await run(
+        httpTarget(options.target, {
+          clientId,
+          clientSecret,
+          username: options.username,
+          password: options.password,
+        }),
+        async () => {},
+      );
+      return;
+    }
+    if (options.target !== "db" && options.target !== "embedded") {
+      throw new UsageError(
+        `--target: expected embedded, db or an http(s):// URL, got "${options.target}"`,
+      );
+    }
+    const config = loadConfig();
+    const runtime = await openRuntime(
+      options.target === "embedded" ? { ...config, databaseUrl: undefined } : config,
+    );
+    const { services } = runtime;
+    await services.changes.start(services.db);
+    await run(databaseTarget(services.db, services.changes, services.ingest), async () => {
+      await services.ingest.close();
+      await services.changes.close();
+      await runtime.close();
+    });
+  });
+
+interface SimulateFlags {
+  machines: number;
+  axes: string;
+  fields?: string;
+  duration?: string;
+  speed: string;
+  seed: number;
+  target: string;
+  clientId?: string;
+  clientSecret?: string;
+  username?: string;
+  password?: string;
+}
 
 function reasonOf(error: unknown): string {
   if (error instanceof DomainError && error.fields) {

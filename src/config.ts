@@ -5,6 +5,8 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   simulator: boolean;
+  /** Machines the in-server simulator runs. */
+  simulatorMachines: number;
   adminUsername: string | undefined;
   adminPassword: string | undefined;
   logLevel: LogLevel;
@@ -45,6 +47,7 @@ export function parseConfig(env: Env): Config {
     databaseUrl: databaseUrl(env),
     dataDir: text(env, "DATA_DIR") ?? "./data",
     simulator: flag(env, "SIMULATOR", false),
+    simulatorMachines: integer(env, "SIMULATOR_MACHINES", 20, 1, 10_000),
     adminUsername: text(env, "ADMIN_USERNAME"),
     adminPassword: adminPassword(env),
     logLevel: oneOf(env, "LOG_LEVEL", logLevels, "info"),

@@ -1,6 +1,11 @@
 import { buildApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import { ensureConsoleClient } from "./features/console/console-client.ts";
+import {
+  databaseTarget,
+  type RunningSimulator,
+  startSimulator,
+} from "./features/simulator/simulator-runner.ts";
 import { openRuntime } from "./runtime.ts";
 
 /** `spindle serve`: migrate, then serve until SIGTERM or SIGINT, then close cleanly. */
@@ -35,12 +40,14 @@ export async function serve(config: Config): Promise<void> {
   }, 3_600_000);
   purge.unref();
 
+  let simulator: RunningSimulator | undefined;
   let closing = false;
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
     app.log.info({ signal }, "shutting down");
     clearInterval(purge);
+    await simulator?.stop();
     await app.close();
     // Every row already accepted is committed before the database closes.
     await services.ingest.close();

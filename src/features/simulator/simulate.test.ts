@@ -1,0 +1,200 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildTestApp, type TestApp, testClient } from "../../../test/helpers/app.ts";
+import {
+  openTestDatabase,
+  type TestDatabase,
+  testDatabaseKind,
+} from "../../../test/helpers/database.ts";
+import { openDatabase } from "../../platform/database.ts";
+import { httpTarget } from "./http-target.ts";
+import { databaseTarget, startSimulator } from "./simulator-runner.ts";
+
+const bin = new URL("../../../bin/spindle", import.meta.url).pathname;
+
+function spindle(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, { env: { ...process.env, LOG_LEVEL: "info", ...env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe("spindle simulate", () => {
+  let dataDir: string;
+  let database: TestDatabase | undefined;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), "spindle-simulate-"));
+    env = { DATA_DIR: dataDir, DATABASE_URL: "" };
+    if (testDatabaseKind() === "postgres") {
+      database = await openTestDatabase({ migrated: false });
+      const url = new URL(database.url!);
+      url.searchParams.set("options", `-c search_path=${database.schema}`);
+      env.DATABASE_URL = url.toString();
+    }
+  });
+  afterAll(async () => {
+    await database?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  const count = async (table: string) => {
+    const db = await openDatabase(
+      database
+        ? { url: database.url, schema: database.schema }
+        : { dataDir: join(dataDir, "pglite") },
+    );
+    try {
+      return Number(
+        (await db.query<{ n: number }>(`select count(*)::int as n from ${table}`)).rows[0]!.n,
+      );
+    } finally {
+      await db.close();
+    }
+  };
+
+  it("refuses bad flags with usage (exit 2)", async () => {
+    for (const args of [
+      ["--machines", "0"],
+      ["--machines", "10001"],
+      ["--machines", "many"],
+      ["--axes", "X,Q"],
+      ["--speed", "0"],
+      ["--speed", "fast"],
+      ["--duration", "forever"],
+      ["--seed", "-3"],
+      ["--target", "ftp://x"],
+      ["--target", "http://127.0.0.1:1"],
+      ["--bogus"],
+    ]) {
+      const run = await spindle(["simulate", ...args], env);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+    }
+  }, 120_000);
+
+  it("stops with the file, row and column of a bad field spec (exit 1)", async () => {
+    const spec = join(dataDir, "fields.csv");
+    await writeFile(
+      spec,
+      "entity,field,unit,type,update interval\naxis,actual_position,mm,float,100 ms\naxis,velocity,mm/s,float,fast\n",
+    );
+    const run = await spindle(["simulate", "--fields", spec, "--duration", "1s"], env);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(
+      `fields.csv: row 3, column "update interval": cannot parse "fast"`,
+    );
+  });
+
+  it("writes at the spec's rate for 10 s, and reuses the fleet on a second run", async () => {
+    const run = await spindle(
+      ["simulate", "--machines", "20", "--duration", "10s", "--target", "db"],
+      env,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    // 20 machines × 5 axes every 100 ms for 10 s: 10,000 axis samples (one more tick at the start).
+    const samples = await count("axis_data");
+    expect(samples).toBeGreaterThanOrEqual(10_000 * 0.95);
+    expect(samples).toBeLessThanOrEqual(10_100 * 1.05);
+    expect(run.stdout).toMatch(/done: \d+ samples in 10\.\d s/);
+    const again = await spindle(["simulate", "--machines", "20", "--duration", "1s"], env);
+    expect(again.code).toBe(0);
+    expect(await count("machine")).toBe(20);
+    expect(await count("axis")).toBe(100);
+    expect(await count("tool")).toBe(20 * 24);
+  }, 120_000);
+});
+
+describe("the simulator in a server and against a remote one", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await buildTestApp();
+  });
+  afterAll(() => t.close());
+
+  it("feeds the ingest pipeline with physically consistent rows within the database's axis limits", async () => {
+    const { services } = t;
+    const simulator = await startSimulator(
+      databaseTarget(services.db, services.changes, services.ingest),
+      { machines: 3, speed: 5, durationMs: 3000 },
+    );
+    await simulator.fleet.done;
+    await simulator.stop();
+    const { rows } = await services.db.query<{
+      axis_name: string;
+      velocity: number;
+      acceleration: number;
+      actual_position: number;
+      distance_to_go: number;
+      target_position: number;
+      max_velocity: number;
+      max_acceleration: number;
+    }>(
+      `select x.axis_name, d.velocity, d.acceleration, d.actual_position, d.target_position, d.distance_to_go, x.max_velocity, x.max_acceleration
+       from axis_data d join axis x on x.axis_id = d.axis_id`,
+    );
+    expect(rows.length).toBeGreaterThan(3 * 5 * 100);
+    for (const row of rows) {
+      expect(Math.abs(row.velocity)).toBeLessThanOrEqual(row.max_velocity + 1e-6);
+      expect(Math.abs(row.acceleration)).toBeLessThanOrEqual(row.max_acceleration + 1e-6);
+      expect(row.distance_to_go).toBeCloseTo(row.target_position - row.actual_position, 9);
+      if (row.axis_name === "C")
+        expect(row.actual_position >= 0 && row.actual_position < 360).toBe(true);
+    }
+    // Tool in use reports name real tools of the machine.
+    const usage = await services.db.query<{ ok: boolean }>(
+      "select bool_and(exists (select 1 from tool t where t.tool_id = u.tool_in_use and t.machine_id = u.machine_id)) as ok from tool_usage u",
+    );
+    expect(usage.rows[0]!.ok).toBe(true);
+    expect(services.latest.axes.size).toBe(15);
+  });
+
+  it("sends to a remote Spindle over HTTP with a user who may create the fleet", async () => {
+    const address = await t.app.listen({ port: 0, host: "127.0.0.1" });
+    const manager = await t.userAuth(["Manager"]);
+    const before = Number(
+      (await t.database.db.query<{ n: number }>("select count(*)::int as n from axis_data"))
+        .rows[0]!.n,
+    );
+    const target = httpTarget(address, {
+      clientId: testClient.id,
+      clientSecret: testClient.secret,
+      username: manager.username,
+      password: manager.password,
+    });
+    const simulator = await startSimulator(target, {
+      machines: 2,
+      seed: 7,
+      durationMs: 1500,
+      axes: ["X", "Y", "Z"],
+    });
+    const stats = await simulator.fleet.done;
+    const after = Number(
+      (await t.database.db.query<{ n: number }>("select count(*)::int as n from axis_data"))
+        .rows[0]!.n,
+    );
+    expect(stats.samples.axis).toBeGreaterThan(0);
+    expect(after - before).toBe(stats.samples.axis);
+    // A client without a user can send to an existing fleet but cannot create one.
+    const adapter = httpTarget(address, {
+      clientId: testClient.id,
+      clientSecret: testClient.secret,
+    });
+    await expect(startSimulator(adapter, { machines: 50, durationMs: 500 })).rejects.toThrow(
+      /does not exist/,
+    );
+  });
+});

@@ -1,0 +1,85 @@
+import type { ChangeFeed } from "../../platform/change-feed.ts";
+import type { Database } from "../../platform/database.ts";
+import { ensureFleet, type ProvisionedMachine } from "../machines/fleet-provisioning.ts";
+import { DEFAULT_FIELD_SPEC_FILE, readFieldSpec } from "./field-spec.ts";
+import {
+  describeFleet,
+  type FleetReport,
+  type FleetShape,
+  type MachineDescription,
+  type RunningFleet,
+  startFleet,
+} from "./fleet.ts";
+import type { AxisName } from "./motion.ts";
+import { type BatchTarget, limitsFrom, PipelineSink } from "./simulator-service.ts";
+
+export interface SimulatorOptions {
+  machines: number;
+  axes?: readonly AxisName[];
+  fieldsFile?: string | undefined;
+  speed?: number | undefined;
+  seed?: number | undefined;
+  durationMs?: number | undefined;
+}
+
+export interface SimulatorHooks {
+  onReport?: (report: FleetReport) => void;
+  onPause?: (reason: string) => void;
+}
+
+/** Where the fleet's rows go and how the fleet's machines come to exist there. */
+export interface SimulatorTarget extends BatchTarget {
+  provision(machines: MachineDescription[]): Promise<Map<number, ProvisionedMachine>>;
+}
+
+/** This process's own database, through the ingest pipeline every other source uses. */
+export function databaseTarget(
+  db: Database,
+  changes: ChangeFeed,
+  pipeline: BatchTarget,
+): SimulatorTarget {
+  return {
+    provision: (machines) => ensureFleet(db, changes, machines),
+    submit: (batch) => pipeline.submit(batch),
+  };
+}
+
+export interface RunningSimulator {
+  fleet: RunningFleet;
+  stop(): Promise<void>;
+}
+
+/** Reads the field spec, makes sure the fleet exists, and starts it. */
+export async function startSimulator(
+  target: SimulatorTarget,
+  options: SimulatorOptions,
+  hooks: SimulatorHooks = {},
+): Promise<RunningSimulator> {
+  const spec = await readFieldSpec(
+    options.fieldsFile ?? DEFAULT_FIELD_SPEC_FILE,
+    options.speed === undefined ? {} : { speed: options.speed },
+  );
+  const shape: FleetShape = {
+    machines: options.machines,
+    seed: options.seed ?? 1,
+    toolCapacity: 24,
+    ...(options.axes ? { axes: options.axes } : {}),
+  };
+  const provisioned = await target.provision(describeFleet(shape));
+  const sink = new PipelineSink(target, provisioned, hooks.onPause);
+  const fleet = startFleet({
+    ...shape,
+    axisLimits: limitsFrom(provisioned),
+    spec,
+    sink,
+    ...(options.durationMs === undefined ? {} : { durationMs: options.durationMs }),
+    ...(hooks.onReport ? { onReport: hooks.onReport } : {}),
+  });
+  return {
+    fleet,
+    async stop() {
+      sink.stop();
+      await fleet.stop();
+    },
+  };
+}
