@@ -305,7 +305,8 @@ export function resourceRoutes(
         Object.entries(def.filters).map(([name, filter]) => [name, Type.Optional(filter.schema)]),
       ),
     },
-    { additionalProperties: false },
+    // DRF ignores query parameters it does not know (clients send ?format=json), so do we.
+    { additionalProperties: true },
   );
   const permission = (action: string) => ({ permission: `${def.name}.${action}` });
   const tags = [def.tag];

@@ -317,3 +317,21 @@ describeBadInput(() => t, {
   }),
   existing: async () => (await createMachine(t)).machine_id,
 });
+
+describe("query parameters DRF clients send", () => {
+  it("ignores unknown ones such as ?format=json, as DRF does", async () => {
+    const t = await buildTestApp();
+    try {
+      const plain = await t.inject({ method: "GET", url: "/data/machines/", headers: t.adminAuth });
+      const withFormat = await t.inject({
+        method: "GET",
+        url: "/data/machines/?format=json&page_size=5",
+        headers: t.adminAuth,
+      });
+      expect(withFormat.statusCode).toBe(200);
+      expect(withFormat.json()).toEqual(plain.json());
+    } finally {
+      await t.close();
+    }
+  });
+});
