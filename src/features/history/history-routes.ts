@@ -46,6 +46,10 @@ export async function historyRoutes(
     "/api/axis-data/",
     {
       config: { permission: "axisdata.view" },
+      // A POST with no body at all asks for the default window, as the seed's POST did.
+      preValidation: async (request) => {
+        if (request.body === undefined) request.body = {};
+      },
       schema: {
         tags,
         summary: "The same as GET, with the parameters in a JSON body (the seed's POST)",
@@ -54,8 +58,7 @@ export async function historyRoutes(
         response,
       },
     },
-    // A POST with no body at all is the default window, as the seed's last-15-minutes POST was.
-    (request, reply) => answer(history, request.body ?? {}, reply),
+    (request, reply) => answer(history, request.body, reply),
   );
 }
 

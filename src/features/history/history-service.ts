@@ -54,10 +54,12 @@ const dayMs = 86_400_000;
 const isoMicros = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /**
- * Where a bucket's aggregates come from. Only raw samples exist today; a rollup table (1 s or
- * 1 min aggregates keeping min, max, sum and count per field) would be a second source that
- * `bucketSource` picks when the bucket width is a multiple of its resolution and the window is
- * aligned to it: its `avg` becomes sum(sum)/sum(count), `min` min(min), `max` max(max).
+ * Where a bucket's aggregates come from. Only raw samples exist today. A rollup table (1 s or
+ * 1 min per axis, keeping min, max, sum and count of each field) would be a second entry in
+ * `bucketSources`, picked when the bucket width is a multiple of its resolution and the window
+ * starts on its grid: its `avg` is sum(sum)/sum(count), `min` min(min), `max` max(max), `count`
+ * sum(count). To let it serve most requests, `query` would then round the width up to a multiple
+ * of the resolution (fewer buckets, still at most max_points) and start the grid on it.
  */
 interface BucketSource {
   table: string;

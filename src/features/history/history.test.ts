@@ -186,6 +186,15 @@ describe("GET and POST /api/axis-data/", () => {
     expect(await actuals(`&to=${iso(now - 15 * minute)}&minutes=30`)).toEqual([0, 1]);
     expect(await actuals(`&from=${iso(now - 20 * minute)}`)).toEqual([1, 2, 3]);
     expect(await actuals(`&from=${iso(now - 20 * minute)}&minutes=5`)).toEqual([1]);
+    // The seed's POST for "the last 15 minutes" sent no parameters at all.
+    const bare = await t.inject({ method: "POST", url: "/api/axis-data/", headers: t.adminAuth });
+    expect(bare.statusCode, bare.body).toBe(200);
+    expect(
+      bare
+        .json()
+        .filter((row: { machine_id: number }) => row.machine_id === machine.machine_id)
+        .map((row: { actual_position: number }) => row.actual_position),
+    ).toEqual([2, 3]);
     const posted = await post({ machine_id: machine.machine_id });
     expect(posted.json().map((row: { actual_position: number }) => row.actual_position)).toEqual([
       2, 3,
