@@ -10,6 +10,7 @@ import { consoleRoutes } from "./features/console/console-routes.ts";
 import { historyRoutes } from "./features/history/history-routes.ts";
 import { createHistoryService } from "./features/history/history-service.ts";
 import { ingestRoutes } from "./features/ingest/ingest-routes.ts";
+import { liveRoutes } from "./features/live/live-routes.ts";
 import { machinesResource } from "./features/machines/machines-resource.ts";
 import { toolsResource, toolUsageResource } from "./features/tools/tools-resource.ts";
 import { usersRoutes } from "./features/users/users-routes.ts";
@@ -104,6 +105,7 @@ export async function buildApp(
       resourceRoutes(data, db, services.changes, resource);
     }
   });
+  await app.register(liveRoutes, { live: services.live });
   await app.register(consoleRoutes);
   return app;
 }

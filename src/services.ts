@@ -4,6 +4,7 @@ import { createOAuthService } from "./features/auth/oauth-service.ts";
 import { AxisDataPartitions } from "./features/axis-data/partitions.ts";
 import { type IngestOptions, IngestPipeline } from "./features/ingest/ingest-pipeline.ts";
 import { LatestValues } from "./features/ingest/latest-values.ts";
+import { LiveHub, type LiveOptions } from "./features/live/live-hub.ts";
 import { FleetCatalog } from "./features/machines/fleet-catalog.ts";
 import { createUsersService } from "./features/users/users-service.ts";
 import { ChangeFeed } from "./platform/change-feed.ts";
@@ -22,6 +23,7 @@ export interface Services {
   catalog: FleetCatalog;
   latest: LatestValues;
   ingest: IngestPipeline;
+  live: LiveHub;
 }
 
 export interface ServiceOptions {
@@ -29,10 +31,18 @@ export interface ServiceOptions {
   db: Database;
   clock?: Clock;
   ingest?: Partial<IngestOptions>;
+  live?: Partial<LiveOptions>;
   onError?: (error: unknown) => void;
 }
 
-export function createServices({ config, db, clock = systemClock, ingest, onError }: ServiceOptions): Services {
+export function createServices({
+  config,
+  db,
+  clock = systemClock,
+  ingest,
+  live,
+  onError,
+}: ServiceOptions): Services {
   const loginThrottle = new LoginThrottle({
     attemptsPerUser: config.loginAttemptsPerUser,
     attemptsPerAddress: config.loginAttemptsPerAddress,
@@ -42,24 +52,36 @@ export function createServices({ config, db, clock = systemClock, ingest, onErro
   const partitions = new AxisDataPartitions(db);
   const catalog = new FleetCatalog(db, changes);
   const latest = new LatestValues();
+  const oauth = createOAuthService({ db, clock, config, loginThrottle, changes });
+  const pipeline = new IngestPipeline({
+    db,
+    clock,
+    catalog,
+    partitions,
+    latest,
+    retentionDays: config.retentionDays,
+    ...(ingest ? { options: ingest } : {}),
+    ...(onError ? { onError } : {}),
+  });
   return {
     config,
     db,
     clock,
     changes,
-    oauth: createOAuthService({ db, clock, config, loginThrottle, changes }),
+    oauth,
     users: createUsersService({ db, changes }),
     partitions,
     catalog,
     latest,
-    ingest: new IngestPipeline({
-      db,
-      clock,
+    ingest: pipeline,
+    live: new LiveHub({
+      ingest: pipeline,
       catalog,
-      partitions,
       latest,
-      retentionDays: config.retentionDays,
-      ...(ingest ? { options: ingest } : {}),
+      oauth,
+      changes,
+      clock,
+      ...(live ? { options: live } : {}),
       ...(onError ? { onError } : {}),
     }),
   };

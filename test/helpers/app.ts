@@ -31,7 +31,7 @@ export const uniqueName = (prefix: string) => `${prefix}${process.pid}_${++userC
 /** Spindle as it runs, on a database of this file's own, reached through app.inject. */
 export async function buildTestApp(
   env: Record<string, string> = {},
-  options: Pick<ServiceOptions, "ingest"> = {},
+  options: Pick<ServiceOptions, "ingest" | "live"> = {},
 ): Promise<TestApp> {
   const database = await openTestDatabase();
   const clock = new TestClock();

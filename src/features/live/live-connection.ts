@@ -1,0 +1,203 @@
+import { performance } from "node:perf_hooks";
+import type { WebSocket } from "ws";
+import type { Principal } from "../../platform/context.ts";
+import type { AxisSampleRow, ToolRow, ToolUsageRow } from "../ingest/ingest-batch.ts";
+import type { LiveHub } from "./live-hub.ts";
+import { type ClientMessage, type LiveFilter, parseClientMessage } from "./live-messages.ts";
+
+/** Close codes: 4401 the token is missing, invalid, revoked or expired; 4403 it may view nothing. */
+export const closeCodes = { unauthorized: 4401, forbidden: 4403, tooMany: 4429 } as const;
+
+/** Rows waiting for a slow or rate-limited socket: the newest per series, nothing more. */
+export interface PendingRows {
+  axis: Map<number, AxisSampleRow>;
+  tools: Map<number, ToolRow>;
+  toolUsage: Map<number, ToolUsageRow>;
+}
+
+const newPending = (): PendingRows => ({ axis: new Map(), tools: new Map(), toolUsage: new Map() });
+
+class TokenBucket {
+  private tokens: number;
+  private at = performance.now();
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  take(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** One WebSocket: its authentication, subscription, rate limits and conflation state. */
+export class LiveConnection {
+  principal: Principal | null = null;
+  token: string | null = null;
+  filter: LiveFilter | null = null;
+  groupKey: string | null = null;
+  /** Minimum milliseconds between pushes (`max_rate_hz`); 0 = as data arrives. */
+  minIntervalMs = 0;
+  lastPushAt = 0;
+  /** Non-null while pushes are held back (slow reader or rate limit): conflated rows. */
+  pending: PendingRows | null = null;
+  stalledSince: number | undefined;
+  alive = true;
+  private closed = false;
+  private authenticating: Promise<void> | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly authTimer: NodeJS.Timeout;
+  private readonly messages: TokenBucket;
+  private readonly subscribes: TokenBucket;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly hub: LiveHub,
+    initialToken: string | undefined,
+  ) {
+    const options = hub.options;
+    this.messages = new TokenBucket(options.messagesPerSecond, options.messageBurst);
+    this.subscribes = new TokenBucket(options.subscribesPerSecond, options.subscribeBurst);
+    this.authTimer = setTimeout(() => {
+      if (!this.principal) this.close(closeCodes.unauthorized, "Not authenticated in time");
+    }, options.authTimeoutMs);
+    this.authTimer.unref();
+    socket.on("message", (data, isBinary) => this.received(data as Buffer, isBinary));
+    socket.on("pong", () => {
+      this.alive = true;
+    });
+    socket.on("close", () => this.dispose());
+    socket.on("error", () => this.dispose());
+    if (initialToken !== undefined) this.authenticating = this.authenticate(initialToken);
+  }
+
+  get bufferedAmount(): number {
+    return this.socket.bufferedAmount;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.socket.readyState === this.socket.OPEN;
+  }
+
+  send(data: string | Buffer): void {
+    if (!this.isOpen) return;
+    this.socket.send(data, { binary: false });
+    // Replies are sent whatever the backlog; a client that asks but never reads is cut off.
+    if (this.socket.bufferedAmount > this.hub.options.maxBufferedBytes) this.terminate();
+  }
+
+  sendJson(message: unknown): void {
+    this.send(JSON.stringify(message));
+  }
+
+  error(message: string): void {
+    this.sendJson({ type: "error", message });
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.dispose();
+    this.socket.close(code, reason);
+  }
+
+  terminate(): void {
+    this.dispose();
+    this.socket.terminate();
+  }
+
+  /** Holds a push's rows back as the newest value per series. */
+  defer(axis: AxisSampleRow[], tools: ToolRow[], toolUsage: ToolUsageRow[]): void {
+    this.pending ??= newPending();
+    for (const row of axis) keepNewest(this.pending.axis, row.axisId, row);
+    for (const row of tools) keepNewest(this.pending.tools, row.toolId, row);
+    for (const row of toolUsage) keepNewest(this.pending.toolUsage, row.machineId, row);
+  }
+
+  private dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.authTimer);
+    this.hub.remove(this);
+  }
+
+  private received(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    if (!this.messages.take()) {
+      this.error("Too many messages; slow down.");
+      return;
+    }
+    // Messages are handled one at a time, in order, even those arriving during a token check.
+    this.chain = this.chain
+      .then(() => this.authenticating)
+      .then(() => this.handle(data, isBinary))
+      .catch((error: unknown) => {
+        this.hub.reportError(error);
+        this.error("The message could not be handled.");
+      });
+  }
+
+  private async handle(data: Buffer, isBinary: boolean): Promise<void> {
+    if (this.closed) return;
+    if (isBinary) return this.error("Only text frames carry messages.");
+    const message = parseClientMessage(data.toString("utf8"));
+    if (!this.principal) {
+      if ("type" in message && message.type === "authenticate")
+        return this.authenticate(message.token);
+      return this.error("Not authenticated");
+    }
+    if ("error" in message) return this.error(message.error);
+    await this.dispatch(message);
+  }
+
+  private async dispatch(message: ClientMessage): Promise<void> {
+    switch (message.type) {
+      case "authenticate":
+        return this.authenticate(message.token);
+      case "subscribe":
+        if (!this.subscribes.take()) return this.error("Too many subscribe messages; slow down.");
+        return this.hub.subscribe(this, message);
+      case "unsubscribe":
+        this.hub.unsubscribe(this);
+        return this.sendJson({ type: "unsubscribed" });
+      case "get_machine_data":
+        return this.hub.answerMachines(this);
+      case "get_tool_data":
+        return this.hub.answerTools(this);
+      case "get_axis_data":
+        return this.hub.answerAxes(this);
+      default:
+        return exhaustive(message);
+    }
+  }
+
+  private async authenticate(token: string): Promise<void> {
+    const outcome = await this.hub.resolve(token);
+    if (this.closed) return;
+    if (outcome === "invalid") return this.close(closeCodes.unauthorized, "Invalid token");
+    if (outcome === "unavailable") {
+      this.error("Authentication is unavailable; retry later.");
+      return this.close(1013, "Try again later");
+    }
+    if (!this.hub.mayView(outcome))
+      return this.close(closeCodes.forbidden, "No permission to view machine data");
+    this.principal = outcome;
+    this.token = token;
+    clearTimeout(this.authTimer);
+    this.sendJson({ type: "authenticated", username: outcome.username });
+  }
+}
+
+function keepNewest<Row extends { timeMs: number }>(map: Map<number, Row>, key: number, row: Row) {
+  const held = map.get(key);
+  if (!held || held.timeMs <= row.timeMs) map.set(key, row);
+}
+
+function exhaustive(value: never): never {
+  throw new Error(`unhandled message ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,548 @@
+import { performance } from "node:perf_hooks";
+import type { WebSocket } from "ws";
+import type { ChangeFeed } from "../../platform/change-feed.ts";
+import type { Clock, Principal } from "../../platform/context.ts";
+import { DomainError } from "../../platform/errors.ts";
+import type { OAuthService } from "../auth/oauth-service.ts";
+import type { AxisSampleRow, ToolRow, ToolUsageRow, ValidBatch } from "../ingest/ingest-batch.ts";
+import type { IngestPipeline } from "../ingest/ingest-pipeline.ts";
+import type { LatestValues } from "../ingest/latest-values.ts";
+import type { Fleet, FleetCatalog } from "../machines/fleet-catalog.ts";
+import { closeCodes, LiveConnection } from "./live-connection.ts";
+import {
+  axisMatches,
+  axisRow,
+  filterKey,
+  filterOf,
+  type LiveFilter,
+  machineMatches,
+  machineRows,
+  type SubscribeMessage,
+  toolRow,
+  toolUsageRow,
+} from "./live-messages.ts";
+
+export interface LiveOptions {
+  /** A socket that has not authenticated by then is closed. */
+  authTimeoutMs: number;
+  /** Pings this often; a peer that has not answered the previous ping is dropped. */
+  heartbeatMs: number;
+  /** Committed batches are gathered this long into one push; 0 = those of one commit. */
+  tickMs: number;
+  /** Above this many unsent bytes a socket gets conflated pushes instead of every one. */
+  highWaterBytes: number;
+  /** A socket holding more unsent bytes than this is dropped at once. */
+  maxBufferedBytes: number;
+  /** A socket above the high-water mark this long has stopped reading and is dropped. */
+  stalledDropMs: number;
+  /** How often held-back rows are checked for sending. */
+  sweepMs: number;
+  /** The resume buffer keeps at most this many ticks… */
+  ringTicks: number;
+  /** …and at most this many rows across them. */
+  ringRows: number;
+  /** Largest frame a client may send; larger ones close the socket with 1009. */
+  maxPayloadBytes: number;
+  messagesPerSecond: number;
+  messageBurst: number;
+  subscribesPerSecond: number;
+  subscribeBurst: number;
+}
+
+export const defaultLiveOptions: LiveOptions = {
+  authTimeoutMs: 10_000,
+  heartbeatMs: 30_000,
+  tickMs: 0,
+  highWaterBytes: 256 * 1024,
+  maxBufferedBytes: 4 * 1024 * 1024,
+  stalledDropMs: 30_000,
+  sweepMs: 25,
+  ringTicks: 1024,
+  ringRows: 100_000,
+  maxPayloadBytes: 64 * 1024,
+  messagesPerSecond: 50,
+  messageBurst: 100,
+  subscribesPerSecond: 2,
+  subscribeBurst: 10,
+};
+
+export interface LiveDeps {
+  ingest: IngestPipeline;
+  catalog: FleetCatalog;
+  latest: LatestValues;
+  oauth: OAuthService;
+  changes: ChangeFeed;
+  clock: Clock;
+  options?: Partial<LiveOptions>;
+  onError?: (error: unknown) => void;
+}
+
+/** The rows of one tick: the newest per series among the batches committed in it. */
+interface Tick {
+  seq: number;
+  axis: AxisSampleRow[];
+  tools: ToolRow[];
+  toolUsage: ToolUsageRow[];
+}
+
+interface Group {
+  filter: LiveFilter;
+  members: Set<LiveConnection>;
+}
+
+const authTables = new Set([
+  "*",
+  "oauth_token",
+  "oauth_client",
+  "app_user",
+  "user_group",
+  "group_permission",
+]);
+
+/**
+ * The live feed: hears every committed batch, gathers it into ticks, and fans each tick out to
+ * the sockets that asked for it. Subscribers with equal filters form a group that shares one
+ * serialized message per tick; a socket that cannot keep up holds only the newest row per series.
+ */
+export class LiveHub {
+  readonly options: LiveOptions;
+  private readonly connections = new Set<LiveConnection>();
+  private readonly groups = new Map<string, Group>();
+  private readonly ring: Tick[] = [];
+  private ringRowCount = 0;
+  private seq = 0;
+  private gathering:
+    | {
+        axis: Map<number, AxisSampleRow>;
+        tools: Map<number, ToolRow>;
+        toolUsage: Map<number, ToolUsageRow>;
+      }
+    | undefined;
+  private tickTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  private fleet: Fleet | undefined;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly heartbeat: NodeJS.Timeout;
+  private recheck: NodeJS.Immediate | undefined;
+  private readonly stops: (() => void)[] = [];
+  private snapshotCache: { seq: number; text: Buffer } | undefined;
+  private closed = false;
+
+  constructor(private readonly deps: LiveDeps) {
+    this.options = { ...defaultLiveOptions, ...deps.options };
+    this.stops.push(deps.ingest.onCommitted((batch) => this.committed(batch)));
+    this.stops.push(
+      deps.changes.onChange((table) => {
+        if (table === "machine" || table === "axis" || table === "*") this.fleet = undefined;
+        if (authTables.has(table) && !this.recheck && this.connections.size > 0)
+          this.recheck = setImmediate(() => {
+            this.recheck = undefined;
+            void this.recheckTokens();
+          });
+      }),
+    );
+    this.sweeper = setInterval(() => this.sweep(), this.options.sweepMs);
+    this.sweeper.unref();
+    this.heartbeat = setInterval(() => this.beat(), this.options.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** A new socket; `token` when its upgrade request carried one. */
+  connect(socket: WebSocket, token: string | undefined): void {
+    if (this.closed) {
+      socket.close(1001, "Server shutting down");
+      return;
+    }
+    this.connections.add(new LiveConnection(socket, this, token));
+  }
+
+  stats() {
+    let held = 0;
+    let backlogged = 0;
+    for (const connection of this.connections) {
+      if (connection.pending) held += 1;
+      if (connection.bufferedAmount > this.options.highWaterBytes) backlogged += 1;
+    }
+    return {
+      connections: this.connections.size,
+      groups: this.groups.size,
+      seq: this.seq,
+      ringTicks: this.ring.length,
+      ringRows: this.ringRowCount,
+      held,
+      backlogged,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const stop of this.stops) stop();
+    clearInterval(this.sweeper);
+    clearInterval(this.heartbeat);
+    if (this.recheck) clearImmediate(this.recheck);
+    this.cancelTick();
+    for (const connection of [...this.connections]) connection.close(1001, "Server shutting down");
+  }
+
+  // --- used by connections ---
+
+  remove(connection: LiveConnection): void {
+    this.connections.delete(connection);
+    this.leaveGroup(connection);
+  }
+
+  reportError(error: unknown): void {
+    this.deps.onError?.(error);
+  }
+
+  async resolve(token: string): Promise<Principal | "invalid" | "unavailable"> {
+    try {
+      return await this.deps.oauth.authenticateAccessToken(token);
+    } catch (error) {
+      if (error instanceof DomainError && error.code === "invalid_token") return "invalid";
+      this.reportError(error);
+      return "unavailable";
+    }
+  }
+
+  mayView(principal: Principal): boolean {
+    return principal.permissions.has("machine.view") || principal.permissions.has("axisdata.view");
+  }
+
+  async subscribe(connection: LiveConnection, message: SubscribeMessage): Promise<void> {
+    const principal = connection.principal!;
+    const filter = filterOf(message, permittedKinds(principal));
+    const fleet = await this.currentFleet();
+    this.leaveGroup(connection);
+    connection.filter = filter;
+    connection.minIntervalMs = message.max_rate_hz ? 1000 / message.max_rate_hz : 0;
+    connection.pending = null;
+    connection.lastPushAt = performance.now();
+    this.joinGroup(connection);
+    const since = message.since_seq;
+    if (since !== undefined && this.canResume(since)) {
+      for (const tick of this.ring) {
+        if (tick.seq <= since) continue;
+        for (const text of this.encodeTick(tick, filter, fleet)) connection.send(text);
+      }
+      connection.sendJson({ type: "subscribed", seq: this.seq, resumed: true });
+      return;
+    }
+    const reset = since !== undefined;
+    const latest = this.deps.latest;
+    const snapshot = { seq: this.seq, snapshot: true, ...(reset ? { reset: true } : {}) };
+    if (filter.axisData) {
+      const rows = [...latest.axes.values()].filter((row) => axisMatches(filter, row));
+      connection.sendJson({
+        type: "axis_data",
+        ...snapshot,
+        data: rows.map((row) => axisRow(row, fleet.machines.get(row.machineId), filter.fields)),
+      });
+    }
+    if (filter.tools) {
+      const rows = [...latest.tools.values()].filter((row) =>
+        machineMatches(filter, row.machineId),
+      );
+      connection.sendJson({ type: "tool_data", ...snapshot, data: rows.map(toolRow) });
+    }
+    if (filter.toolUsage) {
+      const rows = [...latest.toolUsage.values()].filter((row) =>
+        machineMatches(filter, row.machineId),
+      );
+      connection.sendJson({ type: "tool_usage", ...snapshot, data: rows.map(toolUsageRow) });
+    }
+  }
+
+  unsubscribe(connection: LiveConnection): void {
+    this.leaveGroup(connection);
+    connection.filter = null;
+    connection.pending = null;
+  }
+
+  async answerMachines(connection: LiveConnection): Promise<void> {
+    if (!connection.principal!.permissions.has("machine.view"))
+      return connection.error("You do not have permission to view machines.");
+    connection.sendJson({ type: "machine_data", data: machineRows(await this.currentFleet()) });
+  }
+
+  answerTools(connection: LiveConnection): void {
+    if (!connection.principal!.permissions.has("tool.view")) {
+      connection.error("You do not have permission to view tools.");
+      return;
+    }
+    connection.sendJson({
+      type: "tool_data",
+      data: [...this.deps.latest.tools.values()].map(toolRow),
+    });
+  }
+
+  async answerAxes(connection: LiveConnection): Promise<void> {
+    if (!connection.principal!.permissions.has("axisdata.view"))
+      return connection.error("You do not have permission to view axis data.");
+    const fleet = await this.currentFleet();
+    // Everyone asking between two ticks gets the same bytes.
+    if (this.snapshotCache?.seq !== this.seq || this.fleet !== fleet) {
+      const rows = [...this.deps.latest.axes.values()].map((row) =>
+        axisRow(row, fleet.machines.get(row.machineId), allFields),
+      );
+      this.snapshotCache = {
+        seq: this.seq,
+        text: Buffer.from(JSON.stringify({ type: "axis_data", data: rows })),
+      };
+    }
+    connection.send(this.snapshotCache.text);
+  }
+
+  // --- ticks ---
+
+  private committed(batch: ValidBatch): void {
+    if (this.closed) return;
+    this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
+    const gathering = this.gathering;
+    for (const row of batch.axis) newest(gathering.axis, row.axisId, row);
+    for (const row of batch.tools) newest(gathering.tools, row.toolId, row);
+    for (const row of batch.toolUsage) newest(gathering.toolUsage, row.machineId, row);
+    if (this.tickTimer) return;
+    this.tickTimer =
+      this.options.tickMs > 0
+        ? setTimeout(() => this.flushTick(), this.options.tickMs)
+        : setImmediate(() => this.flushTick());
+  }
+
+  private cancelTick(): void {
+    if (!this.tickTimer) return;
+    clearTimeout(this.tickTimer as NodeJS.Timeout);
+    clearImmediate(this.tickTimer as NodeJS.Immediate);
+    this.tickTimer = undefined;
+  }
+
+  private flushTick(): void {
+    this.tickTimer = undefined;
+    const gathering = this.gathering;
+    this.gathering = undefined;
+    if (!gathering || this.closed) return;
+    const tick: Tick = {
+      seq: ++this.seq,
+      axis: [...gathering.axis.values()],
+      tools: [...gathering.tools.values()],
+      toolUsage: [...gathering.toolUsage.values()],
+    };
+    this.remember(tick);
+    if (this.groups.size === 0) return;
+    const fleet = this.fleet;
+    if (!fleet) {
+      // The catalog changed: fan out once it is loaded again (ticks stay in order: they wait too).
+      this.currentFleet().then(
+        () => this.fanOut(tick),
+        (error: unknown) => this.reportError(error),
+      );
+      return;
+    }
+    this.fanOut(tick);
+  }
+
+  private fanOut(tick: Tick): void {
+    const fleet = this.fleet!;
+    for (const group of this.groups.values()) {
+      let texts: Buffer[] | undefined;
+      let rows: ReturnType<typeof filterTick> | undefined;
+      for (const connection of group.members) {
+        if (
+          connection.pending ||
+          connection.minIntervalMs > 0 ||
+          connection.bufferedAmount > this.options.highWaterBytes
+        ) {
+          rows ??= filterTick(tick, group.filter);
+          connection.defer(rows.axis, rows.tools, rows.toolUsage);
+          continue;
+        }
+        texts ??= this.encodeTick(tick, group.filter, fleet).map((text) => Buffer.from(text));
+        for (const text of texts) connection.send(text);
+        connection.lastPushAt = performance.now();
+      }
+    }
+  }
+
+  /** The push messages of one tick for one filter: one per kind with rows. */
+  private encodeTick(tick: Tick, filter: LiveFilter, fleet: Fleet): string[] {
+    const rows = filterTick(tick, filter);
+    return this.encodeRows(tick.seq, rows, filter, fleet);
+  }
+
+  private encodeRows(
+    seq: number,
+    rows: { axis: AxisSampleRow[]; tools: ToolRow[]; toolUsage: ToolUsageRow[] },
+    filter: LiveFilter,
+    fleet: Fleet,
+  ): string[] {
+    const texts: string[] = [];
+    if (rows.axis.length > 0)
+      texts.push(
+        JSON.stringify({
+          type: "axis_data",
+          seq,
+          data: rows.axis.map((row) =>
+            axisRow(row, fleet.machines.get(row.machineId), filter.fields),
+          ),
+        }),
+      );
+    if (rows.tools.length > 0)
+      texts.push(JSON.stringify({ type: "tool_data", seq, data: rows.tools.map(toolRow) }));
+    if (rows.toolUsage.length > 0)
+      texts.push(
+        JSON.stringify({ type: "tool_usage", seq, data: rows.toolUsage.map(toolUsageRow) }),
+      );
+    return texts;
+  }
+
+  private remember(tick: Tick): void {
+    this.ring.push(tick);
+    this.ringRowCount += tick.axis.length + tick.tools.length + tick.toolUsage.length;
+    while (
+      this.ring.length > this.options.ringTicks ||
+      (this.ringRowCount > this.options.ringRows && this.ring.length > 1)
+    ) {
+      const old = this.ring.shift()!;
+      this.ringRowCount -= old.axis.length + old.tools.length + old.toolUsage.length;
+    }
+  }
+
+  /** Every tick after `since` is still held (or nothing happened since). */
+  private canResume(since: number): boolean {
+    if (since > this.seq) return false;
+    if (since === this.seq) return true;
+    const oldest = this.ring[0];
+    return oldest !== undefined && oldest.seq <= since + 1;
+  }
+
+  // --- slow sockets, heartbeat, tokens ---
+
+  /** Sends held-back rows to sockets that have drained (or whose rate allows), drops stalled ones. */
+  private sweep(): void {
+    const now = performance.now();
+    const fleet = this.fleet;
+    for (const connection of this.connections) {
+      const backlog = connection.bufferedAmount;
+      if (backlog > this.options.highWaterBytes) {
+        connection.stalledSince ??= now;
+        if (
+          backlog > this.options.maxBufferedBytes ||
+          now - connection.stalledSince > this.options.stalledDropMs
+        )
+          connection.terminate();
+        continue;
+      }
+      connection.stalledSince = undefined;
+      const pending = connection.pending;
+      if (!pending || !connection.filter || !fleet) continue;
+      if (now - connection.lastPushAt < connection.minIntervalMs) continue;
+      const rows = {
+        axis: [...pending.axis.values()],
+        tools: [...pending.tools.values()],
+        toolUsage: [...pending.toolUsage.values()],
+      };
+      connection.pending = null;
+      connection.lastPushAt = now;
+      for (const text of this.encodeRows(this.seq, rows, connection.filter, fleet))
+        connection.send(text);
+    }
+  }
+
+  private beat(): void {
+    const now = this.deps.clock.now();
+    for (const connection of this.connections) {
+      if (connection.principal && connection.principal.expiresAt <= now) {
+        connection.close(closeCodes.unauthorized, "Token expired");
+        continue;
+      }
+      if (!connection.alive) {
+        connection.terminate();
+        continue;
+      }
+      connection.alive = false;
+      connection.socket.ping();
+    }
+  }
+
+  /** Tokens, users or permissions changed: each distinct token is looked up again, once. */
+  private async recheckTokens(): Promise<void> {
+    const byToken = new Map<string, LiveConnection[]>();
+    for (const connection of this.connections) {
+      if (!connection.token) continue;
+      const list = byToken.get(connection.token) ?? [];
+      list.push(connection);
+      byToken.set(connection.token, list);
+    }
+    for (const [token, connections] of byToken) {
+      const outcome = await this.resolve(token);
+      if (outcome === "unavailable") continue;
+      for (const connection of connections) {
+        if (!connection.isOpen || connection.token !== token) continue;
+        if (outcome === "invalid") {
+          connection.close(closeCodes.unauthorized, "Token revoked or expired");
+        } else if (!this.mayView(outcome)) {
+          connection.close(closeCodes.forbidden, "No permission to view machine data");
+        } else {
+          connection.principal = outcome;
+          const filter = connection.filter;
+          if (filter) {
+            this.leaveGroup(connection);
+            connection.filter = { ...filter, ...permittedKinds(outcome) };
+            this.joinGroup(connection);
+          }
+        }
+      }
+    }
+  }
+
+  private async currentFleet(): Promise<Fleet> {
+    const fleet = await this.deps.catalog.fleet();
+    this.fleet = fleet;
+    return fleet;
+  }
+
+  private joinGroup(connection: LiveConnection): void {
+    const key = filterKey(connection.filter!);
+    let group = this.groups.get(key);
+    if (!group) {
+      group = { filter: connection.filter!, members: new Set() };
+      this.groups.set(key, group);
+    }
+    group.members.add(connection);
+    connection.groupKey = key;
+  }
+
+  private leaveGroup(connection: LiveConnection): void {
+    if (connection.groupKey === null) return;
+    const group = this.groups.get(connection.groupKey);
+    group?.members.delete(connection);
+    if (group && group.members.size === 0) this.groups.delete(connection.groupKey);
+    connection.groupKey = null;
+  }
+}
+
+const allFields = filterOf(
+  { type: "subscribe" },
+  { axisData: true, tools: true, toolUsage: true },
+).fields;
+
+const permittedKinds = (principal: Principal) => ({
+  axisData: principal.permissions.has("axisdata.view"),
+  tools: principal.permissions.has("tool.view"),
+  toolUsage: principal.permissions.has("toolusage.view"),
+});
+
+function filterTick(tick: Tick, filter: LiveFilter) {
+  return {
+    axis: filter.axisData ? tick.axis.filter((row) => axisMatches(filter, row)) : [],
+    tools: filter.tools ? tick.tools.filter((row) => machineMatches(filter, row.machineId)) : [],
+    toolUsage: filter.toolUsage
+      ? tick.toolUsage.filter((row) => machineMatches(filter, row.machineId))
+      : [],
+  };
+}
+
+function newest<Row extends { timeMs: number }>(map: Map<number, Row>, key: number, row: Row) {
+  const held = map.get(key);
+  if (!held || held.timeMs <= row.timeMs) map.set(key, row);
+}

@@ -1,0 +1,538 @@
+import { connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildTestApp, type TestApp, testClient } from "../../../test/helpers/app.ts";
+import { createAxis, createMachine, createTool } from "../../../test/helpers/factories.ts";
+import { LiveTestClient, type Message, sleep, until } from "../../../test/helpers/live-client.ts";
+import type { LiveOptions } from "./live-hub.ts";
+
+const axisNames = ["X", "Y", "Z"];
+
+interface Fixture {
+  t: TestApp;
+  url: string;
+  machines: number[];
+  /** axis id by `${machine}:${name}` */
+  axes: Map<string, number>;
+  tool: number;
+}
+
+async function fixture(live: Partial<LiveOptions> = {}): Promise<Fixture> {
+  const t = await buildTestApp({}, { live });
+  await t.app.listen({ port: 0, host: "127.0.0.1" });
+  const address = t.app.server.address() as { port: number };
+  const machines: number[] = [];
+  const axes = new Map<string, number>();
+  for (let i = 0; i < 2; i++) {
+    const machine = (await createMachine(t)).machine_id as number;
+    machines.push(machine);
+    for (const axis_name of axisNames)
+      axes.set(`${machine}:${axis_name}`, (await createAxis(t, machine, { axis_name })).axis_id);
+  }
+  const tool = (await createTool(t, machines[0]!, { update_timestamp: "2020-01-01T00:00:00Z" }))
+    .tool_id as number;
+  return { t, url: `ws://127.0.0.1:${address.port}/ws/machine_data/`, machines, axes, tool };
+}
+
+let tick = 0;
+/** A distinct instant per call. */
+const at = () => new Date(Date.now() - 60_000 + ++tick).toISOString();
+
+/** Commits one sample per listed axis, `actual_position` = value. */
+async function ingestAxes(f: Fixture, value: number, machines = f.machines, names = axisNames) {
+  const timestamp = at();
+  await f.t.services.ingest.ingest({
+    axis_data: machines.flatMap((machine_id) =>
+      names.map((axis_name) => ({
+        machine_id,
+        axis_name,
+        actual_position: value,
+        target_position: value + 1,
+        velocity: 10,
+        acceleration: 1,
+        homed: true,
+        timestamp,
+      })),
+    ),
+  });
+}
+
+async function signedIn(f: Fixture, groups = ["Operator"], scope?: string) {
+  const auth = await f.t.userAuth(groups, scope);
+  const token = auth.authorization.slice("Bearer ".length);
+  const client = await LiveTestClient.open(f.url, { authorization: auth.authorization });
+  await client.next((m) => m.type === "authenticated");
+  return { client, token };
+}
+
+const pushes = (client: LiveTestClient, type = "axis_data") =>
+  client.messages.filter((m) => m.type === type && m.seq !== undefined && !m.snapshot);
+
+let f: Fixture;
+const clients: LiveTestClient[] = [];
+const track = (client: LiveTestClient) => {
+  clients.push(client);
+  return client;
+};
+
+beforeAll(async () => {
+  f = await fixture({ authTimeoutMs: 1000, heartbeatMs: 1000, ringTicks: 8 });
+});
+afterAll(async () => {
+  for (const client of clients) client.close();
+  await f.t.close();
+});
+
+describe("authentication", () => {
+  it("accepts the upgrade's Authorization header", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    const answer = await client.ask({ type: "get_machine_data" }, "machine_data");
+    expect(answer.data.map((m: Message) => m.machine_id)).toEqual(
+      expect.arrayContaining(f.machines),
+    );
+  });
+
+  it("accepts ?token=", async () => {
+    const auth = await f.t.userAuth(["Operator"]);
+    const token = auth.authorization.slice("Bearer ".length);
+    const client = track(await LiveTestClient.open(`${f.url}?token=${encodeURIComponent(token)}`));
+    expect((await client.next()).type).toBe("authenticated");
+  });
+
+  it("accepts a first authenticate message", async () => {
+    const auth = await f.t.userAuth(["Operator"]);
+    const client = track(await LiveTestClient.open(f.url));
+    client.send({ type: "authenticate", token: auth.authorization.slice("Bearer ".length) });
+    expect((await client.next()).type).toBe("authenticated");
+    expect((await client.ask({ type: "get_tool_data" }, "tool_data")).data).toBeInstanceOf(Array);
+  });
+
+  it("answers nothing but Not authenticated before, and pushes nothing", async () => {
+    const client = track(await LiveTestClient.open(f.url));
+    for (const type of ["get_machine_data", "get_axis_data", "get_tool_data", "subscribe"])
+      client.send({ type });
+    client.send("not json");
+    await ingestAxes(f, 1);
+    await until(() => client.messages.length >= 5);
+    await sleep(50);
+    expect(client.messages).toEqual(Array(5).fill({ type: "error", message: "Not authenticated" }));
+  });
+
+  it.each([
+    ["an unknown token in the header", { authorization: "Bearer spa_nope" }, ""],
+    ["a malformed header", { authorization: "Token abc" }, ""],
+    ["an unknown ?token=", {}, "?token=spa_nope"],
+  ])("closes 4401 on %s", async (_name, headers, query) => {
+    const client = track(await LiveTestClient.open(f.url + query, headers));
+    expect((await client.closedWith()).code).toBe(4401);
+    expect(client.messages.filter((m) => m.type !== "error")).toEqual([]);
+  });
+
+  it("closes 4401 on an unknown token in the authenticate message", async () => {
+    const client = track(await LiveTestClient.open(f.url));
+    client.send({ type: "authenticate", token: "spa_nope" });
+    expect(await client.closedWith()).toEqual({ code: 4401, reason: "Invalid token" });
+  });
+
+  it("closes a socket that does not authenticate in time", async () => {
+    const client = track(await LiveTestClient.open(f.url));
+    expect(await client.closedWith()).toEqual({ code: 4401, reason: "Not authenticated in time" });
+  });
+
+  it("rejects a user in no group, and a token without the read scope (4403)", async () => {
+    for (const [groups, scope] of [
+      [[], undefined],
+      [["Admin"], "ingest"],
+    ] as const) {
+      const auth = await f.t.userAuth([...groups], scope);
+      const client = track(await LiveTestClient.open(f.url, auth));
+      expect((await client.closedWith()).code).toBe(4403);
+      expect(client.messages.filter((m) => m.type !== "error")).toEqual([]);
+    }
+  });
+
+  it("closes 4401 when the token is revoked", async () => {
+    const { client, token } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe" });
+    await client.next((m) => m.snapshot);
+    const answer = await f.t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: { token, client_id: testClient.id, client_secret: testClient.secret },
+    });
+    expect(answer.statusCode).toBe(200);
+    const closed = await client.closedWith();
+    expect(closed.code).toBe(4401);
+    expect(closed.reason).toMatch(/revoked/);
+  });
+
+  it("keeps sockets whose token is still valid when another is revoked", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    const other = await signedIn(f);
+    track(other.client);
+    await f.t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: { token: other.token, client_id: testClient.id, client_secret: testClient.secret },
+    });
+    await other.client.closedWith();
+    expect((await client.ask({ type: "get_machine_data" }, "machine_data")).type).toBe(
+      "machine_data",
+    );
+    expect(client.closed).toBeUndefined();
+  });
+});
+
+describe("seed messages", () => {
+  it("answer the latest values from memory in the seed's shapes", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    await ingestAxes(f, 42);
+    await f.t.services.ingest.ingest({
+      tool_data: [{ tool_id: f.tool, tool_offset: 3.5, feedrate: 900, timestamp: at() }],
+      tool_usage: [{ machine_id: f.machines[0], tool_in_use: f.tool, timestamp: at() }],
+    });
+    const axes = await client.ask({ type: "get_axis_data" }, "axis_data");
+    const x = axes.data.find((row: Message) => row.axis === f.axes.get(`${f.machines[0]}:X`));
+    expect(x).toEqual({
+      axis: f.axes.get(`${f.machines[0]}:X`),
+      machine_id: f.machines[0],
+      machine_name: `Machine ${f.machines[0]}`,
+      axis_name: "X",
+      actual_position: 42,
+      target_position: 43,
+      distance_to_go: 1,
+      homed: true,
+      acceleration: 1,
+      velocity: 10,
+      update_timestamp: expect.any(String),
+    });
+    const tools = await client.ask({ type: "get_tool_data" }, "tool_data");
+    expect(tools.data).toContainEqual({
+      tool_id: f.tool,
+      machine: f.machines[0],
+      tool_offset: 3.5,
+      feedrate: 900,
+      update_timestamp: expect.any(String),
+    });
+    const machines = await client.ask({ type: "get_machine_data" }, "machine_data");
+    expect(machines.data).toContainEqual({
+      machine_id: f.machines[1],
+      machine_name: `Machine ${f.machines[1]}`,
+      tool_capacity: 24,
+    });
+  });
+});
+
+describe("subscriptions", () => {
+  it("answer with a snapshot, then push exactly the subscribed rows and fields", async () => {
+    const [m0, m1] = f.machines as [number, number];
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({
+      type: "subscribe",
+      machines: [m1],
+      axes: ["X", "Y"],
+      fields: ["actual_position"],
+    });
+    const snapshot = await client.next((m) => m.type === "axis_data" && m.snapshot);
+    expect(snapshot.seq).toBeTypeOf("number");
+    for (const row of snapshot.data) expect(Object.keys(row)).toEqual(["axis", "actual_position"]);
+    await ingestAxes(f, 7);
+    const push = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(push.seq).toBeGreaterThan(snapshot.seq);
+    expect(push.data.sort((a: Message, b: Message) => a.axis - b.axis)).toEqual(
+      [`${m1}:X`, `${m1}:Y`].map((key) => ({ axis: f.axes.get(key), actual_position: 7 })),
+    );
+    // Nothing of the other machine or axis, ever.
+    await ingestAxes(f, 8, [m0]);
+    await ingestAxes(f, 9, [m1], ["Z"]);
+    await ingestAxes(f, 10, [m1], ["X"]);
+    const last = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(last.data).toEqual([{ axis: f.axes.get(`${m1}:X`), actual_position: 10 }]);
+  });
+
+  it("push every row of every kind to an unfiltered subscriber", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe" });
+    await client.next((m) => m.type === "tool_usage" && m.snapshot);
+    await ingestAxes(f, 11);
+    const push = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(push.data).toHaveLength(f.machines.length * axisNames.length);
+    expect(Object.keys(push.data[0])).toHaveLength(11);
+    await f.t.services.ingest.ingest({
+      tool_data: [{ tool_id: f.tool, tool_offset: 4.5, feedrate: 800, timestamp: at() }],
+      tool_usage: [{ machine_id: f.machines[0], tool_in_use: f.tool, timestamp: at() }],
+    });
+    expect((await client.next((m) => m.type === "tool_data")).data[0]).toMatchObject({
+      tool_id: f.tool,
+      tool_offset: 4.5,
+    });
+    expect((await client.next((m) => m.type === "tool_usage")).data[0]).toMatchObject({
+      machine: f.machines[0],
+      tool_in_use: f.tool,
+    });
+  });
+
+  it("share one group, and identical bytes, among subscribers with the same filter", async () => {
+    const a = track((await signedIn(f)).client);
+    const b = track((await signedIn(f)).client);
+    const groupsBefore = f.t.services.live.stats().groups;
+    const filter = { type: "subscribe", machines: [f.machines[0]], axes: ["Z"] };
+    a.send(filter);
+    b.send({ ...filter, axes: ["Z"], machines: [f.machines[0]] });
+    await a.next((m) => m.snapshot);
+    await b.next((m) => m.snapshot);
+    expect(f.t.services.live.stats().groups).toBe(groupsBefore + 1);
+    await ingestAxes(f, 12);
+    const [pa, pb] = [await a.next((m) => !m.snapshot), await b.next((m) => !m.snapshot)];
+    expect(pa).toEqual(pb);
+  });
+
+  it("stop after unsubscribe", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe" });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    await client.ask({ type: "unsubscribe" }, "unsubscribed");
+    const before = pushes(client).length;
+    await ingestAxes(f, 13);
+    // A later answer proves the tick went by without a push.
+    await until(() => f.t.services.live.stats().seq > 0);
+    await sleep(30);
+    await client.ask({ type: "get_machine_data" }, "machine_data");
+    expect(pushes(client).length).toBe(before);
+  });
+
+  it("honour max_rate_hz by conflating between pushes", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe", machines: [f.machines[0]], axes: ["X"], max_rate_hz: 2 });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    for (let value = 100; value < 105; value++) await ingestAxes(f, value);
+    await until(() =>
+      pushes(client).some((m) => m.data.some((r: Message) => r.actual_position === 104)),
+    );
+    expect(pushes(client).length).toBeLessThan(5);
+  });
+});
+
+describe("resume", () => {
+  it("replays what a reconnecting client missed", async () => {
+    const first = await signedIn(f);
+    track(first.client);
+    first.client.send({ type: "subscribe", machines: [f.machines[0]], axes: ["Y"] });
+    const snapshot = await first.client.next((m) => m.snapshot);
+    first.client.close();
+    await ingestAxes(f, 21);
+    await ingestAxes(f, 22);
+    const again = track((await signedIn(f)).client);
+    again.send({
+      type: "subscribe",
+      machines: [f.machines[0]],
+      axes: ["Y"],
+      since_seq: snapshot.seq,
+    });
+    const resumed = await again.next((m) => m.type === "subscribed");
+    expect(resumed.resumed).toBe(true);
+    const values = pushes(again).map((m) => m.data[0].actual_position);
+    expect(values).toEqual([21, 22]);
+    expect(again.messages.some((m) => m.snapshot)).toBe(false);
+  });
+
+  it("sends a snapshot flagged reset when the client is too far behind", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    for (let i = 0; i < 10; i++) await ingestAxes(f, 30 + i, f.machines.slice(1), ["Z"]);
+    for (const since of [0, 10 ** 9]) {
+      client.send({ type: "subscribe", axes: ["Z"], machines: [f.machines[1]], since_seq: since });
+      const reset = await client.next((m) => m.type === "axis_data" && m.snapshot);
+      expect(reset.reset).toBe(true);
+      expect(reset.data).toEqual([expect.objectContaining({ actual_position: 39 })]);
+    }
+  });
+});
+
+describe("bad input", () => {
+  it("answers each bad message with an error and carries on, other clients unaffected", async () => {
+    const watcher = track((await signedIn(f)).client);
+    watcher.send({ type: "subscribe", machines: [f.machines[0]], axes: ["X"] });
+    await watcher.next((m) => m.snapshot);
+    const { client } = await signedIn(f);
+    track(client);
+    const bad: [unknown, RegExp][] = [
+      ["{not json", /Invalid JSON/],
+      ["[1,2]", /JSON object/],
+      [{ kind: "subscribe" }, /string type/],
+      [{ type: "launch_missiles" }, /Unknown message type "launch_missiles"/],
+      [{ type: "subscribe", machines: "1" }, /subscribe: machines/],
+      [{ type: "subscribe", machines: [1.5] }, /subscribe: machines\.0/],
+      [{ type: "subscribe", fields: ["password"] }, /subscribe: fields\.0/],
+      [{ type: "subscribe", max_rate_hz: "fast" }, /subscribe: max_rate_hz/],
+      [{ type: "subscribe", since_seq: -1 }, /subscribe: since_seq/],
+      [{ type: "authenticate", token: 5 }, /authenticate: token/],
+    ];
+    for (const [message, expected] of bad) {
+      client.send(message);
+      const error = await client.next();
+      expect(error.type).toBe("error");
+      expect(error.message).toMatch(expected);
+    }
+    client.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+    expect((await client.next()).message).toMatch(/text frames/);
+    await ingestAxes(f, 50);
+    expect((await watcher.next((m) => !m.snapshot)).data[0].actual_position).toBe(50);
+    expect((await client.ask({ type: "get_machine_data" }, "machine_data")).type).toBe(
+      "machine_data",
+    );
+  });
+
+  it("closes 1009 on a frame above the maximum payload", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe", pad: "x".repeat(70 * 1024) });
+    expect((await client.closedWith()).code).toBe(1009);
+    const other = track((await signedIn(f)).client);
+    expect((await other.ask({ type: "get_machine_data" }, "machine_data")).type).toBe(
+      "machine_data",
+    );
+  });
+
+  it("rate-limits a flood of subscribe messages", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    for (let i = 0; i < 40; i++) client.send({ type: "subscribe", machines: [f.machines[0]] });
+    await until(() => client.messages.some((m) => /Too many subscribe/.test(m.message ?? "")));
+    expect(f.t.services.live.stats().connections).toBeGreaterThan(0);
+    await sleep(1100);
+    client.send({ type: "subscribe", machines: [f.machines[1]] });
+    await until(() =>
+      client.messages.some(
+        (m) => m.snapshot && m.data.some((r: Message) => r.machine_id === f.machines[1]),
+      ),
+    );
+  });
+
+  it("rate-limits a flood of any message", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    for (let i = 0; i < 300; i++) client.send({ type: "get_machine_data" });
+    await until(() => client.messages.some((m) => /Too many messages/.test(m.message ?? "")));
+    expect(client.messages.filter((m) => m.type === "machine_data").length).toBeLessThan(300);
+  });
+});
+
+describe("slow and dead peers", () => {
+  let slow: Fixture;
+  beforeAll(async () => {
+    slow = await fixture({
+      highWaterBytes: 16 * 1024,
+      maxBufferedBytes: 1024 * 1024 * 1024,
+      stalledDropMs: 120_000,
+      messagesPerSecond: 1_000_000,
+      messageBurst: 1_000_000,
+    });
+  });
+  afterAll(() => slow.t.close());
+
+  it("conflates a paused reader to the newest values while others get every one", async () => {
+    const reader = track((await signedIn(slow)).client);
+    const paused = track((await signedIn(slow)).client);
+    for (const client of [reader, paused]) {
+      client.send({ type: "subscribe" });
+      await client.next((m) => m.type === "axis_data" && m.snapshot);
+    }
+    await ingestAxes(slow, 0);
+    await paused.next((m) => m.type === "axis_data" && !m.snapshot);
+    const socket = (paused.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause();
+    // Fill the kernel's buffers and then the server's, with answers it must send anyway.
+    for (let i = 0; i < 5000 && slow.t.services.live.stats().backlogged === 0; i++) {
+      for (let j = 0; j < 200; j++) paused.send({ type: "get_axis_data" });
+      await sleep(10);
+    }
+    expect(slow.t.services.live.stats().backlogged).toBe(1);
+    for (let value = 1; value <= 10; value++) await ingestAxes(slow, value);
+    await until(() =>
+      pushes(reader).some((m) => m.data.some((r: Message) => r.actual_position === 10)),
+    );
+    expect(slow.t.services.live.stats().held).toBe(1);
+    socket.resume();
+    const x = slow.axes.get(`${slow.machines[0]}:X`);
+    const seen = () =>
+      pushes(paused).flatMap((m) =>
+        m.data.filter((r: Message) => r.axis === x).map((r: Message) => r.actual_position),
+      );
+    await until(() => seen().includes(10), 60_000);
+    expect(seen()[0]).toBe(0);
+    expect(seen().length).toBeLessThan(11);
+    expect(seen().at(-1)).toBe(10);
+    const readerSeen = pushes(reader).flatMap((m) =>
+      m.data.filter((r: Message) => r.axis === x).map((r: Message) => r.actual_position),
+    );
+    expect(readerSeen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  }, 120_000);
+});
+
+describe("timers", () => {
+  let timed: Fixture;
+  beforeAll(async () => {
+    timed = await fixture({
+      heartbeatMs: 500,
+      highWaterBytes: 16 * 1024,
+      stalledDropMs: 1000,
+      messagesPerSecond: 1_000_000,
+      messageBurst: 1_000_000,
+    });
+  });
+  afterAll(() => timed.t.close());
+
+  it("drops a peer that stops answering pings", async () => {
+    const auth = await timed.t.userAuth(["Operator"]);
+    const { port } = new URL(timed.url);
+    const raw = connect(Number(port), "127.0.0.1");
+    let closed = false;
+    raw.on("close", () => {
+      closed = true;
+    });
+    raw.on("error", () => {});
+    raw.on("data", () => {});
+    raw.write(
+      [
+        "GET /ws/machine_data/ HTTP/1.1",
+        `Host: 127.0.0.1:${port}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        `Authorization: ${auth.authorization}`,
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    await until(() => timed.t.services.live.stats().connections === 1);
+    await until(() => closed, 10_000);
+    expect(timed.t.services.live.stats().connections).toBe(0);
+  });
+
+  it("drops a client that stops reading, after the bound", async () => {
+    const client = track((await signedIn(timed)).client);
+    await ingestAxes(timed, 1);
+    (client.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    for (let i = 0; i < 5000 && timed.t.services.live.stats().backlogged === 0; i++) {
+      for (let j = 0; j < 200; j++) client.send({ type: "get_axis_data" });
+      await sleep(10);
+    }
+    await until(() => timed.t.services.live.stats().connections === 0, 20_000);
+  }, 60_000);
+
+  it("closes 4401 once the token expires", async () => {
+    const { client } = await signedIn(timed);
+    track(client);
+    timed.t.clock.advance(36_001_000);
+    expect(await client.closedWith()).toEqual({ code: 4401, reason: "Token expired" });
+  });
+});
