@@ -20,7 +20,7 @@ type StatusFilter = "all" | MachineStatus;
 
 const statusOrder: MachineStatus[] = ["running", "idle", "not-homed", "stale", "no-data"];
 const axisOrder = ["X", "Y", "Z", "A", "C"];
-const tileHeight = 212;
+const tileHeight = 192;
 const tileGap = 16;
 
 export function FleetPage() {
@@ -85,7 +85,7 @@ function FleetView(props: {
   }, [fleet, filter, status, sort, latest, now]);
 
   const grid = useVirtualGrid(gridRef, shown.length, {
-    minWidth: 300,
+    minWidth: 310,
     rowHeight: tileHeight,
     gap: tileGap,
   });
@@ -97,7 +97,10 @@ function FleetView(props: {
 
   const counts = new Map<MachineStatus, number>();
   for (const machine of fleet.machines) {
-    const state = statusOf(latest.get(machine.machine_id), now);
+    // Machines not yet on screen are not fetched: count only what is known.
+    const entry = latest.get(machine.machine_id);
+    if (!entry) continue;
+    const state = statusOf(entry, now);
     counts.set(state, (counts.get(state) ?? 0) + 1);
   }
 
@@ -230,7 +233,7 @@ function MachineTile({
           return (
             <div key={name} class={sample && !sample.homed ? "axis axis-unhomed" : "axis"}>
               <dt>{name}</dt>
-              <dd>{formatNumber(sample?.actual_position, 2)}</dd>
+              <dd>{formatNumber(sample?.actual_position, 1)}</dd>
             </div>
           );
         })}

@@ -287,6 +287,7 @@ function MachineView({ info }: { info: MachineInfo }) {
               title={`Axis ${name}: position, velocity and acceleration over the last ${minutes} minutes`}
               series={chartSeries}
               data={chartData.get(name) ?? [[], [], [], [], [], []]}
+              windowSeconds={minutes * 60}
             />
           </article>
         ))}

@@ -28,28 +28,39 @@ const linearAxes = new Set(["X", "Y", "Z"]);
 /** Every machine's newest values, kept across pages so coming back shows them at once. */
 const latest = new Map<number, MachineLatest>();
 
+/** Takes samples in any order; each new instant of a machine adds a point to its feed trend. */
 export function applySamples(samples: readonly AxisSample[]): boolean {
+  const instants = new Map<string, AxisSample[]>();
+  const ordered = [...samples].sort(
+    (a, b) => Date.parse(a.update_timestamp) - Date.parse(b.update_timestamp),
+  );
+  for (const sample of ordered) {
+    const key = `${sample.machine_id}@${sample.update_timestamp}`;
+    const instant = instants.get(key);
+    if (instant) instant.push(sample);
+    else instants.set(key, [sample]);
+  }
   let changed = false;
-  for (const sample of samples) {
-    const at = Date.parse(sample.update_timestamp);
-    let entry = latest.get(sample.machine_id);
+  for (const instant of instants.values()) {
+    const machine = instant[0]!.machine_id;
+    let entry = latest.get(machine);
     if (!entry) {
       entry = { axes: new Map(), feed: [], updatedAt: 0 };
-      latest.set(sample.machine_id, entry);
+      latest.set(machine, entry);
     }
-    const known = entry.axes.get(sample.axis_name);
-    if (known && Date.parse(known.update_timestamp) >= at) continue;
-    entry.axes.set(sample.axis_name, sample);
-    if (at > entry.updatedAt) entry.updatedAt = at;
+    let fresh = false;
+    for (const sample of instant) {
+      const at = Date.parse(sample.update_timestamp);
+      const known = entry.axes.get(sample.axis_name);
+      if (known && Date.parse(known.update_timestamp) >= at) continue;
+      entry.axes.set(sample.axis_name, sample);
+      entry.updatedAt = Math.max(entry.updatedAt, at);
+      fresh = true;
+    }
+    if (!fresh) continue;
     changed = true;
-  }
-  if (changed) {
-    for (const machine of new Set(samples.map((sample) => sample.machine_id))) {
-      const entry = latest.get(machine);
-      if (!entry) continue;
-      entry.feed.push(pathFeed(entry));
-      if (entry.feed.length > feedPoints) entry.feed.shift();
-    }
+    entry.feed.push(pathFeed(entry));
+    if (entry.feed.length > feedPoints) entry.feed.shift();
   }
   return changed;
 }

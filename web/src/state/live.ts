@@ -24,6 +24,8 @@ interface Watcher {
 export class PollingLiveSource implements LiveSource {
   readonly description: string;
   private watchers = new Set<Watcher>();
+  /** Machines whose recent trend was fetched; later rounds need only the newest rows. */
+  private primed = new Set<number>();
   private timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -54,12 +56,14 @@ export class PollingLiveSource implements LiveSource {
     const worker = async () => {
       for (let machine = queue.shift(); machine !== undefined; machine = queue.shift()) {
         try {
-          // Five axes: the last ten rows hold each axis' newest sample in practice.
+          // Five axes: the last ten rows hold each axis' newest sample in practice; the first
+          // round fetches more, so the tile's feed trend starts filled.
           const rows = await this.api.get<AxisSample[]>("/data/axises/", {
             machine,
             ordering: "-update_timestamp",
-            limit: 10,
+            limit: this.primed.has(machine) ? 10 : 200,
           });
+          this.primed.add(machine);
           for (const watcher of this.watchers) {
             if (watcher.machines.has(machine)) watcher.onSamples(rows);
           }

@@ -24,17 +24,22 @@ export function TimeChart({
   title,
   series,
   data,
+  windowSeconds,
   height = 220,
 }: {
   title: string;
   series: ChartSeries[];
   data: uPlot.AlignedData;
+  /** The time axis always spans this window ending now, however much data there is. */
+  windowSeconds: number;
   height?: number;
 }) {
   const holder = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const dataRef = useRef(data);
   dataRef.current = data;
+  const windowRef = useRef(windowSeconds);
+  windowRef.current = windowSeconds;
 
   useEffect(() => {
     const element = holder.current;
@@ -44,11 +49,11 @@ export function TimeChart({
       instance?.destroy();
       const text = cssColor("--text-muted", "#667");
       const grid = cssColor("--chart-grid", "#8883");
-      const axis = (scale: string, side?: number): uPlot.Axis => ({
+      const axis = (scale: string, side: 1 | 3): uPlot.Axis => ({
         scale,
         side,
         stroke: text,
-        grid: { stroke: grid, width: 1, show: side === undefined },
+        grid: { stroke: grid, width: 1, show: side === 3 },
         ticks: { stroke: grid, width: 1 },
         size: 56,
         values: (_u, ticks) => ticks.map((tick) => `${+tick.toFixed(2)}`),
@@ -61,13 +66,22 @@ export function TimeChart({
           title: undefined,
           legend: { live: true },
           cursor: { drag: { x: true, y: false } },
-          scales: { x: { time: true } },
+          scales: {
+            // Live charts show the chosen window ending now, however much data has arrived.
+            x: {
+              time: true,
+              range: () => {
+                const now = Date.now() / 1000;
+                return [now - windowRef.current, now];
+              },
+            },
+          },
           axes: [
             { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
             ...scales
               .filter((scale) => scale !== "acceleration")
               .map((scale, index) => ({
-                ...axis(scale, index === 0 ? undefined : 1),
+                ...axis(scale, index === 0 ? 3 : 1),
                 label: units[scale],
                 labelSize: 18,
               })),
@@ -81,7 +95,6 @@ export function TimeChart({
               scale: item.scale,
               dash: item.dash,
               show: item.show ?? true,
-              points: { show: false },
               value: (_u: uPlot, value: number | null) => (value == null ? "—" : value.toFixed(3)),
             })),
           ],
@@ -108,7 +121,7 @@ export function TimeChart({
 
   useEffect(() => {
     plot.current?.setData(data);
-  }, [data]);
+  }, [data, windowSeconds]);
 
   return <div class="chart" ref={holder} role="img" aria-label={title} />;
 }

@@ -1,0 +1,398 @@
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { consoleClient, ensureConsoleClient } from "../src/features/console/console-client.ts";
+import { buildTestApp, type TestApp, testPassword, uniqueName } from "./helpers/app.ts";
+import { nextMachineId } from "./helpers/factories.ts";
+
+// The console as people use it: a real Spindle on a real port, Debian's Chromium, the built app.
+const chromiumPath = "/usr/bin/chromium";
+const repository = new URL("..", import.meta.url).pathname;
+const screenshots = new URL("../test-results/console/", import.meta.url).pathname;
+const axisNames = ["X", "Y", "Z", "A", "C"];
+
+let t: TestApp;
+let base: string;
+let browser: Browser;
+const fleet: { machine_id: number; machine_name: string }[] = [];
+const people: Record<"manager" | "admin" | "operator", string> = {
+  manager: "",
+  admin: "",
+  operator: "",
+};
+
+async function arrange(url: string, payload: unknown) {
+  const answer = await t.inject({
+    method: "POST",
+    url,
+    headers: t.adminAuth,
+    payload: payload as object,
+  });
+  if (answer.statusCode >= 300) throw new Error(`POST ${url}: ${answer.statusCode} ${answer.body}`);
+  return answer.json();
+}
+
+/** Samples for every axis of these machines at the time of receipt, through the ingest path. */
+async function ingestSamples(machines: number[], step: number, timestamp?: string) {
+  const axisData = machines.flatMap((machine, m) =>
+    axisNames.map((axis_name, a) => ({
+      machine_id: machine,
+      axis_name,
+      actual_position:
+        Math.round((100 * Math.sin((m % 4 === 1 ? 0 : step / 3) + m + a) + a * 10) * 1000) / 1000,
+      // Every fourth machine stands still at its target: idle.
+      target_position:
+        m % 4 === 1
+          ? Math.round((100 * Math.sin(m + a) + a * 10) * 1000) / 1000
+          : Math.round((100 * Math.sin((step + 1) / 3 + m + a) + a * 10) * 1000) / 1000,
+      homed: !(m === 3),
+      acceleration: m % 4 === 1 ? 0 : 120 * Math.cos(step + a),
+      velocity: m % 4 === 1 ? 0 : 40 + 30 * Math.sin(step / 2 + m + a),
+      ...(timestamp ? { timestamp } : {}),
+    })),
+  );
+  const answer = await t.inject({
+    method: "POST",
+    url: "/api/ingest/",
+    headers: t.adminAuth,
+    payload: { axis_data: axisData },
+  });
+  if (answer.statusCode !== 202) throw new Error(`ingest: ${answer.statusCode} ${answer.body}`);
+}
+
+async function newPage(options: { dark?: boolean; width?: number; height?: number } = {}) {
+  const context: BrowserContext = await browser.newContext({
+    viewport: { width: options.width ?? 1366, height: options.height ?? 900 },
+    colorScheme: options.dark ? "dark" : "light",
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  return page;
+}
+
+async function signIn(page: Page, username: string) {
+  await page.goto(`${base}/`);
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(testPassword);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+
+/** The whole page, or (for the virtualized fleet) what is on screen. */
+const shot = (page: Page, name: string, fullPage = true) =>
+  page.screenshot({ path: `${screenshots}${name}.png`, fullPage });
+
+describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => {
+  beforeAll(async () => {
+    // `npm test` builds the console first; this covers running vitest directly.
+    execFileSync(process.execPath, ["web/build.mjs"], { cwd: repository, stdio: "inherit" });
+    await mkdir(screenshots, { recursive: true });
+    t = await buildTestApp();
+    await ensureConsoleClient(t.services.oauth);
+    await t.app.listen({ port: 0, host: "127.0.0.1" });
+    base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+
+    for (const [role, group] of [
+      ["manager", "Manager"],
+      ["admin", "Admin"],
+      ["operator", "Operator"],
+    ] as const) {
+      people[role] = uniqueName(role);
+      await t.services.users.createUser({ username: people[role], password: testPassword }, [
+        group,
+      ]);
+    }
+
+    const models = ["DMU 50", "DMC 65 H", "NLX 2500", "Integrex i-200", "VF-2SS"];
+    for (let i = 0; i < 20; i++) {
+      const machine_id = nextMachineId();
+      const machine_name = `${models[i % models.length]} #${String(i + 1).padStart(2, "0")}`;
+      await arrange("/data/machines/", {
+        machine_id,
+        machine_name,
+        tool_capacity: 24 + (i % 3) * 12,
+      });
+      for (const axis_name of axisNames) {
+        await arrange("/data/axes/", {
+          machine: machine_id,
+          axis_name,
+          max_acceleration: 2000,
+          max_velocity: 500,
+        });
+      }
+      const tool = await arrange("/data/tools/", {
+        machine: machine_id,
+        tool_offset: 100 + i,
+        feedrate: 1200,
+      });
+      await arrange("/data/tool-usage/", { machine: machine_id, tool_in_use: tool.tool_id });
+      fleet.push({ machine_id, machine_name });
+    }
+    // Five minutes of history, a sample every 5 s, then the newest at the time of receipt.
+    const machineIds = fleet.map((machine) => machine.machine_id);
+    const started = Date.now() - 5 * 60_000;
+    for (let step = 0; step < 60; step++) {
+      await ingestSamples(machineIds, step, new Date(started + step * 5000).toISOString());
+    }
+    await ingestSamples(machineIds, 60);
+
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await t?.close();
+  });
+
+  it("signs a Manager in and shows the fleet: 20 machines with positions, tools and status", async () => {
+    const page = await newPage();
+    await page.goto(`${base}/`);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await page.getByLabel("Username").fill(people.manager);
+    await page.getByLabel("Password").fill("not the password");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("Wrong username or password.").waitFor();
+    await shot(page, "sign-in-error");
+
+    await page.getByLabel("Password").fill(testPassword);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Fleet" }).waitFor();
+    await page.getByText("20 machines", { exact: false }).first().waitFor();
+    const first = page.getByRole("link", {
+      name: new RegExp(`^${fleet[0]!.machine_name}, Running`),
+    });
+    await first.waitFor();
+    await expect(first.textContent()).resolves.toMatch(/T\d+ in use/);
+    await page
+      .getByRole("link", { name: /, Not homed$/ })
+      .first()
+      .waitFor();
+    await page
+      .getByRole("link", { name: /, Idle$/ })
+      .first()
+      .waitFor();
+    // A Manager administers nothing here.
+    expect(await page.getByRole("link", { name: "Administration" }).count()).toBe(0);
+    await page.waitForTimeout(2500); // a second poll, so sparklines have a trend
+    await shot(page, "fleet", false);
+
+    // Filter and sort.
+    await page.getByLabel("Filter").fill("NLX");
+    await expect.poll(() => page.locator(".tile").count()).toBe(4);
+    await page.getByLabel("Filter").fill("");
+    await page.getByLabel("Sort by").selectOption("status");
+    await expect.poll(() => page.locator(".tile .pill").first().textContent()).toMatch(/Running/i);
+    await page.context().close();
+  });
+
+  it("is readable at tablet width and in dark mode", async () => {
+    const tablet = await newPage({ width: 820, height: 1180 });
+    await signIn(tablet, people.manager);
+    await tablet.locator(".tile").first().waitFor();
+    await tablet.waitForTimeout(2500);
+    await shot(tablet, "fleet-tablet", false);
+    await tablet.context().close();
+
+    const dark = await newPage({ dark: true });
+    await signIn(dark, people.manager);
+    await dark.locator(".tile").first().waitFor();
+    await dark.waitForTimeout(2500);
+    await shot(dark, "fleet-dark", false);
+    await dark.goto(`${base}/machines/${fleet[0]!.machine_id}`);
+    await dark.locator(".uplot").first().waitFor();
+    await shot(dark, "machine-dark");
+    await dark.context().close();
+  });
+
+  it("opens a machine's page: latest values per axis and a chart per axis that follows new data", async () => {
+    const page = await newPage();
+    await signIn(page, people.manager);
+    const machine = fleet[0]!;
+    await page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) }).click();
+    await page.waitForURL(`${base}/machines/${machine.machine_id}`);
+    await page.getByRole("heading", { name: machine.machine_name }).waitFor();
+    const table = page.getByRole("table", { name: "Latest axis values" });
+    for (const axis of axisNames) await table.getByRole("rowheader", { name: axis }).waitFor();
+    await expect.poll(() => page.locator(".uplot").count()).toBe(5);
+    await shot(page, "machine");
+
+    // A new sample arrives; the page shows it without a reload.
+    await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: t.adminAuth,
+      payload: {
+        axis_data: [
+          {
+            machine_id: machine.machine_id,
+            axis_name: "X",
+            actual_position: 777.125,
+            target_position: 780,
+            homed: true,
+            acceleration: 0,
+            velocity: 12,
+          },
+        ],
+      },
+    });
+    await table.getByRole("cell", { name: "777.125" }).waitFor();
+
+    await page.getByRole("button", { name: "5 min", exact: true }).click();
+    await expect(
+      page.getByRole("button", { name: "5 min", exact: true }).getAttribute("aria-pressed"),
+    ).resolves.toBe("true");
+    await page.getByRole("button", { name: "Pause" }).click();
+    await page.getByRole("button", { name: "Resume" }).waitFor();
+    await page.context().close();
+  });
+
+  it("lets an Admin create and delete a machine, showing the API's reasons by the field", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    await page.getByRole("link", { name: "Administration" }).click();
+    await page.getByRole("table", { name: "Users" }).waitFor();
+    await page
+      .getByRole("cell", { name: people.operator })
+      .or(page.getByText(people.operator))
+      .first()
+      .waitFor();
+    await shot(page, "admin-users");
+    await page.getByRole("link", { name: "Groups & permissions" }).click();
+    await page.getByRole("table", { name: "Permissions by group" }).waitFor();
+    await shot(page, "admin-groups");
+    await page.getByRole("link", { name: "OAuth2 clients" }).click();
+    await page.getByRole("rowheader", { name: consoleClient.clientId }).waitFor();
+    await shot(page, "admin-clients");
+
+    await page.getByRole("link", { name: "Machines", exact: true }).click();
+    await page.getByRole("table", { name: "Machines" }).waitFor();
+    await page.getByRole("button", { name: "New machine" }).click();
+    const form = page.getByRole("form", { name: "New machine" });
+    const id = nextMachineId();
+    await form.getByLabel("Machine id").fill(String(fleet[1]!.machine_id));
+    await form.getByLabel("Name").fill("Hermle C 42 #1");
+    await form.getByLabel("Tool capacity").fill("many");
+    await form.getByRole("button", { name: "Create machine" }).click();
+    const capacity = form.getByLabel("Tool capacity");
+    await expect.poll(() => capacity.getAttribute("aria-invalid")).toBe("true");
+    const reason = form.locator("[data-field-error=tool_capacity]");
+    await expect(reason.textContent()).resolves.toBe("A valid integer is required.");
+    expect(await capacity.getAttribute("aria-describedby")).toContain(
+      await reason.getAttribute("id"),
+    );
+    await shot(page, "admin-machine-invalid");
+
+    await capacity.fill("42");
+    await form.getByRole("button", { name: "Create machine" }).click();
+    await form.locator("[data-field-error=machine_id]").waitFor();
+    await expect(form.locator("[data-field-error=machine_id]").textContent()).resolves.toContain(
+      "already exists",
+    );
+    await form.getByLabel("Machine id").fill(String(id));
+    await form.getByRole("button", { name: "Create machine" }).click();
+    await page.getByText(`Saved machine ${id}.`).waitFor();
+    const row = page.getByRole("row", { name: new RegExp(`^${id} Hermle C 42 #1`) });
+    await row.waitFor();
+    expect(
+      (await t.inject({ url: `/data/machines/${id}/`, headers: t.adminAuth })).statusCode,
+    ).toBe(200);
+    await shot(page, "admin-machines");
+
+    await row.getByRole("button", { name: "Delete" }).click();
+    await row.getByRole("button", { name: "Yes, delete" }).click();
+    await page.getByText(`Deleted machine ${id}.`).waitFor();
+    await expect.poll(() => row.count()).toBe(0);
+    expect(
+      (await t.inject({ url: `/data/machines/${id}/`, headers: t.adminAuth })).statusCode,
+    ).toBe(404);
+
+    await page.getByRole("link", { name: "Axes", exact: true }).click();
+    await page.getByRole("table", { name: "Axes" }).waitFor();
+    await shot(page, "admin-axes");
+    await page.context().close();
+  });
+
+  it("does not show administration to an Operator", async () => {
+    const page = await newPage();
+    await signIn(page, people.operator);
+    await page.locator(".tile").first().waitFor();
+    expect(await page.getByRole("link", { name: "Administration" }).count()).toBe(0);
+    await page.goto(`${base}/admin/users`);
+    await page.getByText("Administration is for Admins").waitFor();
+    expect(await page.getByRole("table", { name: "Users" }).count()).toBe(0);
+    await shot(page, "operator-admin");
+    await page.context().close();
+  });
+
+  it("shows a banner while Spindle cannot be reached, and returns to sign-in when the session ends", async () => {
+    const page = await newPage();
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    await page.route("**/data/**", (route) => route.abort("internetdisconnected"));
+    await page.getByText("Connection to Spindle lost").waitFor();
+    await shot(page, "connection-lost", false);
+    await page.unroute("**/data/**");
+    await expect
+      .poll(() => page.getByText("Connection to Spindle lost").count(), { timeout: 10_000 })
+      .toBe(0);
+
+    // The session's tokens are revoked elsewhere: the next request's 401 leads back to sign-in.
+    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+    const tokens = JSON.parse(stored ?? "{}") as { access: string; refresh: string };
+    for (const token of [tokens.refresh, tokens.access]) {
+      await t.inject({
+        method: "POST",
+        url: "/o/revoke_token/",
+        payload: { token, client_id: consoleClient.clientId },
+      });
+    }
+    await page.getByText("Your session has ended. Please sign in again.").waitFor();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await shot(page, "session-ended");
+
+    await signIn(page, people.manager);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    expect(await page.evaluate(() => sessionStorage.getItem("spindle.session"))).toBeNull();
+    await page.context().close();
+  });
+
+  it("renders only the tiles on screen with 1,000 machines", async () => {
+    const rows = Array.from({ length: 980 }, (_, i) => {
+      const machine_id = 90_000_000 + (process.pid % 1000) * 1000 + i;
+      return `(${machine_id}, 'Cell ${String(i + 1).padStart(4, "0")}', 24)`;
+    });
+    await t.services.db.query(
+      `insert into machine (machine_id, machine_name, tool_capacity) values ${rows.join(",")}`,
+    );
+    t.services.changes.changed("machine");
+
+    const page = await newPage();
+    await signIn(page, people.manager);
+    await page.getByText("1000 machines", { exact: false }).first().waitFor();
+    const rendered = await page.locator(".tile").count();
+    expect(rendered).toBeGreaterThan(0);
+    expect(rendered).toBeLessThan(80);
+    await page.mouse.wheel(0, 200_000);
+    await page.getByRole("link", { name: /^VF-2SS #20,/ }).waitFor();
+    expect(await page.locator(".tile").count()).toBeLessThan(80);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot(page, "fleet-1000", false);
+    await page.context().close();
+  });
+});
