@@ -64,4 +64,17 @@ export async function serve(config: Config): Promise<void> {
       (error as { code?: string }).code === "EADDRINUSE" ? "address already in use" : String(error);
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${reason}`);
   }
+  if (config.simulator) {
+    // The built-in machines feed the same ingest pipeline as every other source.
+    simulator = await startSimulator(
+      databaseTarget(services.db, services.changes, services.ingest),
+      { machines: config.simulatorMachines },
+      {
+        onReport: (report) =>
+          app.log[report.keepingUp ? "debug" : "warn"]({ simulator: report.message }, "simulator"),
+        onPause: (reason) => app.log.warn({ reason }, "simulator paused"),
+      },
+    );
+    app.log.info({ machines: config.simulatorMachines }, "simulator running");
+  }
 }

@@ -183,7 +183,7 @@ export class IngestPipeline {
   private async commit(submissions: Submission[]): Promise<void> {
     try {
       const results = await this.write(submissions);
-      submissions.forEach((submission, i) => submission.resolve(results[i]!));
+      for (const [i, submission] of submissions.entries()) submission.resolve(results[i]!);
       this.publish(submissions);
     } catch (error) {
       if (isDataError(error) && submissions.length > 1) {

@@ -1,15 +1,7 @@
 import type { Clock } from "../../platform/context.ts";
 import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
 import type { Fleet } from "../machines/fleet-catalog.ts";
-import type {
-  AxisSampleRow,
-  RawBatch,
-  RowKind,
-  RowProblem,
-  ToolRow,
-  ToolUsageRow,
-  ValidBatch,
-} from "./ingest-batch.ts";
+import type { AxisSampleRow, RawBatch, RowKind, RowProblem, ValidBatch } from "./ingest-batch.ts";
 
 export const maxRowsPerBatch = 100_000;
 const measurementLimit = 1e12;
@@ -167,9 +159,11 @@ class RowReader {
     if (!this.isObject) this.fail("non_field_errors", "Expected an object.");
   }
 
-  fail(field: string, reason: string): void {
+  /** Records a problem; returns undefined so a reader can `return this.fail(…)`. */
+  fail(field: string, reason: string): undefined {
     this.ok = false;
     this.report(this.kind, this.index, field, reason);
+    return undefined;
   }
 
   private present(field: string): unknown {
@@ -182,9 +176,9 @@ class RowReader {
     const value = this.present(field);
     if (value === undefined) return undefined;
     if (typeof value !== "number" || !Number.isFinite(value))
-      return (this.fail(field, "A valid number is required."), undefined);
+      return this.fail(field, "A valid number is required.");
     if (value < min || value > measurementLimit)
-      return (this.fail(field, `Must be between ${min} and ${measurementLimit}.`), undefined);
+      return this.fail(field, `Must be between ${min} and ${measurementLimit}.`);
     return value;
   }
 
@@ -192,15 +186,14 @@ class RowReader {
     const value = this.present(field);
     if (value === undefined) return undefined;
     if (!Number.isSafeInteger(value) || (value as number) < 1)
-      return (this.fail(field, "A valid positive integer is required."), undefined);
+      return this.fail(field, "A valid positive integer is required.");
     return value as number;
   }
 
   boolean(field: string): boolean | undefined {
     const value = this.present(field);
     if (value === undefined) return undefined;
-    if (typeof value !== "boolean")
-      return (this.fail(field, "Must be a valid boolean."), undefined);
+    if (typeof value !== "boolean") return this.fail(field, "Must be a valid boolean.");
     return value;
   }
 
@@ -208,7 +201,7 @@ class RowReader {
     const value = this.present(field);
     if (value === undefined) return undefined;
     if (typeof value !== "string" || value.length === 0 || value.length > maxLength) {
-      return (this.fail(field, `A string of 1 to ${maxLength} characters is required.`), undefined);
+      return this.fail(field, `A string of 1 to ${maxLength} characters is required.`);
     }
     return value;
   }
@@ -225,15 +218,12 @@ class RowReader {
       /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,6})?)?(Z|[+-]\d\d:?\d\d)$/i.test(value);
     const timeMs = isoLike ? Date.parse(value as string) : Number.NaN;
     if (Number.isNaN(timeMs))
-      return (
-        this.fail(
-          field,
-          "Datetime has wrong format. Use ISO 8601 with a zone, e.g. 2026-01-31T12:00:00.250Z.",
-        ),
-        undefined
+      return this.fail(
+        field,
+        "Datetime has wrong format. Use ISO 8601 with a zone, e.g. 2026-01-31T12:00:00.250Z.",
       );
     const outside = checkSampleTime(new Date(timeMs), context);
-    if (outside) return (this.fail(field, outside), undefined);
+    if (outside) return this.fail(field, outside);
     return { time: value as string, timeMs };
   }
 }

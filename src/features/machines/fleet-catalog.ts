@@ -55,9 +55,13 @@ export class FleetCatalog {
       this.db.query<{ machine_id: number; machine_name: string; tool_capacity: number }>(
         "select machine_id, machine_name, tool_capacity from machine",
       ),
-      this.db.query<{ axis_id: number; machine_id: number; axis_name: string; max_velocity: number; max_acceleration: number }>(
-        "select axis_id, machine_id, axis_name, max_velocity, max_acceleration from axis",
-      ),
+      this.db.query<{
+        axis_id: number;
+        machine_id: number;
+        axis_name: string;
+        max_velocity: number;
+        max_acceleration: number;
+      }>("select axis_id, machine_id, axis_name, max_velocity, max_acceleration from axis"),
     ]);
     const machines = new Map<number, CatalogMachine>();
     for (const row of machineRows.rows) {

@@ -198,3 +198,56 @@ describe("the simulator in a server and against a remote one", () => {
     );
   });
 });
+
+describe("SIMULATOR=on", () => {
+  it("spindle serve runs the simulator: machines appear and their data flows in", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "spindle-serve-sim-"));
+    const database =
+      testDatabaseKind() === "postgres" ? await openTestDatabase({ migrated: false }) : undefined;
+    const env: Record<string, string> = {
+      ...process.env,
+      DATA_DIR: dataDir,
+      DATABASE_URL: "",
+      PORT: "0",
+      SIMULATOR: "on",
+      SIMULATOR_MACHINES: "3",
+      LOG_LEVEL: "info",
+    } as Record<string, string>;
+    if (database) {
+      const url = new URL(database.url!);
+      url.searchParams.set("options", `-c search_path=${database.schema}`);
+      env.DATABASE_URL = url.toString();
+    }
+    const server = spawn(bin, ["serve"], { env });
+    try {
+      let log = "";
+      await new Promise<void>((resolve, reject) => {
+        server.stdout.on("data", (chunk) => {
+          log += chunk;
+          if (log.includes("simulator running")) resolve();
+        });
+        server.on("exit", (code) => reject(new Error(`serve exited ${code}: ${log}`)));
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    } finally {
+      const exited = new Promise((resolve) => server.once("exit", resolve));
+      server.kill("SIGTERM");
+      await exited;
+    }
+    const db = await openDatabase(
+      database
+        ? { url: database.url, schema: database.schema }
+        : { dataDir: join(dataDir, "pglite") },
+    );
+    try {
+      const machines = await db.query<{ n: number }>("select count(*)::int as n from machine");
+      const samples = await db.query<{ n: number }>("select count(*)::int as n from axis_data");
+      expect(machines.rows[0]!.n).toBe(3);
+      expect(samples.rows[0]!.n).toBeGreaterThan(3 * 5);
+    } finally {
+      await db.close();
+      await database?.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
