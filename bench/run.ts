@@ -1,14 +1,16 @@
-// npm run bench [-- crud|history] [--seconds N] [--hours N]: runs the benchmarks and prints
+// npm run bench [-- crud|history|live] [--seconds N] [--hours N]: runs the benchmarks and prints
 // their tables in Markdown, ready for docs/benchmarks.md. Each figure is a ratio against a
 // baseline measured in the same run.
 import { parseArgs } from "node:util";
 import { benchCrud } from "./crud.ts";
 import { benchHistory } from "./history.ts";
+import { benchLive } from "./live.ts";
 
 const benches: Record<string, (options: { seconds?: number; hours?: number }) => Promise<string>> =
   {
     crud: (options) => benchCrud(options),
     history: (options) => benchHistory(options),
+    live: (options) => benchLive(options),
   };
 
 const { values, positionals } = parseArgs({
