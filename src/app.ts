@@ -37,8 +37,14 @@ export async function buildApp(
   });
   app.setValidatorCompiler(validatorCompiler);
   // Caches hear about other processes' writes only while this listens.
-  app.addHook("onReady", () => services.changes.start(db));
-  app.addHook("onClose", () => services.changes.close());
+  app.addHook("onReady", async () => {
+    await services.changes.start(db);
+    services.rollups.start();
+  });
+  app.addHook("onClose", async () => {
+    await services.rollups.close();
+    await services.changes.close();
+  });
   registerErrorHandler(app);
 
   await app.register(formbody, { bodyLimit: config.bodyLimit });

@@ -23,6 +23,9 @@ export interface Config {
   loginWindowSeconds: number;
   /** Raw axis data older than this many days is dropped. */
   retentionDays: number;
+  /** 1 s and 1 min rollups are kept this many days. */
+  rollupSecondRetentionDays: number;
+  rollupMinuteRetentionDays: number;
 }
 
 export const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -59,6 +62,8 @@ export function parseConfig(env: Env): Config {
     loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),
     retentionDays: integer(env, "RETENTION_DAYS", 30, 1, 36500),
+    rollupSecondRetentionDays: integer(env, "ROLLUP_1S_RETENTION_DAYS", 90, 1, 36500),
+    rollupMinuteRetentionDays: integer(env, "ROLLUP_1M_RETENTION_DAYS", 730, 1, 36500),
   };
 }
 

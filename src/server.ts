@@ -33,11 +33,18 @@ export async function serve(config: Config): Promise<void> {
     if (created) app.log.info({ username: config.adminUsername }, "admin user created");
   }
   await ensureConsoleClient(services.oauth);
+  const maintenance = async () => {
+    await services.oauth.purgeExpiredTokens();
+    const { dropped } = await services.applyRetention();
+    if (dropped.length > 0) app.log.info({ dropped }, "retention dropped partitions");
+  };
   const purge = setInterval(() => {
-    services.oauth
-      .purgeExpiredTokens()
-      .catch((error: unknown) => app.log.warn({ err: error }, "token purge failed"));
+    maintenance().catch((error: unknown) => app.log.warn({ err: error }, "maintenance failed"));
   }, 3_600_000);
+  // Rollups of the last minutes may have missed a crash; recompute them, then apply retention.
+  const now = services.clock.now().getTime();
+  await services.rollups.rebuild(new Date(now - 15 * 60_000), new Date(now + 60_000));
+  await maintenance();
   purge.unref();
 
   let simulator: RunningSimulator | undefined;

@@ -2,6 +2,8 @@ import type { Config } from "./config.ts";
 import { LoginThrottle } from "./features/auth/login-throttle.ts";
 import { createOAuthService } from "./features/auth/oauth-service.ts";
 import { AxisDataPartitions } from "./features/axis-data/partitions.ts";
+import { applyRetention, type RetentionResult } from "./features/history/retention.ts";
+import { RollupMaintainer } from "./features/history/rollups.ts";
 import { type IngestOptions, IngestPipeline } from "./features/ingest/ingest-pipeline.ts";
 import { LatestValues } from "./features/ingest/latest-values.ts";
 import { LiveHub, type LiveOptions } from "./features/live/live-hub.ts";
@@ -24,6 +26,9 @@ export interface Services {
   latest: LatestValues;
   ingest: IngestPipeline;
   live: LiveHub;
+  rollups: RollupMaintainer;
+  /** Drops raw samples and rollups past their retention. */
+  applyRetention(): Promise<RetentionResult>;
 }
 
 export interface ServiceOptions {
@@ -52,6 +57,7 @@ export function createServices({
   const partitions = new AxisDataPartitions(db);
   const catalog = new FleetCatalog(db, changes);
   const latest = new LatestValues();
+  const secondPartitions = new AxisDataPartitions(db, "axis_data_1s");
   const oauth = createOAuthService({ db, clock, config, loginThrottle, changes });
   const pipeline = new IngestPipeline({
     db,
@@ -63,12 +69,26 @@ export function createServices({
     ...(ingest ? { options: ingest } : {}),
     ...(onError ? { onError } : {}),
   });
+  const rollups = new RollupMaintainer(db, secondPartitions, onError);
+  pipeline.onCommitted((batch) => rollups.note(batch));
   return {
     config,
     db,
     clock,
     changes,
     oauth,
+    rollups,
+    applyRetention: () =>
+      applyRetention(
+        db,
+        clock,
+        {
+          rawDays: config.retentionDays,
+          secondDays: config.rollupSecondRetentionDays,
+          minuteDays: config.rollupMinuteRetentionDays,
+        },
+        { raw: partitions, seconds: secondPartitions },
+      ),
     users: createUsersService({ db, changes }),
     partitions,
     catalog,

@@ -4,20 +4,24 @@ import { pgErrorCode } from "../../platform/errors.ts";
 const dayMs = 86_400_000;
 
 /** `axis_data_20261124` holds [2026-11-24T00:00Z, 2026-11-25T00:00Z). */
-export const partitionName = (dayStart: number): string =>
-  `axis_data_${new Date(dayStart).toISOString().slice(0, 10).replaceAll("-", "")}`;
+export const partitionName = (dayStart: number, table = "axis_data"): string =>
+  `${table}_${new Date(dayStart).toISOString().slice(0, 10).replaceAll("-", "")}`;
 
 export const dayOf = (time: Date | number): number =>
   Math.floor(new Date(time).getTime() / dayMs) * dayMs;
 
 /**
- * Daily partitions of axis_data, created on demand before a write needs them. Which days exist
- * is remembered, so the hot path costs one Set lookup per distinct day in a batch.
+ * Daily partitions of axis_data (or of another table partitioned the same way, such as the 1 s
+ * rollups), created on demand before a write needs them. Which days exist is remembered, so the
+ * hot path costs one Set lookup per distinct day in a batch.
  */
 export class AxisDataPartitions {
   private readonly known = new Set<number>();
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    readonly table = "axis_data",
+  ) {}
 
   async ensure(times: Iterable<Date | number>): Promise<void> {
     const days = new Set<number>();
@@ -34,7 +38,7 @@ export class AxisDataPartitions {
     const to = new Date(day + dayMs).toISOString();
     try {
       await this.db.query(
-        `create table if not exists ${partitionName(day)} partition of axis_data
+        `create table if not exists ${partitionName(day, this.table)} partition of ${this.table}
          for values from ('${from}') to ('${to}')`,
       );
     } catch (error) {
@@ -50,15 +54,29 @@ export class AxisDataPartitions {
       `select c.relname as name from pg_inherits i
        join pg_class c on c.oid = i.inhrelid
        join pg_class p on p.oid = i.inhparent
-       where p.relname = 'axis_data' and p.relnamespace = to_regnamespace(current_schema())::oid
+       where p.relname = $1 and p.relnamespace = to_regnamespace(current_schema())::oid
        order by c.relname`,
+      [this.table],
     );
+    const pattern = new RegExp(`^${this.table}_(\\d{4})(\\d\\d)(\\d\\d)$`);
     return rows
-      .map((row) => ({ name: row.name, match: /^axis_data_(\d{4})(\d\d)(\d\d)$/.exec(row.name) }))
+      .map((row) => ({ name: row.name, match: pattern.exec(row.name) }))
       .filter((row) => row.match)
       .map(({ name, match }) => ({
         name,
         day: Date.UTC(Number(match![1]), Number(match![2]) - 1, Number(match![3])),
       }));
+  }
+
+  /** Drops every partition that lies wholly before `cutoff`; returns the names dropped. */
+  async dropBefore(cutoff: Date): Promise<string[]> {
+    const dropped: string[] = [];
+    for (const { name, day } of await this.list()) {
+      if (day + dayMs > cutoff.getTime()) continue;
+      await this.db.query(`drop table if exists ${name}`);
+      this.known.delete(day);
+      dropped.push(name);
+    }
+    return dropped;
   }
 }

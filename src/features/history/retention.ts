@@ -1,0 +1,40 @@
+import type { Clock } from "../../platform/context.ts";
+import type { Database } from "../../platform/database.ts";
+import type { AxisDataPartitions } from "../axis-data/partitions.ts";
+
+export interface RetentionPolicy {
+  /** Raw samples. */
+  rawDays: number;
+  /** 1 s rollups. */
+  secondDays: number;
+  /** 1 min rollups. */
+  minuteDays: number;
+}
+
+export interface RetentionResult {
+  dropped: string[];
+  minuteRowsDeleted: number;
+}
+
+/**
+ * Drops what is older than the policy keeps: raw samples and 1 s rollups by whole day partitions
+ * (instant, no vacuum debt), 1 min rollups by a range delete (they are few). A partition is
+ * dropped only when every row it can hold is past the cut-off.
+ */
+export async function applyRetention(
+  db: Database,
+  clock: Clock,
+  policy: RetentionPolicy,
+  partitions: { raw: AxisDataPartitions; seconds: AxisDataPartitions },
+): Promise<RetentionResult> {
+  const now = clock.now().getTime();
+  const cutoff = (days: number) => new Date(now - days * 86_400_000);
+  const dropped = [
+    ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
+    ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),
+  ];
+  const { rowCount } = await db.query("delete from axis_data_1m where update_timestamp < $1", [
+    cutoff(policy.minuteDays),
+  ]);
+  return { dropped, minuteRowsDeleted: rowCount };
+}

@@ -1,0 +1,213 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
+import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
+
+let t: TestApp;
+let machineId: number;
+let axisX: number;
+let axisY: number;
+
+beforeAll(async () => {
+  t = await buildTestApp({
+    RETENTION_DAYS: "30",
+    ROLLUP_1S_RETENTION_DAYS: "60",
+    ROLLUP_1M_RETENTION_DAYS: "90",
+  });
+  machineId = (await createMachine(t)).machine_id;
+  axisX = (await createAxis(t, machineId, { axis_name: "X" })).axis_id;
+  axisY = (await createAxis(t, machineId, { axis_name: "Y" })).axis_id;
+});
+afterAll(() => t.close());
+
+interface Sample {
+  axis_name: string;
+  timestamp: string;
+  actual_position: number;
+  target_position: number;
+  velocity: number;
+  acceleration: number;
+  homed: boolean;
+}
+
+/** Samples every 100 ms for 3 s across a minute boundary, with spikes, for X and Y. */
+function series(start: number): Sample[] {
+  const samples: Sample[] = [];
+  for (let i = 0; i < 30; i++) {
+    for (const axis_name of ["X", "Y"]) {
+      const spike = i === 7 ? 1000 : i === 23 ? -1000 : 0;
+      samples.push({
+        axis_name,
+        timestamp: new Date(start + i * 100).toISOString(),
+        actual_position: Math.sin(i) * 10 + spike + (axis_name === "Y" ? 5 : 0),
+        target_position: Math.cos(i) * 10,
+        velocity: i - 15,
+        acceleration: (i % 4) - 2,
+        homed: i !== 12,
+      });
+    }
+  }
+  return samples;
+}
+
+const send = (rows: Sample[]) =>
+  t.inject({
+    method: "POST",
+    url: "/api/ingest/",
+    headers: t.adminAuth,
+    payload: { axis_data: rows.map((row) => ({ machine_id: machineId, ...row })) },
+  });
+
+function expected(samples: Sample[], axisName: string, widthMs: number) {
+  const buckets = new Map<number, Sample[]>();
+  for (const sample of samples.filter((row) => row.axis_name === axisName)) {
+    const bucket = Math.floor(Date.parse(sample.timestamp) / widthMs) * widthMs;
+    buckets.set(bucket, [...(buckets.get(bucket) ?? []), sample]);
+  }
+  return [...buckets.entries()]
+    .sort(([a], [b]) => a - b)
+    .map(([bucket, rows]) => {
+      const last = rows.reduce((a, b) =>
+        Date.parse(a.timestamp) >= Date.parse(b.timestamp) ? a : b,
+      );
+      const values = rows.map((row) => row.actual_position);
+      const dtg = rows.map((row) => row.target_position - row.actual_position);
+      return {
+        bucket,
+        samples: rows.length,
+        actual_position_min: Math.min(...values),
+        actual_position_max: Math.max(...values),
+        actual_position_sum: values.reduce((a, b) => a + b, 0),
+        actual_position_last: last.actual_position,
+        distance_to_go_min: Math.min(...dtg),
+        distance_to_go_max: Math.max(...dtg),
+        homed_all: rows.every((row) => row.homed),
+        homed_any: rows.some((row) => row.homed),
+        homed_last: last.homed,
+      };
+    });
+}
+
+async function stored(table: string, axisId: number) {
+  const { rows } = await t.database.db.query<Record<string, number | boolean | Date>>(
+    `select * from ${table} where axis_id = $1 order by update_timestamp`,
+    [axisId],
+  );
+  return rows.map((row) => ({
+    bucket: (row.update_timestamp as Date).getTime(),
+    samples: row.samples,
+    actual_position_min: row.actual_position_min,
+    actual_position_max: row.actual_position_max,
+    actual_position_sum: row.actual_position_sum,
+    actual_position_last: row.actual_position_last,
+    distance_to_go_min: row.distance_to_go_min,
+    distance_to_go_max: row.distance_to_go_max,
+    homed_all: row.homed_all,
+    homed_any: row.homed_any,
+    homed_last: row.homed_last,
+  }));
+}
+
+function expectClose(actual: Record<string, unknown>[], wanted: Record<string, unknown>[]) {
+  expect(actual.length).toBe(wanted.length);
+  actual.forEach((row, i) => {
+    for (const [key, value] of Object.entries(wanted[i]!)) {
+      if (typeof value === "number")
+        expect(row[key] as number, `${i}.${key}`).toBeCloseTo(value, 9);
+      else expect(row[key], `${i}.${key}`).toEqual(value);
+    }
+  });
+}
+
+describe("rollups", () => {
+  // 1.5 s before a minute boundary, a few minutes ago.
+  const start = Math.floor((Date.now() - 5 * 60_000) / 60_000) * 60_000 - 1500;
+  const samples = series(start);
+
+  it("hold each 1 s and 1 min bucket's exact count, min, max, sum and last, across a minute boundary", async () => {
+    expect((await send(samples)).statusCode).toBe(202);
+    await t.services.rollups.flush();
+    for (const [axisName, axisId] of [
+      ["X", axisX],
+      ["Y", axisY],
+    ] as const) {
+      expectClose(await stored("axis_data_1s", axisId), expected(samples, axisName, 1000));
+      expectClose(await stored("axis_data_1m", axisId), expected(samples, axisName, 60_000));
+    }
+    expect((await stored("axis_data_1m", axisX)).length).toBe(2);
+  });
+
+  it("never count a retried batch twice", async () => {
+    const before = await stored("axis_data_1m", axisX);
+    expect((await send(samples)).json().duplicates).toBe(samples.length);
+    await t.services.rollups.flush();
+    expect(await stored("axis_data_1m", axisX)).toEqual(before);
+  });
+
+  it("take in a late sample: its buckets are recomputed", async () => {
+    const late: Sample = {
+      axis_name: "X",
+      timestamp: new Date(start + 50).toISOString(),
+      actual_position: 5000,
+      target_position: 0,
+      velocity: 0,
+      acceleration: 0,
+      homed: false,
+    };
+    expect((await send([late])).statusCode).toBe(202);
+    await t.services.rollups.flush();
+    expectClose(await stored("axis_data_1s", axisX), expected([...samples, late], "X", 1000));
+    expectClose(await stored("axis_data_1m", axisX), expected([...samples, late], "X", 60_000));
+  });
+
+  it("can be rebuilt from raw samples, as after a crash", async () => {
+    await t.database.db.query("delete from axis_data_1s");
+    await t.database.db.query("delete from axis_data_1m");
+    await t.services.rollups.rebuild(new Date(start - 60_000), new Date(start + 120_000));
+    expectClose(await stored("axis_data_1m", axisY), expected(samples, "Y", 60_000));
+  });
+});
+
+describe("retention", () => {
+  const day = 86_400_000;
+  const today = Math.floor(Date.now() / day) * day;
+
+  async function putSample(axisId: number, time: number) {
+    await t.services.partitions.ensure([time]);
+    await t.database.db.query(
+      "insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed) values ($1, $2, 0, 0, 0, 0, true) on conflict do nothing",
+      [axisId, new Date(time)],
+    );
+  }
+
+  it("drops whole raw partitions past RETENTION_DAYS and keeps every row inside it", async () => {
+    const old = [today - 45 * day + 3_600_000, today - 31 * day - 1000];
+    const kept = [today - 30 * day + 1000, today - 29 * day, today - day];
+    for (const time of [...old, ...kept]) await putSample(axisX, time);
+    await t.database.db.query(
+      `insert into axis_data_1m (axis_id, update_timestamp, samples, last_timestamp,
+         actual_position_min, actual_position_max, actual_position_sum, actual_position_last,
+         target_position_min, target_position_max, target_position_sum, target_position_last,
+         distance_to_go_min, distance_to_go_max, distance_to_go_sum, distance_to_go_last,
+         velocity_min, velocity_max, velocity_sum, velocity_last,
+         acceleration_min, acceleration_max, acceleration_sum, acceleration_last, homed_all, homed_any, homed_last)
+       select $1, t, 1, t, 0,0,0,0, 0,0,0,0, 0,0,0,0, 0,0,0,0, 0,0,0,0, true, true, true from unnest($2::timestamptz[]) t`,
+      [axisX, [new Date(today - 100 * day), new Date(today - 89 * day)]],
+    );
+    const result = await t.services.applyRetention();
+    // The partition holding "30 days ago + 1 s" also holds older rows of that day: it stays.
+    expect(result.dropped.sort()).toEqual(
+      old
+        .map((time) => `axis_data_${new Date(time).toISOString().slice(0, 10).replaceAll("-", "")}`)
+        .sort(),
+    );
+    expect(result.minuteRowsDeleted).toBe(1);
+    const { rows } = await t.database.db.query<{ t: Date }>(
+      "select update_timestamp as t from axis_data where axis_id = $1",
+      [axisX],
+    );
+    const left = new Set(rows.map((row) => row.t.getTime()));
+    for (const time of kept) expect(left.has(time)).toBe(true);
+    for (const time of old) expect(left.has(time)).toBe(false);
+    expect((await t.services.applyRetention()).dropped).toEqual([]);
+  });
+});

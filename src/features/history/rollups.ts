@@ -1,0 +1,180 @@
+import type { Database } from "../../platform/database.ts";
+import type { AxisDataPartitions } from "../axis-data/partitions.ts";
+import type { ValidBatch } from "../ingest/ingest-batch.ts";
+
+const measurements = [
+  "actual_position",
+  "target_position",
+  "distance_to_go",
+  "velocity",
+  "acceleration",
+] as const;
+
+const minuteMs = 60_000;
+
+/** Per axis, the span of sample times committed since the rollups were last brought up to date. */
+type Dirty = Map<number, { from: number; to: number }>;
+
+function aggregateColumns(from: "raw" | "seconds"): string {
+  const parts: string[] = [];
+  for (const field of measurements) {
+    if (from === "raw") {
+      parts.push(
+        `min(${field})`,
+        `max(${field})`,
+        `sum(${field})`,
+        `(array_agg(${field} order by update_timestamp desc))[1]`,
+      );
+    } else {
+      parts.push(
+        `min(${field}_min)`,
+        `max(${field}_max)`,
+        `sum(${field}_sum)`,
+        `(array_agg(${field}_last order by last_timestamp desc))[1]`,
+      );
+    }
+  }
+  if (from === "raw") {
+    parts.push(
+      "bool_and(homed)",
+      "bool_or(homed)",
+      "(array_agg(homed order by update_timestamp desc))[1]",
+    );
+  } else {
+    parts.push(
+      "bool_and(homed_all)",
+      "bool_or(homed_any)",
+      "(array_agg(homed_last order by last_timestamp desc))[1]",
+    );
+  }
+  return parts.join(", ");
+}
+
+const rollupColumns = [
+  "axis_id",
+  "update_timestamp",
+  "samples",
+  "last_timestamp",
+  ...measurements.flatMap((field) => [
+    `${field}_min`,
+    `${field}_max`,
+    `${field}_sum`,
+    `${field}_last`,
+  ]),
+  "homed_all",
+  "homed_any",
+  "homed_last",
+];
+
+const replaceAll = rollupColumns
+  .slice(2)
+  .map((column) => `${column} = excluded.${column}`)
+  .join(", ");
+
+/**
+ * Keeps the 1 s and 1 min rollups (migration 0004) up to date as data arrives. It hears each
+ * committed batch, remembers which axes and times it touched, and every second recomputes those
+ * 1 s buckets from the raw samples and the enclosing 1 min buckets from the 1 s ones. Buckets are
+ * recomputed, never incremented, so a retried batch or a late sample can never count twice, and
+ * the work stays off the path that acknowledges producers.
+ */
+export class RollupMaintainer {
+  private dirty: Dirty = new Map();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly secondPartitions: AxisDataPartitions,
+    private readonly onError: (error: unknown) => void = () => {},
+  ) {}
+
+  /** Call with each committed batch (IngestPipeline.onCommitted). */
+  note(batch: ValidBatch): void {
+    for (const row of batch.axis) {
+      const span = this.dirty.get(row.axisId);
+      if (!span) this.dirty.set(row.axisId, { from: row.timeMs, to: row.timeMs });
+      else {
+        if (row.timeMs < span.from) span.from = row.timeMs;
+        if (row.timeMs > span.to) span.to = row.timeMs;
+      }
+    }
+  }
+
+  start(intervalMs = 1000): void {
+    this.timer = setInterval(() => {
+      void this.flush().catch(this.onError);
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  /** Brings every touched bucket up to date; concurrent calls share one run. */
+  flush(): Promise<void> {
+    if (this.running) return this.running.then(() => this.flush());
+    const dirty = this.dirty;
+    this.dirty = new Map();
+    if (dirty.size === 0) return Promise.resolve();
+    this.running = this.recompute(dirty).finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  /** Recomputes every bucket of these axes (all when absent) in [from, to): after a restart, or to repair. */
+  async rebuild(from: Date, to: Date, axisIds?: number[]): Promise<void> {
+    const ids =
+      axisIds ??
+      (await this.db.query<{ axis_id: number }>("select axis_id from axis")).rows.map(
+        (row) => row.axis_id,
+      );
+    const dirty: Dirty = new Map(
+      ids.map((id) => [id, { from: from.getTime(), to: to.getTime() - 1 }]),
+    );
+    await this.recompute(dirty);
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.flush();
+  }
+
+  private async recompute(dirty: Dirty): Promise<void> {
+    // Axes touched over the same minutes share one statement (in steady state, all of them).
+    const groups = new Map<string, { from: number; to: number; axisIds: number[] }>();
+    for (const [axisId, span] of dirty) {
+      const from = Math.floor(span.from / minuteMs) * minuteMs;
+      const to = Math.floor(span.to / minuteMs) * minuteMs + minuteMs;
+      const key = `${from}:${to}`;
+      const group = groups.get(key) ?? { from, to, axisIds: [] };
+      group.axisIds.push(axisId);
+      groups.set(key, group);
+    }
+    for (const { from, to, axisIds } of groups.values()) {
+      const days: number[] = [];
+      for (let day = from; day < to; day += 86_400_000) days.push(day);
+      days.push(to - 1);
+      await this.secondPartitions.ensure(days);
+      const range = [axisIds, new Date(from), new Date(to)];
+      await this.db.transaction(async (tx) => {
+        await tx.query(
+          `insert into axis_data_1s (${rollupColumns.join(", ")})
+           select axis_id, date_trunc('second', update_timestamp), count(*)::int, max(update_timestamp), ${aggregateColumns("raw")}
+           from axis_data
+           where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
+           group by 1, 2
+           on conflict (axis_id, update_timestamp) do update set ${replaceAll}`,
+          range,
+        );
+        await tx.query(
+          `insert into axis_data_1m (${rollupColumns.join(", ")})
+           select axis_id, date_trunc('minute', update_timestamp), sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
+           from axis_data_1s
+           where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
+           group by 1, 2
+           on conflict (axis_id, update_timestamp) do update set ${replaceAll}`,
+          range,
+        );
+      });
+    }
+  }
+}
