@@ -101,30 +101,29 @@ export function createHistoryService({
   concurrency = 2,
 }: HistoryServiceOptions) {
   /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
-  function window(input: HistoryInput): { from: Date; to: Date } {
+  function resolveWindow(input: HistoryInput): { from: Date; to: Date } {
     const { minutes, from, to } = input;
     if (minutes !== undefined && from && to) {
       throw invalid({ minutes: ["Give minutes, or from and to, not all three."] });
     }
     const length = (minutes ?? historyLimits.defaultMinutes) * 60_000;
-    let window: { from: Date; to: Date };
-    if (from && to) window = { from, to };
-    else if (from && minutes !== undefined)
-      window = { from, to: new Date(from.getTime() + length) };
-    else if (from) window = { from, to: clock.now() };
+    let range: { from: Date; to: Date };
+    if (from && to) range = { from, to };
+    else if (from && minutes !== undefined) range = { from, to: new Date(from.getTime() + length) };
+    else if (from) range = { from, to: clock.now() };
     else {
       const end = to ?? clock.now();
-      window = { from: new Date(end.getTime() - length), to: end };
+      range = { from: new Date(end.getTime() - length), to: end };
     }
-    if (window.from.getTime() >= window.to.getTime()) {
+    if (range.from.getTime() >= range.to.getTime()) {
       throw invalid({ to: ["Must be after from."] });
     }
-    if (window.to.getTime() - window.from.getTime() > historyLimits.maxWindowDays * dayMs) {
+    if (range.to.getTime() - range.from.getTime() > historyLimits.maxWindowDays * dayMs) {
       throw invalid({
         from: [`The window may span at most ${historyLimits.maxWindowDays} days.`],
       });
     }
-    return window;
+    return range;
   }
 
   async function findSeries(input: HistoryInput): Promise<HistorySeries[]> {
@@ -167,7 +166,7 @@ export function createHistoryService({
         max_points: [`Ensure this value is between 1 and ${historyLimits.maxPoints}.`],
       });
     }
-    const { from, to } = window(input);
+    const { from, to } = resolveWindow(input);
     const requested = new Set(input.fields ?? historyFields);
     const fields = historyFields.filter((field) => requested.has(field));
     const series = await findSeries(input);
@@ -204,15 +203,15 @@ export function createHistoryService({
          and update_timestamp < $3::timestamptz
        order by update_timestamp
        limit ${pageSize}`;
-    const fetch = (axisId: number, cursor: string, after: boolean) =>
+    const fetchPage = (axisId: number, cursor: string, after: boolean) =>
       settled(db.query(select(after), [axisId, cursor, to.toISOString()]));
     for (const one of series) {
-      let next = fetch(one.axisId, from.toISOString(), false);
+      let next = fetchPage(one.axisId, from.toISOString(), false);
       for (;;) {
         const { rows } = await next;
         const last = rows.at(-1);
         const more = rows.length === pageSize && last !== undefined;
-        if (more) next = fetch(one.axisId, last.t as string, true);
+        if (more) next = fetchPage(one.axisId, last.t as string, true);
         if (rows.length > 0) yield { series: one, rows };
         if (!more) break;
       }

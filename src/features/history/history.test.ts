@@ -1,6 +1,11 @@
+import { get as httpGet, type IncomingMessage } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
 import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
+import { validatorCompiler } from "../../platform/validation.ts";
+import { historyRoutes } from "./history-routes.ts";
 import { historyFields } from "./history-schemas.ts";
 import { createHistoryService } from "./history-service.ts";
 
@@ -459,6 +464,67 @@ describe("streaming", () => {
     expect(records).toEqual(json.map((row) => Object.values(row).map(String)));
   });
 
+  it("a client that stops reading stops the queries; when it reads again, every row arrives", async () => {
+    // A long name makes each CSV row ~350 bytes: 28 MB in all, far more than socket buffers hold.
+    const { machine, axes } = await machineWithAxes(["X"], { machine_name: "M".repeat(255) });
+    const from = freshDay();
+    await t.services.partitions.ensure([from]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                              acceleration, velocity)
+       select $1, $2::timestamptz + n * interval '1 millisecond', n, n, true, 0, 0
+       from generate_series(0, 79999) n`,
+      [axes.X!.axis_id, iso(from)],
+    );
+    // The real service and routes on a real socket; only the page queries are counted.
+    let pageQueries = 0;
+    const db = new Proxy(t.database.db, {
+      get(target, property, receiver) {
+        if (property !== "query") return Reflect.get(target, property, receiver);
+        return (sql: string, params?: unknown[]) => {
+          if (sql.includes("from axis_data")) pageQueries++;
+          return target.query(sql, params);
+        };
+      },
+    });
+    const app = Fastify();
+    app.setValidatorCompiler(validatorCompiler);
+    await app.register(historyRoutes, {
+      history: createHistoryService({ db, clock: t.clock, pageSize: 500 }),
+    });
+    const address = await app.listen({ port: 0, host: "127.0.0.1" });
+    let response: IncomingMessage | undefined;
+    try {
+      response = await new Promise<IncomingMessage>((resolve) => {
+        httpGet(
+          `${address}/api/axis-data/?machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + day)}&format=csv`,
+          resolve,
+        );
+      });
+      response.pause();
+      // Wait until the server stops fetching: the buffers between it and us are full.
+      let whilePaused = -1;
+      for (let stable = 0; stable < 4; ) {
+        await sleep(250);
+        stable = pageQueries === whilePaused ? stable + 1 : 0;
+        whilePaused = pageQueries;
+      }
+      // 160 pages in all; a stalled reader leaves most of them unread in the database (here
+      // ~28 pages, ~5 MB, sit in socket buffers).
+      expect(whilePaused).toBeLessThan(100);
+      let lines = 0;
+      for await (const chunk of response) {
+        const buffer = chunk as Buffer;
+        for (let i = buffer.indexOf(10); i !== -1; i = buffer.indexOf(10, i + 1)) lines++;
+      }
+      expect(lines).toBe(80_001);
+      expect(pageQueries).toBe(161);
+    } finally {
+      response?.destroy();
+      await app.close();
+    }
+  }, 60_000);
+
   it("pages by the exact timestamp, so samples microseconds apart are neither lost nor repeated", async () => {
     const { machine, axes } = await machineWithAxes(["X"]);
     const from = freshDay();
@@ -586,6 +652,20 @@ describe("refusals", () => {
       expect(answer.statusCode, answer.body).toBe(400);
     });
   }
+
+  it("documents both answer shapes and every parameter in OpenAPI", async () => {
+    const answer = await t.inject({ method: "GET", url: "/openapi.json" });
+    expect(answer.statusCode).toBe(200);
+    const path = answer.json().paths["/api/axis-data/"];
+    const names = path.get.parameters.map((parameter: { name: string }) => parameter.name);
+    expect(names.sort()).toEqual(
+      ["axis_name", "fields", "format", "from", "machine_id", "max_points", "minutes", "to"].sort(),
+    );
+    const text = JSON.stringify(path.post.responses["200"]);
+    for (const column of ["axis_data_id", "velocity_min", "velocity_max", "samples"]) {
+      expect(text).toContain(column);
+    }
+  });
 
   it("answers 401 without a token and 403 without axisdata.view; every group may read", async () => {
     const anonymous = await t.inject({ method: "GET", url: "/api/axis-data/" });
