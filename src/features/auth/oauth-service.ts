@@ -428,7 +428,7 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
   /** Drops tokens that can no longer be used, so the table does not grow without bound. */
   async function purgeExpiredTokens(): Promise<number> {
     const { rowCount } = await db.query(
-      "delete from oauth_token where expires_at < $1 - interval '1 day'",
+      "delete from oauth_token where expires_at < $1::timestamptz - interval '1 day'",
       [clock.now()],
     );
     return rowCount;

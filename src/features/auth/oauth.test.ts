@@ -547,3 +547,25 @@ describe("OAuth2 client administration", () => {
     }
   });
 });
+
+describe("expired token purge", () => {
+  it("deletes tokens a day past their expiry and keeps the rest", async () => {
+    const username = await newUser();
+    const { access_token } = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json();
+    const count = async () =>
+      Number(
+        (await t.database.db.query<{ n: number }>("select count(*)::int as n from oauth_token"))
+          .rows[0]!.n,
+      );
+    const before = await count();
+    expect(await t.services.oauth.purgeExpiredTokens()).toBe(0);
+    expect(await count()).toBe(before);
+    // Two weeks and a day later, every access token issued so far (lifetime 60 s) is purgeable,
+    // and refresh tokens (14 days) too.
+    t.clock.advance(15 * 86_400_000 + 120_000);
+    expect(await t.services.oauth.purgeExpiredTokens()).toBe(before);
+    expect((await machines(access_token)).statusCode).toBe(401);
+  });
+});

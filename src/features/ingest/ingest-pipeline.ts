@@ -15,9 +15,13 @@ import { namedToolIds, validateBatch } from "./ingest-validation.ts";
 import type { LatestValues } from "./latest-values.ts";
 
 export interface IngestOptions {
-  /** A flush starts once this many rows wait… */
+  /** Most rows one flush (one transaction) takes; more wait for the next. */
   flushRows: number;
-  /** …or this long after the first of them arrived. */
+  /**
+   * How long rows reaching an idle pipeline wait for others to join them. Group commit makes 0
+   * the right default: a flush starts as soon as none is running, and whatever arrives while it
+   * runs forms the next, so a lone producer waits one commit and load grows batches by itself.
+   */
   flushDelayMs: number;
   /** Rows waiting beyond this are refused (503): memory stays bounded when the database is slow. */
   maxQueuedRows: number;
@@ -27,7 +31,7 @@ export interface IngestOptions {
 
 export const defaultIngestOptions: IngestOptions = {
   flushRows: 5000,
-  flushDelayMs: 50,
+  flushDelayMs: 0,
   maxQueuedRows: 200_000,
   probeIntervalMs: 1000,
 };
@@ -117,8 +121,10 @@ export class IngestPipeline {
     return new Promise<IngestResult>((resolve, reject) => {
       this.queue.push({ batch, rows, resolve, reject });
       this.queuedRows += rows;
-      if (this.queuedRows >= this.options.flushRows) this.flushSoon(0);
-      else if (!this.timer) this.flushSoon(this.options.flushDelayMs);
+      // While a flush runs, rows simply queue: its end starts the next one.
+      if (!this.flushing && !this.timer) {
+        this.flushSoon(this.queuedRows >= this.options.flushRows ? 0 : this.options.flushDelayMs);
+      }
     });
   }
 
@@ -166,18 +172,31 @@ export class IngestPipeline {
 
   private flush(): Promise<void> {
     const run = async () => {
-      const submissions = this.queue;
-      this.queue = [];
-      this.queuedRows = 0;
+      const submissions = this.takeFlush();
       if (submissions.length > 0) await this.commit(submissions);
     };
     this.flushing = run().finally(() => {
       this.flushing = undefined;
-      // Rows that arrived during the flush go next, without waiting for another timer.
-      if (this.queue.length > 0 && !this.timer)
-        this.flushSoon(this.queuedRows >= this.options.flushRows ? 0 : this.options.flushDelayMs);
+      // Rows that arrived during the flush go next, at once.
+      if (this.queue.length > 0) this.flushSoon(0);
     });
     return this.flushing;
+  }
+
+  /** The oldest submissions up to flushRows rows (at least one, however large). */
+  private takeFlush(): Submission[] {
+    let rows = 0;
+    let count = 0;
+    while (
+      count < this.queue.length &&
+      (count === 0 || rows + this.queue[count]!.rows <= this.options.flushRows)
+    ) {
+      rows += this.queue[count]!.rows;
+      count++;
+    }
+    const taken = this.queue.splice(0, count);
+    this.queuedRows -= rows;
+    return taken;
   }
 
   private async commit(submissions: Submission[]): Promise<void> {
