@@ -1,16 +1,20 @@
-// npm run bench [-- crud|history|live] [--seconds N] [--hours N]: runs the benchmarks and prints
+// npm run bench [-- crud|history|ingest|live|simulator] [--seconds N] [--hours N]: runs the benchmarks and prints
 // their tables in Markdown, ready for docs/benchmarks.md. Each figure is a ratio against a
 // baseline measured in the same run.
 import { parseArgs } from "node:util";
 import { benchCrud } from "./crud.ts";
 import { benchHistory } from "./history.ts";
+import { benchIngest } from "./ingest.ts";
 import { benchLive } from "./live.ts";
+import { benchSimulator } from "./simulator.ts";
 
 const benches: Record<string, (options: { seconds?: number; hours?: number }) => Promise<string>> =
   {
     crud: (options) => benchCrud(options),
     history: (options) => benchHistory(options),
+    ingest: () => benchIngest(),
     live: (options) => benchLive(options),
+    simulator: (options) => benchSimulator(options),
   };
 
 const { values, positionals } = parseArgs({

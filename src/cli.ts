@@ -223,7 +223,12 @@ program
       close: () => Promise<void>,
     ) => {
       try {
-        const simulator = await startSimulator(target, simulatorOptions, hooks);
+        const simulator = await startSimulator(target, simulatorOptions, hooks).catch(
+          (error: unknown) => {
+            // The fleet's own range checks (e.g. a speed that makes an interval shorter than 1 ms).
+            throw error instanceof RangeError ? new UsageError(error.message) : error;
+          },
+        );
         const stop = () => void simulator.stop();
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
