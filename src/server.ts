@@ -44,6 +44,8 @@ export async function serve(config: Config): Promise<void> {
   // Rollups of the last minutes may have missed a crash; recompute them, then apply retention.
   const now = services.clock.now().getTime();
   await services.rollups.rebuild(new Date(now - 15 * 60_000), new Date(now + 60_000));
+  // The live feed answers from memory: give it every series' newest value of the last day.
+  await services.latest.load(services.db, new Date(now - 86_400_000));
   await maintenance();
   purge.unref();
 

@@ -356,3 +356,33 @@ describe("back-pressure", () => {
     }
   });
 });
+
+describe("latest values after a restart", () => {
+  it("are loaded from the database: the newest sample of each series, tool and tool in use", async () => {
+    const newest = new Date(Date.now() - 500).toISOString();
+    await ingest({
+      axis_data: [
+        sample({
+          axis_name: "Z",
+          actual_position: 1,
+          timestamp: new Date(Date.now() - 900).toISOString(),
+        }),
+        sample({ axis_name: "Z", actual_position: 2, timestamp: newest }),
+      ],
+      tool_usage: [{ machine_id: machineId, tool_in_use: toolId, timestamp: newest }],
+    });
+    const { LatestValues } = await import("./latest-values.ts");
+    const fresh = new LatestValues();
+    await fresh.load(t.database.db, new Date(Date.now() - 86_400_000));
+    const z = fresh.axes.get(axisIds.Z!);
+    expect(z?.actualPosition).toBe(2);
+    expect(Date.parse(z!.time)).toBe(Date.parse(newest));
+    expect(z?.machineId).toBe(machineId);
+    expect(fresh.toolUsage.get(machineId)?.toolInUse).toBe(toolId);
+    expect(fresh.tools.get(toolId)?.machineId).toBe(machineId);
+    // Nothing older than the window is loaded.
+    const empty = new LatestValues();
+    await empty.load(t.database.db, new Date(Date.now() + 60_000));
+    expect(empty.axes.size).toBe(0);
+  });
+});
