@@ -106,6 +106,7 @@ export async function buildApp(
         clock: services.clock,
         retentionDays: config.retentionDays,
         partitions: services.partitions,
+        onSampleWritten: (axisId, timeMs) => services.rollups.noteSample(axisId, timeMs),
       }),
     ]) {
       resourceRoutes(data, db, services.changes, resource);

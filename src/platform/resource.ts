@@ -48,6 +48,8 @@ export interface ResourceDefinition {
    * (this process's writes, or any other writer's through NOTIFY). Absent: never cached.
    */
   cachedUntilChanged?: string[];
+  /** Told of each row as written, and of the previous row on updates and deletes. */
+  afterWrite?: (row: Record<string, unknown>) => void;
   /** Domain checks and derived values before a write; `existing` is set on updates. */
   prepare?: (
     db: Database,
@@ -144,7 +146,9 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
       ),
     );
     written();
-    return get(rows[0]!.id);
+    const created = await get(rows[0]!.id);
+    def.afterWrite?.(created);
+    return created;
   }
 
   async function update(id: number | string, body: Record<string, unknown>) {
@@ -170,15 +174,20 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
     );
     if (rowCount === 0) throw notFound();
     written();
-    return get(id);
+    const updated = await get(id);
+    def.afterWrite?.(existing);
+    def.afterWrite?.(updated);
+    return updated;
   }
 
   async function remove(id: number | string) {
+    const existing = def.afterWrite ? await get(id) : undefined;
     const { rowCount } = await db.query(`delete from ${def.table} where ${def.idColumn} = $1`, [
       id,
     ]);
     if (rowCount === 0) throw notFound();
     written();
+    if (existing) def.afterWrite?.(existing);
   }
 
   return { list, get, create, update, remove };

@@ -10,6 +10,8 @@ export interface AxisDataRules {
   clock: Clock;
   retentionDays: number;
   partitions: AxisDataPartitions;
+  /** Told of every sample written, changed or deleted here (the rollups recompute its buckets). */
+  onSampleWritten?: (axisId: number, timeMs: number) => void;
 }
 
 /** Samples must fall inside the kept window: older ones would be dropped at once, and far-future
@@ -110,6 +112,11 @@ export function axisDataResource(rules: AxisDataRules): ResourceDefinition {
       },
       axis_data_axis_id_fkey: { field: "axis", reason: "Invalid pk - axis does not exist." },
     },
+    afterWrite: (row) =>
+      rules.onSampleWritten?.(
+        Number(row.axis),
+        new Date(row.update_timestamp as string | Date).getTime(),
+      ),
     prepare: async (_db, input, existing) => {
       const given = input.update_timestamp as string | undefined;
       const time = given ? new Date(given) : existing ? undefined : rules.clock.now();

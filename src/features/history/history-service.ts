@@ -42,6 +42,8 @@ export interface HistoryAnswer {
 export interface HistoryServiceOptions {
   db: Database;
   clock: Clock;
+  /** Where rollups may lag: from this sample time on, raw samples are read instead. */
+  rollups?: { pendingSince(): number | undefined };
   /** Rows per query for raw windows (keyset pagination). */
   pageSize?: number;
   /** At most this many buckets (result rows) per downsampling query. */
@@ -53,49 +55,74 @@ export interface HistoryServiceOptions {
 const dayMs = 86_400_000;
 const isoMicros = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
-/**
- * Where a bucket's aggregates come from. Only raw samples exist today. A rollup table (1 s or
- * 1 min per axis, keeping min, max, sum and count of each field) would be a second entry in
- * `bucketSources`, picked when the bucket width is a multiple of its resolution and the window
- * starts on its grid: its `avg` is sum(sum)/sum(count), `min` min(min), `max` max(max), `count`
- * sum(count). To let it serve most requests, `query` would then round the width up to a multiple
- * of the resolution (fewer buckets, still at most max_points) and start the grid on it.
- */
-interface BucketSource {
-  table: string;
-  /** Width of one stored row in ms; 0 for raw samples. */
-  resolutionMs: number;
-  count: string;
-  avg(field: HistoryField): string;
-  min(field: HistoryField): string;
-  max(field: HistoryField): string;
+/** Rollup tables (migration 0004), coarsest first: a bucket at least this wide can use them. */
+const rollupResolutions = [
+  { table: "axis_data_1m", resolutionMs: 60_000 },
+  { table: "axis_data_1s", resolutionMs: 1000 },
+] as const;
+
+export interface BucketGrid {
+  /** The rollup table read for whole rollup rows inside the window, if any. */
+  rollup: (typeof rollupResolutions)[number] | undefined;
+  /** Bucket width in ms, and where the grid starts (at or before `from`). */
+  widthMs: number;
+  originMs: number;
 }
 
-// sum/count, not avg(): avg(float8) keeps a sum of squares too, and costs a third more.
-const rawSamples: BucketSource = {
-  table: "axis_data",
-  resolutionMs: 0,
-  count: "count(*)::int",
-  avg: (field) => (field === "homed" ? "bool_and(homed)" : `sum(${field}) / count(*)`),
-  min: (field) => (field === "homed" ? "bool_and(homed)" : `min(${field})`),
-  max: (field) => (field === "homed" ? "bool_or(homed)" : `max(${field})`),
-};
+/**
+ * The buckets of a downsampled window. Raw only (bucket narrower than a second): buckets of
+ * ⌈window ÷ max_points⌉ ms from `from`. Otherwise the grid snaps to the coarsest rollup not wider
+ * than the bucket: the width rounds up to a multiple of its resolution and the grid starts on
+ * it, so every rollup row falls in one bucket; still at most max_points buckets.
+ */
+export function bucketGrid(fromMs: number, toMs: number, maxPoints: number): BucketGrid {
+  const widthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));
+  const rollup = rollupResolutions.find((candidate) => widthMs >= candidate.resolutionMs);
+  if (!rollup) return { rollup, widthMs, originMs: fromMs };
+  const step = rollup.resolutionMs;
+  const originMs = Math.floor(fromMs / step) * step;
+  let width = Math.ceil(widthMs / step) * step;
+  while (Math.ceil((toMs - originMs) / width) > maxPoints) width += step;
+  return { rollup, widthMs: width, originMs };
+}
 
-const bucketSources: BucketSource[] = [rawSamples];
-
-function bucketSource(bucketMs: number, from: Date): BucketSource {
-  return (
-    bucketSources.find(
-      (source) =>
-        source.resolutionMs === 0 ||
-        (bucketMs % source.resolutionMs === 0 && from.getTime() % source.resolutionMs === 0),
-    ) ?? rawSamples
+/** Per field, what a bucket holds: the average, min and max, from raw rows or rollup rows alike. */
+function bucketAggregates(fields: HistoryField[]): [string, string][] {
+  return fields.flatMap((field): [string, string][] =>
+    field === "homed"
+      ? [
+          [field, "bool_and(homed_all)"],
+          [`${field}_min`, "bool_and(homed_all)"],
+          [`${field}_max`, "bool_or(homed_any)"],
+        ]
+      : [
+          // sum/count, not avg(): avg(float8) keeps a sum of squares too, and costs a third more.
+          [field, `sum(${field}_sum) / sum(n)`],
+          [`${field}_min`, `min(${field}_lo)`],
+          [`${field}_max`, `max(${field}_hi)`],
+        ],
   );
+}
+
+/** The same columns from raw samples and from a rollup table, so one query can mix both. */
+function sampleColumns(fields: HistoryField[], from: "raw" | "rollup"): string {
+  const columns = ["axis_id", "update_timestamp", from === "raw" ? "1 as n" : "samples as n"];
+  for (const field of fields) {
+    if (field === "homed") continue;
+    columns.push(
+      from === "raw"
+        ? `${field} as ${field}_lo, ${field} as ${field}_hi, ${field} as ${field}_sum`
+        : `${field}_min as ${field}_lo, ${field}_max as ${field}_hi, ${field}_sum as ${field}_sum`,
+    );
+  }
+  columns.push(from === "raw" ? "homed as homed_all, homed as homed_any" : "homed_all, homed_any");
+  return columns.join(", ");
 }
 
 export function createHistoryService({
   db,
   clock,
+  rollups,
   pageSize = 5000,
   bucketsPerQuery = 20_000,
   concurrency = 2,
@@ -170,15 +197,15 @@ export function createHistoryService({
     const requested = new Set(input.fields ?? historyFields);
     const fields = historyFields.filter((field) => requested.has(field));
     const series = await findSeries(input);
-    // The grid starts at `from`; ceil keeps the bucket count at or under max_points.
-    const bucketMs =
+    const grid =
       input.maxPoints === undefined
         ? undefined
-        : Math.max(1, Math.ceil((to.getTime() - from.getTime()) / input.maxPoints));
+        : bucketGrid(from.getTime(), to.getTime(), input.maxPoints);
+    const bucketMs = grid?.widthMs;
     const pages =
-      bucketMs === undefined
+      grid === undefined
         ? () => rawPages(series, fields, from, to)
-        : () => bucketPages(series, fields, from, to, bucketMs);
+        : () => bucketPages(series, fields, from, to, grid);
     return { from, to, fields, bucketMs, series, pages };
   }
 
@@ -232,35 +259,48 @@ export function createHistoryService({
     fields: HistoryField[],
     from: Date,
     to: Date,
-    bucketMs: number,
+    grid: BucketGrid,
   ): AsyncGenerator<HistoryPage> {
-    const source = bucketSource(bucketMs, from);
-    const aggregates = fields.flatMap((field) => [
-      [field, source.avg(field)],
-      [`${field}_min`, source.min(field)],
-      [`${field}_max`, source.max(field)],
-    ]);
-    // date_bin's buckets start at the window's start; group on it, then format the few results.
-    const sql = `select axis_id, to_char(b at time zone 'UTC', ${isoMicros}) as t, samples,
+    const aggregates = bucketAggregates(fields);
+    const rawSamples = `select ${sampleColumns(fields, "raw")} from axis_data where axis_id = any($1::bigint[])`;
+    // Whole rollup rows for the interior [$6, $7); raw samples for the edges and for whatever the
+    // rollups may not hold yet. Without a rollup, $6 = $7 and everything is raw.
+    const samples = grid.rollup
+      ? `${rawSamples} and update_timestamp >= $2::timestamptz and update_timestamp < $6::timestamptz
+         union all
+         select ${sampleColumns(fields, "rollup")} from ${grid.rollup.table}
+         where axis_id = any($1::bigint[]) and update_timestamp >= $6::timestamptz and update_timestamp < $7::timestamptz
+         union all
+         ${rawSamples} and update_timestamp >= $7::timestamptz and update_timestamp < $3::timestamptz`
+      : `${rawSamples} and update_timestamp >= $2::timestamptz and update_timestamp < $3::timestamptz`;
+    // date_bin's buckets start on the grid; group on it, then format the few results. The first
+    // bucket is labelled with the window's start when the grid begins before it.
+    const sql = `select axis_id, to_char(greatest(b, $2::timestamptz) at time zone 'UTC', ${isoMicros}) as t, samples,
              ${aggregates.map(([name]) => `${name}::text as ${name}`).join(", ")}
       from (
         select axis_id, date_bin($4::interval, update_timestamp, $5::timestamptz) as b,
-               ${source.count} as samples,
+               sum(n)::int as samples,
                ${aggregates.map(([name, sql]) => `${sql} as ${name}`).join(", ")}
-        from ${source.table}
-        where axis_id = any($1::bigint[]) and update_timestamp >= $2::timestamptz
-          and update_timestamp < $3::timestamptz
+        from (${samples}) s
         group by 1, 2
       ) g
       order by axis_id, b`;
-    const buckets = Math.ceil((to.getTime() - from.getTime()) / bucketMs);
+    const bucketMs = grid.widthMs;
+    const step = grid.rollup?.resolutionMs ?? 1;
+    const pending = rollups?.pendingSince();
+    const buckets = Math.ceil((to.getTime() - grid.originMs) / bucketMs);
     const perQuery = Math.max(1, Math.floor(bucketsPerQuery / buckets));
     const sliceMs = bucketMs * Math.floor(bucketsPerQuery / perQuery);
     const tasks = function* () {
       for (let first = 0; first < series.length; first += perQuery) {
         const group = series.slice(first, first + perQuery);
-        for (let start = from.getTime(); start < to.getTime(); start += sliceMs) {
-          const end = Math.min(start + sliceMs, to.getTime());
+        for (let sliceStart = grid.originMs; sliceStart < to.getTime(); sliceStart += sliceMs) {
+          const start = Math.max(sliceStart, from.getTime());
+          const end = Math.min(sliceStart + sliceMs, to.getTime());
+          // Interior: whole rollup rows, before anything the rollups may not hold yet.
+          const interiorFrom = Math.ceil(start / step) * step;
+          let interiorTo = Math.floor(Math.min(end, pending ?? end) / step) * step;
+          if (interiorTo < interiorFrom) interiorTo = interiorFrom;
           yield () =>
             db.transaction(async (tx) => {
               // The planner cannot know how few buckets there are; with the default work_mem
@@ -271,7 +311,10 @@ export function createHistoryService({
                 new Date(start).toISOString(),
                 new Date(end).toISOString(),
                 `${bucketMs} milliseconds`,
-                from.toISOString(),
+                new Date(grid.originMs).toISOString(),
+                ...(grid.rollup
+                  ? [new Date(interiorFrom).toISOString(), new Date(interiorTo).toISOString()]
+                  : []),
               ]);
               return { group, rows };
             });

@@ -7,7 +7,7 @@ import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
 import { validatorCompiler } from "../../platform/validation.ts";
 import { historyRoutes } from "./history-routes.ts";
 import { historyFields } from "./history-schemas.ts";
-import { createHistoryService } from "./history-service.ts";
+import { bucketGrid, createHistoryService } from "./history-service.ts";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -32,7 +32,10 @@ interface Sample {
 let dayCounter = 0;
 const freshDay = () => Date.UTC(2026, 0, 1) + ++dayCounter * day;
 
-/** Writes samples straight into axis_data, as the ingest pipeline would. */
+/**
+ * Writes samples straight into axis_data, as the ingest pipeline would, and tells the rollup
+ * maintainer, as every writer does, so downsampled answers can use the rollups.
+ */
 async function insertSamples(axisId: number, samples: Sample[]): Promise<void> {
   await t.services.partitions.ensure(samples.map((sample) => sample.at));
   await t.database.db.query(
@@ -50,6 +53,8 @@ async function insertSamples(axisId: number, samples: Sample[]): Promise<void> {
       samples.map((sample) => sample.velocity),
     ],
   );
+  for (const sample of samples) t.services.rollups.noteSample(axisId, sample.at);
+  await t.services.rollups.flush();
 }
 
 /** A smooth curve with deterministic spikes, so a bucket's extremes are not its neighbours'. */
@@ -332,13 +337,21 @@ describe("downsampling (max_points)", () => {
       const answer = await rows(
         `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}&max_points=${maxPoints}`,
       );
-      const bucketMs = Math.ceil((to - from) / maxPoints);
+      // The grid: ⌈window ÷ max_points⌉ from `from`, or, when that is a second or more, snapped
+      // to the rollups' 1 s or 1 min grid (the first bucket labelled with `from`).
+      const grid = bucketGrid(from, to, maxPoints);
+      const resolution = grid.rollup?.resolutionMs ?? 1;
+      expect(grid.originMs % resolution).toBe(0);
+      expect(grid.widthMs % resolution).toBe(0);
+      expect(grid.originMs).toBeLessThanOrEqual(from);
       for (const name of ["X", "Y"]) {
         // Brute force: every sample of the window in its bucket.
         const expected = new Map<number, Sample[]>();
         for (const sample of data[name]!) {
           if (sample.at < from || sample.at >= to) continue;
-          const bucket = from + Math.floor((sample.at - from) / bucketMs) * bucketMs;
+          const start =
+            grid.originMs + Math.floor((sample.at - grid.originMs) / grid.widthMs) * grid.widthMs;
+          const bucket = Math.max(start, from);
           expected.set(bucket, [...(expected.get(bucket) ?? []), sample]);
         }
         const got = answer.filter((row) => row.axis_name === name);

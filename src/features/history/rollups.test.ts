@@ -159,11 +159,41 @@ describe("rollups", () => {
     expectClose(await stored("axis_data_1m", axisX), expected([...samples, late], "X", 60_000));
   });
 
+  it("are what history reads for wide buckets: raw samples removed behind their back change nothing", async () => {
+    const window = `machine_id=${machineId}&axis_name=X&from=${new Date(start - 58_500).toISOString()}&to=${new Date(start + 61_500).toISOString()}`;
+    const ask = async (maxPoints: number) =>
+      (
+        await t.inject({
+          method: "GET",
+          url: `/api/axis-data/?${window}&max_points=${maxPoints}`,
+          headers: t.adminAuth,
+        })
+      ).json();
+    const minutes = await ask(2);
+    const seconds = await ask(120);
+    expect(minutes.length).toBe(2);
+    expect(minutes.reduce((sum: number, row: { samples: number }) => sum + row.samples, 0)).toBe(
+      31,
+    );
+    // Only the rollups still know these samples now.
+    await t.database.db.query("delete from axis_data where axis_id = $1", [axisX]);
+    expect(await ask(2)).toEqual(minutes);
+    expect(await ask(120)).toEqual(seconds);
+    // Raw-only answers (no max_points) do see the deletion.
+    expect(
+      (
+        await t.inject({ method: "GET", url: `/api/axis-data/?${window}`, headers: t.adminAuth })
+      ).json(),
+    ).toEqual([]);
+  });
+
   it("can be rebuilt from raw samples, as after a crash", async () => {
     await t.database.db.query("delete from axis_data_1s");
     await t.database.db.query("delete from axis_data_1m");
     await t.services.rollups.rebuild(new Date(start - 60_000), new Date(start + 120_000));
     expectClose(await stored("axis_data_1m", axisY), expected(samples, "Y", 60_000));
+    // X's raw samples were deleted above: a rebuild makes its rollups agree with that.
+    expect(await stored("axis_data_1m", axisX)).toEqual([]);
   });
 });
 

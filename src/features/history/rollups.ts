@@ -66,16 +66,11 @@ const rollupColumns = [
   "homed_last",
 ];
 
-const replaceAll = rollupColumns
-  .slice(2)
-  .map((column) => `${column} = excluded.${column}`)
-  .join(", ");
-
 /**
  * Keeps the 1 s and 1 min rollups (migration 0004) up to date as data arrives. It hears each
  * committed batch, remembers which axes and times it touched, and every second recomputes those
  * 1 s buckets from the raw samples and the enclosing 1 min buckets from the 1 s ones. Buckets are
- * recomputed, never incremented, so a retried batch or a late sample can never count twice, and
+ * recomputed (replaced), never incremented, so a retried batch or a late sample can never count twice, and
  * the work stays off the path that acknowledges producers.
  */
 export class RollupMaintainer {
@@ -89,16 +84,32 @@ export class RollupMaintainer {
     private readonly onError: (error: unknown) => void = () => {},
   ) {}
 
+  private inFlightSince: number | undefined;
+
   /** Call with each committed batch (IngestPipeline.onCommitted). */
   note(batch: ValidBatch): void {
-    for (const row of batch.axis) {
-      const span = this.dirty.get(row.axisId);
-      if (!span) this.dirty.set(row.axisId, { from: row.timeMs, to: row.timeMs });
-      else {
-        if (row.timeMs < span.from) span.from = row.timeMs;
-        if (row.timeMs > span.to) span.to = row.timeMs;
-      }
+    for (const row of batch.axis) this.noteSample(row.axisId, row.timeMs);
+  }
+
+  /** A sample written, changed or deleted some other way (the CRUD endpoints). */
+  noteSample(axisId: number, timeMs: number): void {
+    const span = this.dirty.get(axisId);
+    if (!span) this.dirty.set(axisId, { from: timeMs, to: timeMs });
+    else {
+      if (timeMs < span.from) span.from = timeMs;
+      if (timeMs > span.to) span.to = timeMs;
     }
+  }
+
+  /**
+   * The earliest sample time whose rollups may not be up to date yet (undefined: all are).
+   * Readers take raw samples from there on, so an answer never misses a fresh sample.
+   */
+  pendingSince(): number | undefined {
+    let since = this.inFlightSince;
+    for (const span of this.dirty.values())
+      if (since === undefined || span.from < since) since = span.from;
+    return since;
   }
 
   start(intervalMs = 1000): void {
@@ -114,9 +125,20 @@ export class RollupMaintainer {
     const dirty = this.dirty;
     this.dirty = new Map();
     if (dirty.size === 0) return Promise.resolve();
-    this.running = this.recompute(dirty).finally(() => {
-      this.running = undefined;
-    });
+    this.inFlightSince = Math.min(...[...dirty.values()].map((span) => span.from));
+    this.running = this.recompute(dirty)
+      .catch((error: unknown) => {
+        // Keep what failed for the next run, so no bucket stays stale.
+        for (const [axisId, span] of dirty) {
+          this.noteSample(axisId, span.from);
+          this.noteSample(axisId, span.to);
+        }
+        throw error;
+      })
+      .finally(() => {
+        this.running = undefined;
+        this.inFlightSince = undefined;
+      });
     return this.running;
   }
 
@@ -156,13 +178,21 @@ export class RollupMaintainer {
       await this.secondPartitions.ensure(days);
       const range = [axisIds, new Date(from), new Date(to)];
       await this.db.transaction(async (tx) => {
+        // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
+        await tx.query(
+          "delete from axis_data_1s where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3",
+          range,
+        );
+        await tx.query(
+          "delete from axis_data_1m where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3",
+          range,
+        );
         await tx.query(
           `insert into axis_data_1s (${rollupColumns.join(", ")})
            select axis_id, date_trunc('second', update_timestamp), count(*)::int, max(update_timestamp), ${aggregateColumns("raw")}
            from axis_data
            where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
-           group by 1, 2
-           on conflict (axis_id, update_timestamp) do update set ${replaceAll}`,
+           group by 1, 2`,
           range,
         );
         await tx.query(
@@ -170,8 +200,7 @@ export class RollupMaintainer {
            select axis_id, date_trunc('minute', update_timestamp), sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
            from axis_data_1s
            where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
-           group by 1, 2
-           on conflict (axis_id, update_timestamp) do update set ${replaceAll}`,
+           group by 1, 2`,
           range,
         );
       });
