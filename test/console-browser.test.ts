@@ -261,6 +261,157 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("explores history: machines × axes × fields charted as bands, CSV download matching the API, zoom re-queries", async () => {
+    const page = await newPage();
+    const queries: URL[] = [];
+    page.on("request", (request) => {
+      const url = new URL(request.url());
+      if (url.pathname === "/api/axis-data/") queries.push(url);
+    });
+    await signIn(page, people.manager);
+    await page
+      .getByRole("navigation", { name: "Main" })
+      .getByRole("link", { name: "History" })
+      .click();
+    await page.getByRole("heading", { name: "History" }).waitFor();
+    await page.locator(".history-chart .uplot").first().waitFor();
+
+    // Keyboard: the axis and field choices are labelled checkboxes.
+    const [first, second] = [...fleet].sort((a, b) =>
+      a.machine_name.localeCompare(b.machine_name, undefined, { numeric: true }),
+    );
+    await page.getByRole("checkbox", { name: new RegExp(`^${second!.machine_name} `) }).check();
+    await page.getByRole("checkbox", { name: "Y", exact: true }).focus();
+    await page.keyboard.press("Space");
+    await page.getByRole("checkbox", { name: "Velocity" }).check();
+    await expect.poll(() => page.locator(".history-chart .uplot").count()).toBe(2);
+    await expect
+      .poll(() => page.locator(".history-legend li").allTextContents())
+      .toEqual([
+        `${first!.machine_name} · X`,
+        `${first!.machine_name} · Y`,
+        `${second!.machine_name} · X`,
+        `${second!.machine_name} · Y`,
+      ]);
+    await page.getByText(/buckets from [\d,]+ samples/).waitFor();
+    const query = queries.at(-1)!;
+    expect(query.searchParams.get("max_points")).toBe("600");
+    expect(query.searchParams.get("fields")).toBe("actual_position,velocity");
+    await shot(page, "history");
+
+    // CSV: the same query with format=csv, fetched with the token and saved from a Blob.
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "Download CSV" }).click(),
+    ]);
+    const csvQuery = queries.at(-1)!;
+    expect(csvQuery.searchParams.get("format")).toBe("csv");
+    const { readFile } = await import("node:fs/promises");
+    const csv = (await readFile(await download.path())).toString("utf8");
+    csvQuery.searchParams.delete("format");
+    expect(csvQuery.search).toBe(query.search);
+    const json = (
+      await t.inject({ url: `/api/axis-data/${csvQuery.search}`, headers: t.adminAuth })
+    ).json() as Record<string, unknown>[];
+    const [header, ...lines] = csv.trimEnd().split("\r\n");
+    const columns = header!.split(",");
+    expect(columns).toContain("velocity_max");
+    expect(lines.length).toBe(json.length);
+    expect(json.length).toBeGreaterThan(20);
+    lines.forEach((line, index) => {
+      const cells = line.split(",");
+      columns.forEach((column, c) => {
+        const value = json[index]![column];
+        if (typeof value === "number") expect(Number(cells[c])).toBe(value);
+        else expect(cells[c]).toBe(String(value));
+      });
+    });
+
+    // Drag across the chart: the page asks for that span, at finer buckets.
+    const before = queries.length;
+    const over = page.locator(".history-chart .u-over").first();
+    const box = (await over.boundingBox())!;
+    await page.mouse.move(box.x + box.width * 0.7, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.85, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await expect.poll(() => queries.length).toBeGreaterThan(before);
+    const zoomed = queries.at(-1)!;
+    const span = (url: URL) =>
+      Date.parse(url.searchParams.get("to")!) - Date.parse(url.searchParams.get("from")!);
+    expect(span(query)).toBe(15 * 60_000);
+    expect(span(zoomed)).toBeGreaterThan(60_000);
+    expect(span(zoomed)).toBeLessThan(4 * 60_000);
+    expect(zoomed.searchParams.get("max_points")).toBe("600");
+    await expect
+      .poll(() => page.getByRole("button", { name: "Reset zoom" }).isEnabled())
+      .toBe(true);
+    await page.getByText(/buckets of ≈ [\d.]+ ms|buckets of ≈ 0\.\d s|buckets of ≈ \d s/).waitFor();
+    await shot(page, "history-zoomed");
+    await page.getByRole("button", { name: "Reset zoom" }).click();
+    await expect.poll(() => span(queries.at(-1)!)).toBe(15 * 60_000);
+
+    // A custom window with no data says so.
+    await page.getByRole("button", { name: "Custom" }).click();
+    await page.getByLabel("From", { exact: true }).fill("2020-01-01T00:00:00");
+    await page.getByLabel("To", { exact: true }).fill("2020-01-01T01:00:00");
+    await page.getByLabel("To", { exact: true }).press("Tab");
+    await page.getByText("No samples in this window for this selection.").waitFor();
+    await page.context().close();
+
+    for (const [name, options] of [
+      ["history-dark", { dark: true }],
+      ["history-tablet", { width: 820, height: 1180 }],
+    ] as const) {
+      const other = await newPage(options);
+      await signIn(other, people.manager);
+      await other.goto(`${base}/history?machine_id=${fleet[0]!.machine_id}`);
+      await other.locator(".history-chart .uplot").first().waitFor();
+      await other.getByText(/buckets from/).waitFor();
+      await shot(other, name);
+      await other.context().close();
+    }
+  });
+
+  it("pushes live values over the WebSocket to the fleet tiles", async () => {
+    const page = await newPage();
+    const pushed: string[] = [];
+    page.on("websocket", (socket) => {
+      if (!socket.url().endsWith("/ws/machine_data/")) return;
+      socket.on("framereceived", ({ payload }) => pushed.push(String(payload)));
+    });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    await page.getByText("pushed as it arrives").first().waitFor();
+    await expect.poll(() => pushed.some((frame) => frame.includes('"snapshot":true'))).toBe(true);
+    const machine = fleet[2]!;
+    const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+    const started = Date.now();
+    await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: t.adminAuth,
+      payload: {
+        axis_data: [
+          {
+            machine_id: machine.machine_id,
+            axis_name: "Y",
+            actual_position: 4321.5,
+            target_position: 4321.5,
+            homed: true,
+            acceleration: 0,
+            velocity: 0,
+          },
+        ],
+      },
+    });
+    await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("4321.5");
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(pushed.some((frame) => frame.includes("4321.5"))).toBe(true);
+    await shot(page, "fleet-live", false);
+    await page.context().close();
+  });
+
   it("lets an Admin create and delete a machine, showing the API's reasons by the field", async () => {
     const page = await newPage();
     await signIn(page, people.admin);
@@ -347,8 +498,9 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.getByText("Connection to Spindle lost").waitFor();
     await shot(page, "connection-lost", false);
     await page.unroute("**/data/**");
+    // The fleet list reloads every 10 s (live values come over the WebSocket, not /data/).
     await expect
-      .poll(() => page.getByText("Connection to Spindle lost").count(), { timeout: 10_000 })
+      .poll(() => page.getByText("Connection to Spindle lost").count(), { timeout: 20_000 })
       .toBe(0);
 
     // The session's tokens are revoked elsewhere: the next request's 401 leads back to sign-in.

@@ -7,6 +7,7 @@ import { MachinePage } from "./pages/machine.tsx";
 import { SignInPage } from "./pages/sign-in.tsx";
 import { Link, navigate, usePath } from "./router.tsx";
 import { adminAccess } from "./state/access.ts";
+import { liveSource } from "./state/sources.ts";
 import { useStore } from "./state/store.ts";
 
 function Page({ path }: { path: string }) {
@@ -28,7 +29,8 @@ function Page({ path }: { path: string }) {
 
 function ConnectionBanner() {
   const online = useStore(api.online);
-  if (online) return null;
+  const live = useStore(liveSource.status);
+  if (online && live !== "reconnecting") return null;
   return (
     <div class="banner" role="alert">
       <span class="spinner" aria-hidden="true" /> Connection to Spindle lost. Reconnecting…
@@ -66,6 +68,7 @@ export function App() {
         </Link>
         <nav class="mainnav" aria-label="Main">
           <Link href="/">Fleet</Link>
+          <Link href="/history">History</Link>
           {access === "yes" && <Link href="/admin">Administration</Link>}
         </nav>
         <div class="user">

@@ -130,6 +130,18 @@ export class Api {
     return { rows, total };
   }
 
+  /** A GET whose answer is a file (CSV export): fetched with the token, kept as a Blob. */
+  async download(
+    path: string,
+    query?: Query,
+    signal?: AbortSignal,
+  ): Promise<{ blob: Blob; filename: string | undefined }> {
+    const response = await this.send("GET", path, { query, signal });
+    const disposition = response.headers.get("content-disposition") ?? "";
+    const filename = /filename="?([^";]+)"?/.exec(disposition)?.[1];
+    return { blob: await response.blob(), filename };
+  }
+
   request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     return this.send(method, path, options).then(async (response) =>
       response.status === 204 ? (undefined as T) : ((await response.json()) as T),

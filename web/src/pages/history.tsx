@@ -1,15 +1,459 @@
-import { Link } from "../router.tsx";
+import type { ComponentChildren } from "preact";
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { api } from "../api/instance.ts";
+import type { Axis, Machine } from "../api/types.ts";
+import { useSearchParams } from "../router.tsx";
+import {
+  chartData,
+  describeSpan,
+  fromLocalInput,
+  type HistoryField,
+  type HistoryRequest,
+  type HistoryRow,
+  historyFields,
+  historyQuery,
+  historyWindows,
+  toLocalInput,
+  type WindowId,
+} from "../state/history.ts";
+import { useQuery } from "../state/query.ts";
+import { ErrorNotice, Loading } from "../ui/feedback.tsx";
+import { HistoryChart, seriesColors } from "../ui/history-chart.tsx";
 
-/** The history explorer's place; its charts and CSV export come with the history work. */
+const axisOrder = ["X", "Y", "Z", "A", "C"];
+/** Buckets per series: about one per pixel of a wide chart; zooming in divides the bucket width. */
+const maxPoints = 600;
+/** Shown at most in the machine list at once; the filter finds the rest. */
+const listedMachines = 200;
+
+interface Catalog {
+  machines: Machine[];
+  axisNames: string[];
+}
+
+async function loadCatalog(): Promise<Catalog> {
+  const [machines, axes] = await Promise.all([
+    api.get<Machine[]>("/data/machines/", { limit: 10_000 }),
+    api.get<Axis[]>("/data/axes/", { limit: 10_000 }),
+  ]);
+  machines.sort((a, b) =>
+    a.machine_name.localeCompare(b.machine_name, undefined, { numeric: true }),
+  );
+  const names = [...new Set(axes.map((axis) => axis.axis_name))];
+  const rank = (name: string) => (axisOrder.includes(name) ? axisOrder.indexOf(name) : 99);
+  names.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return { machines, axisNames: names };
+}
+
 export function HistoryPage() {
+  const catalog = useQuery(loadCatalog, []);
+  if (catalog.error && !catalog.data)
+    return <ErrorNotice error={catalog.error} action="see machine history" />;
+  if (!catalog.data) return <Loading what="machines" />;
+  return <HistoryExplorer catalog={catalog.data} />;
+}
+
+function toggle<T>(values: readonly T[], value: T): T[] {
+  return values.includes(value) ? values.filter((v) => v !== value) : [...values, value];
+}
+
+function HistoryExplorer({ catalog }: { catalog: Catalog }) {
+  const params = useSearchParams();
+  const wanted = Number(params.get("machine_id"));
+  const [machines, setMachines] = useState<number[]>(() => {
+    const first = catalog.machines.find((m) => m.machine_id === wanted) ?? catalog.machines[0];
+    return first ? [first.machine_id] : [];
+  });
+  const [axes, setAxes] = useState<string[]>(() => catalog.axisNames.slice(0, 1));
+  const [fields, setFields] = useState<HistoryField[]>(["actual_position"]);
+  const [windowId, setWindowId] = useState<WindowId>("15m");
+  const [customFrom, setCustomFrom] = useState(() => toLocalInput(Date.now() - 3_600_000));
+  const [customTo, setCustomTo] = useState(() => toLocalInput(Date.now()));
+  const [zoom, setZoom] = useState<{ from: number; to: number } | null>(null);
+  const [refresh, setRefresh] = useState(0);
+  const [machineFilter, setMachineFilter] = useState("");
+
+  // The window as instants: a relative one ends now, each time the selection changes.
+  const base = useMemo(() => {
+    const option = historyWindows.find((w) => w.id === windowId)!;
+    if (windowId !== "custom") {
+      const to = Date.now();
+      return { from: to - option.minutes * 60_000, to };
+    }
+    return { from: fromLocalInput(customFrom), to: fromLocalInput(customTo) };
+  }, [windowId, customFrom, customTo, refresh]);
+
+  const problem =
+    machines.length === 0
+      ? "Pick at least one machine."
+      : axes.length === 0
+        ? "Pick at least one axis."
+        : fields.length === 0
+          ? "Pick at least one field."
+          : Number.isNaN(base.from) || Number.isNaN(base.to)
+            ? "Enter both ends of the custom window."
+            : base.from >= base.to
+              ? "The window must start before it ends."
+              : undefined;
+
+  const request: HistoryRequest | undefined = problem
+    ? undefined
+    : {
+        machines: [...machines].sort((a, b) => a - b),
+        axes: catalog.axisNames.filter((name) => axes.includes(name)),
+        fields: historyFields.map((f) => f.name).filter((name) => fields.includes(name)),
+        from: zoom?.from ?? base.from,
+        to: zoom?.to ?? base.to,
+        maxPoints,
+      };
+  const requestKey = request ? JSON.stringify(request) : "";
+
+  const [answer, setAnswer] = useState<{ request: HistoryRequest; rows: HistoryRow[] }>();
+  const [error, setError] = useState<Error>();
+  const [loading, setLoading] = useState(false);
+  useEffect(() => {
+    if (!request) return;
+    const abort = new AbortController();
+    setLoading(true);
+    api.get<HistoryRow[]>("/api/axis-data/", historyQuery(request), abort.signal).then(
+      (rows) => {
+        setAnswer({ request, rows });
+        setError(undefined);
+        setLoading(false);
+      },
+      (failure: Error) => {
+        if (failure.name === "AbortError") return;
+        setError(failure);
+        setLoading(false);
+      },
+    );
+    return () => abort.abort();
+  }, [requestKey]);
+
+  const shown = useMemo(
+    () => (answer ? chartData(answer.rows, answer.request.fields) : undefined),
+    [answer],
+  );
+
+  const [downloading, setDownloading] = useState(false);
+  const [downloadError, setDownloadError] = useState<Error>();
+  const downloadCsv = async () => {
+    if (!request) return;
+    setDownloading(true);
+    setDownloadError(undefined);
+    try {
+      const { blob, filename } = await api.download(
+        "/api/axis-data/",
+        historyQuery(request, "csv"),
+      );
+      const url = URL.createObjectURL(blob);
+      const link = document.createElement("a");
+      link.href = url;
+      link.download =
+        filename ?? `axis-data-${new Date(request.from).toISOString().replace(/[:.]/g, "-")}.csv`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (failure) {
+      setDownloadError(failure as Error);
+    } finally {
+      setDownloading(false);
+    }
+  };
+
+  const zoomTo = (from: number, to: number) => {
+    // Narrower than a second has nothing more to show at 100 ms samples.
+    if (to - from < 1000) return;
+    setZoom({ from, to });
+  };
+  const zoomBy = (factor: number) => {
+    if (!request) return;
+    const middle = (request.from + request.to) / 2;
+    const half = ((request.to - request.from) * factor) / 2;
+    const from = Math.max(base.from, middle - half);
+    const to = Math.min(base.to, middle + half);
+    if (from <= base.from && to >= base.to) setZoom(null);
+    else zoomTo(Math.round(from), Math.round(to));
+  };
+
+  const needle = machineFilter.trim().toLowerCase();
+  const matching = catalog.machines.filter(
+    (m) =>
+      needle === "" ||
+      m.machine_name.toLowerCase().includes(needle) ||
+      String(m.machine_id).includes(needle),
+  );
+  const listed = [
+    // Selected machines stay in the list whatever the filter, so they can be unticked.
+    ...catalog.machines.filter((m) => machines.includes(m.machine_id) && !matching.includes(m)),
+    ...matching.slice(0, listedMachines),
+  ];
+
   return (
     <section aria-labelledby="history-title">
-      <h1 id="history-title">History</h1>
-      <div class="empty">
-        The history explorer (machines × axes × fields over any window, downsampled, with CSV
-        download) is on its way. Meanwhile each machine's page plots its recent history; start from
-        the <Link href="/">fleet</Link>.
+      <div class="page-head">
+        <div>
+          <h1 id="history-title">History</h1>
+          <p class="muted">
+            Any machines, axes and fields over any window, each bucket's average drawn over its
+            minimum–maximum band.
+          </p>
+        </div>
+        <div class="toolbar">
+          <button
+            type="button"
+            class="button"
+            onClick={() => setRefresh((n) => n + 1)}
+            disabled={windowId === "custom"}
+          >
+            Refresh
+          </button>
+          <button
+            type="button"
+            class="button button-primary"
+            onClick={() => void downloadCsv()}
+            disabled={!request || downloading}
+          >
+            {downloading ? "Preparing CSV…" : "Download CSV"}
+          </button>
+        </div>
       </div>
+
+      <form
+        class="panel history-controls"
+        aria-label="History query"
+        onSubmit={(event) => event.preventDefault()}
+      >
+        <fieldset class="history-machines">
+          <legend>Machines</legend>
+          <label class="control">
+            <span>Find machine</span>
+            <input
+              type="search"
+              placeholder="Name or id"
+              value={machineFilter}
+              onInput={(event) => setMachineFilter((event.currentTarget as HTMLInputElement).value)}
+            />
+          </label>
+          <div class="pick-list">
+            {listed.map((machine) => (
+              <label key={machine.machine_id} class="check">
+                <input
+                  type="checkbox"
+                  checked={machines.includes(machine.machine_id)}
+                  onChange={() => {
+                    setZoom(null);
+                    setMachines(toggle(machines, machine.machine_id));
+                  }}
+                />
+                {machine.machine_name} <span class="muted small">#{machine.machine_id}</span>
+              </label>
+            ))}
+            {matching.length > listedMachines && (
+              <p class="muted small">
+                {matching.length - listedMachines} more; narrow the search to see them.
+              </p>
+            )}
+            {listed.length === 0 && <p class="muted small">No machine matches.</p>}
+          </div>
+        </fieldset>
+
+        <div class="history-options">
+          <Chips legend="Axes">
+            {catalog.axisNames.map((name) => (
+              <Chip
+                key={name}
+                label={name}
+                checked={axes.includes(name)}
+                onChange={() => {
+                  setZoom(null);
+                  setAxes(toggle(axes, name));
+                }}
+              />
+            ))}
+          </Chips>
+          <Chips legend="Fields">
+            {historyFields.map((field) => (
+              <Chip
+                key={field.name}
+                label={field.label}
+                checked={fields.includes(field.name)}
+                onChange={() => setFields(toggle(fields, field.name))}
+              />
+            ))}
+          </Chips>
+          <fieldset class="history-window">
+            <legend>Window</legend>
+            <div class="segmented">
+              {historyWindows.map((option) => (
+                <button
+                  key={option.id}
+                  type="button"
+                  class="button"
+                  aria-pressed={windowId === option.id}
+                  onClick={() => {
+                    setZoom(null);
+                    if (option.id === "custom" && windowId !== "custom") {
+                      setCustomFrom(toLocalInput(base.from));
+                      setCustomTo(toLocalInput(base.to));
+                    }
+                    setWindowId(option.id);
+                  }}
+                >
+                  {option.label}
+                </button>
+              ))}
+            </div>
+            {windowId === "custom" && (
+              <div class="history-custom">
+                <label class="control">
+                  <span>From</span>
+                  <input
+                    type="datetime-local"
+                    step={1}
+                    value={customFrom}
+                    onChange={(event) => {
+                      setZoom(null);
+                      setCustomFrom((event.currentTarget as HTMLInputElement).value);
+                    }}
+                  />
+                </label>
+                <label class="control">
+                  <span>To</span>
+                  <input
+                    type="datetime-local"
+                    step={1}
+                    value={customTo}
+                    onChange={(event) => {
+                      setZoom(null);
+                      setCustomTo((event.currentTarget as HTMLInputElement).value);
+                    }}
+                  />
+                </label>
+              </div>
+            )}
+          </fieldset>
+        </div>
+      </form>
+
+      {problem && (
+        <p class="notice notice-info" role="status">
+          {problem}
+        </p>
+      )}
+      {error && <ErrorNotice error={error} action="read axis history" />}
+      {downloadError && <ErrorNotice error={downloadError} action="export axis history" />}
+
+      {request && (
+        <div class="history-status">
+          <p class="muted" aria-live="polite">
+            {loading ? (
+              <>
+                <span class="spinner" aria-hidden="true" /> Querying…{" "}
+              </>
+            ) : null}
+            {shown && answer
+              ? `${shown.buckets} buckets from ${shown.samples.toLocaleString()} samples · ${describeSpan(
+                  answer.request.to - answer.request.from,
+                )} from ${new Date(answer.request.from).toLocaleString()} · buckets of ≈ ${describeSpan(
+                  Math.ceil((answer.request.to - answer.request.from) / answer.request.maxPoints),
+                )}`
+              : ""}
+          </p>
+          <div class="toolbar">
+            <button type="button" class="button button-small" onClick={() => zoomBy(0.5)}>
+              Zoom in
+            </button>
+            <button
+              type="button"
+              class="button button-small"
+              onClick={() => zoomBy(2)}
+              disabled={!zoom}
+            >
+              Zoom out
+            </button>
+            <button
+              type="button"
+              class="button button-small"
+              onClick={() => setZoom(null)}
+              disabled={!zoom}
+            >
+              Reset zoom
+            </button>
+          </div>
+        </div>
+      )}
+
+      {shown && answer && shown.series.length === 0 && !loading && (
+        <div class="empty">No samples in this window for this selection.</div>
+      )}
+      {shown && answer && shown.series.length > 0 && (
+        <>
+          <ul class="history-legend" aria-label="Series">
+            {shown.series.map((series, index) => (
+              <li key={series.label}>
+                <span
+                  class="swatch"
+                  style={{ background: seriesColors[index % seriesColors.length] }}
+                  aria-hidden="true"
+                />
+                {series.label}
+              </li>
+            ))}
+          </ul>
+          <p class="muted chart-note">
+            Drag across a chart to zoom in (it asks the server for finer buckets); double-click or
+            Reset zoom to go back.
+          </p>
+          <div class="charts">
+            {answer.request.fields.map((name) => {
+              const field = historyFields.find((f) => f.name === name)!;
+              return (
+                <article key={name} class="panel chart-panel" aria-label={field.label}>
+                  <h2>{field.label}</h2>
+                  <HistoryChart
+                    title={`${field.label} of ${shown.series.map((s) => s.label).join(", ")}`}
+                    unit={field.unit}
+                    series={shown.series}
+                    data={shown.byField.get(name)!}
+                    from={answer.request.from}
+                    to={answer.request.to}
+                    onZoom={zoomTo}
+                    onReset={() => setZoom(null)}
+                  />
+                </article>
+              );
+            })}
+          </div>
+        </>
+      )}
     </section>
+  );
+}
+
+function Chips({ legend, children }: { legend: string; children: ComponentChildren }) {
+  return (
+    <fieldset class="chips history-chips">
+      <legend>{legend}</legend>
+      {children}
+    </fieldset>
+  );
+}
+
+function Chip({
+  label,
+  checked,
+  onChange,
+}: {
+  label: string;
+  checked: boolean;
+  onChange: () => void;
+}) {
+  return (
+    <label class={`chip${checked ? " chip-on" : ""}`}>
+      <input type="checkbox" checked={checked} onChange={onChange} />
+      {label}
+    </label>
   );
 }

@@ -1,5 +1,6 @@
 import { api } from "../api/instance.ts";
-import { type LiveSource, PollingLiveSource } from "./live.ts";
+import { PollingLiveSource } from "./live.ts";
+import { WebSocketLiveSource } from "./live-socket.ts";
 
-/** The one place that chooses how live data arrives (a WebSocket source replaces this line). */
-export const liveSource: LiveSource = new PollingLiveSource(api);
+/** The one place that chooses how live data arrives: the WebSocket, polling where it cannot. */
+export const liveSource = new WebSocketLiveSource(api, new PollingLiveSource(api));

@@ -1,0 +1,131 @@
+import type uPlot from "uplot";
+import type { Query } from "../api/client.ts";
+
+/** The fields a history chart can plot (`homed` is a flag, not a curve; the CSV carries it). */
+export const historyFields = [
+  { name: "actual_position", label: "Actual position", unit: "mm" },
+  { name: "target_position", label: "Target position", unit: "mm" },
+  { name: "distance_to_go", label: "Distance to go", unit: "mm" },
+  { name: "velocity", label: "Velocity", unit: "mm/s" },
+  { name: "acceleration", label: "Acceleration", unit: "mm/s²" },
+] as const;
+
+export type HistoryField = (typeof historyFields)[number]["name"];
+
+export const historyWindows = [
+  { id: "15m", label: "Last 15 min", minutes: 15 },
+  { id: "1h", label: "Last 1 h", minutes: 60 },
+  { id: "24h", label: "Last 24 h", minutes: 1440 },
+  { id: "custom", label: "Custom", minutes: 0 },
+] as const;
+
+export type WindowId = (typeof historyWindows)[number]["id"];
+
+/** One history question, with its window already resolved to instants (epoch ms). */
+export interface HistoryRequest {
+  machines: number[];
+  axes: string[];
+  fields: HistoryField[];
+  from: number;
+  to: number;
+  maxPoints: number;
+}
+
+/**
+ * The query string of `/api/axis-data/` for a request. The chart and the CSV download use the
+ * same one, so the file holds exactly the buckets on screen.
+ */
+export function historyQuery(request: HistoryRequest, format?: "csv"): Query {
+  return {
+    machine_id: request.machines,
+    axis_name: request.axes,
+    fields: request.fields,
+    from: new Date(request.from).toISOString(),
+    to: new Date(request.to).toISOString(),
+    max_points: request.maxPoints,
+    format,
+  };
+}
+
+/** A downsampled row of `/api/axis-data/`: per field F its average `F`, `F_min` and `F_max`. */
+export type HistoryRow = {
+  axis: number;
+  machine_id: number;
+  machine_name: string;
+  axis_name: string;
+  update_timestamp: string;
+  samples: number;
+} & Record<string, number | string | boolean | null>;
+
+export interface HistorySeries {
+  /** "machine name · axis". */
+  label: string;
+  machineId: number;
+  axisName: string;
+}
+
+/** Per field, uPlot columns: time, then for each series its average, min and max. */
+export interface HistoryChartData {
+  series: HistorySeries[];
+  byField: Map<HistoryField, uPlot.AlignedData>;
+  buckets: number;
+  samples: number;
+}
+
+const asNumber = (value: unknown): number | null =>
+  typeof value === "number" && Number.isFinite(value) ? value : null;
+
+/** Aligns every series' buckets on one time column (a missing bucket is a gap, not a zero). */
+export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryField[]) {
+  const seriesIndex = new Map<number, number>();
+  const series: HistorySeries[] = [];
+  const times = new Set<number>();
+  let samples = 0;
+  for (const row of rows) {
+    if (!seriesIndex.has(row.axis)) {
+      seriesIndex.set(row.axis, series.length);
+      series.push({
+        label: `${row.machine_name} · ${row.axis_name}`,
+        machineId: row.machine_id,
+        axisName: row.axis_name,
+      });
+    }
+    times.add(Date.parse(row.update_timestamp));
+    samples += Number(row.samples) || 0;
+  }
+  const time = [...times].sort((a, b) => a - b);
+  const slot = new Map(time.map((t, i) => [t, i]));
+  const byField = new Map<HistoryField, uPlot.AlignedData>();
+  for (const field of fields) {
+    const columns: (number | null)[][] = [];
+    for (let i = 0; i < series.length * 3; i++) columns.push(new Array(time.length).fill(null));
+    for (const row of rows) {
+      const s = seriesIndex.get(row.axis)!;
+      const at = slot.get(Date.parse(row.update_timestamp))!;
+      columns[s * 3]![at] = asNumber(row[field]);
+      columns[s * 3 + 1]![at] = asNumber(row[`${field}_min`]);
+      columns[s * 3 + 2]![at] = asNumber(row[`${field}_max`]);
+    }
+    byField.set(field, [time.map((t) => t / 1000), ...columns] as uPlot.AlignedData);
+  }
+  return { series, byField, buckets: rows.length, samples } satisfies HistoryChartData;
+}
+
+/** `datetime-local` text (the browser's zone) to epoch ms, or NaN. */
+export const fromLocalInput = (text: string) => (text ? new Date(text).getTime() : Number.NaN);
+
+/** Epoch ms to `datetime-local` text in the browser's zone, to the second. */
+export function toLocalInput(epochMs: number): string {
+  const d = new Date(epochMs);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+/** "15 min", "2.5 h", "3 d": a window's length for people. */
+export function describeSpan(ms: number): string {
+  const seconds = ms / 1000;
+  if (seconds < 120) return `${+seconds.toFixed(1)} s`;
+  if (seconds < 7200) return `${+(seconds / 60).toFixed(1)} min`;
+  if (seconds < 172_800) return `${+(seconds / 3600).toFixed(1)} h`;
+  return `${+(seconds / 86_400).toFixed(1)} d`;
+}

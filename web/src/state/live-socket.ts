@@ -1,0 +1,246 @@
+import type { Api } from "../api/client.ts";
+import type { AxisSample } from "../api/types.ts";
+import type { LiveSource } from "./live.ts";
+import { Store } from "./store.ts";
+
+export type LiveStatus = "idle" | "connecting" | "open" | "reconnecting" | "polling";
+
+interface Subscriber {
+  machines: Set<number>;
+  deliver: (rows: AxisSample[]) => void;
+  /** Stops the polling stand-in, when the socket gave way to polling. */
+  stopFallback?: () => void;
+  start: (fallback: LiveSource) => () => void;
+}
+
+interface ServerMessage {
+  type: string;
+  seq?: number;
+  snapshot?: boolean;
+  reset?: boolean;
+  data?: unknown;
+  message?: string;
+}
+
+/**
+ * Live data over `/ws/machine_data/`: one socket for the tab, subscribed to the union of the
+ * machines the pages watch; a snapshot, then pushes per tick. A dropped socket reconnects with
+ * `since_seq`, so the server replays what was missed (or sends a fresh snapshot). If the socket
+ * never opens (a proxy without WebSocket, a server without the feed), it gives way to polling.
+ */
+export class WebSocketLiveSource implements LiveSource {
+  /** What the connection is doing, for the reconnecting banner. */
+  readonly status = new Store<LiveStatus>("idle");
+  private socket: WebSocket | undefined;
+  private subscribers = new Set<Subscriber>();
+  private lastSeq: number | undefined;
+  private everOpened = false;
+  private failures = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private subscribeTimer: ReturnType<typeof setTimeout> | undefined;
+  private subscribedKey: string | undefined;
+  private authenticated = false;
+
+  constructor(
+    private readonly api: Api,
+    private readonly fallback: LiveSource,
+    private readonly url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/machine_data/`,
+  ) {
+    api.session.subscribe(({ tokens }) => {
+      if (!tokens) {
+        this.disconnect();
+      } else if (this.socket?.readyState === WebSocket.OPEN) {
+        // A renewed token replaces the old one on the open socket.
+        this.send({ type: "authenticate", token: tokens.access });
+      }
+    });
+  }
+
+  get description(): string {
+    return this.status.get() === "polling" ? this.fallback.description : "pushed as it arrives";
+  }
+
+  watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void {
+    return this.add({
+      machines: new Set(machines),
+      deliver: onSamples,
+      start: (fallback) => fallback.watch(machines, onSamples),
+    });
+  }
+
+  follow(machine: number, since: string, onSamples: (samples: AxisSample[]) => void): () => void {
+    // Only samples newer than what the page already holds, per axis.
+    const newest = new Map<string, number>();
+    const after = Date.parse(since);
+    return this.add({
+      machines: new Set([machine]),
+      deliver: (rows) => {
+        const fresh = rows.filter((row) => {
+          const at = Date.parse(row.update_timestamp);
+          if (at <= Math.max(after, newest.get(row.axis_name) ?? 0)) return false;
+          newest.set(row.axis_name, at);
+          return true;
+        });
+        if (fresh.length > 0) onSamples(fresh);
+      },
+      start: (fallback) => fallback.follow(machine, since, onSamples),
+    });
+  }
+
+  private add(subscriber: Subscriber): () => void {
+    this.subscribers.add(subscriber);
+    clearTimeout(this.idleTimer);
+    if (this.status.get() === "polling") {
+      subscriber.stopFallback = subscriber.start(this.fallback);
+    } else {
+      this.ensureSocket();
+      this.scheduleSubscribe();
+    }
+    return () => {
+      if (!this.subscribers.delete(subscriber)) return;
+      subscriber.stopFallback?.();
+      if (this.subscribers.size === 0) {
+        // Moving between pages unsubscribes and subscribes at once: keep the socket a moment.
+        this.idleTimer = setTimeout(() => this.disconnect(), 5000);
+      } else {
+        this.scheduleSubscribe();
+      }
+    };
+  }
+
+  private ensureSocket(): void {
+    if (this.socket || this.retryTimer !== undefined) return;
+    const tokens = this.api.session.get().tokens;
+    if (!tokens) return;
+    this.status.set(this.everOpened ? "reconnecting" : "connecting");
+    let socket: WebSocket;
+    try {
+      socket = new WebSocket(this.url);
+    } catch {
+      this.failed();
+      return;
+    }
+    this.socket = socket;
+    this.authenticated = false;
+    this.subscribedKey = undefined;
+    socket.onopen = () => {
+      const current = this.api.session.get().tokens;
+      if (current) this.send({ type: "authenticate", token: current.access });
+    };
+    socket.onmessage = (event) => this.receive(event.data);
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      this.socket = undefined;
+      this.authenticated = false;
+      if (event.code === 4401) {
+        // An expired token: renew it (a refused renewal ends the session), then come back.
+        void this.api.refresh().then((renewed) => {
+          if (renewed) this.failed();
+        });
+        return;
+      }
+      if (event.code === 4403) {
+        this.toPolling();
+        return;
+      }
+      this.failed();
+    };
+  }
+
+  private failed(): void {
+    this.failures++;
+    if (this.subscribers.size === 0 || !this.api.session.get().tokens) {
+      this.status.set("idle");
+      return;
+    }
+    // Never opened twice in a row: this server or network has no WebSocket for us.
+    if (!this.everOpened && this.failures >= 2) {
+      this.toPolling();
+      return;
+    }
+    this.status.set(this.everOpened ? "reconnecting" : "connecting");
+    const delay = Math.min(5000, 250 * 2 ** this.failures) * (0.75 + Math.random() / 2);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.ensureSocket();
+    }, delay);
+  }
+
+  private toPolling(): void {
+    this.disconnect();
+    this.status.set("polling");
+    for (const subscriber of this.subscribers) {
+      subscriber.stopFallback = subscriber.start(this.fallback);
+    }
+  }
+
+  private disconnect(): void {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.subscribeTimer);
+    this.retryTimer = undefined;
+    const socket = this.socket;
+    this.socket = undefined;
+    socket?.close(1000, "done");
+    if (this.status.get() !== "polling") this.status.set("idle");
+  }
+
+  /** Subscribes once for a burst of page changes (the server allows 2 subscribes a second). */
+  private scheduleSubscribe(): void {
+    clearTimeout(this.subscribeTimer);
+    this.subscribeTimer = setTimeout(() => this.subscribe(), 30);
+  }
+
+  private subscribe(): void {
+    if (!this.authenticated || this.subscribers.size === 0) return;
+    const machines = [...new Set([...this.subscribers].flatMap((s) => [...s.machines]))].sort(
+      (a, b) => a - b,
+    );
+    const key = machines.join(",");
+    if (key === this.subscribedKey) return;
+    this.subscribedKey = key;
+    this.send({
+      type: "subscribe",
+      machines,
+      ...(this.lastSeq === undefined ? {} : { since_seq: this.lastSeq }),
+    });
+  }
+
+  private send(message: unknown): void {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  private receive(text: unknown): void {
+    let message: ServerMessage;
+    try {
+      message = JSON.parse(String(text)) as ServerMessage;
+    } catch {
+      return;
+    }
+    if (typeof message.seq === "number") this.lastSeq = Math.max(this.lastSeq ?? 0, message.seq);
+    switch (message.type) {
+      case "authenticated":
+        this.authenticated = true;
+        this.everOpened = true;
+        this.failures = 0;
+        this.status.set("open");
+        this.subscribe();
+        return;
+      case "axis_data": {
+        if (!Array.isArray(message.data) || message.data.length === 0) return;
+        const rows = message.data as AxisSample[];
+        for (const subscriber of this.subscribers) {
+          const mine = rows.filter((row) => subscriber.machines.has(row.machine_id));
+          if (mine.length > 0) subscriber.deliver(mine);
+        }
+        return;
+      }
+      case "error":
+        console.warn("live feed:", message.message);
+        return;
+      default:
+        // tool_data, tool_usage: the pages read tools over REST for now.
+        return;
+    }
+  }
+}
