@@ -1,7 +1,8 @@
-// npm run bench [-- crud|history|ingest|live|simulator] [--seconds N] [--hours N]: runs the benchmarks and prints
+// npm run bench [-- console|crud|history|ingest|live|simulator] [--seconds N] [--hours N]: runs the benchmarks and prints
 // their tables in Markdown, ready for docs/benchmarks.md. Each figure is a ratio against a
 // baseline measured in the same run.
 import { parseArgs } from "node:util";
+import { benchConsole } from "./console.ts";
 import { benchCrud } from "./crud.ts";
 import { benchHistory } from "./history.ts";
 import { benchIngest } from "./ingest.ts";
@@ -10,6 +11,7 @@ import { benchSimulator } from "./simulator.ts";
 
 const benches: Record<string, (options: { seconds?: number; hours?: number }) => Promise<string>> =
   {
+    console: (options) => benchConsole(options),
     crud: (options) => benchCrud(options),
     history: (options) => benchHistory(options),
     ingest: () => benchIngest(),
