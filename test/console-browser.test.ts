@@ -412,6 +412,63 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("reconnects a dropped live socket with a banner, resuming with since_seq", async () => {
+    const page = await newPage();
+    const subscribes: Record<string, unknown>[] = [];
+    let connections = 0;
+    let refuse = false;
+    let drop: (() => Promise<void>) | undefined;
+    await page.routeWebSocket(/\/ws\/machine_data\/$/, (socket) => {
+      connections++;
+      // While refusing, the socket closes at once: the page cannot reach the live feed.
+      if (refuse) return void socket.close({ code: 1011, reason: "refused by the test" });
+      const server = socket.connectToServer();
+      socket.onMessage((message) => {
+        const parsed = JSON.parse(String(message)) as Record<string, unknown>;
+        if (parsed.type === "subscribe") subscribes.push(parsed);
+        server.send(message);
+      });
+      drop = () => server.close();
+    });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    await expect.poll(() => subscribes.length).toBe(1);
+    expect(subscribes[0]!.since_seq).toBeUndefined();
+
+    refuse = true;
+    await drop!();
+    await page.getByText("Reconnecting…").waitFor();
+    await expect.poll(() => connections, { timeout: 15_000 }).toBeGreaterThan(2);
+    await shot(page, "live-reconnecting", false);
+    refuse = false;
+    await expect.poll(() => page.getByText("Reconnecting…").count(), { timeout: 15_000 }).toBe(0);
+    await expect.poll(() => subscribes.length).toBe(2);
+    expect(typeof subscribes[1]!.since_seq).toBe("number");
+
+    const machine = fleet[4]!;
+    const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+    await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: t.adminAuth,
+      payload: {
+        axis_data: [
+          {
+            machine_id: machine.machine_id,
+            axis_name: "Z",
+            actual_position: 2468.25,
+            target_position: 2468.25,
+            homed: true,
+            acceleration: 0,
+            velocity: 0,
+          },
+        ],
+      },
+    });
+    await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("2468.3");
+    await page.context().close();
+  });
+
   it("lets an Admin create and delete a machine, showing the API's reasons by the field", async () => {
     const page = await newPage();
     await signIn(page, people.admin);

@@ -41,6 +41,7 @@ export class WebSocketLiveSource implements LiveSource {
   private subscribeTimer: ReturnType<typeof setTimeout> | undefined;
   private subscribedKey: string | undefined;
   private authenticated = false;
+  private primed = new Set<number>();
 
   constructor(
     private readonly api: Api,
@@ -62,6 +63,7 @@ export class WebSocketLiveSource implements LiveSource {
   }
 
   watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void {
+    if (this.status.get() !== "polling") void this.prime(machines, onSamples);
     return this.add({
       machines: new Set(machines),
       deliver: onSamples,
@@ -86,6 +88,34 @@ export class WebSocketLiveSource implements LiveSource {
       },
       start: (fallback) => fallback.follow(machine, since, onSamples),
     });
+  }
+
+  /**
+   * The socket sends each series' newest value; a tile's feed trend wants the recent past too,
+   * so each machine's last rows are read once over REST, a few machines at a time.
+   */
+  private async prime(
+    machines: readonly number[],
+    onSamples: (samples: AxisSample[]) => void,
+  ): Promise<void> {
+    const queue = machines.filter((machine) => !this.primed.has(machine));
+    for (const machine of queue) this.primed.add(machine);
+    const worker = async () => {
+      for (let machine = queue.shift(); machine !== undefined; machine = queue.shift()) {
+        try {
+          onSamples(
+            await this.api.get<AxisSample[]>("/data/axises/", {
+              machine,
+              ordering: "-update_timestamp",
+              limit: 200,
+            }),
+          );
+        } catch {
+          this.primed.delete(machine);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, worker));
   }
 
   private add(subscriber: Subscriber): () => void {
@@ -127,6 +157,10 @@ export class WebSocketLiveSource implements LiveSource {
     socket.onopen = () => {
       const current = this.api.session.get().tokens;
       if (current) this.send({ type: "authenticate", token: current.access });
+      // A socket that opens but never answers (a stalled proxy) is as good as closed.
+      setTimeout(() => {
+        if (this.socket === socket && !this.authenticated) socket.close(4000, "no answer");
+      }, 10_000);
     };
     socket.onmessage = (event) => this.receive(event.data);
     socket.onclose = (event) => {
