@@ -104,20 +104,56 @@ const stopper = (child: ChildProcess) => () =>
     child.kill("SIGTERM");
   });
 
+/** A port free right now on the loopback interface. */
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Spindle as a person runs it, at LOG_LEVEL=warn: per-request log lines at info cost more than
+ * the cached requests being measured, and the bare server logs nothing either.
+ */
 export async function startSpindle(
   target: Target,
   env: Record<string, string> = {},
 ): Promise<Server> {
-  const { child, match } = await startProcess(
-    "node",
-    ["bin/spindle", "serve"],
-    { ...target.env, PORT: "0", LOG_LEVEL: "info", SIMULATOR: "off", ...env },
-    /Server listening at (http:\/\/127\.0\.0\.1:\d+)/,
-  );
-  // Quiet from here: request logging would measure pino, not Spindle.
-  child.stdout!.removeAllListeners("data");
-  child.stdout!.resume();
-  return { url: match[1]!, process: child, stop: stopper(child) };
+  const port = await freePort();
+  const child = spawn("node", ["bin/spindle", "serve"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      ...target.env,
+      PORT: String(port),
+      LOG_LEVEL: "warn",
+      SIMULATOR: "off",
+      ...env,
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let errors = "";
+  child.stderr!.on("data", (chunk) => {
+    errors += chunk;
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let attempt = 0; ; attempt++) {
+    if (child.exitCode !== null)
+      throw new Error(`spindle serve exited ${child.exitCode}: ${errors}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (attempt > 600) throw new Error(`spindle serve did not become ready: ${errors}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { url, process: child, stop: stopper(child) };
 }
 
 /** Bare Fastify serving `body` at every path: the ceiling for an endpoint answering those bytes. */

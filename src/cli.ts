@@ -147,6 +147,32 @@ program
     },
   );
 
+program
+  .command("rebuild-rollups")
+  .description(
+    "recompute the 1 s and 1 min rollups from raw samples (after loading data outside Spindle)",
+  )
+  .option("--from <time>", "ISO 8601 start (default: 24 hours ago)")
+  .option("--to <time>", "ISO 8601 end (default: now)")
+  .action(async (options: { from?: string; to?: string }) => {
+    const to = options.to === undefined ? new Date() : new Date(options.to);
+    const from =
+      options.from === undefined ? new Date(to.getTime() - 86_400_000) : new Date(options.from);
+    if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || from >= to) {
+      throw new UsageError("--from and --to: two ISO 8601 times, the first before the second");
+    }
+    const runtime = await openRuntime(loadConfig());
+    try {
+      const started = Date.now();
+      await runtime.services.rollups.rebuild(from, to);
+      console.log(
+        `rebuilt rollups from ${from.toISOString()} to ${to.toISOString()} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
+    } finally {
+      await runtime.close();
+    }
+  });
+
 function wholeNumber(name: string, min: number, max: number) {
   return (value: string) => {
     const parsed = Number(value);

@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadMigrations } from "../src/platform/migrations.ts";
 import { openTestDatabase, type TestDatabase, testDatabaseKind } from "./helpers/database.ts";
+import { runSpindle, spindleBin } from "./helpers/spindle-process.ts";
 
-const bin = new URL("../bin/spindle", import.meta.url).pathname;
+const bin = spindleBin;
 
 interface Run {
   code: number | null;
@@ -23,19 +24,7 @@ function spindle(
   extraEnv: Record<string, string> = {},
   input?: string,
 ): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(bin, args, { env: { ...process.env, ...env, ...extraEnv } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk;
-    });
-    child.stdin.end(input ?? "");
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runSpindle(args, { ...env, ...extraEnv }, input);
 }
 
 beforeAll(async () => {
@@ -55,7 +44,7 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-describe("bin/spindle", () => {
+describe("bin/spindle", { timeout: 180_000 }, () => {
   it("exits 2 with usage for no command, an unknown one, or missing and bad flags", async () => {
     for (const args of [
       [],
@@ -176,7 +165,32 @@ describe("bin/spindle", () => {
   });
 });
 
-describe("spindle serve", () => {
+describe("spindle rebuild-rollups", { timeout: 180_000 }, () => {
+  it("recomputes the rollups of a window, and refuses a bad one with usage", async () => {
+    const done = await spindle([
+      "rebuild-rollups",
+      "--from",
+      "2026-11-01T00:00:00Z",
+      "--to",
+      "2026-11-02T00:00:00Z",
+    ]);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toMatch(
+      /^rebuilt rollups from 2026-11-01T00:00:00\.000Z to 2026-11-02T00:00:00\.000Z in \d+\.\d s\n$/,
+    );
+    for (const args of [
+      ["--from", "yesterday"],
+      ["--from", "2026-11-02T00:00:00Z", "--to", "2026-11-01T00:00:00Z"],
+      ["--to", "'; drop table axis_data; --"],
+    ]) {
+      const refused = await spindle(["rebuild-rollups", ...args]);
+      expect({ args, code: refused.code }).toEqual({ args, code: 2 });
+      expect(refused.stderr).toContain("--from and --to");
+    }
+  }, 120_000);
+});
+
+describe("spindle serve", { timeout: 180_000 }, () => {
   let server: ChildProcess | undefined;
   afterAll(() => {
     server?.kill("SIGKILL");

@@ -2,15 +2,16 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.ts";
 import { parseConfig } from "../src/config.ts";
 import { openDatabase } from "../src/platform/database.ts";
 import { createServices } from "../src/services.ts";
 import { openTestDatabase, type TestDatabase, testDatabaseKind } from "./helpers/database.ts";
+import { exited, spindleBin } from "./helpers/spindle-process.ts";
 import { TcpProxy } from "./helpers/tcp-proxy.ts";
 
-const bin = new URL("../bin/spindle", import.meta.url).pathname;
+const bin = spindleBin;
 const client = { id: "fault-client", secret: "fault-client-secret-0123456789" };
 
 interface Sample {
@@ -38,12 +39,6 @@ function makeBatch(machineId: number, start: number, size: number): Sample[] {
   }));
 }
 
-/** Resolves when the process has exited, even if it already had. */
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once("exit", () => resolve()));
-}
-
 async function storedTimestamps(database: {
   query: TestDatabase["db"]["query"];
 }): Promise<Set<number>> {
@@ -52,124 +47,144 @@ async function storedTimestamps(database: {
 }
 
 describe("acknowledged means durable", () => {
-  let server: ChildProcess | undefined;
-  let dataDir: string | undefined;
-  let database: TestDatabase | undefined;
-  afterAll(async () => {
-    server?.kill("SIGKILL");
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await database?.drop();
-  });
-
-  it("every row answered 202 is there after the server is killed with SIGKILL and restarted", async () => {
-    const env: Record<string, string> = {
-      SIMULATOR: "off",
-      LOG_LEVEL: "info",
-      PORT: "0",
-      DATABASE_URL: "",
-    };
-    if (testDatabaseKind() === "postgres") {
-      database = await openTestDatabase();
-      const url = new URL(database.url!);
-      url.searchParams.set("options", `-c search_path=${database.schema}`);
-      env.DATABASE_URL = url.toString();
-    } else {
-      dataDir = await mkdtemp(join(tmpdir(), "spindle-durable-"));
-      env.DATA_DIR = dataDir;
-    }
-    const start = async () => {
-      const child = spawn(bin, ["serve"], { env: { ...process.env, ...env } });
-      let log = "";
-      const url = await new Promise<string>((resolve, reject) => {
-        child.stderr!.on("data", (chunk) => {
-          log += chunk;
-        });
-        child.stdout!.on("data", (chunk) => {
-          log += chunk;
-          const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
-          if (match) resolve(match[1]!);
-        });
-        child.on("exit", (code) => reject(new Error(`serve exited ${code}: ${log}`)));
-      });
-      return { child, url };
-    };
-    // Arrange before the server starts (it owns the embedded database once running).
-    const { openRuntime } = await import("../src/runtime.ts");
-    const runtime = await openRuntime(parseConfig(env));
-    try {
-      await runtime.services.oauth.createClient({
-        clientId: client.id,
-        secret: client.secret,
-        grantTypes: ["password"],
-      });
-      await runtime.services.users.createUser(
-        { username: "durable-admin", password: "Durable-Pass-2026" },
-        ["Admin"],
-      );
-    } finally {
-      await runtime.close();
-    }
-
-    const running = await start();
-    server = running.child;
-    const token = await signIn(running.url);
-    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-    await fetch(`${running.url}/data/machines/`, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ machine_id: 7, machine_name: "Durable", tool_capacity: 8 }),
-    });
-    await fetch(`${running.url}/data/axes/`, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ machine: 7, axis_name: "X", max_acceleration: 1, max_velocity: 1 }),
-    });
-
-    const acknowledged: Sample[] = [];
-    let next = 0;
-    let killed = false;
-    const producer = async () => {
-      while (!killed) {
-        const batch = makeBatch(7, next, 200);
-        next += 200;
-        try {
-          const answer = await fetch(`${running.url}/api/ingest/`, {
-            method: "POST",
-            headers,
-            body: JSON.stringify({ axis_data: batch }),
-          });
-          if (answer.status === 202) acknowledged.push(...batch);
-        } catch {
-          return; // the server is gone
+  it.each(["SIGKILL", "SIGTERM"] as const)(
+    "every row answered 202 is there after the server gets %s and restarts",
+    async (signal) => {
+      let server: ChildProcess | undefined;
+      let dataDir: string | undefined;
+      let database: TestDatabase | undefined;
+      try {
+        const env: Record<string, string> = {
+          SIMULATOR: "off",
+          LOG_LEVEL: "info",
+          PORT: "0",
+          DATABASE_URL: "",
+        };
+        if (testDatabaseKind() === "postgres") {
+          database = await openTestDatabase();
+          const url = new URL(database.url!);
+          url.searchParams.set("options", `-c search_path=${database.schema}`);
+          env.DATABASE_URL = url.toString();
+        } else {
+          dataDir = await mkdtemp(join(tmpdir(), "spindle-durable-"));
+          env.DATA_DIR = dataDir;
         }
-      }
-    };
-    const producers = Array.from({ length: 4 }, producer);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    killed = true;
-    server.kill("SIGKILL");
-    await Promise.all(producers);
-    await exited(server);
-    expect(acknowledged.length).toBeGreaterThan(1000);
+        const start = async () => {
+          const child = spawn(bin, ["serve"], { env: { ...process.env, ...env } });
+          let log = "";
+          const url = await new Promise<string>((resolve, reject) => {
+            child.stderr!.on("data", (chunk) => {
+              log += chunk;
+            });
+            child.stdout!.on("data", (chunk) => {
+              log += chunk;
+              const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
+              if (match) resolve(match[1]!);
+            });
+            child.on("exit", (code) => reject(new Error(`serve exited ${code}: ${log}`)));
+          });
+          return { child, url };
+        };
+        // Arrange before the server starts (it owns the embedded database once running).
+        const { openRuntime } = await import("../src/runtime.ts");
+        const runtime = await openRuntime(parseConfig(env));
+        try {
+          await runtime.services.oauth.createClient({
+            clientId: client.id,
+            secret: client.secret,
+            grantTypes: ["password"],
+          });
+          await runtime.services.users.createUser(
+            { username: "durable-admin", password: "Durable-Pass-2026" },
+            ["Admin"],
+          );
+        } finally {
+          await runtime.close();
+        }
 
-    // Restart on the same data: it must come up, and every acknowledged row must be there.
-    const restarted = await start();
-    server = restarted.child;
-    server.kill("SIGTERM");
-    await exited(server);
-    const data = await openDatabase(
-      database
-        ? { url: database.url, schema: database.schema }
-        : { dataDir: join(dataDir!, "pglite") },
-    );
-    try {
-      const stored = await storedTimestamps(data);
-      const missing = acknowledged.filter((row) => !stored.has(Date.parse(row.timestamp)));
-      expect(missing).toEqual([]);
-    } finally {
-      await data.close();
-    }
-  }, 180_000);
+        const running = await start();
+        server = running.child;
+        const token = await signIn(running.url);
+        const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+        await fetch(`${running.url}/data/machines/`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify({ machine_id: 7, machine_name: "Durable", tool_capacity: 8 }),
+        });
+        await fetch(`${running.url}/data/axes/`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify({
+            machine: 7,
+            axis_name: "X",
+            max_acceleration: 1,
+            max_velocity: 1,
+          }),
+        });
+
+        const acknowledged: Sample[] = [];
+        let next = 0;
+        let killed = false;
+        let signalledAt = Number.POSITIVE_INFINITY;
+        let answeredAfterSignal = 0;
+        const producer = async () => {
+          while (!killed) {
+            const batch = makeBatch(7, next, 200);
+            next += 200;
+            try {
+              const answer = await fetch(`${running.url}/api/ingest/`, {
+                method: "POST",
+                headers,
+                body: JSON.stringify({ axis_data: batch }),
+              });
+              if (answer.status === 202) {
+                acknowledged.push(...batch);
+                if (Date.now() > signalledAt) answeredAfterSignal++;
+              }
+            } catch {
+              return; // the server is gone
+            }
+          }
+        };
+        const producers = Array.from({ length: 4 }, producer);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        killed = true;
+        signalledAt = Date.now();
+        server.kill(signal);
+        await Promise.all(producers);
+        await exited(server);
+        expect(acknowledged.length).toBeGreaterThan(1000);
+        if (signal === "SIGTERM") {
+          // A clean stop: requests under way when the signal came were answered, then it exited 0.
+          expect(server.exitCode).toBe(0);
+          expect(answeredAfterSignal).toBeGreaterThan(0);
+        }
+
+        // Restart on the same data: it must come up, and every acknowledged row must be there.
+        const restarted = await start();
+        server = restarted.child;
+        server.kill("SIGTERM");
+        await exited(server);
+        const data = await openDatabase(
+          database
+            ? { url: database.url, schema: database.schema }
+            : { dataDir: join(dataDir!, "pglite") },
+        );
+        try {
+          const stored = await storedTimestamps(data);
+          const missing = acknowledged.filter((row) => !stored.has(Date.parse(row.timestamp)));
+          expect(missing).toEqual([]);
+        } finally {
+          await data.close();
+        }
+      } finally {
+        server?.kill("SIGKILL");
+        if (dataDir) await rm(dataDir, { recursive: true, force: true });
+        await database?.drop();
+      }
+    },
+    180_000,
+  );
 });
 
 async function signIn(url: string): Promise<string> {

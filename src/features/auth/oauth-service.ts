@@ -51,8 +51,8 @@ export interface OAuthDeps {
   changes: ChangeFeed;
 }
 
-/** Tables whose change can end a token or alter what it permits. */
-const authTables = new Set([
+/** Tables whose change can end a token or alter what it permits (ChangeFeed table names). */
+export const authTables: ReadonlySet<string> = new Set([
   "*",
   "oauth_token",
   "oauth_client",
@@ -319,16 +319,16 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
 
   /** Resolves a Bearer token to who is acting and what they may do. */
   async function authenticateAccessToken(token: string): Promise<Principal> {
-    const key = tokenHash(token);
-    const cacheKey = key.toString("base64");
-    const cached = principals.get(cacheKey);
+    // Keyed by the token itself: a hit needs no hash (the token is in this request's memory
+    // anyway); only a miss hashes it to find it in the database.
+    const cached = principals.get(token);
     if (cached) {
       if (cached.expiresAt > clock.now()) return cached;
-      principals.delete(cacheKey);
+      principals.delete(token);
     }
-    const principal = await lookUpAccessToken(key);
+    const principal = await lookUpAccessToken(tokenHash(token));
     if (principals.size >= maxCachedTokens) principals.clear();
-    principals.set(cacheKey, principal);
+    principals.set(token, principal);
     return principal;
   }
 

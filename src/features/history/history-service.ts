@@ -70,14 +70,16 @@ export interface BucketGrid {
 }
 
 /**
- * The buckets of a downsampled window. Raw only (bucket narrower than a second): buckets of
- * ⌈window ÷ max_points⌉ ms from `from`. Otherwise the grid snaps to the coarsest rollup not wider
- * than the bucket: the width rounds up to a multiple of its resolution and the grid starts on
+ * The buckets of a downsampled window. Raw only (bucket under 0.8 s): buckets of
+ * ⌈window ÷ max_points⌉ ms from `from`. Otherwise the grid snaps to the coarsest rollup at most
+ * 1.25 times wider than the bucket: the width rounds up to a multiple of its resolution and the grid starts on
  * it, so every rollup row falls in one bucket; still at most max_points buckets.
  */
 export function bucketGrid(fromMs: number, toMs: number, maxPoints: number): BucketGrid {
   const widthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));
-  const rollup = rollupResolutions.find((candidate) => widthMs >= candidate.resolutionMs);
+  // Snapping up to a rollup a little wider than asked still gives ≥ 80% of the points asked
+  // for, and reads one row per second or minute instead of every sample.
+  const rollup = rollupResolutions.find((candidate) => widthMs >= 0.8 * candidate.resolutionMs);
   if (!rollup) return { rollup, widthMs, originMs: fromMs };
   const step = rollup.resolutionMs;
   const originMs = Math.floor(fromMs / step) * step;

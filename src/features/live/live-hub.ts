@@ -3,7 +3,7 @@ import type { WebSocket } from "ws";
 import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Clock, Principal } from "../../platform/context.ts";
 import { DomainError } from "../../platform/errors.ts";
-import type { OAuthService } from "../auth/oauth-service.ts";
+import { authTables, type OAuthService } from "../auth/oauth-service.ts";
 import type { AxisSampleRow, ToolRow, ToolUsageRow, ValidBatch } from "../ingest/ingest-batch.ts";
 import type { IngestPipeline } from "../ingest/ingest-pipeline.ts";
 import type { LatestValues } from "../ingest/latest-values.ts";
@@ -89,15 +89,6 @@ interface Group {
   filter: LiveFilter;
   members: Set<LiveConnection>;
 }
-
-const authTables = new Set([
-  "*",
-  "oauth_token",
-  "oauth_client",
-  "app_user",
-  "user_group",
-  "group_permission",
-]);
 
 /**
  * The live feed: hears every committed batch, gathers it into ticks, and fans each tick out to

@@ -9,29 +9,14 @@ import {
   type TestDatabase,
   testDatabaseKind,
 } from "../../../test/helpers/database.ts";
+import { runSpindle, spindleBin } from "../../../test/helpers/spindle-process.ts";
 import { openDatabase } from "../../platform/database.ts";
 import { httpTarget } from "./http-target.ts";
 import { databaseTarget, startSimulator } from "./simulator-runner.ts";
 
-const bin = new URL("../../../bin/spindle", import.meta.url).pathname;
+const bin = spindleBin;
 
-function spindle(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(bin, args, { env: { ...process.env, LOG_LEVEL: "info", ...env } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      stderr += chunk;
-    });
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const spindle = (args: string[], env: Record<string, string>) => runSpindle(args, env);
 
 describe("spindle simulate", () => {
   let dataDir: string;
