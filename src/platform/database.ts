@@ -2,6 +2,9 @@ import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 
 /** What every data-access function needs: run one statement. A transaction is also one. */
+/** to_char format of a timestamptz as ISO 8601 UTC with microseconds (exact, unlike a JS Date). */
+export const isoMicrosFormat = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
+
 export interface Queryable {
   query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<Row>>;
 }

@@ -1,16 +1,10 @@
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { invalid } from "../../platform/errors.ts";
 import { Timestamp } from "../../platform/schema-types.ts";
+import { axisSampleFields } from "../axis-data/axis-sample-fields.ts";
 
 /** The measured fields of an axis sample, in the seed's order. */
-export const historyFields = [
-  "actual_position",
-  "target_position",
-  "distance_to_go",
-  "homed",
-  "acceleration",
-  "velocity",
-] as const;
+export const historyFields = axisSampleFields;
 export type HistoryField = (typeof historyFields)[number];
 
 export const historyLimits = {

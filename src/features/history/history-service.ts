@@ -1,5 +1,5 @@
 import type { Clock } from "../../platform/context.ts";
-import type { Database } from "../../platform/database.ts";
+import { type Database, isoMicrosFormat } from "../../platform/database.ts";
 import { invalid } from "../../platform/errors.ts";
 import {
   type HistoryField,
@@ -53,7 +53,6 @@ export interface HistoryServiceOptions {
 }
 
 const dayMs = 86_400_000;
-const isoMicros = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /** Rollup tables (migration 0004), coarsest first: a bucket at least this wide can use them. */
 const rollupResolutions = [
@@ -226,7 +225,7 @@ export function createHistoryService({
       ", ",
     );
     const select = (after: boolean) =>
-      `select ${columns}, to_char(update_timestamp at time zone 'UTC', ${isoMicros}) as t
+      `select ${columns}, to_char(update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t
        from axis_data
        where axis_id = $1 and update_timestamp ${after ? ">" : ">="} $2::timestamptz
          and update_timestamp < $3::timestamptz
@@ -277,7 +276,7 @@ export function createHistoryService({
       : `${rawSamples} and update_timestamp >= $2::timestamptz and update_timestamp < $3::timestamptz`;
     // date_bin's buckets start on the grid; group on it, then format the few results. The first
     // bucket is labelled with the window's start when the grid begins before it.
-    const sql = `select axis_id, to_char(greatest(b, $2::timestamptz) at time zone 'UTC', ${isoMicros}) as t, samples,
+    const sql = `select axis_id, to_char(greatest(b, $2::timestamptz) at time zone 'UTC', ${isoMicrosFormat}) as t, samples,
              ${aggregates.map(([name]) => `${name}::text as ${name}`).join(", ")}
       from (
         select axis_id, date_bin($4::interval, update_timestamp, $5::timestamptz) as b,

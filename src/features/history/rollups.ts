@@ -1,14 +1,9 @@
 import type { Database } from "../../platform/database.ts";
+import { axisMeasurements } from "../axis-data/axis-sample-fields.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import type { ValidBatch } from "../ingest/ingest-batch.ts";
 
-const measurements = [
-  "actual_position",
-  "target_position",
-  "distance_to_go",
-  "velocity",
-  "acceleration",
-] as const;
+const measurements = axisMeasurements;
 
 const minuteMs = 60_000;
 

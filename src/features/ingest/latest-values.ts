@@ -1,7 +1,5 @@
-import type { Queryable } from "../../platform/database.ts";
+import { isoMicrosFormat, type Queryable } from "../../platform/database.ts";
 import type { AxisSampleRow, ToolRow, ToolUsageRow, ValidBatch } from "./ingest-batch.ts";
-
-const isoMicros = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /**
  * The newest value of every series, in memory: what the live feed answers `get_axis_data` and
@@ -37,7 +35,7 @@ export class LatestValues {
       acceleration: number;
       homed: boolean;
     }>(
-      `select x.axis_id, x.machine_id, x.axis_name, to_char(d.update_timestamp at time zone 'UTC', ${isoMicros}) as t,
+      `select x.axis_id, x.machine_id, x.axis_name, to_char(d.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
               (extract(epoch from d.update_timestamp) * 1000)::float8 as ms,
               d.actual_position, d.target_position, d.velocity, d.acceleration, d.homed
        from axis x cross join lateral (
@@ -53,7 +51,7 @@ export class LatestValues {
       tool_offset: number;
       feedrate: number;
     }>(
-      `select tool_id, machine_id, to_char(update_timestamp at time zone 'UTC', ${isoMicros}) as t,
+      `select tool_id, machine_id, to_char(update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
               (extract(epoch from update_timestamp) * 1000)::float8 as ms, tool_offset, feedrate from tool`,
     );
     const usage = await db.query<{
@@ -62,7 +60,7 @@ export class LatestValues {
       t: string;
       ms: number;
     }>(
-      `select m.machine_id, u.tool_in_use, to_char(u.update_timestamp at time zone 'UTC', ${isoMicros}) as t,
+      `select m.machine_id, u.tool_in_use, to_char(u.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
               (extract(epoch from u.update_timestamp) * 1000)::float8 as ms
        from machine m cross join lateral (
          select * from tool_usage t where t.machine_id = m.machine_id and t.update_timestamp >= $1

@@ -1,5 +1,6 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
+import { axisSampleFields } from "../axis-data/axis-sample-fields.ts";
 import type { AxisSampleRow, ToolRow, ToolUsageRow } from "../ingest/ingest-batch.ts";
 import type { CatalogMachine, Fleet } from "../machines/fleet-catalog.ts";
 
@@ -9,12 +10,7 @@ export const axisFields = [
   "machine_id",
   "machine_name",
   "axis_name",
-  "actual_position",
-  "target_position",
-  "distance_to_go",
-  "homed",
-  "acceleration",
-  "velocity",
+  ...axisSampleFields,
   "update_timestamp",
 ] as const;
 export type AxisField = (typeof axisFields)[number];
