@@ -106,6 +106,13 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     query: (sql, params) => run(pool, sql, params),
     async transaction(work) {
       const client = await pool.connect();
+      // A checked-out client has no pool listener: a connection lost between two statements
+      // would emit an unhandled 'error' and crash the process. Note it; the next query fails.
+      let lost: Error | undefined;
+      const onError = (error: Error) => {
+        lost = error;
+      };
+      client.on("error", onError);
       try {
         await client.query("begin");
         const result = await work({ query: (sql, params) => run(client, sql, params) });
@@ -113,9 +120,15 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
         return result;
       } catch (error) {
         await client.query("rollback").catch(() => {});
+        lost ??=
+          error instanceof Error && /terminated|ECONN|closed/i.test(error.message)
+            ? error
+            : undefined;
         throw error;
       } finally {
-        client.release();
+        client.off("error", onError);
+        // A broken connection is destroyed rather than handed to the next caller.
+        client.release(lost);
       }
     },
     exec: async (sql) => {
