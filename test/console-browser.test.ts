@@ -415,6 +415,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
   it("reconnects a dropped live socket with a banner, resuming with since_seq", async () => {
     const page = await newPage();
     const subscribes: Record<string, unknown>[] = [];
+    let seqDelivered = false;
     let connections = 0;
     let refuse = false;
     let drop: (() => Promise<void>) | undefined;
@@ -428,12 +429,20 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
         if (parsed.type === "subscribe") subscribes.push(parsed);
         server.send(message);
       });
+      // Forwarded by hand, to know when the page has been sent a seq to resume from.
+      server.onMessage((message) => {
+        if (/"seq":\d/.test(String(message))) seqDelivered = true;
+        socket.send(message);
+      });
       drop = () => server.close();
     });
     await signIn(page, people.manager);
     await page.locator(".tile").first().waitFor();
     await expect.poll(() => subscribes.length).toBe(1);
     expect(subscribes[0]!.since_seq).toBeUndefined();
+    // Drop only once the page holds a seq: before that there is nothing to resume from.
+    await expect.poll(() => seqDelivered).toBe(true);
+    await page.waitForTimeout(200);
 
     refuse = true;
     await drop!();
