@@ -27,6 +27,12 @@ export interface IngestOptions {
   maxQueuedRows: number;
   /** How often an unavailable database is tried again. */
   probeIntervalMs: number;
+  /**
+   * Flushes that may be in flight at once. On PostgreSQL two let Node encode the next flush
+   * while the server inserts the last one; PGlite runs one statement at a time, so 1 there.
+   * Producers are still acknowledged, and batches published, in the order they were taken.
+   */
+  flushesInFlight: number;
 }
 
 export const defaultIngestOptions: IngestOptions = {
@@ -34,6 +40,7 @@ export const defaultIngestOptions: IngestOptions = {
   flushDelayMs: 0,
   maxQueuedRows: 200_000,
   probeIntervalMs: 1000,
+  flushesInFlight: 1,
 };
 
 export class IngestRefused extends DomainError {
@@ -53,6 +60,8 @@ export class IngestUnavailable extends DomainError {
     super("unavailable", reason);
   }
 }
+
+type WriteOutcome = { results: IngestResult[] } | { error: unknown };
 
 interface Submission {
   batch: ValidBatch;
@@ -84,13 +93,20 @@ export class IngestPipeline {
   private queue: Submission[] = [];
   private queuedRows = 0;
   private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
+  private pumping: NodeJS.Immediate | undefined;
+  private inFlight = 0;
+  /** Settles once every flush taken so far has acknowledged and published its rows. */
+  private settled: Promise<void> = Promise.resolve();
   private unavailableSince: number | undefined;
   private probe: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(private readonly deps: IngestDeps) {
-    this.options = { ...defaultIngestOptions, ...deps.options };
+    this.options = {
+      ...defaultIngestOptions,
+      flushesInFlight: deps.db.kind === "postgres" ? 3 : 1,
+      ...deps.options,
+    };
     this.events.setMaxListeners(0);
   }
 
@@ -121,9 +137,16 @@ export class IngestPipeline {
     return new Promise<IngestResult>((resolve, reject) => {
       this.queue.push({ batch, rows, resolve, reject });
       this.queuedRows += rows;
-      // While a flush runs, rows simply queue: its end starts the next one.
-      if (!this.flushing && !this.timer) {
-        this.flushSoon(this.queuedRows >= this.options.flushRows ? 0 : this.options.flushDelayMs);
+      // An idle pipeline may wait flushDelayMs for company; otherwise rows go with the next
+      // flush that starts, at once if one may, or when a running one ends.
+      const idle = this.inFlight === 0;
+      if (idle && this.options.flushDelayMs > 0 && this.queuedRows < this.options.flushRows) {
+        this.timer ??= setTimeout(() => {
+          this.timer = undefined;
+          this.pump();
+        }, this.options.flushDelayMs);
+      } else {
+        this.pumpSoon();
       }
     });
   }
@@ -142,10 +165,13 @@ export class IngestPipeline {
   async close(): Promise<void> {
     this.closed = true;
     if (this.probe) clearTimeout(this.probe);
-    while (this.queue.length > 0 || this.flushing) {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
-      await (this.flushing ?? this.flush());
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pumping) clearImmediate(this.pumping);
+    this.pumping = undefined;
+    while (this.queue.length > 0 || this.inFlight > 0) {
+      this.pump();
+      await this.settled;
     }
   }
 
@@ -162,25 +188,44 @@ export class IngestPipeline {
     }
   }
 
-  private flushSoon(delayMs: number): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (!this.flushing) void this.flush();
-    }, delayMs);
+  /**
+   * Starts flushes once this turn of the event loop is over, so submissions made in one turn
+   * share a flush, and what listens to commits (the live feed's tick) sees each turn's apart.
+   */
+  private pumpSoon(): void {
+    this.pumping ??= setImmediate(() => {
+      this.pumping = undefined;
+      this.pump();
+    });
   }
 
-  private flush(): Promise<void> {
-    const run = async () => {
-      const submissions = this.takeFlush();
-      if (submissions.length > 0) await this.commit(submissions);
-    };
-    this.flushing = run().finally(() => {
-      this.flushing = undefined;
-      // Rows that arrived during the flush go next, at once.
-      if (this.queue.length > 0) this.flushSoon(0);
-    });
-    return this.flushing;
+  /** Starts as many flushes as may run, while rows wait. */
+  private pump(): void {
+    if (this.timer) return;
+    while (this.inFlight < this.options.flushesInFlight && this.queue.length > 0) {
+      void this.flush(this.takeFlush());
+    }
+  }
+
+  private async flush(submissions: Submission[]): Promise<void> {
+    this.inFlight++;
+    const written = this.attempt(submissions);
+    // Flushes may overlap on the server, but acknowledge and publish in the order they were
+    // taken, so the live feed sees each series in time order and a later batch never
+    // overtakes an earlier one.
+    const previous = this.settled;
+    const done = (async () => {
+      const outcome = await written;
+      await previous;
+      await this.settle(submissions, outcome);
+    })();
+    this.settled = done;
+    try {
+      await done;
+    } finally {
+      this.inFlight--;
+      this.pumpSoon();
+    }
   }
 
   /** The oldest submissions up to flushRows rows (at least one, however large). */
@@ -199,32 +244,51 @@ export class IngestPipeline {
     return taken;
   }
 
-  private async commit(submissions: Submission[]): Promise<void> {
-    try {
-      const results = await this.write(submissions);
-      for (const [i, submission] of submissions.entries()) submission.resolve(results[i]!);
+  /** Acknowledges and publishes a written flush, or deals with its failure. */
+  private async settle(
+    submissions: Submission[],
+    outcome: WriteOutcome,
+    attempt = 1,
+  ): Promise<void> {
+    if ("results" in outcome) {
+      for (const [i, submission] of submissions.entries()) submission.resolve(outcome.results[i]!);
       this.publish(submissions);
-    } catch (error) {
-      if (isDataError(error) && submissions.length > 1) {
-        // One producer's rows broke the shared transaction (say, its axis was deleted since it
-        // was validated); commit each on its own so only that one is refused.
-        for (const submission of submissions) await this.commit([submission]);
-        return;
-      }
-      if (isDataError(error)) {
-        submissions[0]!.reject(
-          new DomainError(
-            "validation",
-            "The batch refers to something deleted meanwhile; nothing of it was stored.",
-          ),
-        );
-        return;
-      }
-      this.deps.onError?.(error);
-      this.markUnavailable();
-      for (const submission of submissions)
-        submission.reject(new IngestUnavailable("The database is unavailable; retry later."));
+      return;
     }
+    const { error } = outcome;
+    if (isConflictError(error) && attempt < 5) {
+      // Two overlapping flushes held the same new keys (a batch retried while its first
+      // attempt was still in flight) and the server aborted this one; the other has committed
+      // or is about to, and this one, run again, finds those keys stored.
+      return this.settle(submissions, await this.attempt(submissions), attempt + 1);
+    }
+    if (isDataError(error) && submissions.length > 1) {
+      // One producer's rows broke the shared transaction (say, its axis was deleted since it
+      // was validated); commit each on its own so only that one is refused.
+      for (const submission of submissions)
+        await this.settle([submission], await this.attempt([submission]));
+      return;
+    }
+    if (isDataError(error)) {
+      submissions[0]!.reject(
+        new DomainError(
+          "validation",
+          "The batch refers to something deleted meanwhile; nothing of it was stored.",
+        ),
+      );
+      return;
+    }
+    this.deps.onError?.(error);
+    this.markUnavailable();
+    for (const submission of submissions)
+      submission.reject(new IngestUnavailable("The database is unavailable; retry later."));
+  }
+
+  private attempt(submissions: Submission[]): Promise<WriteOutcome> {
+    return this.write(submissions).then(
+      (results) => ({ results }),
+      (error: unknown) => ({ error }),
+    );
   }
 
   private async write(submissions: Submission[]): Promise<IngestResult[]> {
@@ -279,6 +343,12 @@ export class IngestPipeline {
     );
     return new Map(rows.map((row) => [row.tool_id, row.machine_id]));
   }
+}
+
+/** A deadlock or serialization failure: the transaction did nothing and may simply run again. */
+function isConflictError(error: unknown): boolean {
+  const code = pgErrorCode(error);
+  return code === "40P01" || code === "40001";
 }
 
 /** Errors about the rows themselves (constraint, value), as opposed to the database being away. */

@@ -386,3 +386,82 @@ describe("latest values after a restart", () => {
     expect(empty.axes.size).toBe(0);
   });
 });
+
+describe("overlapping flushes", () => {
+  let o: TestApp;
+  let axes: number[];
+  beforeAll(async () => {
+    o = await buildTestApp({}, { ingest: { flushRows: 50, flushesInFlight: 3 } });
+    const machine = (await createMachine(o)).machine_id;
+    axes = [];
+    for (const axis_name of ["X", "Y", "Z", "A", "C"])
+      axes.push((await createAxis(o, machine, { axis_name })).axis_id);
+  });
+  afterAll(() => o.close());
+
+  const stored = async () =>
+    Number(
+      (await o.database.db.query<{ n: number }>("select count(*)::int as n from axis_data"))
+        .rows[0]!.n,
+    );
+  /** A validated batch of `rows` samples starting at `startMs`, one per axis per millisecond. */
+  const batchOf = (startMs: number, rows: number): ValidBatch => ({
+    axis: Array.from({ length: rows }, (_, i) => {
+      const timeMs = startMs + Math.floor(i / axes.length);
+      return {
+        axisId: axes[i % axes.length]!,
+        machineId: 0,
+        axisName: "X",
+        time: new Date(timeMs).toISOString(),
+        timeMs,
+        actualPosition: i,
+        targetPosition: i,
+        velocity: 0,
+        acceleration: 0,
+        homed: true,
+      };
+    }),
+    tools: [],
+    toolUsage: [],
+  });
+
+  it("acknowledge and publish in the order the batches arrived, and store every row once", async () => {
+    const before = await stored();
+    const start = Date.now() - 120_000;
+    const batches = Array.from({ length: 40 }, (_, i) => batchOf(start + i * 10, 25));
+    const published: ValidBatch[] = [];
+    const acknowledged: ValidBatch[] = [];
+    const stop = o.services.ingest.onCommitted((batch) => published.push(batch));
+    try {
+      await Promise.all(
+        batches.map(async (batch) => {
+          await o.services.ingest.submit(batch);
+          acknowledged.push(batch);
+        }),
+      );
+    } finally {
+      stop();
+    }
+    expect(published).toEqual(batches);
+    expect(acknowledged).toEqual(batches);
+    expect(await stored()).toBe(before + 1000);
+  });
+
+  it("a batch retried while its first attempt is in flight, rows in another order, is stored once", async () => {
+    const before = await stored();
+    const forward = batchOf(Date.now() - 240_000, 2000);
+    const reversed: ValidBatch = { ...forward, axis: [...forward.axis].reverse() };
+    // Each 2,000-row batch is a flush of its own (flushRows is 50); opposite key orders are how
+    // two transactions deadlock, and the server aborting one must not refuse its rows.
+    const pipeline = o.services.ingest;
+    const results = await Promise.all([
+      pipeline.submit(forward),
+      pipeline.submit(reversed),
+      pipeline.submit(forward),
+    ]);
+    expect(results.map((result) => result.accepted)).toEqual([2000, 2000, 2000]);
+    expect(results.reduce((sum, result) => sum + result.duplicates, 0)).toBe(4000);
+    expect(await stored()).toBe(before + 2000);
+    expect(pipeline.status().available).toBe(true);
+  });
+});
