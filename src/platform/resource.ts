@@ -276,7 +276,7 @@ async function withBadValues<T>(read: () => Promise<T>): Promise<T> {
 // ------------------------------------------------------------------- routes
 
 /** A path naming no row is 404 however it is spelled (`/machines/abc/`, `/machines/0/`). */
-async function rowIdOrNotFound(request: FastifyRequest): Promise<void> {
+export async function rowIdOrNotFound(request: FastifyRequest): Promise<void> {
   const { id } = request.params as { id: string };
   const value = Number(id);
   if (!/^\d{1,20}$/.test(id) || value < 1 || value > Number.MAX_SAFE_INTEGER) throw notFound();

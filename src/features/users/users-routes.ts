@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
+import { rowIdOrNotFound } from "../../platform/resource.ts";
 import type { User, UsersService } from "./users-service.ts";
 
 const Username = Type.String({ minLength: 1, maxLength: 150, pattern: "^[\\w.@+-]+$" });
@@ -85,6 +86,7 @@ export async function usersRoutes(app: FastifyInstance, { users }: { users: User
     "/users/:id/",
     {
       config: { permission: "user.view" },
+      preValidation: rowIdOrNotFound,
       schema: {
         tags: ["users"],
         summary: "One user (Admin)",
@@ -99,6 +101,7 @@ export async function usersRoutes(app: FastifyInstance, { users }: { users: User
     "/users/:id/",
     {
       config: { permission: "user.change" },
+      preValidation: rowIdOrNotFound,
       schema: {
         tags: ["users"],
         summary: "Change a user's details, password or active flag (Admin)",
@@ -123,6 +126,7 @@ export async function usersRoutes(app: FastifyInstance, { users }: { users: User
     "/users/:id/",
     {
       config: { permission: "user.delete" },
+      preValidation: rowIdOrNotFound,
       schema: {
         tags: ["users"],
         summary: "Delete a user and its tokens (Admin)",

@@ -150,9 +150,18 @@ describe("users administration", () => {
     const user = all.find((candidate: { username: string }) => candidate.username === username);
     const one = await t.inject({ method: "GET", url: `/users/${user.id}/`, headers: t.adminAuth });
     expect(one.json()).toMatchObject({ username, groups: ["Operator"], is_active: true });
-    for (const id of ["999999", "0", "abc", "1.5", "-1"]) {
-      const answer = await t.inject({ method: "GET", url: `/users/${id}/`, headers: t.adminAuth });
-      expect(answer.statusCode, id).toBe(id === "999999" ? 404 : 400);
+    // A path naming no user is 404 however it is spelled, as under /data/.
+    for (const id of ["999999", "0", "abc", "1.5", "-1", "1e3", "99999999999999999999999"]) {
+      for (const method of ["GET", "PATCH", "DELETE"] as const) {
+        const answer = await t.inject({
+          method,
+          url: `/users/${id}/`,
+          headers: t.adminAuth,
+          ...(method === "PATCH" ? { payload: { first_name: "x" } } : {}),
+        });
+        expect(answer.statusCode, `${method} ${id}`).toBe(404);
+        expect(answer.json(), `${method} ${id}`).toEqual({ detail: "Not found." });
+      }
     }
   });
 
