@@ -348,8 +348,30 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       .toBe(true);
     await page.getByText(/buckets of ≈ [\d.]+ ms|buckets of ≈ 0\.\d s|buckets of ≈ \d s/).waitFor();
     await shot(page, "history-zoomed");
+
+    // The address holds the view: opened elsewhere (a bookmark, a colleague), it asks the same.
+    await expect
+      .poll(() => new URL(page.url()).searchParams.get("from"))
+      .toBe(zoomed.searchParams.get("from"));
+    const address = new URL(page.url());
+    expect(address.searchParams.get("machine_id")).toBe(
+      [first!.machine_id, second!.machine_id].sort((a, b) => a - b).join(","),
+    );
+    expect(address.searchParams.get("axis_name")).toBe("X,Y");
+    expect(address.searchParams.get("fields")).toBe("actual_position,velocity");
+    const shared = await newPage();
+    await signIn(shared, people.manager);
+    const asked = shared.waitForRequest(
+      (request) => new URL(request.url()).pathname === "/api/axis-data/",
+    );
+    await shared.goto(address.href);
+    expect(new URL((await asked).url()).search).toBe(zoomed.search);
+    await shared.getByRole("button", { name: "Custom", pressed: true }).waitFor();
+    await shared.context().close();
+
     await page.getByRole("button", { name: "Reset zoom" }).click();
     await expect.poll(() => span(queries.at(-1)!)).toBe(15 * 60_000);
+    await expect.poll(() => new URL(page.url()).searchParams.get("window")).toBe("15m");
 
     // A custom window with no data says so.
     await page.getByRole("button", { name: "Custom" }).click();

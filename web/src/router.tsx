@@ -8,12 +8,16 @@ window.addEventListener("popstate", () => {
   location.set(`${window.location.pathname}${window.location.search}`);
 });
 
-export function navigate(to: string, { replace = false } = {}): void {
+/**
+ * Goes to `to`. `replace` rewrites the current entry instead of adding one; `keepScroll` is for a
+ * page writing its own state into the address, which must not jump to the top.
+ */
+export function navigate(to: string, { replace = false, keepScroll = false } = {}): void {
   if (to === location.get()) return;
   if (replace) history.replaceState(null, "", to);
   else history.pushState(null, "", to);
   location.set(to);
-  window.scrollTo(0, 0);
+  if (!keepScroll) window.scrollTo(0, 0);
 }
 
 export function usePath(): string {

@@ -2,7 +2,7 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { api } from "../api/instance.ts";
 import type { Axis, Machine } from "../api/types.ts";
-import { useSearchParams } from "../router.tsx";
+import { navigate, useSearchParams } from "../router.tsx";
 import {
   chartData,
   describeSpan,
@@ -10,10 +10,13 @@ import {
   type HistoryField,
   type HistoryRequest,
   type HistoryRow,
+  type HistoryView,
   historyFields,
   historyQuery,
   historyWindows,
+  searchFromView,
   toLocalInput,
+  viewFromSearch,
   type WindowId,
 } from "../state/history.ts";
 import { useQuery } from "../state/query.ts";
@@ -58,17 +61,26 @@ function toggle<T>(values: readonly T[], value: T): T[] {
 }
 
 function HistoryExplorer({ catalog }: { catalog: Catalog }) {
+  // The view starts from the page's address and writes itself back to it (below).
   const params = useSearchParams();
-  const wanted = Number(params.get("machine_id"));
-  const [machines, setMachines] = useState<number[]>(() => {
-    const first = catalog.machines.find((m) => m.machine_id === wanted) ?? catalog.machines[0];
-    return first ? [first.machine_id] : [];
-  });
-  const [axes, setAxes] = useState<string[]>(() => catalog.axisNames.slice(0, 1));
-  const [fields, setFields] = useState<HistoryField[]>(["actual_position"]);
-  const [windowId, setWindowId] = useState<WindowId>("15m");
-  const [customFrom, setCustomFrom] = useState(() => toLocalInput(Date.now() - 3_600_000));
-  const [customTo, setCustomTo] = useState(() => toLocalInput(Date.now()));
+  const [initial] = useState(() =>
+    viewFromSearch(params, {
+      machines: catalog.machines.map((m) => m.machine_id),
+      axisNames: catalog.axisNames,
+    }),
+  );
+  const [machines, setMachines] = useState<number[]>(initial.machines);
+  const [axes, setAxes] = useState<string[]>(initial.axes);
+  const [fields, setFields] = useState<HistoryField[]>(initial.fields);
+  const [windowId, setWindowId] = useState<WindowId>(
+    "relative" in initial.window ? initial.window.relative : "custom",
+  );
+  const [customFrom, setCustomFrom] = useState(() =>
+    toLocalInput("from" in initial.window ? initial.window.from : Date.now() - 3_600_000),
+  );
+  const [customTo, setCustomTo] = useState(() =>
+    toLocalInput("to" in initial.window ? initial.window.to : Date.now()),
+  );
   const [zoom, setZoom] = useState<{ from: number; to: number } | null>(null);
   const [refresh, setRefresh] = useState(0);
   const [machineFilter, setMachineFilter] = useState("");
@@ -107,6 +119,27 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
         maxPoints,
       };
   const requestKey = request ? JSON.stringify(request) : "";
+
+  // The address follows the view (replaced, not pushed: Back leaves the page, not one tick).
+  const customSpan = { from: fromLocalInput(customFrom), to: fromLocalInput(customTo) };
+  const shownWindow: HistoryView["window"] | undefined =
+    zoom ??
+    (windowId !== "custom"
+      ? { relative: windowId }
+      : Number.isFinite(customSpan.from) && Number.isFinite(customSpan.to)
+        ? customSpan
+        : undefined);
+  const address = shownWindow
+    ? searchFromView({
+        machines: [...machines].sort((a, b) => a - b),
+        axes: catalog.axisNames.filter((name) => axes.includes(name)),
+        fields: historyFields.map((f) => f.name).filter((name) => fields.includes(name)),
+        window: shownWindow,
+      })
+    : undefined;
+  useEffect(() => {
+    if (address) navigate(`/history?${address}`, { replace: true, keepScroll: true });
+  }, [address]);
 
   const [answer, setAnswer] = useState<{ request: HistoryRequest; rows: HistoryRow[] }>();
   const [error, setError] = useState<Error>();
@@ -165,7 +198,8 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
   const zoomTo = (from: number, to: number) => {
     // Narrower than a second has nothing more to show at 100 ms samples.
     if (to - from < 1000) return;
-    setZoom({ from, to });
+    // Whole seconds, like a custom window, so the address reopens exactly this span.
+    setZoom({ from: Math.floor(from / 1000) * 1000, to: Math.ceil(to / 1000) * 1000 });
   };
   const zoomBy = (factor: number) => {
     if (!request) return;

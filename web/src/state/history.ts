@@ -129,3 +129,77 @@ export function describeSpan(ms: number): string {
   if (seconds < 172_800) return `${+(seconds / 3600).toFixed(1)} h`;
   return `${+(seconds / 86_400).toFixed(1)} d`;
 }
+
+/**
+ * What the history page shows, as written in its address, so a view can be bookmarked, shared
+ * and reloaded: `?machine_id=1,2&axis_name=X,Y&fields=actual_position&window=1h`, or an absolute
+ * span (a custom window, or a zoom) as `&from=…&to=…` in ISO 8601.
+ */
+export interface HistoryView {
+  machines: number[];
+  axes: string[];
+  fields: HistoryField[];
+  window: { relative: Exclude<WindowId, "custom"> } | { from: number; to: number };
+}
+
+/** Every value of a list parameter, whether repeated (`?a=1&a=2`) or comma-separated. */
+function listParam(params: URLSearchParams, name: string): string[] {
+  return params
+    .getAll(name)
+    .flatMap((value) => value.split(","))
+    .map((value) => value.trim())
+    .filter(Boolean);
+}
+
+/**
+ * Reads a view from an address. Anything unknown or malformed (a machine the user cannot see, a
+ * field that does not exist, an unparsable date) is left out rather than refused: the page shows
+ * the rest, falling back to the first machine, the first axis, the actual position and the last
+ * 15 minutes.
+ */
+export function viewFromSearch(
+  params: URLSearchParams,
+  known: { machines: readonly number[]; axisNames: readonly string[] },
+): HistoryView {
+  const machines = [
+    ...new Set(
+      listParam(params, "machine_id")
+        .map(Number)
+        .filter((id) => known.machines.includes(id)),
+    ),
+  ];
+  const axes = [
+    ...new Set(listParam(params, "axis_name").filter((a) => known.axisNames.includes(a))),
+  ];
+  const fieldNames: readonly string[] = historyFields.map((f) => f.name);
+  const fields = [
+    ...new Set(listParam(params, "fields").filter((f) => fieldNames.includes(f))),
+  ] as HistoryField[];
+  const from = Date.parse(params.get("from") ?? "");
+  const to = Date.parse(params.get("to") ?? "");
+  const relative = historyWindows.find((w) => w.id === params.get("window") && w.id !== "custom");
+  return {
+    machines: machines.length > 0 ? machines : known.machines.slice(0, 1),
+    axes: axes.length > 0 ? axes : known.axisNames.slice(0, 1),
+    fields: fields.length > 0 ? fields : ["actual_position"],
+    window:
+      Number.isFinite(from) && Number.isFinite(to) && from < to
+        ? { from, to }
+        : { relative: (relative?.id ?? "15m") as Exclude<WindowId, "custom"> },
+  };
+}
+
+/** The query string (without `?`) that `viewFromSearch` reads back as `view`. */
+export function searchFromView(view: HistoryView): string {
+  const params = new URLSearchParams();
+  params.set("machine_id", view.machines.join(","));
+  params.set("axis_name", view.axes.join(","));
+  params.set("fields", view.fields.join(","));
+  if ("relative" in view.window) params.set("window", view.window.relative);
+  else {
+    params.set("from", new Date(view.window.from).toISOString());
+    params.set("to", new Date(view.window.to).toISOString());
+  }
+  // Commas and colons read better unescaped, and are legal in a query.
+  return params.toString().replaceAll("%2C", ",").replaceAll("%3A", ":");
+}
