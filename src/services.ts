@@ -58,6 +58,7 @@ export function createServices({
   const catalog = new FleetCatalog(db, changes);
   const latest = new LatestValues();
   const secondPartitions = new AxisDataPartitions(db, "axis_data_1s");
+  const tenSecondPartitions = new AxisDataPartitions(db, "axis_data_10s");
   const oauth = createOAuthService({ db, clock, config, loginThrottle, changes });
   const pipeline = new IngestPipeline({
     db,
@@ -69,7 +70,7 @@ export function createServices({
     ...(ingest ? { options: ingest } : {}),
     ...(onError ? { onError } : {}),
   });
-  const rollups = new RollupMaintainer(db, secondPartitions, onError);
+  const rollups = new RollupMaintainer(db, secondPartitions, tenSecondPartitions, onError);
   pipeline.onCommitted((batch) => rollups.note(batch));
   return {
     config,
@@ -85,9 +86,10 @@ export function createServices({
         {
           rawDays: config.retentionDays,
           secondDays: config.rollupSecondRetentionDays,
+          tenSecondDays: config.rollupTenSecondRetentionDays,
           minuteDays: config.rollupMinuteRetentionDays,
         },
-        { raw: partitions, seconds: secondPartitions },
+        { raw: partitions, seconds: secondPartitions, tenSeconds: tenSecondPartitions },
       ),
     users: createUsersService({ db, changes }),
     partitions,

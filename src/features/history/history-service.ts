@@ -54,9 +54,10 @@ export interface HistoryServiceOptions {
 
 const dayMs = 86_400_000;
 
-/** Rollup tables (migration 0004), coarsest first: a bucket at least this wide can use them. */
+/** Rollup tables (migrations 0004, 0005), coarsest first. */
 const rollupResolutions = [
   { table: "axis_data_1m", resolutionMs: 60_000 },
+  { table: "axis_data_10s", resolutionMs: 10_000 },
   { table: "axis_data_1s", resolutionMs: 1000 },
 ] as const;
 
@@ -69,22 +70,26 @@ export interface BucketGrid {
 }
 
 /**
- * The buckets of a downsampled window. Raw only (bucket under 0.8 s): buckets of
- * ⌈window ÷ max_points⌉ ms from `from`. Otherwise the grid snaps to the coarsest rollup at most
- * 1.25 times wider than the bucket: the width rounds up to a multiple of its resolution and the grid starts on
- * it, so every rollup row falls in one bucket; still at most max_points buckets.
+ * The buckets of a downsampled window. With a rollup tier, the width rounds up to a multiple of
+ * its resolution and the grid starts on it, so every rollup row falls in one bucket; still at
+ * most max_points buckets. The tier is the coarsest one whose grid keeps at least 2/3 of the
+ * points asked for (reading one row per 10 s or minute instead of every sample costs far less
+ * than the third of the points it may give up); none does (buckets well under a second): raw
+ * samples in buckets of ⌈window ÷ max_points⌉ ms from `from`.
  */
 export function bucketGrid(fromMs: number, toMs: number, maxPoints: number): BucketGrid {
-  const widthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));
-  // Snapping up to a rollup a little wider than asked still gives ≥ 80% of the points asked
-  // for, and reads one row per second or minute instead of every sample.
-  const rollup = rollupResolutions.find((candidate) => widthMs >= 0.8 * candidate.resolutionMs);
-  if (!rollup) return { rollup, widthMs, originMs: fromMs };
-  const step = rollup.resolutionMs;
-  const originMs = Math.floor(fromMs / step) * step;
-  let width = Math.ceil(widthMs / step) * step;
-  while (Math.ceil((toMs - originMs) / width) > maxPoints) width += step;
-  return { rollup, widthMs: width, originMs };
+  const rawWidthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));
+  const rawBuckets = Math.ceil((toMs - fromMs) / rawWidthMs);
+  for (const rollup of rollupResolutions) {
+    const step = rollup.resolutionMs;
+    const originMs = Math.floor(fromMs / step) * step;
+    let widthMs = Math.ceil(rawWidthMs / step) * step;
+    while (Math.ceil((toMs - originMs) / widthMs) > maxPoints) widthMs += step;
+    if (3 * Math.ceil((toMs - originMs) / widthMs) >= 2 * rawBuckets) {
+      return { rollup, widthMs, originMs };
+    }
+  }
+  return { rollup: undefined, widthMs: rawWidthMs, originMs: fromMs };
 }
 
 /** Per field, what a bucket holds: the average, min and max, from raw rows or rollup rows alike. */

@@ -7,6 +7,8 @@ export interface RetentionPolicy {
   rawDays: number;
   /** 1 s rollups. */
   secondDays: number;
+  /** 10 s rollups. */
+  tenSecondDays: number;
   /** 1 min rollups. */
   minuteDays: number;
 }
@@ -17,7 +19,7 @@ export interface RetentionResult {
 }
 
 /**
- * Drops what is older than the policy keeps: raw samples and 1 s rollups by whole day partitions
+ * Drops what is older than the policy keeps: raw samples, 1 s and 10 s rollups by whole day partitions
  * (instant, no vacuum debt), 1 min rollups by a range delete (they are few). A partition is
  * dropped only when every row it can hold is past the cut-off.
  */
@@ -25,13 +27,18 @@ export async function applyRetention(
   db: Database,
   clock: Clock,
   policy: RetentionPolicy,
-  partitions: { raw: AxisDataPartitions; seconds: AxisDataPartitions },
+  partitions: {
+    raw: AxisDataPartitions;
+    seconds: AxisDataPartitions;
+    tenSeconds: AxisDataPartitions;
+  },
 ): Promise<RetentionResult> {
   const now = clock.now().getTime();
   const cutoff = (days: number) => new Date(now - days * 86_400_000);
   const dropped = [
     ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
     ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),
+    ...(await partitions.tenSeconds.dropBefore(cutoff(policy.tenSecondDays))),
   ];
   const { rowCount } = await db.query("delete from axis_data_1m where update_timestamp < $1", [
     cutoff(policy.minuteDays),
