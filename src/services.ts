@@ -2,6 +2,7 @@ import type { Config } from "./config.ts";
 import { LoginThrottle } from "./features/auth/login-throttle.ts";
 import { createOAuthService } from "./features/auth/oauth-service.ts";
 import { AxisDataPartitions } from "./features/axis-data/partitions.ts";
+import { BucketCache } from "./features/history/bucket-cache.ts";
 import { applyRetention, type RetentionResult } from "./features/history/retention.ts";
 import { RollupMaintainer } from "./features/history/rollups.ts";
 import { type IngestOptions, IngestPipeline } from "./features/ingest/ingest-pipeline.ts";
@@ -27,6 +28,8 @@ export interface Services {
   ingest: IngestPipeline;
   live: LiveHub;
   rollups: RollupMaintainer;
+  /** Finished downsampled buckets, kept between history requests. */
+  bucketCache: BucketCache;
   /** Drops raw samples and rollups past their retention. */
   applyRetention(): Promise<RetentionResult>;
 }
@@ -59,6 +62,7 @@ export function createServices({
   const latest = new LatestValues();
   const secondPartitions = new AxisDataPartitions(db, "axis_data_1s");
   const tenSecondPartitions = new AxisDataPartitions(db, "axis_data_10s");
+  const bucketCache = new BucketCache();
   const oauth = createOAuthService({ db, clock, config, loginThrottle, changes });
   const pipeline = new IngestPipeline({
     db,
@@ -70,7 +74,13 @@ export function createServices({
     ...(ingest ? { options: ingest } : {}),
     ...(onError ? { onError } : {}),
   });
-  const rollups = new RollupMaintainer(db, secondPartitions, tenSecondPartitions, onError);
+  const rollups = new RollupMaintainer(
+    db,
+    secondPartitions,
+    tenSecondPartitions,
+    onError,
+    (axisIds, fromMs, toMs) => bucketCache.invalidate(fromMs, toMs, axisIds),
+  );
   pipeline.onCommitted((batch) => rollups.note(batch));
   return {
     config,
@@ -79,6 +89,7 @@ export function createServices({
     changes,
     oauth,
     rollups,
+    bucketCache,
     applyRetention: () =>
       applyRetention(
         db,
@@ -90,6 +101,7 @@ export function createServices({
           minuteDays: config.rollupMinuteRetentionDays,
         },
         { raw: partitions, seconds: secondPartitions, tenSeconds: tenSecondPartitions },
+        bucketCache,
       ),
     users: createUsersService({ db, changes }),
     partitions,

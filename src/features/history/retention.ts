@@ -1,6 +1,7 @@
 import type { Clock } from "../../platform/context.ts";
 import type { Database } from "../../platform/database.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
+import { type BucketCache, rollupChannel } from "./bucket-cache.ts";
 
 export interface RetentionPolicy {
   /** Raw samples. */
@@ -32,6 +33,7 @@ export async function applyRetention(
     seconds: AxisDataPartitions;
     tenSeconds: AxisDataPartitions;
   },
+  bucketCache?: BucketCache,
 ): Promise<RetentionResult> {
   const now = clock.now().getTime();
   const cutoff = (days: number) => new Date(now - days * 86_400_000);
@@ -43,5 +45,11 @@ export async function applyRetention(
   const { rowCount } = await db.query("delete from axis_data_1m where update_timestamp < $1", [
     cutoff(policy.minuteDays),
   ]);
+  if (dropped.length > 0 || rowCount > 0) {
+    // Buckets of what was dropped must not outlive it, here or in other processes.
+    const upTo = cutoff(Math.min(policy.secondDays, policy.tenSecondDays, policy.minuteDays));
+    bucketCache?.invalidate(0, upTo.getTime());
+    await db.query("select pg_notify($1, $2)", [rollupChannel, `0:${upTo.getTime()}`]);
+  }
   return { dropped, minuteRowsDeleted: rowCount };
 }

@@ -2,6 +2,7 @@ import type { Database } from "../../platform/database.ts";
 import { axisMeasurements } from "../axis-data/axis-sample-fields.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import type { ValidBatch } from "../ingest/ingest-batch.ts";
+import { rollupChannel } from "./bucket-cache.ts";
 
 const measurements = axisMeasurements;
 
@@ -79,6 +80,12 @@ export class RollupMaintainer {
     private readonly secondPartitions: AxisDataPartitions,
     private readonly tenSecondPartitions: AxisDataPartitions,
     private readonly onError: (error: unknown) => void = () => {},
+    /** After each recompute commits: these axes' rollups in [fromMs, toMs) may have changed. */
+    private readonly onRecomputed: (
+      axisIds: number[],
+      fromMs: number,
+      toMs: number,
+    ) => void = () => {},
   ) {}
 
   private inFlightSince: number | undefined;
@@ -213,7 +220,10 @@ export class RollupMaintainer {
            group by 1, 2`,
           range,
         );
+        // Other processes' caches of finished buckets hear it at commit (bucket-cache.ts).
+        await tx.query("select pg_notify($1, $2)", [rollupChannel, `${from}:${to}`]);
       });
+      this.onRecomputed(axisIds, from, to);
     }
   }
 }
