@@ -90,10 +90,10 @@ export async function benchHistory({
       const token = await signIn(spindle);
       const auth = { authorization: `Bearer ${token}` };
       lines.push(
-        `History queries (HTTP: autocannon, ${connections} connection × ${seconds} s; baseline: the same SQL statements in-process over node-postgres, one after another for ${seconds} s):`,
+        `History queries (HTTP: autocannon, ${connections} connection × ${seconds} s, after a first request that fills the cache of finished buckets; baseline: the same SQL statements in-process over node-postgres without that cache, one after another for ${seconds} s):`,
         "",
-        "| query | rows | HTTP p50 / p99 ms | HTTP req/s | SQL via pg p50 / p99 ms | HTTP p99 ÷ SQL p99 |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| query | rows | HTTP first request ms | HTTP p50 / p99 ms | HTTP req/s | SQL via pg p50 / p99 ms | HTTP p99 ÷ SQL p99 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
       );
       const db = await openDatabase({ url, maxConnections: 10 });
       try {
@@ -106,9 +106,12 @@ export async function benchHistory({
             max_points: "1000",
           });
           const path = `${spindle.url}/api/axis-data/?${search}`;
+          // The first request finds no finished bucket cached; the ones autocannon makes do.
+          const firstStarted = performance.now();
           const answer = await fetch(path, { headers: auth });
           if (answer.status !== 200) throw new Error(`${path}: ${answer.status}`);
           const rows = ((await answer.json()) as unknown[]).length;
+          const firstMs = performance.now() - firstStarted;
           const measured = await autocannon(path, { connections, seconds, headers: auth });
           if (measured.non2xx > 0 || measured.errors > 0)
             throw new Error(`${query.name}: ${measured.non2xx} non-2xx, ${measured.errors} errors`);
@@ -122,7 +125,7 @@ export async function benchHistory({
             for await (const _page of result.pages());
           });
           lines.push(
-            `| ${query.name} | ${rows} | ${measured.p50} / ${measured.p99} | ${Math.round(measured.requestsPerSecond)} | ${fixed(baseline.p50, 1)} / ${fixed(baseline.p99, 1)} | ${fixed(ratio(measured.p99, baseline.p99))} |`,
+            `| ${query.name} | ${rows} | ${Math.round(firstMs)} | ${measured.p50} / ${measured.p99} | ${Math.round(measured.requestsPerSecond)} | ${fixed(baseline.p50, 1)} / ${fixed(baseline.p99, 1)} | ${fixed(ratio(measured.p99, baseline.p99))} |`,
           );
         }
       } finally {

@@ -37,7 +37,8 @@ interface Invalidation {
  * retention), and the maintainer of every process announces each recompute on `rollupChannel`.
  * A dashboard asking for the same hours again pays only for the buckets it has not seen.
  *
- * Bounded by `maxBuckets`, evicting the series used longest ago.
+ * Bounded by `maxBuckets` (a bucket of all six fields is ~830 bytes of heap), evicting the
+ * series used longest ago.
  */
 export class BucketCache {
   private readonly entries = new Map<string, Entry>();
@@ -47,7 +48,7 @@ export class BucketCache {
   private recent: Invalidation[] = [];
   private stopListening: (() => Promise<void>) | undefined;
 
-  constructor(private readonly maxBuckets = 200_000) {}
+  constructor(private readonly maxBuckets = 100_000) {}
 
   /** A mark to pass to `put`: anything invalidated after it is not stored. */
   mark(): number {
