@@ -46,6 +46,8 @@ export class BucketCache {
   private seq = 0;
   /** Recent invalidations, so a query that read before one cannot store what it read after. */
   private recent: Invalidation[] = [];
+  /** Invalidations up to this one are no longer in `recent`. */
+  private forgottenUpTo = 0;
   private stopListening: (() => Promise<void>) | undefined;
 
   constructor(private readonly maxBuckets = 100_000) {}
@@ -84,6 +86,8 @@ export class BucketCache {
     rows: { bucketStart: number; row: BucketRow }[],
   ): void {
     if (toMs <= fromMs || (toMs - fromMs) / key.widthMs > this.maxBuckets) return;
+    // So many invalidations since `mark` that some are forgotten: it cannot be checked.
+    if (mark < this.forgottenUpTo) return;
     for (const change of this.recent) {
       if (change.seq <= mark) continue;
       if (change.axisIds && !change.axisIds.has(key.axisId)) continue;
@@ -114,8 +118,10 @@ export class BucketCache {
     const axes = axisIds === undefined ? undefined : new Set(axisIds);
     this.seq++;
     this.recent.push({ seq: this.seq, axisIds: axes, fromMs, toMs });
-    // A query runs for seconds at most; older invalidations cannot concern one still running.
-    if (this.recent.length > 1000) this.recent = this.recent.slice(-500);
+    if (this.recent.length > 1000) {
+      this.forgottenUpTo = this.recent[this.recent.length - 501]!.seq;
+      this.recent = this.recent.slice(-500);
+    }
     for (const [name, entry] of this.entries) {
       if (axes && !axes.has(entry.axisId)) continue;
       const before = entry.buckets.size;

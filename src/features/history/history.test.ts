@@ -338,8 +338,8 @@ describe("downsampling (max_points)", () => {
       const answer = await rows(
         `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}&max_points=${maxPoints}`,
       );
-      // The grid: ⌈window ÷ max_points⌉ from `from`, or, when that is a second or more, snapped
-      // to the rollups' 1 s or 1 min grid (the first bucket labelled with `from`).
+      // The grid: ⌈window ÷ max_points⌉ from `from`, or snapped to a rollup tier's 1 s, 10 s or
+      // 1 min grid, starting on a multiple of the width (the first bucket labelled with `from`).
       const grid = bucketGrid(from, to, maxPoints);
       const resolution = grid.rollup?.resolutionMs ?? 1;
       expect(grid.originMs % resolution).toBe(0);
