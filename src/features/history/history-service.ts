@@ -75,9 +75,8 @@ export interface BucketGrid {
 /**
  * The buckets of a downsampled window. With a rollup tier, the width rounds up to a multiple of
  * its resolution and the grid starts on a multiple of the width, so every rollup row falls in
- * one bucket; still at
- * most max_points buckets. The tier is the coarsest one whose grid keeps at least 2/3 of the
- * points asked for (reading one row per 10 s or minute instead of every sample costs far less
+ * one bucket; still at most max_points buckets. The tier is the coarsest one whose grid keeps at
+ * least 2/3 of the points asked for (reading one row per 10 s or minute instead of every sample costs far less
  * than the third of the points it may give up); none does (buckets well under a second): raw
  * samples in buckets of ⌈window ÷ max_points⌉ ms from `from`.
  */
