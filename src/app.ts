@@ -39,10 +39,12 @@ export async function buildApp(
   // Caches hear about other processes' writes only while this listens.
   app.addHook("onReady", async () => {
     await services.changes.start(db);
+    await services.bucketCache.listen(db);
     services.rollups.start();
   });
   app.addHook("onClose", async () => {
     await services.rollups.close();
+    await services.bucketCache.close();
     await services.changes.close();
   });
   registerErrorHandler(app);

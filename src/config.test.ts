@@ -12,6 +12,9 @@ describe("parseConfig", () => {
       logLevel: "info",
       accessTokenLifetime: 36000,
       retentionDays: 30,
+      rollupSecondRetentionDays: 90,
+      rollupTenSecondRetentionDays: 365,
+      rollupMinuteRetentionDays: 730,
     });
   });
 
@@ -26,6 +29,7 @@ describe("parseConfig", () => {
       ADMIN_PASSWORD: "pw",
       LOG_LEVEL: "debug",
       ACCESS_TOKEN_LIFETIME: "60",
+      ROLLUP_10S_RETENTION_DAYS: "400",
     });
     expect(config).toMatchObject({
       port: 9000,
@@ -33,6 +37,7 @@ describe("parseConfig", () => {
       simulator: true,
       adminUsername: "root",
       logLevel: "debug",
+      rollupTenSecondRetentionDays: 400,
     });
   });
 
@@ -47,6 +52,13 @@ describe("parseConfig", () => {
     [{ ACCESS_TOKEN_LIFETIME: "0" }, "ACCESS_TOKEN_LIFETIME"],
     [{ BODY_LIMIT: "12" }, "BODY_LIMIT"],
     [{ ADMIN_USERNAME: "root" }, "ADMIN_PASSWORD"],
+    [{ ROLLUP_10S_RETENTION_DAYS: "0" }, "ROLLUP_10S_RETENTION_DAYS"],
+    [{ ROLLUP_10S_RETENTION_DAYS: "-30" }, "ROLLUP_10S_RETENTION_DAYS"],
+    [{ ROLLUP_10S_RETENTION_DAYS: "36501" }, "ROLLUP_10S_RETENTION_DAYS"],
+    [{ ROLLUP_10S_RETENTION_DAYS: "1.5" }, "ROLLUP_10S_RETENTION_DAYS"],
+    [{ ROLLUP_10S_RETENTION_DAYS: "365d" }, "ROLLUP_10S_RETENTION_DAYS"],
+    [{ ROLLUP_10S_RETENTION_DAYS: "99999999999999999999" }, "ROLLUP_10S_RETENTION_DAYS"],
+    [{ ROLLUP_10S_RETENTION_DAYS: "'; drop table axis_data_10s; --" }, "ROLLUP_10S_RETENTION_DAYS"],
   ])("refuses %j naming %s", (env, variable) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {

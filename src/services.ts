@@ -2,6 +2,7 @@ import type { Config } from "./config.ts";
 import { LoginThrottle } from "./features/auth/login-throttle.ts";
 import { createOAuthService } from "./features/auth/oauth-service.ts";
 import { AxisDataPartitions } from "./features/axis-data/partitions.ts";
+import { BucketCache } from "./features/history/bucket-cache.ts";
 import { applyRetention, type RetentionResult } from "./features/history/retention.ts";
 import { RollupMaintainer } from "./features/history/rollups.ts";
 import { type IngestOptions, IngestPipeline } from "./features/ingest/ingest-pipeline.ts";
@@ -27,6 +28,8 @@ export interface Services {
   ingest: IngestPipeline;
   live: LiveHub;
   rollups: RollupMaintainer;
+  /** Finished downsampled buckets, kept between history requests. */
+  bucketCache: BucketCache;
   /** Drops raw samples and rollups past their retention. */
   applyRetention(): Promise<RetentionResult>;
 }
@@ -58,6 +61,8 @@ export function createServices({
   const catalog = new FleetCatalog(db, changes);
   const latest = new LatestValues();
   const secondPartitions = new AxisDataPartitions(db, "axis_data_1s");
+  const tenSecondPartitions = new AxisDataPartitions(db, "axis_data_10s");
+  const bucketCache = new BucketCache();
   const oauth = createOAuthService({ db, clock, config, loginThrottle, changes });
   const pipeline = new IngestPipeline({
     db,
@@ -69,7 +74,13 @@ export function createServices({
     ...(ingest ? { options: ingest } : {}),
     ...(onError ? { onError } : {}),
   });
-  const rollups = new RollupMaintainer(db, secondPartitions, onError);
+  const rollups = new RollupMaintainer(
+    db,
+    secondPartitions,
+    tenSecondPartitions,
+    onError,
+    (axisIds, fromMs, toMs) => bucketCache.invalidate(fromMs, toMs, axisIds),
+  );
   pipeline.onCommitted((batch) => rollups.note(batch));
   return {
     config,
@@ -78,6 +89,7 @@ export function createServices({
     changes,
     oauth,
     rollups,
+    bucketCache,
     applyRetention: () =>
       applyRetention(
         db,
@@ -85,9 +97,11 @@ export function createServices({
         {
           rawDays: config.retentionDays,
           secondDays: config.rollupSecondRetentionDays,
+          tenSecondDays: config.rollupTenSecondRetentionDays,
           minuteDays: config.rollupMinuteRetentionDays,
         },
-        { raw: partitions, seconds: secondPartitions },
+        { raw: partitions, seconds: secondPartitions, tenSeconds: tenSecondPartitions },
+        bucketCache,
       ),
     users: createUsersService({ db, changes }),
     partitions,

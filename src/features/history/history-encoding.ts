@@ -55,24 +55,38 @@ function fieldText(value: unknown, notANumber: string): string {
   return value === null || value === undefined ? notANumber : String(value);
 }
 
+const seriesColumns = ["axis", "machine_id", "machine_name", "axis_name"];
+
 export async function* encodeJson(answer: HistoryAnswer): AsyncGenerator<string> {
   const columns = historyColumns(answer);
-  const keys = columns.map((column, i) => `${i > 0 ? "," : ""}${JSON.stringify(column)}:`);
+  // A row is its own columns before the series block (raw: axis_data_id), the series block (the
+  // same on every row of a page: encoded once per page), then its own columns after it.
+  const seriesAt = columns.indexOf("axis");
+  const own = (names: string[], leadingComma: boolean) =>
+    names.map((column, i) => ({
+      column,
+      key: `${leadingComma || i > 0 ? "," : ""}${JSON.stringify(column)}:`,
+    }));
+  const head = own(columns.slice(0, seriesAt), false);
+  const tail = own(columns.slice(seriesAt + seriesColumns.length), true);
   let first = true;
   yield "[";
   for await (const page of answer.pages()) {
-    const fixed = fixedValues(page, jsonValue);
+    const values = seriesValues(page.series);
+    let series = "";
+    for (const [i, column] of seriesColumns.entries()) {
+      series += `${i > 0 || head.length > 0 ? "," : ""}"${column}":${jsonValue(values[column])}`;
+    }
     const parts: string[] = [];
     for (const row of page.rows) {
       let text = first ? "{" : ",{";
       first = false;
-      for (let i = 0; i < columns.length; i++) {
-        const column = columns[i]!;
-        const value =
-          column === "update_timestamp"
-            ? `"${millis(row.t)}"`
-            : (fixed[column] ?? fieldText(row[column], "null"));
-        text += keys[i] + value;
+      for (const { column, key } of head) text += key + fieldText(row[column], "null");
+      text += series;
+      for (const { column, key } of tail) {
+        text +=
+          key +
+          (column === "update_timestamp" ? `"${millis(row.t)}"` : fieldText(row[column], "null"));
       }
       parts.push(`${text}}`);
     }

@@ -1,6 +1,7 @@
 import type { Clock } from "../../platform/context.ts";
 import { type Database, isoMicrosFormat } from "../../platform/database.ts";
 import { invalid } from "../../platform/errors.ts";
+import type { BucketCache } from "./bucket-cache.ts";
 import {
   type HistoryField,
   type HistoryInput,
@@ -50,13 +51,16 @@ export interface HistoryServiceOptions {
   bucketsPerQuery?: number;
   /** Downsampling queries in flight at once. */
   concurrency?: number;
+  /** Finished buckets of the rollup tiers, kept between requests. */
+  bucketCache?: BucketCache;
 }
 
 const dayMs = 86_400_000;
 
-/** Rollup tables (migration 0004), coarsest first: a bucket at least this wide can use them. */
+/** Rollup tables (migrations 0004, 0005), coarsest first. */
 const rollupResolutions = [
   { table: "axis_data_1m", resolutionMs: 60_000 },
+  { table: "axis_data_10s", resolutionMs: 10_000 },
   { table: "axis_data_1s", resolutionMs: 1000 },
 ] as const;
 
@@ -69,22 +73,31 @@ export interface BucketGrid {
 }
 
 /**
- * The buckets of a downsampled window. Raw only (bucket under 0.8 s): buckets of
- * ⌈window ÷ max_points⌉ ms from `from`. Otherwise the grid snaps to the coarsest rollup at most
- * 1.25 times wider than the bucket: the width rounds up to a multiple of its resolution and the grid starts on
- * it, so every rollup row falls in one bucket; still at most max_points buckets.
+ * The buckets of a downsampled window. With a rollup tier, the width rounds up to a multiple of
+ * its resolution and the grid starts on a multiple of the width, so every rollup row falls in
+ * one bucket; still at most max_points buckets. The tier is the coarsest one whose grid keeps at
+ * least 2/3 of the points asked for (reading one row per 10 s or minute instead of every sample costs far less
+ * than the third of the points it may give up); none does (buckets well under a second): raw
+ * samples in buckets of ⌈window ÷ max_points⌉ ms from `from`.
  */
 export function bucketGrid(fromMs: number, toMs: number, maxPoints: number): BucketGrid {
-  const widthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));
-  // Snapping up to a rollup a little wider than asked still gives ≥ 80% of the points asked
-  // for, and reads one row per second or minute instead of every sample.
-  const rollup = rollupResolutions.find((candidate) => widthMs >= 0.8 * candidate.resolutionMs);
-  if (!rollup) return { rollup, widthMs, originMs: fromMs };
-  const step = rollup.resolutionMs;
-  const originMs = Math.floor(fromMs / step) * step;
-  let width = Math.ceil(widthMs / step) * step;
-  while (Math.ceil((toMs - originMs) / width) > maxPoints) width += step;
-  return { rollup, widthMs: width, originMs };
+  const rawWidthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));
+  const rawBuckets = Math.ceil((toMs - fromMs) / rawWidthMs);
+  for (const rollup of rollupResolutions) {
+    const step = rollup.resolutionMs;
+    // The grid starts on a multiple of the width, so a window that slides (a dashboard asking
+    // for the last hours again) keeps the same buckets, and finished ones can be cached.
+    let widthMs = Math.ceil(rawWidthMs / step) * step;
+    let originMs = Math.floor(fromMs / widthMs) * widthMs;
+    while (Math.ceil((toMs - originMs) / widthMs) > maxPoints) {
+      widthMs += step;
+      originMs = Math.floor(fromMs / widthMs) * widthMs;
+    }
+    if (3 * Math.ceil((toMs - originMs) / widthMs) >= 2 * rawBuckets) {
+      return { rollup, widthMs, originMs };
+    }
+  }
+  return { rollup: undefined, widthMs: rawWidthMs, originMs: fromMs };
 }
 
 /** Per field, what a bucket holds: the average, min and max, from raw rows or rollup rows alike. */
@@ -127,6 +140,7 @@ export function createHistoryService({
   pageSize = 5000,
   bucketsPerQuery = 20_000,
   concurrency = 2,
+  bucketCache,
 }: HistoryServiceOptions) {
   /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
   function resolveWindow(input: HistoryInput): { from: Date; to: Date } {
@@ -289,45 +303,99 @@ export function createHistoryService({
     const bucketMs = grid.widthMs;
     const step = grid.rollup?.resolutionMs ?? 1;
     const pending = rollups?.pendingSince();
+    const now = clock.now().getTime();
     const buckets = Math.ceil((to.getTime() - grid.originMs) / bucketMs);
     const perQuery = Math.max(1, Math.floor(bucketsPerQuery / buckets));
     const sliceMs = bucketMs * Math.floor(bucketsPerQuery / perQuery);
+    /** Where rollup rows serve [start, end): whole ones, before anything not rolled up yet. */
+    const interior = (start: number, end: number) => {
+      const interiorFrom = Math.ceil(start / step) * step;
+      const interiorTo = Math.floor(Math.min(end, pending ?? end) / step) * step;
+      return { interiorFrom, interiorTo: Math.max(interiorFrom, interiorTo) };
+    };
+    /** The buckets of `group` in [start, end), one list per series. */
+    const fetch = (group: HistorySeries[], start: number, end: number) =>
+      db.transaction(async (tx) => {
+        // The planner cannot know how few buckets there are; with the default work_mem
+        // it sorts the samples to group them instead of hashing them.
+        await tx.query("set local work_mem = '32MB'");
+        const { interiorFrom, interiorTo } = interior(start, end);
+        const { rows } = await tx.query(sql, [
+          group.map((one) => one.axisId),
+          new Date(start).toISOString(),
+          new Date(end).toISOString(),
+          `${bucketMs} milliseconds`,
+          new Date(grid.originMs).toISOString(),
+          ...(grid.rollup
+            ? [new Date(interiorFrom).toISOString(), new Date(interiorTo).toISOString()]
+            : []),
+        ]);
+        let at = 0;
+        return group.map((one) => {
+          const begin = at;
+          while (at < rows.length && Number(rows[at]!.axis_id) === one.axisId) at++;
+          return rows.slice(begin, at);
+        });
+      });
+    /**
+     * The whole buckets of [start, end) that only rollup rows make, finished (ended before now
+     * and before anything not rolled up yet): these may come from and go to the cache.
+     */
+    const cacheSpan = (start: number, end: number) => {
+      if (!bucketCache || !grid.rollup) return undefined;
+      const origin = grid.originMs;
+      const first = origin + Math.ceil((start - origin) / bucketMs) * bucketMs;
+      const limit = Math.min(interior(start, end).interiorTo, now);
+      const last = origin + Math.floor((limit - origin) / bucketMs) * bucketMs;
+      return last > first ? { cache: bucketCache, from: first, to: last } : undefined;
+    };
+    const fieldsKey = fields.join(",");
+    const cacheKey = (one: HistorySeries) => ({
+      axisId: one.axisId,
+      table: grid.rollup?.table ?? "raw",
+      widthMs: bucketMs,
+      originMs: grid.originMs,
+      fields: fieldsKey,
+    });
+    const bucketsOf = async (group: HistorySeries[], start: number, end: number) => {
+      const span = cacheSpan(start, end);
+      if (!span) return fetch(group, start, end);
+      const { cache } = span;
+      const cached = group.map((one) => cache.get(cacheKey(one), span.from, span.to));
+      if (cached.every((rows) => rows !== undefined)) {
+        // Only the partial buckets at the edges are read.
+        const [before, after] = await Promise.all([
+          start < span.from ? fetch(group, start, span.from) : group.map(() => []),
+          span.to < end ? fetch(group, span.to, end) : group.map(() => []),
+        ]);
+        return group.map((_, i) => [...before[i]!, ...cached[i]!, ...after[i]!]);
+      }
+      const mark = cache.mark();
+      const fetched = await fetch(group, start, end);
+      group.forEach((one, i) => {
+        const finished = [];
+        for (const row of fetched[i]!) {
+          const bucketStart = Date.parse(row.t as string);
+          if (bucketStart >= span.from && bucketStart < span.to)
+            finished.push({ bucketStart, row });
+        }
+        cache.put(cacheKey(one), mark, span.from, span.to, finished);
+      });
+      return fetched;
+    };
     const tasks = function* () {
       for (let first = 0; first < series.length; first += perQuery) {
         const group = series.slice(first, first + perQuery);
         for (let sliceStart = grid.originMs; sliceStart < to.getTime(); sliceStart += sliceMs) {
           const start = Math.max(sliceStart, from.getTime());
           const end = Math.min(sliceStart + sliceMs, to.getTime());
-          // Interior: whole rollup rows, before anything the rollups may not hold yet.
-          const interiorFrom = Math.ceil(start / step) * step;
-          let interiorTo = Math.floor(Math.min(end, pending ?? end) / step) * step;
-          if (interiorTo < interiorFrom) interiorTo = interiorFrom;
-          yield () =>
-            db.transaction(async (tx) => {
-              // The planner cannot know how few buckets there are; with the default work_mem
-              // it sorts the samples to group them instead of hashing them.
-              await tx.query("set local work_mem = '32MB'");
-              const { rows } = await tx.query(sql, [
-                group.map((one) => one.axisId),
-                new Date(start).toISOString(),
-                new Date(end).toISOString(),
-                `${bucketMs} milliseconds`,
-                new Date(grid.originMs).toISOString(),
-                ...(grid.rollup
-                  ? [new Date(interiorFrom).toISOString(), new Date(interiorTo).toISOString()]
-                  : []),
-              ]);
-              return { group, rows };
-            });
+          yield async () => ({ group, rows: await bucketsOf(group, start, end) });
         }
       }
     };
     for await (const { group, rows } of inOrder(tasks(), concurrency)) {
-      let at = 0;
-      for (const one of group) {
-        const begin = at;
-        while (at < rows.length && Number(rows[at]!.axis_id) === one.axisId) at++;
-        if (at > begin) yield { series: one, rows: rows.slice(begin, at) };
+      for (const [i, one] of group.entries()) {
+        if (rows[i]!.length > 0) yield { series: one, rows: rows[i]! };
       }
     }
   }

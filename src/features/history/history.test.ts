@@ -333,12 +333,13 @@ describe("downsampling (max_points)", () => {
     for (const [name, samples] of Object.entries(data)) {
       await insertSamples(axes[name]!.axis_id, samples);
     }
+    // 1 and 7: the 1 min and 10 s tiers; 37 and 100: 1 s; 5000: raw samples.
     for (const maxPoints of [1, 7, 37, 100, 5000]) {
       const answer = await rows(
         `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}&max_points=${maxPoints}`,
       );
-      // The grid: ⌈window ÷ max_points⌉ from `from`, or, when that is a second or more, snapped
-      // to the rollups' 1 s or 1 min grid (the first bucket labelled with `from`).
+      // The grid: ⌈window ÷ max_points⌉ from `from`, or snapped to a rollup tier's 1 s, 10 s or
+      // 1 min grid, starting on a multiple of the width (the first bucket labelled with `from`).
       const grid = bucketGrid(from, to, maxPoints);
       const resolution = grid.rollup?.resolutionMs ?? 1;
       expect(grid.originMs % resolution).toBe(0);
@@ -392,6 +393,23 @@ describe("downsampling (max_points)", () => {
         -300,
       );
     }
+  });
+
+  it("reads the coarsest rollup tier whose grid keeps at least 2/3 of the points asked for", () => {
+    const from = Date.UTC(2026, 10, 24, 10, 0, 0, 123);
+    const hour = 3_600_000;
+    const tier = (windowMs: number, maxPoints: number) => {
+      const grid = bucketGrid(from, from + windowMs, maxPoints);
+      const buckets = Math.ceil((from + windowMs - grid.originMs) / grid.widthMs);
+      expect(buckets).toBeLessThanOrEqual(maxPoints);
+      return [grid.rollup?.table ?? "raw", grid.widthMs, buckets >= (2 / 3) * maxPoints];
+    };
+    expect(tier(24 * hour, 1000)).toEqual(["axis_data_1m", 120_000, true]);
+    expect(tier(6 * hour, 1000)).toEqual(["axis_data_10s", 30_000, true]);
+    expect(tier(hour, 1000)).toEqual(["axis_data_1s", 4000, true]);
+    expect(tier(15 * minute, 1000)).toEqual(["axis_data_1s", 1000, true]);
+    expect(tier(15 * minute, 2000)).toEqual(["raw", 450, true]);
+    expect(tier(100 * second, 7)).toEqual(["axis_data_10s", 20_000, true]);
   });
 
   it("groups series and slices long ones into several queries without losing or repeating a bucket", async () => {

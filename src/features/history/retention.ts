@@ -1,12 +1,15 @@
 import type { Clock } from "../../platform/context.ts";
 import type { Database } from "../../platform/database.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
+import { type BucketCache, rollupChannel } from "./bucket-cache.ts";
 
 export interface RetentionPolicy {
   /** Raw samples. */
   rawDays: number;
   /** 1 s rollups. */
   secondDays: number;
+  /** 10 s rollups. */
+  tenSecondDays: number;
   /** 1 min rollups. */
   minuteDays: number;
 }
@@ -17,7 +20,7 @@ export interface RetentionResult {
 }
 
 /**
- * Drops what is older than the policy keeps: raw samples and 1 s rollups by whole day partitions
+ * Drops what is older than the policy keeps: raw samples, 1 s and 10 s rollups by whole day partitions
  * (instant, no vacuum debt), 1 min rollups by a range delete (they are few). A partition is
  * dropped only when every row it can hold is past the cut-off.
  */
@@ -25,16 +28,28 @@ export async function applyRetention(
   db: Database,
   clock: Clock,
   policy: RetentionPolicy,
-  partitions: { raw: AxisDataPartitions; seconds: AxisDataPartitions },
+  partitions: {
+    raw: AxisDataPartitions;
+    seconds: AxisDataPartitions;
+    tenSeconds: AxisDataPartitions;
+  },
+  bucketCache?: BucketCache,
 ): Promise<RetentionResult> {
   const now = clock.now().getTime();
   const cutoff = (days: number) => new Date(now - days * 86_400_000);
   const dropped = [
     ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
     ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),
+    ...(await partitions.tenSeconds.dropBefore(cutoff(policy.tenSecondDays))),
   ];
   const { rowCount } = await db.query("delete from axis_data_1m where update_timestamp < $1", [
     cutoff(policy.minuteDays),
   ]);
+  if (dropped.length > 0 || rowCount > 0) {
+    // Buckets of what was dropped must not outlive it, here or in other processes.
+    const upTo = cutoff(Math.min(policy.secondDays, policy.tenSecondDays, policy.minuteDays));
+    bucketCache?.invalidate(0, upTo.getTime());
+    await db.query("select pg_notify($1, $2)", [rollupChannel, `0:${upTo.getTime()}`]);
+  }
   return { dropped, minuteRowsDeleted: rowCount };
 }

@@ -11,6 +11,7 @@ beforeAll(async () => {
   t = await buildTestApp({
     RETENTION_DAYS: "30",
     ROLLUP_1S_RETENTION_DAYS: "60",
+    ROLLUP_10S_RETENTION_DAYS: "75",
     ROLLUP_1M_RETENTION_DAYS: "90",
   });
   machineId = (await createMachine(t)).machine_id;
@@ -123,7 +124,7 @@ describe("rollups", () => {
   const start = Math.floor((Date.now() - 5 * 60_000) / 60_000) * 60_000 - 1500;
   const samples = series(start);
 
-  it("hold each 1 s and 1 min bucket's exact count, min, max, sum and last, across a minute boundary", async () => {
+  it("hold each 1 s, 10 s and 1 min bucket's exact count, min, max, sum and last, across a minute boundary", async () => {
     expect((await send(samples)).statusCode).toBe(202);
     await t.services.rollups.flush();
     for (const [axisName, axisId] of [
@@ -131,8 +132,10 @@ describe("rollups", () => {
       ["Y", axisY],
     ] as const) {
       expectClose(await stored("axis_data_1s", axisId), expected(samples, axisName, 1000));
+      expectClose(await stored("axis_data_10s", axisId), expected(samples, axisName, 10_000));
       expectClose(await stored("axis_data_1m", axisId), expected(samples, axisName, 60_000));
     }
+    expect((await stored("axis_data_10s", axisX)).length).toBe(2);
     expect((await stored("axis_data_1m", axisX)).length).toBe(2);
   });
 
@@ -156,6 +159,7 @@ describe("rollups", () => {
     expect((await send([late])).statusCode).toBe(202);
     await t.services.rollups.flush();
     expectClose(await stored("axis_data_1s", axisX), expected([...samples, late], "X", 1000));
+    expectClose(await stored("axis_data_10s", axisX), expected([...samples, late], "X", 10_000));
     expectClose(await stored("axis_data_1m", axisX), expected([...samples, late], "X", 60_000));
   });
 
@@ -189,10 +193,13 @@ describe("rollups", () => {
 
   it("can be rebuilt from raw samples, as after a crash", async () => {
     await t.database.db.query("delete from axis_data_1s");
+    await t.database.db.query("delete from axis_data_10s");
     await t.database.db.query("delete from axis_data_1m");
     await t.services.rollups.rebuild(new Date(start - 60_000), new Date(start + 120_000));
+    expectClose(await stored("axis_data_10s", axisY), expected(samples, "Y", 10_000));
     expectClose(await stored("axis_data_1m", axisY), expected(samples, "Y", 60_000));
     // X's raw samples were deleted above: a rebuild makes its rollups agree with that.
+    expect(await stored("axis_data_10s", axisX)).toEqual([]);
     expect(await stored("axis_data_1m", axisX)).toEqual([]);
   });
 });
@@ -239,5 +246,28 @@ describe("retention", () => {
     for (const time of kept) expect(left.has(time)).toBe(true);
     for (const time of old) expect(left.has(time)).toBe(false);
     expect((await t.services.applyRetention()).dropped).toEqual([]);
+  });
+
+  it("drops 1 s rollup days past ROLLUP_1S_RETENTION_DAYS and 10 s ones past ROLLUP_10S_RETENTION_DAYS", async () => {
+    // 1 s: kept 60 days; 10 s: 75. A day 70 days ago has outlived its 1 s rows, not its 10 s ones.
+    const days = [today - 80 * day, today - 70 * day, today - 50 * day];
+    for (const table of ["axis_data_1s", "axis_data_10s"]) {
+      for (const time of days) {
+        const name = `${table}_${new Date(time).toISOString().slice(0, 10).replaceAll("-", "")}`;
+        await t.database.db.query(
+          `create table if not exists ${name} partition of ${table}
+           for values from ('${new Date(time).toISOString()}') to ('${new Date(time + day).toISOString()}')`,
+        );
+      }
+    }
+    const { dropped } = await t.services.applyRetention();
+    const stamp = (time: number) => new Date(time).toISOString().slice(0, 10).replaceAll("-", "");
+    expect(dropped.filter((name) => name.startsWith("axis_data_1s_")).sort()).toEqual([
+      `axis_data_1s_${stamp(days[0]!)}`,
+      `axis_data_1s_${stamp(days[1]!)}`,
+    ]);
+    expect(dropped.filter((name) => name.startsWith("axis_data_10s_"))).toEqual([
+      `axis_data_10s_${stamp(days[0]!)}`,
+    ]);
   });
 });

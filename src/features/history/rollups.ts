@@ -2,6 +2,7 @@ import type { Database } from "../../platform/database.ts";
 import { axisMeasurements } from "../axis-data/axis-sample-fields.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import type { ValidBatch } from "../ingest/ingest-batch.ts";
+import { rollupChannel } from "./bucket-cache.ts";
 
 const measurements = axisMeasurements;
 
@@ -62,9 +63,10 @@ const rollupColumns = [
 ];
 
 /**
- * Keeps the 1 s and 1 min rollups (migration 0004) up to date as data arrives. It hears each
- * committed batch, remembers which axes and times it touched, and every second recomputes those
- * 1 s buckets from the raw samples and the enclosing 1 min buckets from the 1 s ones. Buckets are
+ * Keeps the 1 s, 10 s and 1 min rollups (migrations 0004, 0005) up to date as data arrives. It
+ * hears each committed batch, remembers which axes and times it touched, and every second
+ * recomputes those 1 s buckets from the raw samples and the enclosing 10 s and 1 min buckets
+ * (whole minutes, so both line up) from the 1 s ones. Buckets are
  * recomputed (replaced), never incremented, so a retried batch or a late sample can never count twice, and
  * the work stays off the path that acknowledges producers.
  */
@@ -76,7 +78,14 @@ export class RollupMaintainer {
   constructor(
     private readonly db: Database,
     private readonly secondPartitions: AxisDataPartitions,
+    private readonly tenSecondPartitions: AxisDataPartitions,
     private readonly onError: (error: unknown) => void = () => {},
+    /** After each recompute commits: these axes' rollups in [fromMs, toMs) may have changed. */
+    private readonly onRecomputed: (
+      axisIds: number[],
+      fromMs: number,
+      toMs: number,
+    ) => void = () => {},
   ) {}
 
   private inFlightSince: number | undefined;
@@ -171,11 +180,16 @@ export class RollupMaintainer {
       for (let day = from; day < to; day += 86_400_000) days.push(day);
       days.push(to - 1);
       await this.secondPartitions.ensure(days);
+      await this.tenSecondPartitions.ensure(days);
       const range = [axisIds, new Date(from), new Date(to)];
       await this.db.transaction(async (tx) => {
         // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
         await tx.query(
           "delete from axis_data_1s where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3",
+          range,
+        );
+        await tx.query(
+          "delete from axis_data_10s where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3",
           range,
         );
         await tx.query(
@@ -191,6 +205,14 @@ export class RollupMaintainer {
           range,
         );
         await tx.query(
+          `insert into axis_data_10s (${rollupColumns.join(", ")})
+           select axis_id, date_bin('10 seconds', update_timestamp, timestamptz '1970-01-01Z'), sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
+           from axis_data_1s
+           where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
+           group by 1, 2`,
+          range,
+        );
+        await tx.query(
           `insert into axis_data_1m (${rollupColumns.join(", ")})
            select axis_id, date_trunc('minute', update_timestamp), sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
            from axis_data_1s
@@ -198,7 +220,10 @@ export class RollupMaintainer {
            group by 1, 2`,
           range,
         );
+        // Other processes' caches of finished buckets hear it at commit (bucket-cache.ts).
+        await tx.query("select pg_notify($1, $2)", [rollupChannel, `${from}:${to}`]);
       });
+      this.onRecomputed(axisIds, from, to);
     }
   }
 }
