@@ -10,6 +10,8 @@
 //   A10   A again with 10 more clients that subscribe to everything and never read
 //   C     1,000 clients subscribed to everything (more bytes than two cores send), in each
 //         encoding: C (json), C-json-columns, C-msgpack, C-msgpack-columns
+//   2C    C with 2,000 clients, past what the server can send every push of: 2C (json) and
+//         2C-msgpack-columns
 // LIVE_SCENARIOS=A,B picks scenarios (default all); BENCH_NODE_ARGS adds node flags to both servers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -63,6 +65,15 @@ const scenarios: Scenario[] = [
   defineScenario("C", "C: 1,000 × all, json", 1000, "all"),
   ...(["json-columns", "msgpack", "msgpack-columns"] as const).map((encoding) =>
     defineScenario(`C-${encoding}`, `C: 1,000 × all, ${encoding}`, 1000, "all", 0, encoding),
+  ),
+  defineScenario("2C", "2C: 2,000 × all, json", 2000, "all"),
+  defineScenario(
+    "2C-msgpack-columns",
+    "2C: 2,000 × all, msgpack-columns",
+    2000,
+    "all",
+    0,
+    "msgpack-columns",
   ),
 ];
 
