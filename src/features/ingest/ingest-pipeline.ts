@@ -295,13 +295,6 @@ export class IngestPipeline {
     const times: number[] = [];
     for (const { batch } of submissions) for (const row of batch.axis) times.push(row.timeMs);
     await this.deps.partitions.ensure(times);
-    const only = submissions.length === 1 ? submissions[0]! : undefined;
-    if (only && only.batch.tools.length === 0 && only.batch.toolUsage.length === 0) {
-      // One statement is a transaction of its own, as durable as one in begin … commit, and one
-      // round trip to the server instead of three: the commit is most of a lone producer's wait.
-      const stored = await insertAxisSamples(this.deps.db, only.batch);
-      return [{ accepted: only.rows, duplicates: only.rows - stored }];
-    }
     return this.deps.db.transaction(async (tx) => {
       const results: IngestResult[] = [];
       for (const { batch, rows } of submissions) {
