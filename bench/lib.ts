@@ -105,7 +105,7 @@ const stopper = (child: ChildProcess) => () =>
   });
 
 /** A port free right now on the loopback interface. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const { createServer } = await import("node:net");
   return new Promise((resolve) => {
     const probe = createServer();

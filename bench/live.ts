@@ -21,6 +21,7 @@ import {
   benchNodeArgs,
   type DatabaseTarget,
   fixed,
+  freePort,
   freshTarget,
   provision,
   ratio,
@@ -237,7 +238,7 @@ function producer(server: Server, token: string): Producer {
 }
 
 async function withBare<T>(run: (url: string, pid: number) => Promise<T>): Promise<T> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const child = spawn(
     "node",
     [
