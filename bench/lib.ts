@@ -105,7 +105,7 @@ const stopper = (child: ChildProcess) => () =>
   });
 
 /** A port free right now on the loopback interface. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const { createServer } = await import("node:net");
   return new Promise((resolve) => {
     const probe = createServer();
@@ -117,6 +117,12 @@ async function freePort(): Promise<number> {
 }
 
 /**
+ * Extra arguments for the node of every server a benchmark measures (Spindle and its bare
+ * baseline alike), e.g. BENCH_NODE_ARGS="--max-semi-space-size=64".
+ */
+export const benchNodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+
+/**
  * Spindle as a person runs it, at LOG_LEVEL=warn: per-request log lines at info cost more than
  * the cached requests being measured, and the bare server logs nothing either.
  */
@@ -125,7 +131,7 @@ export async function startSpindle(
   env: Record<string, string> = {},
 ): Promise<Server> {
   const port = await freePort();
-  const child = spawn("node", ["bin/spindle", "serve"], {
+  const child = spawn("node", [...benchNodeArgs, "bin/spindle", "serve"], {
     cwd: root,
     env: {
       ...process.env,

@@ -1,9 +1,12 @@
 // WebSocket clients for the live benchmark, in a process of their own. Configured by one JSON
 // argument; prints "ready" once every client is subscribed, records from the "go" line on stdin
-// for `seconds`, then prints one JSON line: delay percentiles (ms) from each push's
-// update_timestamp (set at the ingest call) to its receipt here.
+// for `seconds` and prints "recorded"; then reads one line of acknowledgement times (JSON: the
+// ingest call's timestamp in ms → when its 202 arrived, ms; `{}` for a server without one) and
+// prints one JSON line: delay percentiles (ms) from each push's update_timestamp (set at the
+// ingest call) to its receipt here, and from the 202 to receipt.
 import { createInterface } from "node:readline";
 import { WebSocket } from "ws";
+import type { LiveEncoding } from "../src/features/live/live-encoding.ts";
 
 interface ClientsConfig {
   url: string;
@@ -11,23 +14,28 @@ interface ClientsConfig {
   /** "one": client i watches machine i mod n; "all": every machine. */
   mode: "one" | "all";
   machines: number[];
+  encoding: LiveEncoding;
   /** Extra clients that subscribe to everything and never read. */
   nonReading: number;
   seconds: number;
 }
 
 const config = JSON.parse(process.argv[2]!) as ClientsConfig;
-const delays: number[] = [];
 let recording = false;
-let received = 0;
+/** Per push received while recording: its samples' timestamp and when it arrived (ms). */
+const stamped: number[] = [];
+const arrived: number[] = [];
+let bytes = 0;
 let closed = 0;
-const timestamp = /"update_timestamp":"([^"]+)"/;
+// The same cheap look for every encoding: an ISO timestamp is the same ASCII in JSON text and in
+// a MessagePack string, and the first one in a push is its first row's update_timestamp.
+const isoTimestamp = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/;
 
 function open(subscribe: object, reading: boolean): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(config.url);
     ws.on("open", () => {
-      ws.send(JSON.stringify({ type: "subscribe", ...subscribe }));
+      ws.send(JSON.stringify({ type: "subscribe", encoding: config.encoding, ...subscribe }));
       if (!reading) (ws as unknown as { _socket: { pause(): void } })._socket.pause();
       resolve(ws);
     });
@@ -36,15 +44,16 @@ function open(subscribe: object, reading: boolean): Promise<WebSocket> {
       closed += 1;
     });
     if (!reading) return;
-    ws.on("message", (data) => {
+    ws.on("message", (data: Buffer) => {
       if (!recording) return;
-      const text = String(data);
+      const text = data.toString("latin1");
       // Pushes only: snapshots and answers are not deliveries of new samples.
-      if (!text.startsWith('{"type":"axis_data","seq"')) return;
-      const match = timestamp.exec(text);
+      if (!text.includes("axis_data") || text.includes("snapshot")) return;
+      const match = isoTimestamp.exec(text);
       if (!match) return;
-      received += 1;
-      delays.push(Date.now() - Date.parse(match[1]!));
+      bytes += data.length;
+      stamped.push(Date.parse(match[0]));
+      arrived.push(Date.now());
     });
   });
 }
@@ -63,18 +72,34 @@ for (let i = 0; i < config.count; i += batch) {
 for (let i = 0; i < config.nonReading; i++) sockets.push(await open({}, false));
 process.stdout.write("ready\n");
 
-const lines = createInterface({ input: process.stdin });
-for await (const line of lines) {
-  if (line.trim() !== "go") continue;
-  recording = true;
-  await new Promise((resolve) => setTimeout(resolve, config.seconds * 1000));
-  recording = false;
-  break;
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+while ((await lines.next()).value?.trim() !== "go");
+recording = true;
+await new Promise((resolve) => setTimeout(resolve, config.seconds * 1000));
+recording = false;
+process.stdout.write("recorded\n");
+const acks = JSON.parse((await lines.next()).value ?? "{}") as Record<string, number>;
+
+const percentiles = (values: number[]) => {
+  values.sort((a, b) => a - b);
+  const at = (q: number) => values[Math.min(values.length - 1, Math.floor(q * values.length))] ?? 0;
+  return { p50: at(0.5), p99: at(0.99), max: at(1) };
+};
+const delays = percentiles(arrived.map((at, i) => at - stamped[i]!));
+const afterAck: number[] = [];
+for (let i = 0; i < arrived.length; i++) {
+  const ack = acks[stamped[i]!];
+  if (ack !== undefined) afterAck.push(arrived[i]! - ack);
 }
-delays.sort((a, b) => a - b);
-const at = (q: number) => delays[Math.min(delays.length - 1, Math.floor(q * delays.length))] ?? 0;
+const ackDelays = afterAck.length > 0 ? percentiles(afterAck) : undefined;
 process.stdout.write(
-  `${JSON.stringify({ p50: at(0.5), p99: at(0.99), max: at(1), received, closed })}\n`,
+  `${JSON.stringify({
+    ...delays,
+    ...(ackDelays ? { ackP50: ackDelays.p50, ackP99: ackDelays.p99 } : {}),
+    received: arrived.length,
+    bytesPerPush: arrived.length > 0 ? bytes / arrived.length : 0,
+    closed,
+  })}\n`,
 );
 for (const ws of sockets) ws.terminate();
 process.exit(0);

@@ -1,17 +1,27 @@
 // Issue 5's live benchmark: 20 machines × 5 axes sampled at 10 Hz and sent through POST
 // /api/ingest/ (one batch of 100 rows every 100 ms, each row stamped at the ingest call), with
 // WebSocket clients in a process of their own measuring the delay from that stamp to receipt,
-// p50/p99, and the server's CPU and RSS; each beside a bare `ws` server producing and
-// broadcasting the same bytes at the same rate, in the same run.
-//   A   1,000 clients, each subscribed to one machine (5 axes)
-//   B   200 clients subscribed to all 20 machines
-//   A'  A again with 10 more clients that subscribe to everything and never read
+// p50/p99, and the server's CPU and memory; each beside a bare `ws` server producing and
+// broadcasting the same bytes at the same rate, in the same run. Every scenario gets a fresh
+// Spindle on a fresh database, so one scenario's leftovers (sockets closing, garbage, ring and
+// table contents) do not weigh on the next.
+//   A     1,000 clients, each subscribed to one machine (5 axes)
+//   B     200 clients subscribed to all 20 machines
+//   A10   A again with 10 more clients that subscribe to everything and never read
+//   C     1,000 clients subscribed to everything (more bytes than two cores send), in each
+//         encoding: C (json), C-json-columns, C-msgpack, C-msgpack-columns
+//   2C    C with 2,000 clients, past what the server can send every push of: 2C (json) and
+//         2C-msgpack-columns
+// LIVE_SCENARIOS=A,B picks scenarios (default all); BENCH_NODE_ARGS adds node flags to both servers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
+import type { LiveEncoding } from "../src/features/live/live-encoding.ts";
 import {
+  benchNodeArgs,
   type DatabaseTarget,
   fixed,
+  freePort,
   freshTarget,
   provision,
   ratio,
@@ -32,25 +42,54 @@ export interface LiveBenchOptions {
 }
 
 interface Scenario {
+  id: string;
   name: string;
   count: number;
   mode: "one" | "all";
   nonReading: number;
+  encoding: LiveEncoding;
 }
 
+const defineScenario = (
+  id: string,
+  name: string,
+  count: number,
+  mode: "one" | "all",
+  nonReading = 0,
+  encoding: LiveEncoding = "json",
+): Scenario => ({ id, name, count, mode, nonReading, encoding });
+
 const scenarios: Scenario[] = [
-  { name: "A: 1,000 × 1 machine", count: 1000, mode: "one", nonReading: 0 },
-  { name: "B: 200 × all", count: 200, mode: "all", nonReading: 0 },
-  { name: "A + 10 non-reading", count: 1000, mode: "one", nonReading: 10 },
+  defineScenario("A", "A: 1,000 × 1 machine", 1000, "one"),
+  defineScenario("B", "B: 200 × all", 200, "all"),
+  defineScenario("A10", "A + 10 non-reading", 1000, "one", 10),
+  defineScenario("C", "C: 1,000 × all, json", 1000, "all"),
+  ...(["json-columns", "msgpack", "msgpack-columns"] as const).map((encoding) =>
+    defineScenario(`C-${encoding}`, `C: 1,000 × all, ${encoding}`, 1000, "all", 0, encoding),
+  ),
+  defineScenario("2C", "2C: 2,000 × all, json", 2000, "all"),
+  defineScenario(
+    "2C-msgpack-columns",
+    "2C: 2,000 × all, msgpack-columns",
+    2000,
+    "all",
+    0,
+    "msgpack-columns",
+  ),
 ];
 
 interface Measured {
   p50: number;
   p99: number;
+  /** From the 202's arrival at the producer to receipt (Spindle only). */
+  ackP50?: number;
+  ackP99?: number;
   received: number;
+  bytesPerPush: number;
   closed: number;
   cpu: number;
   rssMb: number;
+  peakRssMb: number;
   ingestP50?: number;
   ingestP99?: number;
 }
@@ -59,11 +98,43 @@ export async function benchLive({
   seconds = 10,
   database = "postgres",
 }: LiveBenchOptions = {}): Promise<string> {
-  const target = await freshTarget(database);
+  const wanted = process.env.LIVE_SCENARIOS?.split(",").map((id) => id.trim());
+  const selected = wanted ? scenarios.filter((s) => wanted.includes(s.id)) : scenarios;
+  if (wanted && selected.length !== wanted.length)
+    throw new Error(`LIVE_SCENARIOS: known are ${scenarios.map((s) => s.id).join(", ")}`);
   const rows: string[] = [
-    "| scenario | server | delay p50 ms | p99 ms | ingest→202 p50/p99 ms | pushes received | CPU % | RSS MB | p99 ÷ bare |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    "| scenario | server | delay p50 ms | p99 ms | ingest→202 p50 / p99 ms | 202→receipt p50 / p99 ms | pushes received | KB/push | CPU % | RSS end / peak MB | p99 ÷ bare |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
+  for (const scenario of selected) {
+    const ours = await withSpindle(database, (url, pid, ingest) =>
+      measure(scenario, url, pid, seconds, ingest),
+    );
+    const bare = await withBare(async (url, pid) => measure(scenario, url, pid, seconds));
+    rows.push(
+      row(scenario.name, "Spindle", ours, bare.p99),
+      row(scenario.name, "bare ws", bare, bare.p99),
+    );
+  }
+  return [
+    `${seconds} s per scenario on ${database}, a fresh server and database for each${benchNodeArgs.length > 0 ? `, node ${benchNodeArgs.join(" ")}` : ""}; delays from the ingest call's timestamp (the bare server's: when it makes the sample) to receipt in the clients' process. Spindle's include the commit: ingest→202 is the producer's request alone, 202→receipt what follows the acknowledgement.`,
+    "",
+    ...rows,
+  ].join("\n");
+}
+
+function row(scenario: string, server: string, m: Measured, bareP99: number): string {
+  const pair = (a: number | undefined, b: number | undefined) =>
+    a === undefined ? "" : `${fixed(a, 0)} / ${fixed(b!, 0)}`;
+  return `| ${scenario} | ${server} | ${fixed(m.p50, 0)} | ${fixed(m.p99, 0)} | ${pair(m.ingestP50, m.ingestP99)} | ${pair(m.ackP50, m.ackP99)} | ${m.received}${m.closed > 0 ? ` (${m.closed} closed)` : ""} | ${fixed(m.bytesPerPush / 1024, 1)} | ${fixed(m.cpu, 0)} | ${fixed(m.rssMb, 0)} / ${fixed(m.peakRssMb, 0)} | ${server === "bare ws" ? "1" : fixed(ratio(m.p99, bareP99))} |`;
+}
+
+/** A fresh database and Spindle with the bench's fleet, for one scenario. */
+async function withSpindle<T>(
+  database: DatabaseTarget,
+  run: (url: string, pid: number, ingest: Producer) => Promise<T>,
+): Promise<T> {
+  const target = await freshTarget(database);
   let spindle: Server | undefined;
   try {
     await provision(target);
@@ -71,30 +142,11 @@ export async function benchLive({
     const token = await signIn(spindle);
     await createFleet(spindle, token);
     const wsUrl = `${spindle.url.replace("http", "ws")}/ws/machine_data/?token=${token}`;
-    for (const scenario of scenarios) {
-      const ingest = producer(spindle, token);
-      const ours = await measure(scenario, wsUrl, spindle.process.pid!, seconds, ingest);
-      const bare = await withBare(async (url, pid) => measure(scenario, url, pid, seconds));
-      rows.push(
-        row(scenario.name, "Spindle", ours, bare.p99),
-        row(scenario.name, "bare ws", bare, bare.p99),
-      );
-    }
+    return await run(wsUrl, spindle.process.pid!, producer(spindle, token));
   } finally {
     await spindle?.stop();
     await target.cleanup();
   }
-  return [
-    `${seconds} s per scenario on ${database}; delays from the ingest call's timestamp to receipt in the clients' process. Spindle's include the ingest pipeline's commit (group commit: no batching wait): the ingest→202 column is that part alone.`,
-    "",
-    ...rows,
-  ].join("\n");
-}
-
-function row(scenario: string, server: string, m: Measured, bareP99: number): string {
-  const ingest =
-    m.ingestP50 === undefined ? "" : `${fixed(m.ingestP50, 0)} / ${fixed(m.ingestP99!, 0)}`;
-  return `| ${scenario} | ${server} | ${fixed(m.p50, 0)} | ${fixed(m.p99, 0)} | ${ingest} | ${m.received} | ${fixed(m.cpu, 0)} | ${fixed(m.rssMb, 0)} | ${server === "bare ws" ? "1" : fixed(ratio(m.p99, bareP99))} |`;
 }
 
 async function createFleet(server: Server, token: string): Promise<void> {
@@ -125,7 +177,8 @@ async function createFleet(server: Server, token: string): Promise<void> {
 
 interface Producer {
   start(): void;
-  stop(): { p50: number; p99: number };
+  /** Stops, lets requests in flight finish, and gives the 202s' timing. */
+  stop(): Promise<{ p50: number; p99: number; acks: Record<number, number> }>;
 }
 
 /** 100 rows every 100 ms through POST /api/ingest/, stamped at the call. */
@@ -133,9 +186,13 @@ function producer(server: Server, token: string): Producer {
   let timer: NodeJS.Timeout | undefined;
   let n = 0;
   const latencies: number[] = [];
+  /** The batch's timestamp (ms) → when its 202 arrived (ms). */
+  const acks: Record<number, number> = {};
+  const inFlight = new Set<Promise<void>>();
   const send = async () => {
     n += 1;
-    const timestamp = new Date().toISOString();
+    const stamp = Date.now();
+    const timestamp = new Date(stamp).toISOString();
     const axis_data = machines.flatMap((machine_id) =>
       axisNames.map((axis_name, a) => {
         const position = Math.sin(n / 10 + a) * 100;
@@ -151,33 +208,47 @@ function producer(server: Server, token: string): Producer {
         };
       }),
     );
-    const started = Date.now();
     const answer = await fetch(`${server.url}/api/ingest/`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body: JSON.stringify({ axis_data }),
     });
+    const acknowledged = Date.now();
     await answer.arrayBuffer();
-    latencies.push(Date.now() - started);
+    if (answer.status !== 202) throw new Error(`POST /api/ingest/: ${answer.status}`);
+    latencies.push(acknowledged - stamp);
+    acks[stamp] = acknowledged;
   };
   return {
     start() {
-      timer = setInterval(() => void send().catch(() => {}), 100);
+      timer = setInterval(() => {
+        const sending = send().catch((error: unknown) => console.error(String(error)));
+        inFlight.add(sending);
+        void sending.finally(() => inFlight.delete(sending));
+      }, 100);
     },
-    stop() {
+    async stop() {
       clearInterval(timer);
+      await Promise.all(inFlight);
       latencies.sort((a, b) => a - b);
       const at = (q: number) => latencies[Math.floor(q * (latencies.length - 1))] ?? 0;
-      return { p50: at(0.5), p99: at(0.99) };
+      return { p50: at(0.5), p99: at(0.99), acks };
     },
   };
 }
 
 async function withBare<T>(run: (url: string, pid: number) => Promise<T>): Promise<T> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const child = spawn(
     "node",
-    ["--import", "tsx", "bench/live-bare.ts", String(port), JSON.stringify(machines)],
+    [
+      ...benchNodeArgs,
+      "--import",
+      "tsx",
+      "bench/live-bare.ts",
+      String(port),
+      JSON.stringify(machines),
+    ],
     { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
   );
   await firstLine(child, "listening");
@@ -218,16 +289,18 @@ async function measure(
   const cpuBefore = cpuTicks(serverPid);
   const started = Date.now();
   clients.stdin!.write("go\n");
-  const result = JSON.parse(await next());
+  if ((await next()).trim() !== "recorded") throw new Error("clients did not record");
   // Ticks are 1/100 s, so ticks per second is the percentage of one core.
   const cpu = (cpuTicks(serverPid) - cpuBefore) / ((Date.now() - started) / 1000);
-  const rssMb = rss(serverPid);
-  const produced = ingest?.stop();
+  const memory = rss(serverPid);
+  const produced = await ingest?.stop();
+  clients.stdin!.write(`${JSON.stringify(produced?.acks ?? {})}\n`);
+  const result = JSON.parse(await next());
   await new Promise((resolve) => clients.on("exit", resolve));
   return {
     ...result,
     cpu,
-    rssMb,
+    ...memory,
     ...(produced ? { ingestP50: produced.p50, ingestP99: produced.p99 } : {}),
   };
 }
@@ -249,7 +322,9 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]);
 }
 
-function rss(pid: number): number {
+/** Resident memory now and at its peak since the process started, MB. */
+function rss(pid: number): { rssMb: number; peakRssMb: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rssMb: kb("VmRSS") / 1024, peakRssMb: kb("VmHWM") / 1024 };
 }

@@ -1,3 +1,4 @@
+import { unpack } from "msgpackr";
 import { WebSocket } from "ws";
 
 // biome-ignore lint/suspicious/noExplicitAny: messages are whatever JSON the server sent
@@ -6,11 +7,16 @@ export type Message = Record<string, any>;
 /** A real WebSocket client that records every message and how it closed, for tests. */
 export class LiveTestClient {
   readonly messages: Message[] = [];
+  /** Per message, whether it came in a binary (MessagePack) frame rather than a text (JSON) one. */
+  readonly binary: boolean[] = [];
   closed: { code: number; reason: string } | undefined;
   private cursor = 0;
 
   private constructor(readonly ws: WebSocket) {
-    ws.on("message", (data) => this.messages.push(JSON.parse(String(data))));
+    ws.on("message", (data, isBinary) => {
+      this.messages.push(isBinary ? unpack(data as Buffer) : JSON.parse(String(data)));
+      this.binary.push(isBinary);
+    });
     ws.on("close", (code, reason) => {
       this.closed = { code, reason: String(reason) };
     });

@@ -1,21 +1,12 @@
 import { performance } from "node:perf_hooks";
 import type { WebSocket } from "ws";
 import type { Principal } from "../../platform/context.ts";
-import type { AxisSampleRow, ToolRow, ToolUsageRow } from "../ingest/ingest-batch.ts";
+import type { Frame, LiveEncoding } from "./live-encoding.ts";
 import type { LiveHub } from "./live-hub.ts";
 import { type ClientMessage, type LiveFilter, parseClientMessage } from "./live-messages.ts";
 
 /** Close codes: 4401 the token is missing, invalid, revoked or expired; 4403 it may view nothing. */
 export const closeCodes = { unauthorized: 4401, forbidden: 4403, tooMany: 4429 } as const;
-
-/** Rows waiting for a slow or rate-limited socket: the newest per series, nothing more. */
-export interface PendingRows {
-  axis: Map<number, AxisSampleRow>;
-  tools: Map<number, ToolRow>;
-  toolUsage: Map<number, ToolUsageRow>;
-}
-
-const newPending = (): PendingRows => ({ axis: new Map(), tools: new Map(), toolUsage: new Map() });
 
 class TokenBucket {
   private tokens: number;
@@ -41,12 +32,17 @@ export class LiveConnection {
   principal: Principal | null = null;
   token: string | null = null;
   filter: LiveFilter | null = null;
+  encoding: LiveEncoding = "json";
   groupKey: string | null = null;
   /** Minimum milliseconds between pushes (`max_rate_hz`); 0 = as data arrives. */
   minIntervalMs = 0;
   lastPushAt = 0;
-  /** Non-null while pushes are held back (slow reader or rate limit): conflated rows. */
-  pending: PendingRows | null = null;
+  /**
+   * Non-null while pushes are held back (slow reader or rate limit): the seq up to which the
+   * socket has been sent everything. What it is owed is worked out when it is sent, from the
+   * hub's newest committed rows, so holding costs nothing per tick.
+   */
+  heldSince: number | null = null;
   stalledSince: number | undefined;
   alive = true;
   private closed = false;
@@ -85,11 +81,15 @@ export class LiveConnection {
     return !this.closed && this.socket.readyState === this.socket.OPEN;
   }
 
-  send(data: string | Buffer): void {
+  send(data: string | Buffer, binary = false): void {
     if (!this.isOpen) return;
-    this.socket.send(data, { binary: false });
+    this.socket.send(data, { binary });
     // Replies are sent whatever the backlog; a client that asks but never reads is cut off.
     if (this.socket.bufferedAmount > this.hub.options.maxBufferedBytes) this.terminate();
+  }
+
+  sendFrame(frame: Frame): void {
+    this.send(frame.data, frame.binary);
   }
 
   sendJson(message: unknown): void {
@@ -109,14 +109,6 @@ export class LiveConnection {
   terminate(): void {
     this.dispose();
     this.socket.terminate();
-  }
-
-  /** Holds a push's rows back as the newest value per series. */
-  defer(axis: AxisSampleRow[], tools: ToolRow[], toolUsage: ToolUsageRow[]): void {
-    this.pending ??= newPending();
-    for (const row of axis) keepNewest(this.pending.axis, row.axisId, row);
-    for (const row of tools) keepNewest(this.pending.tools, row.toolId, row);
-    for (const row of toolUsage) keepNewest(this.pending.toolUsage, row.machineId, row);
   }
 
   private dispose(): void {
@@ -191,11 +183,6 @@ export class LiveConnection {
     clearTimeout(this.authTimer);
     this.sendJson({ type: "authenticated", username: outcome.username });
   }
-}
-
-function keepNewest<Row extends { timeMs: number }>(map: Map<number, Row>, key: number, row: Row) {
-  const held = map.get(key);
-  if (!held || held.timeMs <= row.timeMs) map.set(key, row);
 }
 
 function exhaustive(value: never): never {

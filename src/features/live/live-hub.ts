@@ -9,6 +9,7 @@ import type { IngestPipeline } from "../ingest/ingest-pipeline.ts";
 import type { LatestValues } from "../ingest/latest-values.ts";
 import type { Fleet, FleetCatalog } from "../machines/fleet-catalog.ts";
 import { closeCodes, LiveConnection } from "./live-connection.ts";
+import { encodeRows, type Frame, type LiveEncoding } from "./live-encoding.ts";
 import {
   axisMatches,
   axisRow,
@@ -18,7 +19,9 @@ import {
   machineMatches,
   machineRows,
   type SubscribeMessage,
+  toolFields,
   toolRow,
+  toolUsageFields,
   toolUsageRow,
 } from "./live-messages.ts";
 
@@ -85,8 +88,22 @@ interface Tick {
   toolUsage: ToolUsageRow[];
 }
 
+/** Rows of one kind or more, as filtered for a subscriber. */
+interface Rows {
+  axis: AxisSampleRow[];
+  tools: ToolRow[];
+  toolUsage: ToolUsageRow[];
+}
+
+/** The newest committed row of one series, and the tick that brought it. */
+interface Committed<Row> {
+  row: Row;
+  seq: number;
+}
+
 interface Group {
   filter: LiveFilter;
+  encoding: LiveEncoding;
   members: Set<LiveConnection>;
 }
 
@@ -102,6 +119,14 @@ export class LiveHub {
   private readonly ring: Tick[] = [];
   private ringRowCount = 0;
   private seq = 0;
+  /** The last tick fanned out to the groups (ticks may wait for the catalog after `seq` moves). */
+  private fanned = 0;
+  /** The newest committed row per series: what a held-back socket is owed is read from here. */
+  private readonly committed = {
+    axis: new Map<number, Committed<AxisSampleRow>>(),
+    tools: new Map<number, Committed<ToolRow>>(),
+    toolUsage: new Map<number, Committed<ToolUsageRow>>(),
+  };
   private gathering:
     | {
         axis: Map<number, AxisSampleRow>;
@@ -120,7 +145,7 @@ export class LiveHub {
 
   constructor(private readonly deps: LiveDeps) {
     this.options = { ...defaultLiveOptions, ...deps.options };
-    this.stops.push(deps.ingest.onCommitted((batch) => this.committed(batch)));
+    this.stops.push(deps.ingest.onCommitted((batch) => this.gather(batch)));
     this.stops.push(
       deps.changes.onChange((table) => {
         if (table === "machine" || table === "axis" || table === "*") this.fleet = undefined;
@@ -150,7 +175,7 @@ export class LiveHub {
     let held = 0;
     let backlogged = 0;
     for (const connection of this.connections) {
-      if (connection.pending) held += 1;
+      if (connection.heldSince !== null) held += 1;
       if (connection.bufferedAmount > this.options.highWaterBytes) backlogged += 1;
     }
     return {
@@ -205,49 +230,48 @@ export class LiveHub {
     const filter = filterOf(message, permittedKinds(principal));
     const fleet = await this.currentFleet();
     this.leaveGroup(connection);
+    const encoding = message.encoding ?? "json";
     connection.filter = filter;
+    connection.encoding = encoding;
     connection.minIntervalMs = message.max_rate_hz ? 1000 / message.max_rate_hz : 0;
-    connection.pending = null;
+    // A rate-limited socket always holds; the sweep sends what it is owed when the rate allows.
+    connection.heldSince = connection.minIntervalMs > 0 ? this.seq : null;
     connection.lastPushAt = performance.now();
     this.joinGroup(connection);
     const since = message.since_seq;
     if (since !== undefined && this.canResume(since)) {
       for (const tick of this.ring) {
         if (tick.seq <= since) continue;
-        for (const text of this.encodeTick(tick, filter, fleet)) connection.send(text);
+        for (const frame of this.encodeTick(tick, filter, encoding, fleet))
+          connection.sendFrame(frame);
       }
       connection.sendJson({ type: "subscribed", seq: this.seq, resumed: true });
       return;
     }
-    const reset = since !== undefined;
     const latest = this.deps.latest;
-    const snapshot = { seq: this.seq, snapshot: true, ...(reset ? { reset: true } : {}) };
-    if (filter.axisData) {
-      const rows = [...latest.axes.values()].filter((row) => axisMatches(filter, row));
-      connection.sendJson({
-        type: "axis_data",
-        ...snapshot,
-        data: rows.map((row) => axisRow(row, fleet.machines.get(row.machineId), filter.fields)),
-      });
-    }
-    if (filter.tools) {
-      const rows = [...latest.tools.values()].filter((row) =>
-        machineMatches(filter, row.machineId),
-      );
-      connection.sendJson({ type: "tool_data", ...snapshot, data: rows.map(toolRow) });
-    }
-    if (filter.toolUsage) {
-      const rows = [...latest.toolUsage.values()].filter((row) =>
-        machineMatches(filter, row.machineId),
-      );
-      connection.sendJson({ type: "tool_usage", ...snapshot, data: rows.map(toolUsageRow) });
-    }
+    const rows: Rows = {
+      axis: filter.axisData
+        ? [...latest.axes.values()].filter((row) => axisMatches(filter, row))
+        : [],
+      tools: filter.tools
+        ? [...latest.tools.values()].filter((row) => machineMatches(filter, row.machineId))
+        : [],
+      toolUsage: filter.toolUsage
+        ? [...latest.toolUsage.values()].filter((row) => machineMatches(filter, row.machineId))
+        : [],
+    };
+    // A snapshot of each kind the principal may see, even an empty one: it marks the start.
+    const frames = encodeMessages(this.seq, rows, filter, encoding, fleet, {
+      snapshot: true,
+      ...(since !== undefined ? { reset: true } : {}),
+    });
+    for (const frame of frames) connection.sendFrame(frame);
   }
 
   unsubscribe(connection: LiveConnection): void {
     this.leaveGroup(connection);
     connection.filter = null;
-    connection.pending = null;
+    connection.heldSince = null;
   }
 
   async answerMachines(connection: LiveConnection): Promise<void> {
@@ -286,7 +310,7 @@ export class LiveHub {
 
   // --- ticks ---
 
-  private committed(batch: ValidBatch): void {
+  private gather(batch: ValidBatch): void {
     if (this.closed) return;
     this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
     const gathering = this.gathering;
@@ -334,59 +358,57 @@ export class LiveHub {
 
   private fanOut(tick: Tick): void {
     const fleet = this.fleet!;
+    const now = performance.now();
     for (const group of this.groups.values()) {
-      let texts: Buffer[] | undefined;
-      let rows: ReturnType<typeof filterTick> | undefined;
+      let frames: Frame[] | undefined;
       for (const connection of group.members) {
-        if (
-          connection.pending ||
-          connection.minIntervalMs > 0 ||
-          connection.bufferedAmount > this.options.highWaterBytes
-        ) {
-          rows ??= filterTick(tick, group.filter);
-          connection.defer(rows.axis, rows.tools, rows.toolUsage);
+        if (connection.heldSince !== null) continue;
+        if (connection.bufferedAmount > this.options.highWaterBytes) {
+          // It has everything fanned out so far; the sweep sends the rest once it drains.
+          connection.heldSince = this.fanned;
           continue;
         }
-        texts ??= this.encodeTick(tick, group.filter, fleet).map((text) => Buffer.from(text));
-        for (const text of texts) connection.send(text);
-        connection.lastPushAt = performance.now();
+        frames ??= this.encodeTick(tick, group.filter, group.encoding, fleet);
+        for (const frame of frames) connection.sendFrame(frame);
+        connection.lastPushAt = now;
       }
     }
+    this.fanned = tick.seq;
   }
 
   /** The push messages of one tick for one filter: one per kind with rows. */
-  private encodeTick(tick: Tick, filter: LiveFilter, fleet: Fleet): string[] {
-    const rows = filterTick(tick, filter);
-    return this.encodeRows(tick.seq, rows, filter, fleet);
+  private encodeTick(
+    tick: Tick,
+    filter: LiveFilter,
+    encoding: LiveEncoding,
+    fleet: Fleet,
+  ): Frame[] {
+    return encodeMessages(tick.seq, filterTick(tick, filter), filter, encoding, fleet);
   }
 
-  private encodeRows(
-    seq: number,
-    rows: { axis: AxisSampleRow[]; tools: ToolRow[]; toolUsage: ToolUsageRow[] },
-    filter: LiveFilter,
-    fleet: Fleet,
-  ): string[] {
-    const texts: string[] = [];
-    if (rows.axis.length > 0)
-      texts.push(
-        JSON.stringify({
-          type: "axis_data",
-          seq,
-          data: rows.axis.map((row) =>
-            axisRow(row, fleet.machines.get(row.machineId), filter.fields),
-          ),
-        }),
-      );
-    if (rows.tools.length > 0)
-      texts.push(JSON.stringify({ type: "tool_data", seq, data: rows.tools.map(toolRow) }));
-    if (rows.toolUsage.length > 0)
-      texts.push(
-        JSON.stringify({ type: "tool_usage", seq, data: rows.toolUsage.map(toolUsageRow) }),
-      );
-    return texts;
+  /** The newest committed rows `filter` matches that came after tick `after`, up to `fanned`. */
+  private owed(after: number, filter: LiveFilter): Rows {
+    const changed = <Row>(map: Map<number, Committed<Row>>, matches: (row: Row) => boolean) => {
+      const rows: Row[] = [];
+      for (const { row, seq } of map.values())
+        if (seq > after && seq <= this.fanned && matches(row)) rows.push(row);
+      return rows;
+    };
+    const { axis, tools, toolUsage } = this.committed;
+    return {
+      axis: filter.axisData ? changed(axis, (row) => axisMatches(filter, row)) : [],
+      tools: filter.tools ? changed(tools, (row) => machineMatches(filter, row.machineId)) : [],
+      toolUsage: filter.toolUsage
+        ? changed(toolUsage, (row) => machineMatches(filter, row.machineId))
+        : [],
+    };
   }
 
   private remember(tick: Tick): void {
+    const { axis, tools, toolUsage } = this.committed;
+    for (const row of tick.axis) newestCommitted(axis, row.axisId, row, tick.seq);
+    for (const row of tick.tools) newestCommitted(tools, row.toolId, row, tick.seq);
+    for (const row of tick.toolUsage) newestCommitted(toolUsage, row.machineId, row, tick.seq);
     this.ring.push(tick);
     this.ringRowCount += tick.axis.length + tick.tools.length + tick.toolUsage.length;
     while (
@@ -412,6 +434,8 @@ export class LiveHub {
   private sweep(): void {
     const now = performance.now();
     const fleet = this.fleet;
+    // Sockets of one group held since the same tick are owed the same bytes: encoded once.
+    const owedFrames = new Map<string, Frame[]>();
     for (const connection of this.connections) {
       const backlog = connection.bufferedAmount;
       if (backlog > this.options.highWaterBytes) {
@@ -424,18 +448,23 @@ export class LiveHub {
         continue;
       }
       connection.stalledSince = undefined;
-      const pending = connection.pending;
-      if (!pending || !connection.filter || !fleet) continue;
+      const { heldSince, filter, groupKey } = connection;
+      if (heldSince === null || !filter || groupKey === null || !fleet) continue;
       if (now - connection.lastPushAt < connection.minIntervalMs) continue;
-      const rows = {
-        axis: [...pending.axis.values()],
-        tools: [...pending.tools.values()],
-        toolUsage: [...pending.toolUsage.values()],
-      };
-      connection.pending = null;
-      connection.lastPushAt = now;
-      for (const text of this.encodeRows(this.seq, rows, connection.filter, fleet))
-        connection.send(text);
+      const rateLimited = connection.minIntervalMs > 0;
+      if (heldSince < this.fanned) {
+        const key = `${heldSince} ${groupKey}`;
+        let frames = owedFrames.get(key);
+        if (!frames) {
+          const rows = this.owed(heldSince, filter);
+          frames = encodeMessages(this.fanned, rows, filter, connection.encoding, fleet);
+          owedFrames.set(key, frames);
+        }
+        for (const frame of frames) connection.sendFrame(frame);
+        if (frames.length > 0) connection.lastPushAt = now;
+      }
+      // Caught up: a slow reader rejoins the shared pushes; a rate-limited one keeps holding.
+      connection.heldSince = rateLimited ? this.fanned : null;
     }
   }
 
@@ -493,10 +522,10 @@ export class LiveHub {
   }
 
   private joinGroup(connection: LiveConnection): void {
-    const key = filterKey(connection.filter!);
+    const key = `${connection.encoding} ${filterKey(connection.filter!)}`;
     let group = this.groups.get(key);
     if (!group) {
-      group = { filter: connection.filter!, members: new Set() };
+      group = { filter: connection.filter!, encoding: connection.encoding, members: new Set() };
       this.groups.set(key, group);
     }
     group.members.add(connection);
@@ -523,7 +552,7 @@ const permittedKinds = (principal: Principal) => ({
   toolUsage: principal.permissions.has("toolusage.view"),
 });
 
-function filterTick(tick: Tick, filter: LiveFilter) {
+function filterTick(tick: Tick, filter: LiveFilter): Rows {
   return {
     axis: filter.axisData ? tick.axis.filter((row) => axisMatches(filter, row)) : [],
     tools: filter.tools ? tick.tools.filter((row) => machineMatches(filter, row.machineId)) : [],
@@ -531,6 +560,56 @@ function filterTick(tick: Tick, filter: LiveFilter) {
       ? tick.toolUsage.filter((row) => machineMatches(filter, row.machineId))
       : [],
   };
+}
+
+/**
+ * The messages carrying `rows` for one filter in one encoding: one per kind with rows, or per
+ * kind the filter has at all when `flags` marks a snapshot.
+ */
+function encodeMessages(
+  seq: number,
+  rows: Rows,
+  filter: LiveFilter,
+  encoding: LiveEncoding,
+  fleet: Fleet,
+  flags: { snapshot?: true; reset?: true } = {},
+): Frame[] {
+  const all = flags.snapshot === true;
+  const frames: Frame[] = [];
+  if (rows.axis.length > 0 || (all && filter.axisData)) {
+    const data = rows.axis.map((row) =>
+      axisRow(row, fleet.machines.get(row.machineId), filter.fields),
+    );
+    frames.push(
+      encodeRows({ type: "axis_data", seq, ...flags, rows: data, fields: filter.fields }, encoding),
+    );
+  }
+  if (rows.tools.length > 0 || (all && filter.tools)) {
+    const data = rows.tools.map(toolRow);
+    frames.push(
+      encodeRows({ type: "tool_data", seq, ...flags, rows: data, fields: toolFields }, encoding),
+    );
+  }
+  if (rows.toolUsage.length > 0 || (all && filter.toolUsage)) {
+    const data = rows.toolUsage.map(toolUsageRow);
+    frames.push(
+      encodeRows(
+        { type: "tool_usage", seq, ...flags, rows: data, fields: toolUsageFields },
+        encoding,
+      ),
+    );
+  }
+  return frames;
+}
+
+function newestCommitted<Row extends { timeMs: number }>(
+  map: Map<number, Committed<Row>>,
+  key: number,
+  row: Row,
+  seq: number,
+) {
+  const held = map.get(key);
+  if (!held || held.row.timeMs <= row.timeMs) map.set(key, { row, seq });
 }
 
 function newest<Row extends { timeMs: number }>(map: Map<number, Row>, key: number, row: Row) {

@@ -3,6 +3,7 @@ import { Value } from "@sinclair/typebox/value";
 import { axisSampleFields } from "../axis-data/axis-sample-fields.ts";
 import type { AxisSampleRow, ToolRow, ToolUsageRow } from "../ingest/ingest-batch.ts";
 import type { CatalogMachine, Fleet } from "../machines/fleet-catalog.ts";
+import { liveEncodings } from "./live-encoding.ts";
 
 /** The fields of an axis-data row, in the order they are sent (the seed's axis data shape). */
 export const axisFields = [
@@ -32,6 +33,7 @@ export const SubscribeMessage = Type.Object({
   fields: Type.Optional(Fields),
   max_rate_hz: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1000 })),
   since_seq: Type.Optional(Type.Integer({ minimum: 0 })),
+  encoding: Type.Optional(Type.Union(liveEncodings.map((encoding) => Type.Literal(encoding)))),
 });
 export type SubscribeMessage = Static<typeof SubscribeMessage>;
 
@@ -55,6 +57,8 @@ export type ClientMessage =
   | SubscribeMessage
   | { type: "unsubscribe" | "get_machine_data" | "get_tool_data" | "get_axis_data" };
 
+const encodingHint = `must be one of ${liveEncodings.map((e) => `"${e}"`).join(", ")}`;
+
 /** Parses one text frame into a known message, or says what is wrong with it in one line. */
 export function parseClientMessage(text: string): ClientMessage | { error: string } {
   let value: unknown;
@@ -73,7 +77,8 @@ export function parseClientMessage(text: string): ClientMessage | { error: strin
   if (!Value.Check(schema, value)) {
     const first = Value.Errors(schema, value).First();
     const field = first?.path.replace(/^\//, "").replace(/\//g, ".") || "message";
-    return { error: `${type}: ${field}: ${first?.message ?? "invalid"}.` };
+    const problem = field === "encoding" ? encodingHint : (first?.message ?? "invalid");
+    return { error: `${type}: ${field}: ${problem}.` };
   }
   return value as ClientMessage;
 }
@@ -181,6 +186,16 @@ export function axisRow(
   }
   return out;
 }
+
+/** The fields of tool and tool-usage rows, in the order they are sent. */
+export const toolFields = [
+  "tool_id",
+  "machine",
+  "tool_offset",
+  "feedrate",
+  "update_timestamp",
+] as const;
+export const toolUsageFields = ["machine", "tool_in_use", "update_timestamp"] as const;
 
 export const toolRow = (row: ToolRow) => ({
   tool_id: row.toolId,

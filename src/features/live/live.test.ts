@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testClient } from "../../../test/helpers/app.ts";
 import { createAxis, createMachine, createTool } from "../../../test/helpers/factories.ts";
 import { LiveTestClient, type Message, sleep, until } from "../../../test/helpers/live-client.ts";
+import { liveEncodings } from "./live-encoding.ts";
 import type { LiveOptions } from "./live-hub.ts";
 
 const axisNames = ["X", "Y", "Z"];
@@ -66,6 +67,18 @@ async function signedIn(f: Fixture, groups = ["Operator"], scope?: string) {
 
 const pushes = (client: LiveTestClient, type = "axis_data") =>
   client.messages.filter((m) => m.type === type && m.seq !== undefined && !m.snapshot);
+
+/** A message's rows whatever its encoding: `data` as is, or `columns` turned back into rows. */
+function rowsOf(message: Message): Message[] {
+  if (message.data) return message.data;
+  const columns = message.columns as Record<string, unknown[]>;
+  const fields = Object.keys(columns);
+  const count = columns[fields[0]!]!.length;
+  for (const field of fields) expect(columns[field]!.length).toBe(count);
+  return Array.from({ length: count }, (_, i) =>
+    Object.fromEntries(fields.map((field) => [field, columns[field]![i]])),
+  );
+}
 
 let f: Fixture;
 const clients: LiveTestClient[] = [];
@@ -320,6 +333,140 @@ describe("subscriptions", () => {
   });
 });
 
+describe("encodings", () => {
+  it.each(liveEncodings)(
+    "%s: snapshot and pushes carry exactly the JSON rows",
+    async (encoding) => {
+      const [m0] = f.machines as [number];
+      const reference = track((await signedIn(f, ["Admin"])).client);
+      const { client } = await signedIn(f, ["Admin"]);
+      track(client);
+      const filter = { type: "subscribe", machines: [m0] };
+      reference.send(filter);
+      client.send({ ...filter, encoding });
+      const referenceSnapshot = await reference.next((m) => m.type === "axis_data" && m.snapshot);
+      const snapshot = await client.next((m) => m.type === "axis_data" && m.snapshot);
+      expect(rowsOf(snapshot)).toEqual(referenceSnapshot.data);
+      // Values JSON and float32 would round differently, and a tool and its usage.
+      const value = 0.1 + 0.2 + Math.random();
+      await ingestAxes(f, value, [m0]);
+      await f.t.services.ingest.ingest({
+        tool_data: [{ tool_id: f.tool, tool_offset: -1e-7 / 3, feedrate: 1234.5, timestamp: at() }],
+        tool_usage: [{ machine_id: m0, tool_in_use: f.tool, timestamp: at() }],
+      });
+      for (const type of ["axis_data", "tool_data", "tool_usage"]) {
+        const expected = await reference.next((m) => m.type === type && !m.snapshot);
+        const push = await client.next((m) => m.type === type && !m.snapshot);
+        expect(push.seq).toBe(expected.seq);
+        expect(rowsOf(push)).toEqual(expected.data);
+        expect("data" in push).toBe(!encoding.endsWith("-columns"));
+      }
+      expect(rowsOf(pushes(client)[0]!).find((row) => row.axis_name === "X")).toEqual({
+        axis: f.axes.get(`${m0}:X`),
+        machine_id: m0,
+        machine_name: `Machine ${m0}`,
+        axis_name: "X",
+        actual_position: value,
+        target_position: value + 1,
+        distance_to_go: value + 1 - value,
+        homed: true,
+        acceleration: 1,
+        velocity: 10,
+        update_timestamp: expect.any(String),
+      });
+      // Rows come in binary frames for MessagePack; every other answer stays JSON text.
+      const binary = encoding.startsWith("msgpack");
+      client.messages.forEach((message, i) => {
+        expect(client.binary[i]).toBe(binary && message.seq !== undefined);
+      });
+      expect(reference.binary.every((isBinary) => !isBinary)).toBe(true);
+      expect((await client.ask({ type: "get_machine_data" }, "machine_data")).data.length).toBe(
+        (await reference.ask({ type: "get_machine_data" }, "machine_data")).data.length,
+      );
+    },
+  );
+
+  it("group subscribers by filter and encoding, and share bytes within a group", async () => {
+    const filter = { type: "subscribe", machines: [f.machines[1]], axes: ["Y"] };
+    const before = f.t.services.live.stats().groups;
+    const clients: LiveTestClient[] = [];
+    for (const encoding of ["msgpack-columns", "msgpack-columns", "json", undefined]) {
+      const client = track((await signedIn(f)).client);
+      client.send(encoding ? { ...filter, encoding } : filter);
+      await client.next((m) => m.snapshot);
+      clients.push(client);
+    }
+    expect(f.t.services.live.stats().groups).toBe(before + 2);
+    await ingestAxes(f, 61, [f.machines[1]!], ["Y"]);
+    const [a, b, c, d] = await Promise.all(clients.map((c) => c.next((m) => !m.snapshot)));
+    expect(a).toEqual(b);
+    expect(c).toEqual(d);
+    expect(rowsOf(a!)).toEqual(c!.data);
+  });
+
+  it("apply to conflated pushes under max_rate_hz and to resumed ticks", async () => {
+    const [m0] = f.machines as [number];
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({
+      type: "subscribe",
+      machines: [m0],
+      axes: ["Z"],
+      max_rate_hz: 2,
+      encoding: "json-columns",
+    });
+    const snapshot = await client.next((m) => m.snapshot);
+    for (let value = 70; value < 75; value++) await ingestAxes(f, value, [m0], ["Z"]);
+    await until(() => pushes(client).some((m) => rowsOf(m).some((r) => r.actual_position === 74)));
+    expect(pushes(client).every((m) => m.columns && !m.data)).toBe(true);
+    client.close();
+    const again = track((await signedIn(f)).client);
+    again.send({
+      type: "subscribe",
+      machines: [m0],
+      axes: ["Z"],
+      since_seq: snapshot.seq,
+      encoding: "msgpack",
+    });
+    await again.next((m) => m.type === "subscribed");
+    expect(pushes(again).map((m) => m.data[0].actual_position)).toEqual([70, 71, 72, 73, 74]);
+    expect(again.binary.filter(Boolean).length).toBe(5);
+  });
+
+  it("refuses any other encoding with an error naming the choices, and carries on", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    const bad = [
+      "xml",
+      "",
+      "JSON",
+      "json ",
+      "msgpack-columns\u0000",
+      "__proto__",
+      "x".repeat(60_000),
+      5,
+      -1,
+      true,
+      null,
+      ["json"],
+      { json: true },
+    ];
+    for (const encoding of bad) {
+      client.send({ type: "subscribe", encoding });
+      const error = await client.next();
+      expect(error).toEqual({
+        type: "error",
+        message:
+          'subscribe: encoding: must be one of "json", "json-columns", "msgpack", "msgpack-columns".',
+      });
+    }
+    expect(f.t.services.live.stats().connections).toBeGreaterThan(0);
+    client.send({ type: "subscribe", machines: [f.machines[0]], encoding: "msgpack" });
+    expect((await client.next()).snapshot).toBe(true);
+    expect(client.binary.at(-1)).toBe(true);
+  });
+});
+
 describe("resume", () => {
   it("replays what a reconnecting client missed", async () => {
     const first = await signedIn(f);
@@ -439,44 +586,53 @@ describe("slow and dead peers", () => {
     });
   });
   afterAll(() => slow.t.close());
+  const seen: string[] = [];
 
-  it("conflates a paused reader to the newest values while others get every one", async () => {
-    const reader = track((await signedIn(slow)).client);
-    const paused = track((await signedIn(slow)).client);
-    for (const client of [reader, paused]) {
-      client.send({ type: "subscribe" });
-      await client.next((m) => m.type === "axis_data" && m.snapshot);
-    }
-    await ingestAxes(slow, 0);
-    await paused.next((m) => m.type === "axis_data" && !m.snapshot);
-    const socket = (paused.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
-    socket.pause();
-    // Fill the kernel's buffers and then the server's, with answers it must send anyway.
-    for (let i = 0; i < 5000 && slow.t.services.live.stats().backlogged === 0; i++) {
-      for (let j = 0; j < 200; j++) paused.send({ type: "get_axis_data" });
-      await sleep(10);
-    }
-    expect(slow.t.services.live.stats().backlogged).toBe(1);
-    for (let value = 1; value <= 10; value++) await ingestAxes(slow, value);
-    await until(() =>
-      pushes(reader).some((m) => m.data.some((r: Message) => r.actual_position === 10)),
-    );
-    expect(slow.t.services.live.stats().held).toBe(1);
-    socket.resume();
-    const x = slow.axes.get(`${slow.machines[0]}:X`);
-    const seen = () =>
-      pushes(paused).flatMap((m) =>
-        m.data.filter((r: Message) => r.axis === x).map((r: Message) => r.actual_position),
+  it.each(["json", "msgpack-columns"] as const)(
+    "conflates a paused reader to the newest values while others get every one (%s)",
+    async (encoding) => {
+      const reader = track((await signedIn(slow)).client);
+      const paused = track((await signedIn(slow)).client);
+      for (const client of [reader, paused]) {
+        client.send({ type: "subscribe", encoding });
+        await client.next((m) => m.type === "axis_data" && m.snapshot);
+      }
+      await ingestAxes(slow, 0);
+      await paused.next((m) => m.type === "axis_data" && !m.snapshot);
+      const socket = (paused.ws as unknown as { _socket: { pause(): void; resume(): void } })
+        ._socket;
+      socket.pause();
+      // Fill the kernel's buffers and then the server's, with answers it must send anyway.
+      for (let i = 0; i < 5000 && slow.t.services.live.stats().backlogged === 0; i++) {
+        for (let j = 0; j < 200; j++) paused.send({ type: "get_axis_data" });
+        await sleep(10);
+      }
+      expect(slow.t.services.live.stats().backlogged).toBe(1);
+      const base = 100 * seen.length;
+      seen.push(encoding);
+      for (let value = 1; value <= 10; value++) await ingestAxes(slow, base + value);
+      await until(() =>
+        pushes(reader).some((m) => rowsOf(m).some((r) => r.actual_position === base + 10)),
       );
-    await until(() => seen().includes(10), 60_000);
-    expect(seen()[0]).toBe(0);
-    expect(seen().length).toBeLessThan(11);
-    expect(seen().at(-1)).toBe(10);
-    const readerSeen = pushes(reader).flatMap((m) =>
-      m.data.filter((r: Message) => r.axis === x).map((r: Message) => r.actual_position),
-    );
-    expect(readerSeen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-  }, 120_000);
+      expect(slow.t.services.live.stats().held).toBe(1);
+      socket.resume();
+      const x = slow.axes.get(`${slow.machines[0]}:X`);
+      const values = (client: LiveTestClient) =>
+        pushes(client).flatMap((m) =>
+          rowsOf(m)
+            .filter((r) => r.axis === x)
+            .map((r) => r.actual_position),
+        );
+      await until(() => values(paused).includes(base + 10), 60_000);
+      expect(values(paused)[0]).toBe(0);
+      expect(values(paused).length).toBeLessThan(11);
+      expect(values(paused).at(-1)).toBe(base + 10);
+      // Every value the paused reader got is one of those committed, newest last, none repeated.
+      expect(new Set(values(paused)).size).toBe(values(paused).length);
+      expect(values(reader)).toEqual([0, ...Array.from({ length: 10 }, (_, i) => base + i + 1)]);
+    },
+    120_000,
+  );
 });
 
 describe("timers", () => {
