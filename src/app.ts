@@ -47,6 +47,18 @@ export async function buildApp(
     await services.bucketCache.close();
     await services.changes.close();
   });
+  // close() lets requests in flight finish, then keeps their keep-alive connections open until
+  // keepAliveTimeout (72 s; fastify/fastify#7044), which held a SIGTERM that long. A response
+  // sent while closing says `Connection: close`, so its socket ends with it.
+  let closing = false;
+  app.addHook("preClose", (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook("onSend", (_request, reply, payload, done) => {
+    if (closing) reply.header("connection", "close");
+    done(null, payload);
+  });
   registerErrorHandler(app);
 
   await app.register(formbody, { bodyLimit: config.bodyLimit });
