@@ -43,6 +43,8 @@ export const pgErrorCodes = {
   numericOutOfRange: "22003",
   invalidTextRepresentation: "22P02",
   datetimeOverflow: "22008",
+  serializationFailure: "40001",
+  deadlockDetected: "40P01",
 } as const;
 
 export function pgErrorCode(error: unknown): string | undefined {

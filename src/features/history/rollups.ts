@@ -62,6 +62,15 @@ const rollupColumns = [
   "homed_last",
 ];
 
+/** The tiers made from the 1 s rollups, each with the start of the bucket a 1 s row falls in. */
+const coarserTiers = [
+  {
+    table: "axis_data_10s",
+    bucketStart: "date_bin('10 seconds', update_timestamp, timestamptz '1970-01-01Z')",
+  },
+  { table: "axis_data_1m", bucketStart: "date_trunc('minute', update_timestamp)" },
+] as const;
+
 /**
  * Keeps the 1 s, 10 s and 1 min rollups (migrations 0004, 0005) up to date as data arrives. It
  * hears each committed batch, remembers which axes and times it touched, and every second
@@ -184,18 +193,12 @@ export class RollupMaintainer {
       const range = [axisIds, new Date(from), new Date(to)];
       await this.db.transaction(async (tx) => {
         // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
-        await tx.query(
-          "delete from axis_data_1s where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3",
-          range,
-        );
-        await tx.query(
-          "delete from axis_data_10s where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3",
-          range,
-        );
-        await tx.query(
-          "delete from axis_data_1m where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3",
-          range,
-        );
+        for (const table of ["axis_data_1s", ...coarserTiers.map((tier) => tier.table)]) {
+          await tx.query(
+            `delete from ${table} where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3`,
+            range,
+          );
+        }
         await tx.query(
           `insert into axis_data_1s (${rollupColumns.join(", ")})
            select axis_id, date_trunc('second', update_timestamp), count(*)::int, max(update_timestamp), ${aggregateColumns("raw")}
@@ -204,22 +207,16 @@ export class RollupMaintainer {
            group by 1, 2`,
           range,
         );
-        await tx.query(
-          `insert into axis_data_10s (${rollupColumns.join(", ")})
-           select axis_id, date_bin('10 seconds', update_timestamp, timestamptz '1970-01-01Z'), sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
-           from axis_data_1s
-           where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
-           group by 1, 2`,
-          range,
-        );
-        await tx.query(
-          `insert into axis_data_1m (${rollupColumns.join(", ")})
-           select axis_id, date_trunc('minute', update_timestamp), sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
-           from axis_data_1s
-           where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
-           group by 1, 2`,
-          range,
-        );
+        for (const { table, bucketStart } of coarserTiers) {
+          await tx.query(
+            `insert into ${table} (${rollupColumns.join(", ")})
+             select axis_id, ${bucketStart}, sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
+             from axis_data_1s
+             where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
+             group by 1, 2`,
+            range,
+          );
+        }
         // Other processes' caches of finished buckets hear it at commit (bucket-cache.ts).
         await tx.query("select pg_notify($1, $2)", [rollupChannel, `${from}:${to}`]);
       });

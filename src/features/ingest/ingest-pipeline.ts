@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import type { Clock } from "../../platform/context.ts";
 import type { Database, Queryable } from "../../platform/database.ts";
-import { DomainError, pgErrorCode } from "../../platform/errors.ts";
+import { DomainError, pgErrorCode, pgErrorCodes } from "../../platform/errors.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import type { FleetCatalog } from "../machines/fleet-catalog.ts";
 import {
@@ -28,8 +28,9 @@ export interface IngestOptions {
   /** How often an unavailable database is tried again. */
   probeIntervalMs: number;
   /**
-   * Flushes that may be in flight at once. On PostgreSQL two let Node encode the next flush
-   * while the server inserts the last one; PGlite runs one statement at a time, so 1 there.
+   * Flushes that may be in flight at once. On PostgreSQL several (3 unless set) let Node encode
+   * the next flush while the server inserts the last one; PGlite runs one statement at a time,
+   * so 1 there.
    * Producers are still acknowledged, and batches published, in the order they were taken.
    */
   flushesInFlight: number;
@@ -348,7 +349,7 @@ export class IngestPipeline {
 /** A deadlock or serialization failure: the transaction did nothing and may simply run again. */
 function isConflictError(error: unknown): boolean {
   const code = pgErrorCode(error);
-  return code === "40P01" || code === "40001";
+  return code === pgErrorCodes.deadlockDetected || code === pgErrorCodes.serializationFailure;
 }
 
 /** Errors about the rows themselves (constraint, value), as opposed to the database being away. */

@@ -108,12 +108,16 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
               ? "The window must start before it ends."
               : undefined;
 
+  // The selection in a stable order (the catalog's), for the request and the address alike.
+  const selection = {
+    machines: [...machines].sort((a, b) => a - b),
+    axes: catalog.axisNames.filter((name) => axes.includes(name)),
+    fields: historyFields.map((f) => f.name).filter((name) => fields.includes(name)),
+  };
   const request: HistoryRequest | undefined = problem
     ? undefined
     : {
-        machines: [...machines].sort((a, b) => a - b),
-        axes: catalog.axisNames.filter((name) => axes.includes(name)),
-        fields: historyFields.map((f) => f.name).filter((name) => fields.includes(name)),
+        ...selection,
         from: zoom?.from ?? base.from,
         to: zoom?.to ?? base.to,
         maxPoints,
@@ -129,14 +133,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
       : Number.isFinite(customSpan.from) && Number.isFinite(customSpan.to)
         ? customSpan
         : undefined);
-  const address = shownWindow
-    ? searchFromView({
-        machines: [...machines].sort((a, b) => a - b),
-        axes: catalog.axisNames.filter((name) => axes.includes(name)),
-        fields: historyFields.map((f) => f.name).filter((name) => fields.includes(name)),
-        window: shownWindow,
-      })
-    : undefined;
+  const address = shownWindow ? searchFromView({ ...selection, window: shownWindow }) : undefined;
   useEffect(() => {
     if (address) navigate(`/history?${address}`, { replace: true, keepScroll: true });
   }, [address]);
