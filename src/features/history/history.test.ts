@@ -549,7 +549,8 @@ describe("streaming", () => {
         for (let i = buffer.indexOf(10); i !== -1; i = buffer.indexOf(10, i + 1)) lines++;
       }
       expect(lines).toBe(80_001);
-      expect(pageQueries).toBe(161);
+      // 160 full pages, then the empty rest of the day in 6 slices, each 16× wider than the last.
+      expect(pageQueries).toBe(166);
     } finally {
       response?.destroy();
       await app.close();
@@ -581,6 +582,42 @@ describe("streaming", () => {
     }
     expect(seen).toEqual(Array.from({ length: 11 }, (_, n) => n));
     expect(pages).toBe(4);
+  });
+
+  it("pages a series dense in one part of the window and sparse in the rest, every sample once, in order", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const from = freshDay();
+    await t.services.partitions.ensure([from]);
+    // One sample every 10 minutes all day, and 100 Hz for a minute at 15:00 (what a machine
+    // streams while it cuts): the planner's statistics spread those over the day.
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                              acceleration, velocity)
+       select $1, $2::timestamptz + at, 0, 0, true, 0, 0
+       from (select n * interval '10 minutes' from generate_series(0, 143) n
+             union all
+             select interval '15 hours 3 seconds' + n * interval '10 milliseconds'
+             from generate_series(0, 5999) n) times(at)`,
+      [axes.X!.axis_id, iso(from)],
+    );
+    const { rows: stored } = await t.database.db.query<{ t: string }>(
+      `select to_char(update_timestamp at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as t
+       from axis_data where axis_id = $1 order by update_timestamp`,
+      [axes.X!.axis_id],
+    );
+    expect(stored).toHaveLength(6144);
+    const history = createHistoryService({ db: t.database.db, clock: t.clock, pageSize: 250 });
+    const answer = await history.query({
+      machineIds: [machine.machine_id],
+      from: new Date(from),
+      to: new Date(from + day),
+    });
+    const seen: string[] = [];
+    for await (const page of answer.pages()) {
+      expect(page.rows.length).toBeLessThanOrEqual(250);
+      seen.push(...page.rows.map((row) => `${String(row.t).slice(0, 23)}Z`));
+    }
+    expect(seen).toEqual(stored.map((row) => row.t));
   });
 
   it("a downsampled answer is the same in CSV as in JSON", async () => {
