@@ -62,20 +62,36 @@ const rollupColumns = [
   "homed_last",
 ];
 
-/** The tiers made from the 1 s rollups, each with the start of the bucket a 1 s row falls in. */
+/**
+ * The tiers made from the 1 s rollups, each with its bucket width and the start of the bucket a
+ * 1 s row falls in (buckets start on multiples of their width since the epoch).
+ */
 const coarserTiers = [
   {
     table: "axis_data_10s",
+    resolutionMs: 10_000,
     bucketStart: "date_bin('10 seconds', update_timestamp, timestamptz '1970-01-01Z')",
   },
-  { table: "axis_data_1m", bucketStart: "date_trunc('minute', update_timestamp)" },
+  {
+    table: "axis_data_1m",
+    resolutionMs: minuteMs,
+    bucketStart: "date_trunc('minute', update_timestamp)",
+  },
 ] as const;
+
+/** [from, to) widened to whole buckets of `resolutionMs`. */
+function wholeBuckets(from: number, to: number, resolutionMs: number) {
+  return {
+    from: Math.floor(from / resolutionMs) * resolutionMs,
+    to: Math.ceil(to / resolutionMs) * resolutionMs,
+  };
+}
 
 /**
  * Keeps the 1 s, 10 s and 1 min rollups (migrations 0004, 0005) up to date as data arrives. It
  * hears each committed batch, remembers which axes and times it touched, and every second
- * recomputes those 1 s buckets from the raw samples and the enclosing 10 s and 1 min buckets
- * (whole minutes, so both line up) from the 1 s ones. Buckets are
+ * recomputes those seconds' 1 s buckets from the raw samples, and the 10 s and 1 min buckets
+ * that enclose them from the 1 s ones. Buckets are
  * recomputed (replaced), never incremented, so a retried batch or a late sample can never count twice, and
  * the work stays off the path that acknowledges producers.
  */
@@ -174,53 +190,68 @@ export class RollupMaintainer {
   }
 
   private async recompute(dirty: Dirty): Promise<void> {
-    // Axes touched over the same minutes share one statement (in steady state, all of them).
+    // Axes touched in the same minutes share statements (in steady state, all of them), each
+    // over the seconds its axes touched: recomputing whole minutes from raw samples read 60
+    // times the samples that changed, every second.
     const groups = new Map<string, { from: number; to: number; axisIds: number[] }>();
     for (const [axisId, span] of dirty) {
-      const from = Math.floor(span.from / minuteMs) * minuteMs;
-      const to = Math.floor(span.to / minuteMs) * minuteMs + minuteMs;
-      const key = `${from}:${to}`;
-      const group = groups.get(key) ?? { from, to, axisIds: [] };
+      const minutes = wholeBuckets(span.from, span.to + 1, minuteMs);
+      const key = `${minutes.from}:${minutes.to}`;
+      const group = groups.get(key) ?? { from: span.from, to: span.to + 1, axisIds: [] };
+      group.from = Math.min(group.from, span.from);
+      group.to = Math.max(group.to, span.to + 1);
       group.axisIds.push(axisId);
       groups.set(key, group);
     }
-    for (const { from, to, axisIds } of groups.values()) {
+    for (const group of groups.values()) {
+      const { axisIds } = group;
+      const seconds = wholeBuckets(group.from, group.to, 1000);
+      const minutes = wholeBuckets(group.from, group.to, minuteMs);
       const days: number[] = [];
-      for (let day = from; day < to; day += 86_400_000) days.push(day);
-      days.push(to - 1);
+      for (let day = minutes.from; day < minutes.to; day += 86_400_000) days.push(day);
+      days.push(minutes.to - 1);
       await this.secondPartitions.ensure(days);
       await this.tenSecondPartitions.ensure(days);
-      const range = [axisIds, new Date(from), new Date(to)];
       await this.db.transaction(async (tx) => {
         // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
-        for (const table of ["axis_data_1s", ...coarserTiers.map((tier) => tier.table)]) {
+        const replace = async (
+          table: string,
+          span: { from: number; to: number },
+          insert: string,
+        ) => {
+          const range = [axisIds, new Date(span.from), new Date(span.to)];
           await tx.query(
             `delete from ${table} where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3`,
             range,
           );
-        }
-        await tx.query(
-          `insert into axis_data_1s (${rollupColumns.join(", ")})
-           select axis_id, date_trunc('second', update_timestamp), count(*)::int, max(update_timestamp), ${aggregateColumns("raw")}
+          await tx.query(`insert into ${table} (${rollupColumns.join(", ")}) ${insert}`, range);
+        };
+        await replace(
+          "axis_data_1s",
+          seconds,
+          `select axis_id, date_trunc('second', update_timestamp), count(*)::int, max(update_timestamp), ${aggregateColumns("raw")}
            from axis_data
            where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
            group by 1, 2`,
-          range,
         );
-        for (const { table, bucketStart } of coarserTiers) {
-          await tx.query(
-            `insert into ${table} (${rollupColumns.join(", ")})
-             select axis_id, ${bucketStart}, sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
+        // Each coarser bucket that holds a recomputed second, from its 1 s rows.
+        for (const { table, resolutionMs, bucketStart } of coarserTiers) {
+          await replace(
+            table,
+            wholeBuckets(seconds.from, seconds.to, resolutionMs),
+            `select axis_id, ${bucketStart}, sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
              from axis_data_1s
              where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
              group by 1, 2`,
-            range,
           );
         }
         // Other processes' caches of finished buckets hear it at commit (bucket-cache.ts).
-        await tx.query("select pg_notify($1, $2)", [rollupChannel, `${from}:${to}`]);
+        await tx.query("select pg_notify($1, $2)", [
+          rollupChannel,
+          `${minutes.from}:${minutes.to}`,
+        ]);
       });
-      this.onRecomputed(axisIds, from, to);
+      this.onRecomputed(axisIds, minutes.from, minutes.to);
     }
   }
 }
