@@ -63,9 +63,6 @@ export async function benchIngest({ rows = 200_000, producers = 8 } = {}) {
     await provision(target);
     const runtime = await openRuntime(parseConfig(target.env));
     const { services } = runtime;
-    const fleet = await services.catalog.fleet();
-    const axisId = (row: Row) =>
-      fleet.machines.get(row.machine_id)?.axes.get(row.axis_name)?.axisId;
     const day = Date.now() - 6 * 3_600_000;
     await services.partitions.ensure([day, day + 86_400_000]);
     const results: string[] = [];
@@ -111,7 +108,6 @@ export async function benchIngest({ rows = 200_000, producers = 8 } = {}) {
         await services.ingest.ingest({ axis_data: batch });
       });
       const inProcessRate = rows / ((performance.now() - inProcessStart) / 1000);
-      void axisId;
 
       results.push(`| raw COPY (baseline) | ${Math.round(copyRate).toLocaleString("en")} | 1.00 |`);
       results.push(
