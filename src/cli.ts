@@ -150,7 +150,7 @@ program
 program
   .command("rebuild-rollups")
   .description(
-    "recompute the 1 s, 10 s and 1 min rollups from raw samples (after loading data outside Spindle)",
+    "recompute the 1 s, 5 s, 10 s and 1 min rollups from raw samples (after loading data outside Spindle)",
   )
   .option("--from <time>", "ISO 8601 start (default: 24 hours ago)")
   .option("--to <time>", "ISO 8601 end (default: now)")

@@ -13,6 +13,7 @@ describe("parseConfig", () => {
       accessTokenLifetime: 36000,
       retentionDays: 30,
       rollupSecondRetentionDays: 90,
+      rollupFiveSecondRetentionDays: 180,
       rollupTenSecondRetentionDays: 365,
       rollupMinuteRetentionDays: 730,
     });
@@ -29,6 +30,7 @@ describe("parseConfig", () => {
       ADMIN_PASSWORD: "pw",
       LOG_LEVEL: "debug",
       ACCESS_TOKEN_LIFETIME: "60",
+      ROLLUP_5S_RETENTION_DAYS: "200",
       ROLLUP_10S_RETENTION_DAYS: "400",
     });
     expect(config).toMatchObject({
@@ -37,6 +39,7 @@ describe("parseConfig", () => {
       simulator: true,
       adminUsername: "root",
       logLevel: "debug",
+      rollupFiveSecondRetentionDays: 200,
       rollupTenSecondRetentionDays: 400,
     });
   });
@@ -52,6 +55,13 @@ describe("parseConfig", () => {
     [{ ACCESS_TOKEN_LIFETIME: "0" }, "ACCESS_TOKEN_LIFETIME"],
     [{ BODY_LIMIT: "12" }, "BODY_LIMIT"],
     [{ ADMIN_USERNAME: "root" }, "ADMIN_PASSWORD"],
+    [{ ROLLUP_5S_RETENTION_DAYS: "0" }, "ROLLUP_5S_RETENTION_DAYS"],
+    [{ ROLLUP_5S_RETENTION_DAYS: "-30" }, "ROLLUP_5S_RETENTION_DAYS"],
+    [{ ROLLUP_5S_RETENTION_DAYS: "36501" }, "ROLLUP_5S_RETENTION_DAYS"],
+    [{ ROLLUP_5S_RETENTION_DAYS: "1.5" }, "ROLLUP_5S_RETENTION_DAYS"],
+    [{ ROLLUP_5S_RETENTION_DAYS: "180d" }, "ROLLUP_5S_RETENTION_DAYS"],
+    [{ ROLLUP_5S_RETENTION_DAYS: "99999999999999999999" }, "ROLLUP_5S_RETENTION_DAYS"],
+    [{ ROLLUP_5S_RETENTION_DAYS: "'; drop table axis_data_5s; --" }, "ROLLUP_5S_RETENTION_DAYS"],
     [{ ROLLUP_10S_RETENTION_DAYS: "0" }, "ROLLUP_10S_RETENTION_DAYS"],
     [{ ROLLUP_10S_RETENTION_DAYS: "-30" }, "ROLLUP_10S_RETENTION_DAYS"],
     [{ ROLLUP_10S_RETENTION_DAYS: "36501" }, "ROLLUP_10S_RETENTION_DAYS"],

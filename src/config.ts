@@ -23,8 +23,9 @@ export interface Config {
   loginWindowSeconds: number;
   /** Raw axis data older than this many days is dropped. */
   retentionDays: number;
-  /** 1 s, 10 s and 1 min rollups are kept this many days. */
+  /** 1 s, 5 s, 10 s and 1 min rollups are kept this many days. */
   rollupSecondRetentionDays: number;
+  rollupFiveSecondRetentionDays: number;
   rollupTenSecondRetentionDays: number;
   rollupMinuteRetentionDays: number;
 }
@@ -64,6 +65,7 @@ export function parseConfig(env: Env): Config {
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),
     retentionDays: integer(env, "RETENTION_DAYS", 30, 1, 36500),
     rollupSecondRetentionDays: integer(env, "ROLLUP_1S_RETENTION_DAYS", 90, 1, 36500),
+    rollupFiveSecondRetentionDays: integer(env, "ROLLUP_5S_RETENTION_DAYS", 180, 1, 36500),
     rollupTenSecondRetentionDays: integer(env, "ROLLUP_10S_RETENTION_DAYS", 365, 1, 36500),
     rollupMinuteRetentionDays: integer(env, "ROLLUP_1M_RETENTION_DAYS", 730, 1, 36500),
   };

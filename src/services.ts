@@ -61,6 +61,7 @@ export function createServices({
   const catalog = new FleetCatalog(db, changes);
   const latest = new LatestValues();
   const secondPartitions = new AxisDataPartitions(db, "axis_data_1s");
+  const fiveSecondPartitions = new AxisDataPartitions(db, "axis_data_5s");
   const tenSecondPartitions = new AxisDataPartitions(db, "axis_data_10s");
   const bucketCache = new BucketCache();
   const oauth = createOAuthService({ db, clock, config, loginThrottle, changes });
@@ -77,7 +78,7 @@ export function createServices({
   const rollups = new RollupMaintainer(
     db,
     secondPartitions,
-    tenSecondPartitions,
+    [fiveSecondPartitions, tenSecondPartitions],
     onError,
     (axisIds, fromMs, toMs) => bucketCache.invalidate(fromMs, toMs, axisIds),
   );
@@ -97,10 +98,16 @@ export function createServices({
         {
           rawDays: config.retentionDays,
           secondDays: config.rollupSecondRetentionDays,
+          fiveSecondDays: config.rollupFiveSecondRetentionDays,
           tenSecondDays: config.rollupTenSecondRetentionDays,
           minuteDays: config.rollupMinuteRetentionDays,
         },
-        { raw: partitions, seconds: secondPartitions, tenSeconds: tenSecondPartitions },
+        {
+          raw: partitions,
+          seconds: secondPartitions,
+          fiveSeconds: fiveSecondPartitions,
+          tenSeconds: tenSecondPartitions,
+        },
         bucketCache,
       ),
     users: createUsersService({ db, changes }),

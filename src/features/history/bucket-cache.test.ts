@@ -114,7 +114,7 @@ describe("finished buckets kept between requests", () => {
   it("another process's recompute, announced on spindle_rollups, is heard", async () => {
     await buckets();
     // As another process's maintainer would: rollup rows rewritten, then announced at commit.
-    const table = ["axis_data_1s", "axis_data_10s", "axis_data_1m"];
+    const table = ["axis_data_1s", "axis_data_5s", "axis_data_10s", "axis_data_1m"];
     await t.database.db.transaction(async (tx) => {
       for (const name of table)
         await tx.query(
@@ -142,6 +142,10 @@ describe("finished buckets kept between requests", () => {
     await t.database.db.transaction(async (tx) => {
       await tx.query(
         "update axis_data_10s set actual_position_min = actual_position_min - 1 where axis_id = $1",
+        [axisId],
+      );
+      await tx.query(
+        "update axis_data_5s set actual_position_min = actual_position_min - 1 where axis_id = $1",
         [axisId],
       );
       await tx.query(

@@ -60,10 +60,11 @@ const dayMs = 86_400_000;
 /** The first time slice of a raw page: a minute holds 6,000 samples at 100 Hz. */
 const initialSliceMs = 60_000;
 
-/** Rollup tables (migrations 0004, 0005), coarsest first. */
+/** Rollup tables (migrations 0004-0006), coarsest first. */
 const rollupResolutions = [
   { table: "axis_data_1m", resolutionMs: 60_000 },
   { table: "axis_data_10s", resolutionMs: 10_000 },
+  { table: "axis_data_5s", resolutionMs: 5000 },
   { table: "axis_data_1s", resolutionMs: 1000 },
 ] as const;
 
@@ -79,9 +80,9 @@ export interface BucketGrid {
  * The buckets of a downsampled window. With a rollup tier, the width rounds up to a multiple of
  * its resolution and the grid starts on a multiple of the width, so every rollup row falls in
  * one bucket; still at most max_points buckets. The tier is the coarsest one whose grid keeps at
- * least 2/3 of the points asked for (reading one row per 10 s or minute instead of every sample costs far less
- * than the third of the points it may give up); none does (buckets well under a second): raw
- * samples in buckets of ⌈window ÷ max_points⌉ ms from `from`.
+ * least 2/3 of the points asked for (reading one row per 5 s, 10 s or minute instead of every
+ * second or sample costs far less than the third of the points it may give up); none does
+ * (buckets well under a second): raw samples in buckets of ⌈window ÷ max_points⌉ ms from `from`.
  */
 export function bucketGrid(fromMs: number, toMs: number, maxPoints: number): BucketGrid {
   const rawWidthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));

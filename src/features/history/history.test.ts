@@ -333,14 +333,17 @@ describe("downsampling (max_points)", () => {
     for (const [name, samples] of Object.entries(data)) {
       await insertSamples(axes[name]!.axis_id, samples);
     }
-    // 1 and 7: the 1 min and 10 s tiers; 37 and 100: 1 s; 5000: raw samples.
-    for (const maxPoints of [1, 7, 37, 100, 5000]) {
+    // 1 and 7: the 1 min and 10 s tiers; 25: 5 s; 37: 1 s; 100 (the 1 s grid would keep 51
+    // buckets) and 5000: raw samples.
+    const tiers = ["axis_data_1m", "axis_data_10s", "axis_data_5s", "axis_data_1s"];
+    for (const [i, maxPoints] of [1, 7, 25, 37, 100, 5000].entries()) {
       const answer = await rows(
         `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}&max_points=${maxPoints}`,
       );
-      // The grid: ⌈window ÷ max_points⌉ from `from`, or snapped to a rollup tier's 1 s, 10 s or
-      // 1 min grid, starting on a multiple of the width (the first bucket labelled with `from`).
+      // The grid: ⌈window ÷ max_points⌉ from `from`, or snapped to a rollup tier's 1 s, 5 s, 10 s
+      // or 1 min grid, starting on a multiple of the width (the first bucket labelled with `from`).
       const grid = bucketGrid(from, to, maxPoints);
+      expect(grid.rollup?.table ?? "raw").toBe(tiers[i] ?? "raw");
       const resolution = grid.rollup?.resolutionMs ?? 1;
       expect(grid.originMs % resolution).toBe(0);
       expect(grid.widthMs % resolution).toBe(0);
@@ -406,7 +409,13 @@ describe("downsampling (max_points)", () => {
     };
     expect(tier(24 * hour, 1000)).toEqual(["axis_data_1m", 120_000, true]);
     expect(tier(6 * hour, 1000)).toEqual(["axis_data_10s", 30_000, true]);
-    expect(tier(hour, 1000)).toEqual(["axis_data_1s", 4000, true]);
+    expect(tier(2 * hour, 1000)).toEqual(["axis_data_10s", 10_000, true]);
+    // 3.6 s asked: the 10 s grid keeps 360 buckets, too few; the 5 s one 720, reading 5 times
+    // fewer rows than the 1 s tier's 900 buckets of 4 s.
+    expect(tier(hour, 1000)).toEqual(["axis_data_5s", 5000, true]);
+    expect(tier(hour, 800)).toEqual(["axis_data_5s", 5000, true]);
+    expect(tier(hour, 700)).toEqual(["axis_data_1s", 6000, true]);
+    expect(tier(30 * minute, 1000)).toEqual(["axis_data_1s", 2000, true]);
     expect(tier(15 * minute, 1000)).toEqual(["axis_data_1s", 1000, true]);
     expect(tier(15 * minute, 2000)).toEqual(["raw", 450, true]);
     expect(tier(100 * second, 7)).toEqual(["axis_data_10s", 20_000, true]);

@@ -8,6 +8,8 @@ export interface RetentionPolicy {
   rawDays: number;
   /** 1 s rollups. */
   secondDays: number;
+  /** 5 s rollups. */
+  fiveSecondDays: number;
   /** 10 s rollups. */
   tenSecondDays: number;
   /** 1 min rollups. */
@@ -20,9 +22,9 @@ export interface RetentionResult {
 }
 
 /**
- * Drops what is older than the policy keeps: raw samples, 1 s and 10 s rollups by whole day partitions
- * (instant, no vacuum debt), 1 min rollups by a range delete (they are few). A partition is
- * dropped only when every row it can hold is past the cut-off.
+ * Drops what is older than the policy keeps: raw samples, 1 s, 5 s and 10 s rollups by whole day
+ * partitions (instant, no vacuum debt), 1 min rollups by a range delete (they are few). A
+ * partition is dropped only when every row it can hold is past the cut-off.
  */
 export async function applyRetention(
   db: Database,
@@ -31,6 +33,7 @@ export async function applyRetention(
   partitions: {
     raw: AxisDataPartitions;
     seconds: AxisDataPartitions;
+    fiveSeconds: AxisDataPartitions;
     tenSeconds: AxisDataPartitions;
   },
   bucketCache?: BucketCache,
@@ -40,6 +43,7 @@ export async function applyRetention(
   const dropped = [
     ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
     ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),
+    ...(await partitions.fiveSeconds.dropBefore(cutoff(policy.fiveSecondDays))),
     ...(await partitions.tenSeconds.dropBefore(cutoff(policy.tenSecondDays))),
   ];
   const { rowCount } = await db.query("delete from axis_data_1m where update_timestamp < $1", [
@@ -47,7 +51,9 @@ export async function applyRetention(
   ]);
   if (dropped.length > 0 || rowCount > 0) {
     // Buckets of what was dropped must not outlive it, here or in other processes.
-    const upTo = cutoff(Math.min(policy.secondDays, policy.tenSecondDays, policy.minuteDays));
+    const upTo = cutoff(
+      Math.min(policy.secondDays, policy.fiveSecondDays, policy.tenSecondDays, policy.minuteDays),
+    );
     bucketCache?.invalidate(0, upTo.getTime());
     await db.query("select pg_notify($1, $2)", [rollupChannel, `0:${upTo.getTime()}`]);
   }

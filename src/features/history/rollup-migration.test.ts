@@ -1,12 +1,13 @@
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import { openTestDatabase, type TestDatabase } from "../../../test/helpers/database.ts";
 import { loadMigrations, migrate, splitStatements } from "../../platform/migrations.ts";
 
-let database: TestDatabase;
-beforeAll(async () => {
-  database = await openTestDatabase({ migrated: false });
+// Each test migrates its own database up to the migration it checks.
+let database: TestDatabase | undefined;
+afterEach(async () => {
+  await database?.drop();
+  database = undefined;
 });
-afterAll(() => database.drop());
 
 const day = 86_400_000;
 
@@ -45,14 +46,31 @@ function secondRow(axisId: number, at: number, i: number) {
   ];
 }
 
-it("0005 fills the 10 s rollups from the 1 s rollups already there, on every day they cover", async () => {
+it.each([
+  { migration: "0005", version: 5, table: "axis_data_10s", widthMs: 10_000 },
+  { migration: "0006", version: 6, table: "axis_data_5s", widthMs: 5000 },
+])("$migration fills $table from the 1 s rollups already there, on every day they cover", (tier) =>
+  fillsFromSecondRollups(tier),
+);
+
+/** Migrates up to just before `version`, stores 1 s rollups around a midnight, then migrates. */
+async function fillsFromSecondRollups({
+  version,
+  table,
+  widthMs,
+}: {
+  version: number;
+  table: string;
+  widthMs: number;
+}) {
+  database = await openTestDatabase({ migrated: false });
   const { db } = database;
   const migrations = await loadMigrations();
-  const before = migrations.filter((migration) => migration.version < 5);
+  const before = migrations.filter((migration) => migration.version < version);
   await db.transaction(async (tx) => {
     for (const migration of before)
       for (const statement of splitStatements(migration.sql)) await tx.query(statement);
-    // As the runner would have recorded them, so migrate() below applies only 0005 onwards.
+    // As the runner would have recorded them, so migrate() below applies only `version` onwards.
     await tx.query(`create table schema_migration (version integer primary key, name text not null,
       applied_at timestamptz not null default now())`);
     for (const migration of before)
@@ -68,7 +86,7 @@ it("0005 fills the 10 s rollups from the 1 s rollups already there, on every day
     "insert into axis (machine_id, axis_name, max_acceleration, max_velocity) values (7, 'X', 1, 1) returning axis_id",
   );
   const axisId = Number(rows[0]!.axis_id);
-  // 25 seconds just before and after midnight: buckets of two days, one of them split by it.
+  // 25 seconds just before and after midnight: buckets of two days, on both sides of it.
   const midnight = Date.UTC(2026, 10, 20);
   const seconds = Array.from({ length: 25 }, (_, i) => midnight - 12_000 + i * 1000);
   for (const at of [midnight - day, midnight]) {
@@ -87,18 +105,19 @@ it("0005 fills the 10 s rollups from the 1 s rollups already there, on every day
 
   await migrate(db);
 
-  const tens = await db.query<Record<string, unknown>>(
-    "select * from axis_data_10s order by update_timestamp",
+  const filled = await db.query<Record<string, unknown>>(
+    `select * from ${table} order by update_timestamp`,
   );
   const buckets = new Map<number, number[]>();
   for (const [i, at] of seconds.entries()) {
-    const bucket = Math.floor(at / 10_000) * 10_000;
+    const bucket = Math.floor(at / widthMs) * widthMs;
     buckets.set(bucket, [...(buckets.get(bucket) ?? []), i]);
   }
-  expect(tens.rows.map((row) => (row.update_timestamp as Date).getTime())).toEqual([
+  expect(filled.rows.map((row) => (row.update_timestamp as Date).getTime())).toEqual([
     ...buckets.keys(),
   ]);
-  for (const row of tens.rows) {
+  expect(buckets.size).toBe(widthMs === 5000 ? 6 : 4);
+  for (const row of filled.rows) {
     const members = buckets.get((row.update_timestamp as Date).getTime())!;
     const last = members.at(-1)!;
     const source = members.map((i) => secondRow(axisId, seconds[i]!, i));
@@ -113,15 +132,13 @@ it("0005 fills the 10 s rollups from the 1 s rollups already there, on every day
     expect(row.homed_all).toBe(members.every((i) => i % 11 !== 0));
     expect(row.homed_last).toBe(last % 2 === 0);
   }
-  // Both days got a 10 s partition, so the maintainer and retention find them as usual.
+  // Both days got a partition, so the maintainer and retention find them as usual.
   const { rows: parts } = await db.query<{ name: string }>(
     `select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid
      join pg_class p on p.oid = i.inhparent
-     where p.relname = 'axis_data_10s' and p.relnamespace = to_regnamespace(current_schema())::oid
+     where p.relname = $1 and p.relnamespace = to_regnamespace(current_schema())::oid
      order by 1`,
+    [table],
   );
-  expect(parts.map((part) => part.name)).toEqual([
-    "axis_data_10s_20261119",
-    "axis_data_10s_20261120",
-  ]);
-});
+  expect(parts.map((part) => part.name)).toEqual([`${table}_20261119`, `${table}_20261120`]);
+}

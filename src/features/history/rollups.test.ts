@@ -11,6 +11,7 @@ beforeAll(async () => {
   t = await buildTestApp({
     RETENTION_DAYS: "30",
     ROLLUP_1S_RETENTION_DAYS: "60",
+    ROLLUP_5S_RETENTION_DAYS: "65",
     ROLLUP_10S_RETENTION_DAYS: "75",
     ROLLUP_1M_RETENTION_DAYS: "90",
   });
@@ -124,7 +125,7 @@ describe("rollups", () => {
   const start = Math.floor((Date.now() - 5 * 60_000) / 60_000) * 60_000 - 1500;
   const samples = series(start);
 
-  it("hold each 1 s, 10 s and 1 min bucket's exact count, min, max, sum and last, across a minute boundary", async () => {
+  it("hold each 1 s, 5 s, 10 s and 1 min bucket's exact count, min, max, sum and last, across a minute boundary", async () => {
     expect((await send(samples)).statusCode).toBe(202);
     await t.services.rollups.flush();
     for (const [axisName, axisId] of [
@@ -132,9 +133,12 @@ describe("rollups", () => {
       ["Y", axisY],
     ] as const) {
       expectClose(await stored("axis_data_1s", axisId), expected(samples, axisName, 1000));
+      expectClose(await stored("axis_data_5s", axisId), expected(samples, axisName, 5000));
       expectClose(await stored("axis_data_10s", axisId), expected(samples, axisName, 10_000));
       expectClose(await stored("axis_data_1m", axisId), expected(samples, axisName, 60_000));
     }
+    // One 5 s bucket on each side of the minute, each made of two 1 s rows (5 and 10 samples).
+    expect((await stored("axis_data_5s", axisX)).map((row) => row.samples)).toEqual([15, 15]);
     expect((await stored("axis_data_10s", axisX)).length).toBe(2);
     expect((await stored("axis_data_1m", axisX)).length).toBe(2);
   });
@@ -159,6 +163,7 @@ describe("rollups", () => {
     expect((await send([late])).statusCode).toBe(202);
     await t.services.rollups.flush();
     expectClose(await stored("axis_data_1s", axisX), expected([...samples, late], "X", 1000));
+    expectClose(await stored("axis_data_5s", axisX), expected([...samples, late], "X", 5000));
     expectClose(await stored("axis_data_10s", axisX), expected([...samples, late], "X", 10_000));
     expectClose(await stored("axis_data_1m", axisX), expected([...samples, late], "X", 60_000));
   });
@@ -174,14 +179,20 @@ describe("rollups", () => {
         })
       ).json();
     const minutes = await ask(2);
+    // 24 buckets of 5 s: the 10 s grid's 12 would be under 2/3 of them.
+    const fiveSeconds = await ask(24);
     const seconds = await ask(120);
     expect(minutes.length).toBe(2);
-    expect(minutes.reduce((sum: number, row: { samples: number }) => sum + row.samples, 0)).toBe(
-      31,
-    );
+    for (const answer of [minutes, fiveSeconds, seconds]) {
+      expect(answer.reduce((sum: number, row: { samples: number }) => sum + row.samples, 0)).toBe(
+        31,
+      );
+    }
+    expect(fiveSeconds.map((row: { samples: number }) => row.samples)).toEqual([16, 15]);
     // Only the rollups still know these samples now.
     await t.database.db.query("delete from axis_data where axis_id = $1", [axisX]);
     expect(await ask(2)).toEqual(minutes);
+    expect(await ask(24)).toEqual(fiveSeconds);
     expect(await ask(120)).toEqual(seconds);
     // Raw-only answers (no max_points) do see the deletion.
     expect(
@@ -193,12 +204,15 @@ describe("rollups", () => {
 
   it("can be rebuilt from raw samples, as after a crash", async () => {
     await t.database.db.query("delete from axis_data_1s");
+    await t.database.db.query("delete from axis_data_5s");
     await t.database.db.query("delete from axis_data_10s");
     await t.database.db.query("delete from axis_data_1m");
     await t.services.rollups.rebuild(new Date(start - 60_000), new Date(start + 120_000));
+    expectClose(await stored("axis_data_5s", axisY), expected(samples, "Y", 5000));
     expectClose(await stored("axis_data_10s", axisY), expected(samples, "Y", 10_000));
     expectClose(await stored("axis_data_1m", axisY), expected(samples, "Y", 60_000));
     // X's raw samples were deleted above: a rebuild makes its rollups agree with that.
+    expect(await stored("axis_data_5s", axisX)).toEqual([]);
     expect(await stored("axis_data_10s", axisX)).toEqual([]);
     expect(await stored("axis_data_1m", axisX)).toEqual([]);
   });
@@ -248,10 +262,11 @@ describe("retention", () => {
     expect((await t.services.applyRetention()).dropped).toEqual([]);
   });
 
-  it("drops 1 s rollup days past ROLLUP_1S_RETENTION_DAYS and 10 s ones past ROLLUP_10S_RETENTION_DAYS", async () => {
-    // 1 s: kept 60 days; 10 s: 75. A day 70 days ago has outlived its 1 s rows, not its 10 s ones.
-    const days = [today - 80 * day, today - 70 * day, today - 50 * day];
-    for (const table of ["axis_data_1s", "axis_data_10s"]) {
+  it("drops 1 s, 5 s and 10 s rollup days each past its own ROLLUP_*_RETENTION_DAYS", async () => {
+    // 1 s: kept 60 days; 5 s: 65; 10 s: 75. A day 62 days ago has outlived its 1 s rows only;
+    // one 70 days ago its 1 s and 5 s rows, not its 10 s ones.
+    const days = [today - 80 * day, today - 70 * day, today - 62 * day, today - 50 * day];
+    for (const table of ["axis_data_1s", "axis_data_5s", "axis_data_10s"]) {
       for (const time of days) {
         const name = `${table}_${new Date(time).toISOString().slice(0, 10).replaceAll("-", "")}`;
         await t.database.db.query(
@@ -265,6 +280,11 @@ describe("retention", () => {
     expect(dropped.filter((name) => name.startsWith("axis_data_1s_")).sort()).toEqual([
       `axis_data_1s_${stamp(days[0]!)}`,
       `axis_data_1s_${stamp(days[1]!)}`,
+      `axis_data_1s_${stamp(days[2]!)}`,
+    ]);
+    expect(dropped.filter((name) => name.startsWith("axis_data_5s_")).sort()).toEqual([
+      `axis_data_5s_${stamp(days[0]!)}`,
+      `axis_data_5s_${stamp(days[1]!)}`,
     ]);
     expect(dropped.filter((name) => name.startsWith("axis_data_10s_"))).toEqual([
       `axis_data_10s_${stamp(days[0]!)}`,

@@ -68,6 +68,11 @@ const rollupColumns = [
  */
 const coarserTiers = [
   {
+    table: "axis_data_5s",
+    resolutionMs: 5000,
+    bucketStart: "date_bin('5 seconds', update_timestamp, timestamptz '1970-01-01Z')",
+  },
+  {
     table: "axis_data_10s",
     resolutionMs: 10_000,
     bucketStart: "date_bin('10 seconds', update_timestamp, timestamptz '1970-01-01Z')",
@@ -88,11 +93,11 @@ function wholeBuckets(from: number, to: number, resolutionMs: number) {
 }
 
 /**
- * Keeps the 1 s, 10 s and 1 min rollups (migrations 0004, 0005) up to date as data arrives. It
- * hears each committed batch, remembers which axes and times it touched, and every second
- * recomputes those seconds' 1 s buckets from the raw samples, and the 10 s and 1 min buckets
- * that enclose them from the 1 s ones. Buckets are
- * recomputed (replaced), never incremented, so a retried batch or a late sample can never count twice, and
+ * Keeps the 1 s, 5 s, 10 s and 1 min rollups (migrations 0004-0006) up to date as data arrives.
+ * It hears each committed batch, remembers which axes and times it touched, and every second
+ * recomputes those seconds' 1 s buckets from the raw samples, and the 5 s, 10 s and 1 min
+ * buckets that enclose them from the 1 s ones. Buckets are recomputed
+ * (replaced), never incremented, so a retried batch or a late sample can never count twice, and
  * the work stays off the path that acknowledges producers.
  */
 export class RollupMaintainer {
@@ -103,7 +108,8 @@ export class RollupMaintainer {
   constructor(
     private readonly db: Database,
     private readonly secondPartitions: AxisDataPartitions,
-    private readonly tenSecondPartitions: AxisDataPartitions,
+    /** Day partitions of the coarser tiers that have them: 5 s, 10 s (1 min is unpartitioned). */
+    private readonly coarserPartitions: readonly AxisDataPartitions[],
     private readonly onError: (error: unknown) => void = () => {},
     /** After each recompute commits: these axes' rollups in [fromMs, toMs) may have changed. */
     private readonly onRecomputed: (
@@ -211,7 +217,7 @@ export class RollupMaintainer {
       for (let day = minutes.from; day < minutes.to; day += 86_400_000) days.push(day);
       days.push(minutes.to - 1);
       await this.secondPartitions.ensure(days);
-      await this.tenSecondPartitions.ensure(days);
+      for (const tier of this.coarserPartitions) await tier.ensure(days);
       await this.db.transaction(async (tx) => {
         // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
         const replace = async (
