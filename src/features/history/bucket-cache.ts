@@ -3,13 +3,15 @@ import type { Database } from "../../platform/database.ts";
 /** Rollups were recomputed: `${fromMs}:${toMs}` (any axis), or `*` (anything may have changed). */
 export const rollupChannel = "spindle_rollups";
 
-/** One series' cached buckets on one grid: its rollup tier, width, phase and fields. */
+/** One series' cached buckets on one grid: its rollup tier, width, phase, fields and format. */
 export interface BucketKey {
   axisId: number;
   table: string;
   widthMs: number;
   originMs: number;
   fields: string;
+  /** The answer format the bucket rows are written in (history-service.ts, `bucketText`). */
+  format: string;
 }
 
 type BucketRow = Record<string, unknown>;
@@ -37,7 +39,7 @@ interface Invalidation {
  * retention), and the maintainer of every process announces each recompute on `rollupChannel`.
  * A dashboard asking for the same hours again pays only for the buckets it has not seen.
  *
- * Bounded by `maxBuckets` (a bucket of all six fields is ~830 bytes of heap), evicting the
+ * Bounded by `maxBuckets` (a bucket of all six fields is one row of two strings, ~450 bytes of heap), evicting the
  * series used longest ago.
  */
 export class BucketCache {
@@ -165,4 +167,4 @@ export class BucketCache {
 }
 
 const keyName = (key: BucketKey) =>
-  `${key.axisId}|${key.table}|${key.widthMs}|${key.originMs % key.widthMs}|${key.fields}`;
+  `${key.axisId}|${key.table}|${key.widthMs}|${key.originMs % key.widthMs}|${key.fields}|${key.format}`;

@@ -57,7 +57,24 @@ function fieldText(value: unknown, notANumber: string): string {
 
 const seriesColumns = ["axis", "machine_id", "machine_name", "axis_name"];
 
+/**
+ * A bucket row's `text` (history-service.ts, `bucketText`) with the values JSON or CSV cannot
+ * carry as PostgreSQL prints them (NaN, ±Infinity: only data written by direct SQL can hold them)
+ * made `null` in JSON and empty in CSV, as in raw rows.
+ */
+function bucketText(row: Record<string, unknown>, format: "json" | "csv"): string {
+  const text = row.text as string;
+  if (!text.includes("NaN") && !text.includes("Infinity")) return text;
+  return format === "json"
+    ? text.replace(/:(?:NaN|-?Infinity)(?=,|$)/g, ":null")
+    : text.replace(/(^|,)(?:NaN|-?Infinity)(?=,|$)/g, "$1");
+}
+
 export async function* encodeJson(answer: HistoryAnswer): AsyncGenerator<string> {
+  if (answer.bucketMs !== undefined) {
+    yield* encodeJsonBuckets(answer);
+    return;
+  }
   const columns = historyColumns(answer);
   // A row is its own columns before the series block (raw: axis_data_id), the series block (the
   // same on every row of a page: encoded once per page), then its own columns after it.
@@ -95,6 +112,25 @@ export async function* encodeJson(answer: HistoryAnswer): AsyncGenerator<string>
   yield "]";
 }
 
+/** Downsampled rows: the series columns, encoded once per page, then the bucket's own text. */
+async function* encodeJsonBuckets(answer: HistoryAnswer): AsyncGenerator<string> {
+  let first = true;
+  yield "[";
+  for await (const page of answer.pages()) {
+    const values = seriesValues(page.series);
+    const series = seriesColumns
+      .map((column) => `"${column}":${jsonValue(values[column])}`)
+      .join(",");
+    const parts: string[] = [];
+    for (const row of page.rows) {
+      parts.push(`${first ? "{" : ",{"}${series},${bucketText(row, "json")}}`);
+      first = false;
+    }
+    yield parts.join("");
+  }
+  yield "]";
+}
+
 /** RFC 4180: a value with a comma, quote or line break is quoted, its quotes doubled. */
 export function csvValue(value: unknown): string {
   if (value === null || value === undefined) return "";
@@ -105,9 +141,16 @@ export function csvValue(value: unknown): string {
 export async function* encodeCsv(answer: HistoryAnswer): AsyncGenerator<string> {
   const columns = historyColumns(answer);
   yield `${columns.map(csvValue).join(",")}\r\n`;
+  const buckets = answer.bucketMs !== undefined;
   for await (const page of answer.pages()) {
     const fixed = fixedValues(page, csvValue);
     const parts: string[] = [];
+    if (buckets) {
+      const series = seriesColumns.map((column) => fixed[column]).join(",");
+      for (const row of page.rows) parts.push(`${series},${bucketText(row, "csv")}\r\n`);
+      yield parts.join("");
+      continue;
+    }
     for (const row of page.rows) {
       const values = columns.map((column) =>
         column === "update_timestamp"

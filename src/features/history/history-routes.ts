@@ -64,7 +64,7 @@ export async function historyRoutes(
 
 async function answer(history: HistoryService, params: HistoryParams, reply: FastifyReply) {
   const { input, format } = parseHistoryParams(params);
-  const result = await history.query(input);
+  const result = await history.query(input, format);
   // Pulled, not pushed: the stream asks the generator for the next page only when the socket
   // has drained what it was given, so a slow client holds at most a page or two in memory.
   const chunks = format === "csv" ? encodeCsv(result) : encodeJson(result);

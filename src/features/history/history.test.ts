@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
 import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
 import { validatorCompiler } from "../../platform/validation.ts";
+import { encodeJson } from "./history-encoding.ts";
 import { historyRoutes } from "./history-routes.ts";
 import { historyFields } from "./history-schemas.ts";
 import { bucketGrid, createHistoryService } from "./history-service.ts";
@@ -307,6 +308,32 @@ describe("GET and POST /api/axis-data/", () => {
     const [, record] = parseCsv((await get(`${query}&format=csv`)).body);
     expect(record!.slice(5, 8).map(Number)).toEqual([1e-5, 1e20, 1e20]);
     expect(record!.slice(8, 11)).toEqual(["false", "", ""]);
+    // Downsampled (buckets of 600 ms: from raw samples, as direct SQL fills no rollups), a
+    // bucket's average, min and max of those fields alike.
+    const bucket = {
+      actual_position: 1e-5,
+      actual_position_min: 1e-5,
+      homed: false,
+      homed_max: false,
+      acceleration: null,
+      acceleration_min: null,
+      acceleration_max: null,
+      velocity: null,
+      velocity_min: null,
+      velocity_max: null,
+      samples: 1,
+    };
+    expect(await rows(`${query}&max_points=100`)).toMatchObject([bucket]);
+    const [header, buckets] = parseCsv((await get(`${query}&max_points=100&format=csv`)).body);
+    const csvBucket = Object.fromEntries(header!.map((column, i) => [column, buckets![i]]));
+    expect(csvBucket).toMatchObject({
+      actual_position_min: "1e-05",
+      homed_max: "false",
+      acceleration: "",
+      acceleration_max: "",
+      velocity_min: "",
+      samples: "1",
+    });
   });
 
   it("an empty window is 200 [] (and a CSV of only its header)", async () => {
@@ -435,10 +462,11 @@ describe("downsampling (max_points)", () => {
         to: new Date(from + 100 * second),
         maxPoints,
       });
-      const rows: Record<string, unknown>[] = [];
-      for await (const page of answer.pages()) {
-        for (const row of page.rows) rows.push({ ...row, axis: page.series.axisName });
-      }
+      let json = "";
+      for await (const chunk of encodeJson(answer)) json += chunk;
+      const rows = (JSON.parse(json) as Record<string, unknown>[]).map(
+        (row): Record<string, unknown> => ({ ...row, axis: row.axis_name }),
+      );
       return { bucketMs: answer.bucketMs, rows };
     };
     // 7 buckets per query: each series in slices of 7; 500: two series per query, then one.
@@ -450,7 +478,7 @@ describe("downsampling (max_points)", () => {
         const series = rows.slice(i * 250, (i + 1) * 250);
         expect(series.every((row) => row.axis === name)).toBe(true);
         expect(series.reduce((sum, row) => sum + (row.samples as number), 0)).toBe(2000);
-        expect(series.map((row) => Date.parse(row.t as string))).toEqual(
+        expect(series.map((row) => Date.parse(row.update_timestamp as string))).toEqual(
           Array.from({ length: 250 }, (_, k) => from + k * 400),
         );
       }
