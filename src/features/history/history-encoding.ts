@@ -57,12 +57,18 @@ function fieldText(value: unknown, notANumber: string): string {
 
 const seriesColumns = ["axis", "machine_id", "machine_name", "axis_name"];
 
+/** The series columns as JSON members: the same on every row of a page, encoded once. */
+function seriesJson(series: HistorySeries): string {
+  const values = seriesValues(series);
+  return seriesColumns.map((column) => `"${column}":${jsonValue(values[column])}`).join(",");
+}
+
 /**
  * A bucket row's `text` (history-service.ts, `bucketText`) with the values JSON or CSV cannot
  * carry as PostgreSQL prints them (NaN, ±Infinity: only data written by direct SQL can hold them)
  * made `null` in JSON and empty in CSV, as in raw rows.
  */
-function bucketText(row: Record<string, unknown>, format: "json" | "csv"): string {
+function bucketRowText(row: Record<string, unknown>, format: "json" | "csv"): string {
   const text = row.text as string;
   if (!text.includes("NaN") && !text.includes("Infinity")) return text;
   return format === "json"
@@ -89,11 +95,7 @@ export async function* encodeJson(answer: HistoryAnswer): AsyncGenerator<string>
   let first = true;
   yield "[";
   for await (const page of answer.pages()) {
-    const values = seriesValues(page.series);
-    let series = "";
-    for (const [i, column] of seriesColumns.entries()) {
-      series += `${i > 0 || head.length > 0 ? "," : ""}"${column}":${jsonValue(values[column])}`;
-    }
+    const series = `${head.length > 0 ? "," : ""}${seriesJson(page.series)}`;
     const parts: string[] = [];
     for (const row of page.rows) {
       let text = first ? "{" : ",{";
@@ -117,13 +119,10 @@ async function* encodeJsonBuckets(answer: HistoryAnswer): AsyncGenerator<string>
   let first = true;
   yield "[";
   for await (const page of answer.pages()) {
-    const values = seriesValues(page.series);
-    const series = seriesColumns
-      .map((column) => `"${column}":${jsonValue(values[column])}`)
-      .join(",");
+    const series = seriesJson(page.series);
     const parts: string[] = [];
     for (const row of page.rows) {
-      parts.push(`${first ? "{" : ",{"}${series},${bucketText(row, "json")}}`);
+      parts.push(`${first ? "{" : ",{"}${series},${bucketRowText(row, "json")}}`);
       first = false;
     }
     yield parts.join("");
@@ -147,7 +146,7 @@ export async function* encodeCsv(answer: HistoryAnswer): AsyncGenerator<string> 
     const parts: string[] = [];
     if (buckets) {
       const series = seriesColumns.map((column) => fixed[column]).join(",");
-      for (const row of page.rows) parts.push(`${series},${bucketText(row, "csv")}\r\n`);
+      for (const row of page.rows) parts.push(`${series},${bucketRowText(row, "csv")}\r\n`);
       yield parts.join("");
       continue;
     }
