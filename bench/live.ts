@@ -15,6 +15,7 @@
 // LIVE_SCENARIOS=A,B picks scenarios (default all); BENCH_NODE_ARGS adds node flags to both servers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import { createInterface } from "node:readline";
 import type { LiveEncoding } from "../src/features/live/live-encoding.ts";
 import {
@@ -181,7 +182,12 @@ interface Producer {
   stop(): Promise<{ p50: number; p99: number; acks: Record<number, number> }>;
 }
 
-/** 100 rows every 100 ms through POST /api/ingest/, stamped at the call. */
+/**
+ * 100 rows every 100 ms through POST /api/ingest/, stamped at the call: the batch is built and
+ * serialized first, and its timestamp written in last. Requests go through node:http with
+ * keep-alive, as a long-running gateway would send them. (With fetch, and the stamp taken before
+ * the batch was built, requests reached the server 0.7 ms later at p50.)
+ */
 function producer(server: Server, token: string): Producer {
   let timer: NodeJS.Timeout | undefined;
   let n = 0;
@@ -189,10 +195,35 @@ function producer(server: Server, token: string): Producer {
   /** The batch's timestamp (ms) → when its 202 arrived (ms). */
   const acks: Record<number, number> = {};
   const inFlight = new Set<Promise<void>>();
+  const agent = new http.Agent({ keepAlive: true });
+  const { hostname, port } = new URL(server.url);
+  const post = (body: string) =>
+    new Promise<number>((resolve, reject) => {
+      const request = http.request(
+        {
+          agent,
+          hostname,
+          port,
+          method: "POST",
+          path: "/api/ingest/",
+          headers: {
+            authorization: `Bearer ${token}`,
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+          },
+        },
+        (response) => {
+          response.resume();
+          response.on("end", () => resolve(response.statusCode ?? 0));
+          response.on("error", reject);
+        },
+      );
+      request.on("error", reject);
+      request.end(body);
+    });
+  const stampHere = "@stamp@";
   const send = async () => {
     n += 1;
-    const stamp = Date.now();
-    const timestamp = new Date(stamp).toISOString();
     const axis_data = machines.flatMap((machine_id) =>
       axisNames.map((axis_name, a) => {
         const position = Math.sin(n / 10 + a) * 100;
@@ -204,18 +235,15 @@ function producer(server: Server, token: string): Producer {
           velocity: 10,
           acceleration: 1,
           homed: true,
-          timestamp,
+          timestamp: stampHere,
         };
       }),
     );
-    const answer = await fetch(`${server.url}/api/ingest/`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({ axis_data }),
-    });
+    const body = JSON.stringify({ axis_data });
+    const stamp = Date.now();
+    const status = await post(body.replaceAll(stampHere, new Date(stamp).toISOString()));
     const acknowledged = Date.now();
-    await answer.arrayBuffer();
-    if (answer.status !== 202) throw new Error(`POST /api/ingest/: ${answer.status}`);
+    if (status !== 202) throw new Error(`POST /api/ingest/: ${status}`);
     latencies.push(acknowledged - stamp);
     acks[stamp] = acknowledged;
   };
@@ -230,6 +258,7 @@ function producer(server: Server, token: string): Producer {
     async stop() {
       clearInterval(timer);
       await Promise.all(inFlight);
+      agent.destroy();
       latencies.sort((a, b) => a - b);
       const at = (q: number) => latencies[Math.floor(q * (latencies.length - 1))] ?? 0;
       return { p50: at(0.5), p99: at(0.99), acks };
