@@ -17,14 +17,14 @@ export interface AxisDataRules {
 /** Samples must fall inside the kept window: older ones would be dropped at once, and far-future
  * ones are a clock fault. The bound also caps how many partitions a client can cause. */
 export function checkSampleTime(
-  time: Date,
-  { clock, retentionDays }: Pick<AxisDataRules, "clock" | "retentionDays">,
+  timeMs: number,
+  nowMs: number,
+  retentionDays: number,
 ): string | undefined {
-  const now = clock.now().getTime();
-  if (time.getTime() < now - retentionDays * 86_400_000) {
+  if (timeMs < nowMs - retentionDays * 86_400_000) {
     return `Older than the retention window of ${retentionDays} days.`;
   }
-  if (time.getTime() > now + 86_400_000) return "More than a day in the future.";
+  if (timeMs > nowMs + 86_400_000) return "More than a day in the future.";
   return undefined;
 }
 
@@ -121,7 +121,11 @@ export function axisDataResource(rules: AxisDataRules): ResourceDefinition {
       const given = input.update_timestamp as string | undefined;
       const time = given ? new Date(given) : existing ? undefined : rules.clock.now();
       if (!time) return;
-      const problem = checkSampleTime(time, rules);
+      const problem = checkSampleTime(
+        time.getTime(),
+        rules.clock.now().getTime(),
+        rules.retentionDays,
+      );
       if (problem) throw invalid({ update_timestamp: [problem] });
       input.update_timestamp = time;
       await rules.partitions.ensure([time]);

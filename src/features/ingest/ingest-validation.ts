@@ -1,7 +1,7 @@
 import type { Clock } from "../../platform/context.ts";
 import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
 import type { Fleet } from "../machines/fleet-catalog.ts";
-import type { AxisSampleRow, RawBatch, RowKind, RowProblem, ValidBatch } from "./ingest-batch.ts";
+import type { RawBatch, RowKind, RowProblem, ValidBatch } from "./ingest-batch.ts";
 
 export const maxRowsPerBatch = 100_000;
 const measurementLimit = 1e12;
@@ -51,21 +51,25 @@ export function validateBatch(
     const row = new RowReader("axis_data", index, value, problem);
     if (!row.isObject) return;
     const axis = resolveAxis(row, context.fleet);
-    const sample: Partial<AxisSampleRow> = {
-      actualPosition: row.number("actual_position"),
-      targetPosition: row.number("target_position"),
-      velocity: row.number("velocity"),
-      acceleration: row.number("acceleration"),
-      homed: row.boolean("homed"),
-    };
+    const actualPosition = row.number("actual_position");
+    const targetPosition = row.number("target_position");
+    const velocity = row.number("velocity");
+    const acceleration = row.number("acceleration");
+    const homed = row.boolean("homed");
     const time = row.time(receivedAt, context);
     if (!row.ok || !axis || !time) return;
+    // One object literal, so every row shares one shape (the ring and the live feed keep them).
     batch.axis.push({
-      ...(sample as AxisSampleRow),
       axisId: axis.axisId,
       machineId: axis.machineId,
       axisName: axis.axisName,
-      ...time,
+      time: time.time,
+      timeMs: time.timeMs,
+      actualPosition: actualPosition!,
+      targetPosition: targetPosition!,
+      velocity: velocity!,
+      acceleration: acceleration!,
+      homed: homed!,
     });
   });
 
@@ -80,7 +84,14 @@ export function validateBatch(
     if (toolId !== undefined && machineId === undefined)
       row.fail("tool_id", `Tool ${toolId} does not exist.`);
     if (!row.ok || toolId === undefined || machineId === undefined || !time) return;
-    batch.tools.push({ toolId, machineId, toolOffset: toolOffset!, feedrate: feedrate!, ...time });
+    batch.tools.push({
+      toolId,
+      machineId,
+      time: time.time,
+      timeMs: time.timeMs,
+      toolOffset: toolOffset!,
+      feedrate: feedrate!,
+    });
   });
 
   usageRows.forEach((value, index) => {
@@ -99,7 +110,7 @@ export function validateBatch(
       row.fail("tool_in_use", `Tool ${toolInUse} is not a tool of machine ${machineId}.`);
     }
     if (!row.ok || machineId === undefined || toolInUse === undefined || !time) return;
-    batch.toolUsage.push({ machineId, toolInUse, ...time });
+    batch.toolUsage.push({ machineId, toolInUse, time: time.time, timeMs: time.timeMs });
   });
 
   return { batch, problems };
@@ -222,7 +233,7 @@ class RowReader {
         field,
         "Datetime has wrong format. Use ISO 8601 with a zone, e.g. 2026-01-31T12:00:00.250Z.",
       );
-    const outside = checkSampleTime(new Date(timeMs), context);
+    const outside = checkSampleTime(timeMs, receivedAt.getTime(), context.retentionDays);
     if (outside) return this.fail(field, outside);
     return { time: value as string, timeMs };
   }
