@@ -370,6 +370,15 @@ function statementsOf(batch: ValidBatch): number {
   return [batch.axis, batch.toolUsage, batch.tools].filter((rows) => rows.length > 0).length;
 }
 
+/**
+ * One parameter of an `unnest`: a PostgreSQL array literal of validated numbers, booleans or ISO
+ * 8601 timestamps, none of which needs quoting. One join; node-postgres's conversion of a
+ * JavaScript array quotes and escapes every element, ~1.8 KB of garbage per row inserted.
+ */
+function column<Row>(rows: readonly Row[], value: (row: Row) => number | boolean | string): string {
+  return `{${rows.map(value).join(",")}}`;
+}
+
 async function insertAxisSamples(tx: Queryable, batch: ValidBatch): Promise<number> {
   if (batch.axis.length === 0) return 0;
   const rows = batch.axis;
@@ -378,13 +387,13 @@ async function insertAxisSamples(tx: Queryable, batch: ValidBatch): Promise<numb
      select * from unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::bool[])
      on conflict (axis_id, update_timestamp) do nothing`,
     [
-      rows.map((row) => row.axisId),
-      rows.map((row) => row.time),
-      rows.map((row) => row.actualPosition),
-      rows.map((row) => row.targetPosition),
-      rows.map((row) => row.velocity),
-      rows.map((row) => row.acceleration),
-      rows.map((row) => row.homed),
+      column(rows, (row) => row.axisId),
+      column(rows, (row) => row.time),
+      column(rows, (row) => row.actualPosition),
+      column(rows, (row) => row.targetPosition),
+      column(rows, (row) => row.velocity),
+      column(rows, (row) => row.acceleration),
+      column(rows, (row) => row.homed),
     ],
   );
   return rowCount;
@@ -398,9 +407,9 @@ async function insertToolUsage(tx: Queryable, batch: ValidBatch): Promise<number
      select * from unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
      on conflict (machine_id, update_timestamp) do nothing`,
     [
-      rows.map((row) => row.machineId),
-      rows.map((row) => row.toolInUse),
-      rows.map((row) => row.time),
+      column(rows, (row) => row.machineId),
+      column(rows, (row) => row.toolInUse),
+      column(rows, (row) => row.time),
     ],
   );
   return rowCount;
@@ -416,10 +425,10 @@ async function updateTools(tx: Queryable, batch: ValidBatch): Promise<number> {
            as r (tool_id, tool_offset, feedrate, at) order by tool_id, at desc) u
      where t.tool_id = u.tool_id and t.update_timestamp < u.at`,
     [
-      rows.map((row) => row.toolId),
-      rows.map((row) => row.toolOffset),
-      rows.map((row) => row.feedrate),
-      rows.map((row) => row.time),
+      column(rows, (row) => row.toolId),
+      column(rows, (row) => row.toolOffset),
+      column(rows, (row) => row.feedrate),
+      column(rows, (row) => row.time),
     ],
   );
   // A report no newer than what is stored is a repeat: accepted, not applied.

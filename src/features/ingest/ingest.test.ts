@@ -87,6 +87,38 @@ describe("POST /api/ingest/", () => {
     expect(timestamp).toBeTruthy();
   });
 
+  it("stores every number exactly, the smallest and the largest, and times given in any zone", async () => {
+    const values = [0.1 + 0.2, 5e-324, -1e-7, 1e12, -1e12, 123456789.12345679];
+    const base = Date.now() - 30_000;
+    const rows = values.map((value, i) =>
+      sample({
+        axis_name: "A",
+        actual_position: value,
+        target_position: -value,
+        velocity: value / 3,
+        acceleration: i,
+        homed: i % 2 === 0,
+        // base + i written as local time at +05:30, 5.5 h ahead of UTC.
+        timestamp: `${new Date(base + i + 5.5 * 3_600_000).toISOString().slice(0, -1)}+05:30`,
+      }),
+    );
+    expect((await ingest({ axis_data: rows })).json()).toEqual({ accepted: 6, duplicates: 0 });
+    const { rows: stored } = await t.database.db.query<Record<string, unknown>>(
+      "select actual_position, target_position, velocity, acceleration, homed, update_timestamp from axis_data where axis_id = $1 and update_timestamp >= $2 order by update_timestamp",
+      [axisIds.A, new Date(base)],
+    );
+    expect(stored).toEqual(
+      values.map((value, i) => ({
+        actual_position: value,
+        target_position: -value,
+        velocity: value / 3,
+        acceleration: i,
+        homed: i % 2 === 0,
+        update_timestamp: new Date(base + i),
+      })),
+    );
+  });
+
   it("is idempotent: a retried batch is accepted and counted as duplicates, never stored twice", async () => {
     const rows = [
       sample(),
