@@ -3,8 +3,12 @@
 // for `seconds` and prints "recorded"; then reads one line of acknowledgement times (JSON: the
 // ingest call's timestamp in ms → when its 202 arrived, ms; `{}` for a server without one) and
 // prints one JSON line: delay percentiles (ms) from each push's update_timestamp (set at the
-// ingest call) to its receipt here, and from the 202 to receipt.
+// ingest call) to its receipt here, and from the 202 to receipt. With `decode`, each client
+// decodes every push (JSON.parse or MessagePack) and reads the timestamp from the message, as an
+// application would; otherwise it finds the timestamp in the bytes, so the measuring side costs
+// little and the servers are what is measured.
 import { createInterface } from "node:readline";
+import { unpack } from "msgpackr";
 import { WebSocket } from "ws";
 import type { LiveEncoding } from "../src/features/live/live-encoding.ts";
 
@@ -15,6 +19,8 @@ interface ClientsConfig {
   mode: "one" | "all";
   machines: number[];
   encoding: LiveEncoding;
+  /** Each client decodes every push, as an application would. */
+  decode: boolean;
   /** Extra clients that subscribe to everything and never read. */
   nonReading: number;
   seconds: number;
@@ -31,6 +37,30 @@ let closed = 0;
 // a MessagePack string, and the first one in a push is its first row's update_timestamp.
 const isoTimestamp = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/;
 
+/** A push's first timestamp, found in its bytes; undefined for anything but a push. */
+function foundStamp(data: Buffer): number | undefined {
+  const text = data.toString("latin1");
+  // Pushes only: snapshots and answers are not deliveries of new samples.
+  if (!text.includes("axis_data") || text.includes("snapshot")) return undefined;
+  const match = isoTimestamp.exec(text);
+  return match ? Date.parse(match[0]) : undefined;
+}
+
+interface Push {
+  type: string;
+  snapshot?: true;
+  data?: { update_timestamp: string }[];
+  columns?: { update_timestamp: string[] };
+}
+
+/** The same, from the decoded message. */
+function decodedStamp(data: Buffer, isBinary: boolean): number | undefined {
+  const message = (isBinary ? unpack(data) : JSON.parse(data.toString("utf8"))) as Push;
+  if (message.type !== "axis_data" || message.snapshot) return undefined;
+  const stamp = message.data?.[0]?.update_timestamp ?? message.columns?.update_timestamp[0];
+  return stamp === undefined ? undefined : Date.parse(stamp);
+}
+
 function open(subscribe: object, reading: boolean): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(config.url);
@@ -44,16 +74,14 @@ function open(subscribe: object, reading: boolean): Promise<WebSocket> {
       closed += 1;
     });
     if (!reading) return;
-    ws.on("message", (data: Buffer) => {
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
       if (!recording) return;
-      const text = data.toString("latin1");
-      // Pushes only: snapshots and answers are not deliveries of new samples.
-      if (!text.includes("axis_data") || text.includes("snapshot")) return;
-      const match = isoTimestamp.exec(text);
-      if (!match) return;
+      const at = Date.now();
+      const stamp = config.decode ? decodedStamp(data, isBinary) : foundStamp(data);
+      if (stamp === undefined) return;
       bytes += data.length;
-      stamped.push(Date.parse(match[0]));
-      arrived.push(Date.now());
+      stamped.push(stamp);
+      arrived.push(at);
     });
   });
 }

@@ -10,8 +10,10 @@
 //   A10   A again with 10 more clients that subscribe to everything and never read
 //   C     1,000 clients subscribed to everything (more bytes than two cores send), in each
 //         encoding: C (json), C-json-columns, C-msgpack, C-msgpack-columns
-//   2C    C with 2,000 clients, past what the server can send every push of: 2C (json) and
-//         2C-msgpack-columns
+//   2C    C with 2,000 clients: 2C (json) and 2C-msgpack-columns
+//   2C-decode, 2C-decode-msgpack-columns
+//         2C with clients that decode every push, as applications do: more than their process
+//         can read, so the servers' sockets back up, and conflation is what is measured
 // LIVE_SCENARIOS=A,B picks scenarios (default all); BENCH_NODE_ARGS adds node flags to both servers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -49,6 +51,8 @@ interface Scenario {
   mode: "one" | "all";
   nonReading: number;
   encoding: LiveEncoding;
+  /** The clients decode every push, as applications would (see live-clients.ts). */
+  decode: boolean;
 }
 
 const defineScenario = (
@@ -58,7 +62,8 @@ const defineScenario = (
   mode: "one" | "all",
   nonReading = 0,
   encoding: LiveEncoding = "json",
-): Scenario => ({ id, name, count, mode, nonReading, encoding });
+  decode = false,
+): Scenario => ({ id, name, count, mode, nonReading, encoding, decode });
 
 const scenarios: Scenario[] = [
   defineScenario("A", "A: 1,000 × 1 machine", 1000, "one"),
@@ -76,6 +81,16 @@ const scenarios: Scenario[] = [
     "all",
     0,
     "msgpack-columns",
+  ),
+  defineScenario("2C-decode", "2C, clients decoding, json", 2000, "all", 0, "json", true),
+  defineScenario(
+    "2C-decode-msgpack-columns",
+    "2C, clients decoding, msgpack-columns",
+    2000,
+    "all",
+    0,
+    "msgpack-columns",
+    true,
   ),
 ];
 
