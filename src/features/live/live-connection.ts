@@ -43,6 +43,10 @@ export class LiveConnection {
    * hub's newest committed rows, so holding costs nothing per tick.
    */
   heldSince: number | null = null;
+  /** Most pushes sent and not yet acknowledged (`window`); 0 = no acknowledgements asked. */
+  window = 0;
+  /** The seqs of pushes sent and not yet acknowledged, oldest first. */
+  private unacked: number[] = [];
   stalledSince: number | undefined;
   alive = true;
   private closed = false;
@@ -90,6 +94,24 @@ export class LiveConnection {
 
   sendFrame(frame: Frame): void {
     this.send(frame.data, frame.binary);
+  }
+
+  /** Sends one push's frames (a tick's, or rows owed to a held socket) and counts it. */
+  sendPush(seq: number, frames: readonly Frame[]): void {
+    if (frames.length === 0) return;
+    for (const frame of frames) this.sendFrame(frame);
+    if (this.window > 0) this.unacked.push(seq);
+  }
+
+  /** As many pushes are unacknowledged as the window allows: send nothing until an `ack`. */
+  get windowFull(): boolean {
+    return this.window > 0 && this.unacked.length >= this.window;
+  }
+
+  /** A new subscription: `window` pushes may go unacknowledged (0: no acknowledgements). */
+  resetWindow(window: number): void {
+    this.window = window;
+    this.unacked = [];
   }
 
   sendJson(message: unknown): void {
@@ -154,6 +176,11 @@ export class LiveConnection {
       case "subscribe":
         if (!this.subscribes.take()) return this.error("Too many subscribe messages; slow down.");
         return this.hub.subscribe(this, message);
+      case "ack":
+        if (this.window === 0)
+          return this.error("ack: only a subscription with a window is acknowledged.");
+        while (this.unacked.length > 0 && this.unacked[0]! <= message.seq) this.unacked.shift();
+        return;
       case "unsubscribe":
         this.hub.unsubscribe(this);
         return this.sendJson({ type: "unsubscribed" });

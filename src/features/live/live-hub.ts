@@ -237,6 +237,7 @@ export class LiveHub {
     // A rate-limited socket always holds; the sweep sends what it is owed when the rate allows.
     connection.heldSince = connection.minIntervalMs > 0 ? this.seq : null;
     connection.lastPushAt = performance.now();
+    connection.resetWindow(message.window ?? 0);
     this.joinGroup(connection);
     const since = message.since_seq;
     if (since !== undefined && this.canResume(since)) {
@@ -272,6 +273,7 @@ export class LiveHub {
     this.leaveGroup(connection);
     connection.filter = null;
     connection.heldSince = null;
+    connection.resetWindow(0);
   }
 
   async answerMachines(connection: LiveConnection): Promise<void> {
@@ -363,13 +365,14 @@ export class LiveHub {
       let frames: Frame[] | undefined;
       for (const connection of group.members) {
         if (connection.heldSince !== null) continue;
-        if (connection.bufferedAmount > this.options.highWaterBytes) {
-          // It has everything fanned out so far; the sweep sends the rest once it drains.
+        if (connection.bufferedAmount > this.options.highWaterBytes || connection.windowFull) {
+          // It has everything fanned out so far; the sweep sends the rest once it drains (or
+          // acknowledges).
           connection.heldSince = this.fanned;
           continue;
         }
         frames ??= this.encodeTick(tick, group.filter, group.encoding, fleet);
-        for (const frame of frames) connection.sendFrame(frame);
+        connection.sendPush(tick.seq, frames);
         connection.lastPushAt = now;
       }
     }
@@ -451,6 +454,7 @@ export class LiveHub {
       const { heldSince, filter, groupKey } = connection;
       if (heldSince === null || !filter || groupKey === null || !fleet) continue;
       if (now - connection.lastPushAt < connection.minIntervalMs) continue;
+      if (connection.windowFull) continue;
       const rateLimited = connection.minIntervalMs > 0;
       if (heldSince < this.fanned) {
         const key = `${heldSince} ${groupKey}`;
@@ -460,7 +464,7 @@ export class LiveHub {
           frames = encodeMessages(this.fanned, rows, filter, connection.encoding, fleet);
           owedFrames.set(key, frames);
         }
-        for (const frame of frames) connection.sendFrame(frame);
+        connection.sendPush(this.fanned, frames);
         if (frames.length > 0) connection.lastPushAt = now;
       }
       // Caught up: a slow reader rejoins the shared pushes; a rate-limited one keeps holding.

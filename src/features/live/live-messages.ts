@@ -34,8 +34,16 @@ export const SubscribeMessage = Type.Object({
   max_rate_hz: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1000 })),
   since_seq: Type.Optional(Type.Integer({ minimum: 0 })),
   encoding: Type.Optional(Type.Union(liveEncodings.map((encoding) => Type.Literal(encoding)))),
+  /** At most this many pushes unacknowledged (`ack`); then the socket is conflated. */
+  window: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
 });
 export type SubscribeMessage = Static<typeof SubscribeMessage>;
+
+/** The client has handled every push up to `seq` (subscriptions with a `window`). */
+const AckMessage = Type.Object({
+  type: Type.Literal("ack"),
+  seq: Type.Integer({ minimum: 0 }),
+});
 
 const AuthenticateMessage = Type.Object({
   type: Type.Literal("authenticate"),
@@ -46,6 +54,7 @@ const SimpleMessage = (type: string) => Type.Object({ type: Type.Literal(type) }
 const schemas = {
   authenticate: AuthenticateMessage,
   subscribe: SubscribeMessage,
+  ack: AckMessage,
   unsubscribe: SimpleMessage("unsubscribe"),
   get_machine_data: SimpleMessage("get_machine_data"),
   get_tool_data: SimpleMessage("get_tool_data"),
@@ -55,6 +64,7 @@ const schemas = {
 export type ClientMessage =
   | Static<typeof AuthenticateMessage>
   | SubscribeMessage
+  | Static<typeof AckMessage>
   | { type: "unsubscribe" | "get_machine_data" | "get_tool_data" | "get_axis_data" };
 
 const encodingHint = `must be one of ${liveEncodings.map((e) => `"${e}"`).join(", ")}`;

@@ -333,6 +333,54 @@ describe("subscriptions", () => {
   });
 });
 
+describe("acknowledged windows", () => {
+  const axisPush = (m: Message) => m.type === "axis_data" && !m.snapshot;
+
+  it("hold a subscriber at `window` unacknowledged pushes, then send it the newest values", async () => {
+    const client = track((await signedIn(f)).client);
+    // Fields of their own, so these sockets form groups of their own.
+    const only = { fields: ["actual_position"] };
+    client.send({ type: "subscribe", machines: [f.machines[0]], axes: ["X"], window: 1, ...only });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    await ingestAxes(f, 200);
+    const first = await client.next(axisPush);
+    expect(first.data.map((r: Message) => r.actual_position)).toEqual([200]);
+    for (let value = 201; value <= 204; value++) await ingestAxes(f, value);
+    // Every push is on the wire by the time its ingest resolves; none came.
+    await sleep(200);
+    expect(pushes(client)).toHaveLength(1);
+    client.send({ type: "ack", seq: first.seq });
+    const caughtUp = await client.next(axisPush);
+    expect(caughtUp.data.map((r: Message) => r.actual_position)).toEqual([204]);
+    expect(caughtUp.seq).toBeGreaterThan(first.seq);
+    await sleep(100);
+    expect(pushes(client)).toHaveLength(2);
+    // Acknowledging as it goes, it gets every push.
+    client.send({ type: "ack", seq: caughtUp.seq });
+    for (let value = 205; value <= 207; value++) {
+      await ingestAxes(f, value);
+      const push = await client.next(axisPush);
+      expect(push.data.map((r: Message) => r.actual_position)).toEqual([value]);
+      client.send({ type: "ack", seq: push.seq });
+    }
+  });
+
+  it("let `window` pushes go unacknowledged, and no more", async () => {
+    const client = track((await signedIn(f)).client);
+    const only = { fields: ["actual_position"] };
+    client.send({ type: "subscribe", machines: [f.machines[1]], axes: ["Y"], window: 3, ...only });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    for (let value = 300; value < 306; value++) await ingestAxes(f, value);
+    await sleep(200);
+    expect(pushes(client).map((m) => m.data[0].actual_position)).toEqual([300, 301, 302]);
+    // Acknowledging the first two frees two places: the newest value fills one of them.
+    client.send({ type: "ack", seq: pushes(client)[1]!.seq });
+    await until(() => pushes(client).length === 4);
+    await sleep(100);
+    expect(pushes(client).map((m) => m.data[0].actual_position)).toEqual([300, 301, 302, 305]);
+  });
+});
+
 describe("encodings", () => {
   it.each(liveEncodings)(
     "%s: snapshot and pushes carry exactly the JSON rows",
@@ -521,6 +569,14 @@ describe("bad input", () => {
       [{ type: "subscribe", max_rate_hz: "fast" }, /subscribe: max_rate_hz/],
       [{ type: "subscribe", since_seq: -1 }, /subscribe: since_seq/],
       [{ type: "authenticate", token: 5 }, /authenticate: token/],
+      [{ type: "subscribe", window: 0 }, /subscribe: window/],
+      [{ type: "subscribe", window: 1001 }, /subscribe: window/],
+      [{ type: "subscribe", window: 1.5 }, /subscribe: window/],
+      [{ type: "subscribe", window: "2" }, /subscribe: window/],
+      [{ type: "ack" }, /ack: seq/],
+      [{ type: "ack", seq: -1 }, /ack: seq/],
+      [{ type: "ack", seq: "1" }, /ack: seq/],
+      [{ type: "ack", seq: 1 }, /only a subscription with a window/],
     ];
     for (const [message, expected] of bad) {
       client.send(message);
