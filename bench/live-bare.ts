@@ -16,6 +16,8 @@ const subscriptions = new Map<WebSocket, { machine: number; encoding: LiveEncodi
 server.on("connection", (ws) => {
   ws.on("message", (data) => {
     const message = JSON.parse(String(data));
+    // It has no windows: acknowledgements (and anything but a subscription) change nothing.
+    if (message.type !== "subscribe") return;
     subscriptions.set(ws, {
       machine: message.machines?.[0] ?? 0,
       encoding: message.encoding ?? "json",

@@ -21,6 +21,8 @@ interface ClientsConfig {
   encoding: LiveEncoding;
   /** Each client decodes every push, as an application would. */
   decode: boolean;
+  /** With `decode`: subscribe with this window and acknowledge every push (0: none). */
+  window: number;
   /** Extra clients that subscribe to everything and never read. */
   nonReading: number;
   seconds: number;
@@ -46,16 +48,16 @@ function foundStamp(data: Buffer): number | undefined {
   return match ? Date.parse(match[0]) : undefined;
 }
 
-interface Push {
+interface Message {
   type: string;
+  seq?: number;
   snapshot?: true;
   data?: { update_timestamp: string }[];
   columns?: { update_timestamp: string[] };
 }
 
-/** The same, from the decoded message. */
-function decodedStamp(data: Buffer, isBinary: boolean): number | undefined {
-  const message = (isBinary ? unpack(data) : JSON.parse(data.toString("utf8"))) as Push;
+/** A decoded push's first timestamp; undefined for anything but a push. */
+function decodedStamp(message: Message): number | undefined {
   if (message.type !== "axis_data" || message.snapshot) return undefined;
   const stamp = message.data?.[0]?.update_timestamp ?? message.columns?.update_timestamp[0];
   return stamp === undefined ? undefined : Date.parse(stamp);
@@ -65,7 +67,10 @@ function open(subscribe: object, reading: boolean): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(config.url);
     ws.on("open", () => {
-      ws.send(JSON.stringify({ type: "subscribe", encoding: config.encoding, ...subscribe }));
+      const window = config.window > 0 ? { window: config.window } : {};
+      ws.send(
+        JSON.stringify({ type: "subscribe", encoding: config.encoding, ...window, ...subscribe }),
+      );
       if (!reading) (ws as unknown as { _socket: { pause(): void } })._socket.pause();
       resolve(ws);
     });
@@ -75,10 +80,20 @@ function open(subscribe: object, reading: boolean): Promise<WebSocket> {
     });
     if (!reading) return;
     ws.on("message", (data: Buffer, isBinary: boolean) => {
-      if (!recording) return;
       const at = Date.now();
-      const stamp = config.decode ? decodedStamp(data, isBinary) : foundStamp(data);
-      if (stamp === undefined) return;
+      let stamp: number | undefined;
+      // Windowed clients decode and acknowledge everything, or they would get nothing more;
+      // the others decode only what they record (connecting 2,000 clients to a server that
+      // floods them would time out).
+      if (config.decode && (recording || config.window > 0)) {
+        const message = (isBinary ? unpack(data) : JSON.parse(data.toString("utf8"))) as Message;
+        if (config.window > 0 && message.seq !== undefined)
+          ws.send(`{"type":"ack","seq":${message.seq}}`);
+        stamp = decodedStamp(message);
+      } else if (recording && !config.decode) {
+        stamp = foundStamp(data);
+      }
+      if (!recording || stamp === undefined) return;
       bytes += data.length;
       stamped.push(stamp);
       arrived.push(at);

@@ -11,9 +11,11 @@
 //   C     1,000 clients subscribed to everything (more bytes than two cores send), in each
 //         encoding: C (json), C-json-columns, C-msgpack, C-msgpack-columns
 //   2C    C with 2,000 clients: 2C (json) and 2C-msgpack-columns
-//   2C-decode, 2C-decode-msgpack-columns
+//   2C-decode, 2C-decode-window, 2C-decode-msgpack-columns
 //         2C with clients that decode every push, as applications do: more than their process
-//         can read, so the servers' sockets back up, and conflation is what is measured
+//         can read in json, so the servers' sockets back up; with a window, each client
+//         acknowledges every push and Spindle sends no more than 2 ahead (the bare server has
+//         no such thing and sends all)
 // LIVE_SCENARIOS=A,B picks scenarios (default all); BENCH_NODE_ARGS adds node flags to both servers.
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -49,10 +51,13 @@ interface Scenario {
   name: string;
   count: number;
   mode: "one" | "all";
+  /** Extra clients that subscribe to everything and never read. */
   nonReading: number;
   encoding: LiveEncoding;
   /** The clients decode every push, as applications would (see live-clients.ts). */
   decode: boolean;
+  /** Subscribe with this acknowledged window and acknowledge every push (Spindle only; 0: none). */
+  window: number;
 }
 
 const defineScenario = (
@@ -60,37 +65,42 @@ const defineScenario = (
   name: string,
   count: number,
   mode: "one" | "all",
-  nonReading = 0,
-  encoding: LiveEncoding = "json",
-  decode = false,
-): Scenario => ({ id, name, count, mode, nonReading, encoding, decode });
+  options: Partial<Pick<Scenario, "nonReading" | "encoding" | "decode" | "window">> = {},
+): Scenario => ({
+  id,
+  name,
+  count,
+  mode,
+  nonReading: 0,
+  encoding: "json",
+  decode: false,
+  window: 0,
+  ...options,
+});
 
 const scenarios: Scenario[] = [
   defineScenario("A", "A: 1,000 × 1 machine", 1000, "one"),
   defineScenario("B", "B: 200 × all", 200, "all"),
-  defineScenario("A10", "A + 10 non-reading", 1000, "one", 10),
+  defineScenario("A10", "A + 10 non-reading", 1000, "one", { nonReading: 10 }),
   defineScenario("C", "C: 1,000 × all, json", 1000, "all"),
   ...(["json-columns", "msgpack", "msgpack-columns"] as const).map((encoding) =>
-    defineScenario(`C-${encoding}`, `C: 1,000 × all, ${encoding}`, 1000, "all", 0, encoding),
+    defineScenario(`C-${encoding}`, `C: 1,000 × all, ${encoding}`, 1000, "all", { encoding }),
   ),
   defineScenario("2C", "2C: 2,000 × all, json", 2000, "all"),
-  defineScenario(
-    "2C-msgpack-columns",
-    "2C: 2,000 × all, msgpack-columns",
-    2000,
-    "all",
-    0,
-    "msgpack-columns",
-  ),
-  defineScenario("2C-decode", "2C, clients decoding, json", 2000, "all", 0, "json", true),
+  defineScenario("2C-msgpack-columns", "2C: 2,000 × all, msgpack-columns", 2000, "all", {
+    encoding: "msgpack-columns",
+  }),
+  defineScenario("2C-decode", "2C, clients decoding, json", 2000, "all", { decode: true }),
+  defineScenario("2C-decode-window", "2C, clients decoding, json, window 2", 2000, "all", {
+    decode: true,
+    window: 2,
+  }),
   defineScenario(
     "2C-decode-msgpack-columns",
     "2C, clients decoding, msgpack-columns",
     2000,
     "all",
-    0,
-    "msgpack-columns",
-    true,
+    { decode: true, encoding: "msgpack-columns" },
   ),
 ];
 
@@ -310,7 +320,8 @@ async function measure(
   seconds: number,
   ingest?: Producer,
 ): Promise<Measured> {
-  const config = { url, machines, seconds, ...scenario };
+  // Windows are Spindle's: the bare server's clients decode everything it sends.
+  const config = { url, machines, seconds, ...scenario, window: ingest ? scenario.window : 0 };
   const clients = spawn(
     "node",
     ["--import", "tsx", "bench/live-clients.ts", JSON.stringify(config)],
