@@ -108,6 +108,13 @@ export class LiveConnection {
     return this.window > 0 && this.unacked.length >= this.window;
   }
 
+  /** The client has handled every push up to `seq`: their places in the window are free. */
+  private acknowledge(seq: number): void {
+    let handled = 0;
+    while (handled < this.unacked.length && this.unacked[handled]! <= seq) handled++;
+    this.unacked.splice(0, handled);
+  }
+
   /** A new subscription: `window` pushes may go unacknowledged (0: no acknowledgements). */
   resetWindow(window: number): void {
     this.window = window;
@@ -179,8 +186,7 @@ export class LiveConnection {
       case "ack":
         if (this.window === 0)
           return this.error("ack: only a subscription with a window is acknowledged.");
-        while (this.unacked.length > 0 && this.unacked[0]! <= message.seq) this.unacked.shift();
-        return;
+        return this.acknowledge(message.seq);
       case "unsubscribe":
         this.hub.unsubscribe(this);
         return this.sendJson({ type: "unsubscribed" });
