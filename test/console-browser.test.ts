@@ -398,9 +398,11 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
   it("pushes live values over the WebSocket to the fleet tiles", async () => {
     const page = await newPage();
     const pushed: string[] = [];
+    const sent: string[] = [];
     page.on("websocket", (socket) => {
       if (!socket.url().endsWith("/ws/machine_data/")) return;
       socket.on("framereceived", ({ payload }) => pushed.push(String(payload)));
+      socket.on("framesent", ({ payload }) => sent.push(String(payload)));
     });
     await signIn(page, people.manager);
     await page.locator(".tile").first().waitFor();
@@ -429,7 +431,12 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     });
     await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("4321.5");
     expect(Date.now() - started).toBeLessThan(1500);
-    expect(pushed.some((frame) => frame.includes("4321.5"))).toBe(true);
+    const push = JSON.parse(pushed.find((frame) => frame.includes("4321.5"))!);
+    // It subscribes with a window, and acknowledges each push once it has shown it.
+    expect(sent.some((frame) => JSON.parse(frame).window === 8)).toBe(true);
+    await expect
+      .poll(() => sent.map((frame) => JSON.parse(frame)))
+      .toContainEqual({ type: "ack", seq: push.seq });
     await shot(page, "fleet-live", false);
     await page.context().close();
   });

@@ -23,6 +23,12 @@ interface ServerMessage {
 }
 
 /**
+ * Pushes the server may send before the tab acknowledges them: a tab too busy to keep up (a
+ * heavy page, a slow machine) gets the newest values instead of a queue of old ones.
+ */
+const pushWindow = 8;
+
+/**
  * Live data over `/ws/machine_data/`: one socket for the tab, subscribed to the union of the
  * machines the pages watch; a snapshot, then pushes per tick. A dropped socket reconnects with
  * `since_seq`, so the server replays what was missed (or sends a fresh snapshot). If the socket
@@ -42,6 +48,8 @@ export class WebSocketLiveSource implements LiveSource {
   private subscribedKey: string | undefined;
   private authenticated = false;
   private primed = new Set<number>();
+  /** The newest push acknowledged since the last subscribe. */
+  private acknowledged: number | undefined;
 
   constructor(
     private readonly api: Api,
@@ -233,9 +241,11 @@ export class WebSocketLiveSource implements LiveSource {
     const key = machines.join(",");
     if (key === this.subscribedKey) return;
     this.subscribedKey = key;
+    this.acknowledged = undefined;
     this.send({
       type: "subscribe",
       machines,
+      window: pushWindow,
       ...(this.lastSeq === undefined ? {} : { since_seq: this.lastSeq }),
     });
   }
@@ -252,6 +262,16 @@ export class WebSocketLiveSource implements LiveSource {
       return;
     }
     if (typeof message.seq === "number") this.lastSeq = Math.max(this.lastSeq ?? 0, message.seq);
+    this.handle(message);
+    // Handled: its place in the window is free (one ack per tick, whatever kinds it carried).
+    const { seq } = message;
+    if (typeof seq === "number" && !message.snapshot && seq > (this.acknowledged ?? -1)) {
+      this.acknowledged = seq;
+      this.send({ type: "ack", seq });
+    }
+  }
+
+  private handle(message: ServerMessage): void {
     switch (message.type) {
       case "authenticated":
         this.authenticated = true;
