@@ -23,6 +23,13 @@ export interface AppOptions {
   logger?: FastifyServerOptions["logger"];
 }
 
+declare module "fastify" {
+  interface FastifyInstance {
+    /** From the start of a shutdown: every response then closes its connection. */
+    closing: boolean;
+  }
+}
+
 /** Builds the HTTP (and later WebSocket) server from its services; nothing is global. */
 export async function buildApp(
   services: Services,
@@ -49,14 +56,16 @@ export async function buildApp(
   });
   // close() lets requests in flight finish, then keeps their keep-alive connections open until
   // keepAliveTimeout (72 s; fastify/fastify#7044), which held a SIGTERM that long. A response
-  // sent while closing says `Connection: close`, so its socket ends with it.
-  let closing = false;
+  // sent while closing says `Connection: close`, so its socket ends with it. `closing` is set by
+  // close(), or at once by whoever starts a shutdown: close() runs its hooks a few turns later,
+  // and a request under way may be answered meanwhile.
+  app.decorate("closing", false);
   app.addHook("preClose", (done) => {
-    closing = true;
+    app.closing = true;
     done();
   });
   app.addHook("onSend", (_request, reply, payload, done) => {
-    if (closing) reply.header("connection", "close");
+    if (app.closing) reply.header("connection", "close");
     done(null, payload);
   });
   registerErrorHandler(app);

@@ -54,6 +54,7 @@ export async function serve(config: Config): Promise<void> {
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
+    app.closing = true;
     app.log.info({ signal }, "shutting down");
     clearInterval(purge);
     await simulator?.stop();
