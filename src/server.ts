@@ -50,10 +50,9 @@ export async function serve(config: Config): Promise<void> {
   purge.unref();
 
   let simulator: RunningSimulator | undefined;
-  let closing = false;
   const shutdown = async (signal: string) => {
-    if (closing) return;
-    closing = true;
+    if (app.closing) return;
+    // At once, not when close() reaches its hooks: a request under way may be answered meanwhile.
     app.closing = true;
     app.log.info({ signal }, "shutting down");
     clearInterval(purge);

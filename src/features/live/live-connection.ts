@@ -44,7 +44,7 @@ export class LiveConnection {
    */
   heldSince: number | null = null;
   /** Most pushes sent and not yet acknowledged (`window`); 0 = no acknowledgements asked. */
-  window = 0;
+  private window = 0;
   /** The seqs of pushes sent and not yet acknowledged, oldest first. */
   private unacked: number[] = [];
   stalledSince: number | undefined;
