@@ -79,8 +79,12 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
   // Resolving a token costs a query; requests repeat the same few tokens. Any change to tokens,
   // users or permissions, here or in another process, empties the cache (see ChangeFeed).
   const principals = new Map<string, Principal>();
+  /** Counts the emptyings: a lookup that began before one may have read what was revoked. */
+  let cleared = 0;
   changes.onChange((table) => {
-    if (authTables.has(table)) principals.clear();
+    if (!authTables.has(table)) return;
+    principals.clear();
+    cleared++;
   });
 
   async function findClient(clientId: string): Promise<OAuthClient | undefined> {
@@ -326,7 +330,9 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
       if (cached.expiresAt > clock.now()) return cached;
       principals.delete(token);
     }
+    const before = cleared;
     const principal = await lookUpAccessToken(tokenHash(token));
+    if (before !== cleared) return principal;
     if (principals.size >= maxCachedTokens) principals.clear();
     principals.set(token, principal);
     return principal;
