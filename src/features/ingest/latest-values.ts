@@ -113,5 +113,6 @@ function keepNewest<Row extends { timeMs: number }>(
   row: Row,
 ): void {
   const held = map.get(key);
-  if (!held || held.timeMs <= row.timeMs) map.set(key, row);
+  // At an equal time the first stays, as in the database (`on conflict do nothing`).
+  if (!held || held.timeMs < row.timeMs) map.set(key, row);
 }

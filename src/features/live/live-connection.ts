@@ -43,6 +43,8 @@ export class LiveConnection {
    * hub's newest committed rows, so holding costs nothing per tick.
    */
   heldSince: number | null = null;
+  /** The `seq` its subscription's snapshot or replay reached: later ticks only are pushed. */
+  subscribedAt = 0;
   /** Most pushes sent and not yet acknowledged (`window`); 0 = no acknowledgements asked. */
   private window = 0;
   /** The seqs of pushes sent and not yet acknowledged, oldest first. */
@@ -150,7 +152,8 @@ export class LiveConnection {
   private received(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
     if (!this.messages.take()) {
-      this.error("Too many messages; slow down.");
+      // Before authenticating, a client hears nothing but that it has not.
+      this.error(this.principal ? "Too many messages; slow down." : "Not authenticated");
       return;
     }
     // Messages are handled one at a time, in order, even those arriving during a token check.
@@ -165,13 +168,13 @@ export class LiveConnection {
 
   private async handle(data: Buffer, isBinary: boolean): Promise<void> {
     if (this.closed) return;
-    if (isBinary) return this.error("Only text frames carry messages.");
-    const message = parseClientMessage(data.toString("utf8"));
+    const message = isBinary ? undefined : parseClientMessage(data.toString("utf8"));
     if (!this.principal) {
-      if ("type" in message && message.type === "authenticate")
+      if (message && "type" in message && message.type === "authenticate")
         return this.authenticate(message.token);
       return this.error("Not authenticated");
     }
+    if (!message) return this.error("Only text frames carry messages.");
     if ("error" in message) return this.error(message.error);
     await this.dispatch(message);
   }
@@ -202,6 +205,7 @@ export class LiveConnection {
   }
 
   private async authenticate(token: string): Promise<void> {
+    const authChanges = this.hub.authChanges;
     const outcome = await this.hub.resolve(token);
     if (this.closed) return;
     if (outcome === "invalid") return this.close(closeCodes.unauthorized, "Invalid token");
@@ -211,10 +215,13 @@ export class LiveConnection {
     }
     if (!this.hub.mayView(outcome))
       return this.close(closeCodes.forbidden, "No permission to view machine data");
-    this.principal = outcome;
+    // A renewal may carry fewer permissions: the subscription narrows to what this one sees.
+    this.hub.grant(this, outcome);
     this.token = token;
     clearTimeout(this.authTimer);
     this.sendJson({ type: "authenticated", username: outcome.username });
+    // The token may have been revoked while it was looked up: look again, as for every socket.
+    if (this.hub.authChanges !== authChanges) this.hub.scheduleRecheck();
   }
 }
 

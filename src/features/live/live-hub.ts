@@ -44,6 +44,8 @@ export interface LiveOptions {
   ringTicks: number;
   /** …and at most this many rows across them. */
   ringRows: number;
+  /** A resume that would replay more rows than this gets a reset snapshot instead. */
+  maxReplayRows: number;
   /** Largest frame a client may send; larger ones close the socket with 1009. */
   maxPayloadBytes: number;
   messagesPerSecond: number;
@@ -62,6 +64,7 @@ export const defaultLiveOptions: LiveOptions = {
   sweepMs: 25,
   ringTicks: 1024,
   ringRows: 100_000,
+  maxReplayRows: 10_000,
   maxPayloadBytes: 64 * 1024,
   messagesPerSecond: 50,
   messageBurst: 100,
@@ -118,9 +121,16 @@ export class LiveHub {
   private readonly groups = new Map<string, Group>();
   private readonly ring: Tick[] = [];
   private ringRowCount = 0;
-  private seq = 0;
+  /**
+   * The last tick's number. A run starts at its start time in microseconds, so its numbers are
+   * above any earlier run's (unless that one averaged over 1,000 ticks a millisecond) and a
+   * client resuming across a restart gets a reset, never another run's ticks.
+   */
+  private seq: number;
   /** The last tick fanned out to the groups (ticks may wait for the catalog after `seq` moves). */
-  private fanned = 0;
+  private fanned: number;
+  /** Ticks waiting for the catalog to load, fanned out in order once it has. */
+  private waiting: Promise<void> | undefined;
   /** The newest committed row per series: what a held-back socket is owed is read from here. */
   private readonly committed = {
     axis: new Map<number, Committed<AxisSampleRow>>(),
@@ -136,24 +146,33 @@ export class LiveHub {
     | undefined;
   private tickTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private fleet: Fleet | undefined;
+  /** Counts catalog changes: a load that began before one must not be taken as current. */
+  private fleetChanges = 0;
+  /** Counts changes to tokens, users and permissions (see `LiveConnection.authenticate`). */
+  authChanges = 0;
+  private rechecking: Promise<void> | undefined;
+  private recheckAgain = false;
   private readonly sweeper: NodeJS.Timeout;
   private readonly heartbeat: NodeJS.Timeout;
   private recheck: NodeJS.Immediate | undefined;
   private readonly stops: (() => void)[] = [];
-  private snapshotCache: { seq: number; text: Buffer } | undefined;
+  private snapshotCache: { seq: number; fleet: Fleet; text: Buffer } | undefined;
   private closed = false;
 
   constructor(private readonly deps: LiveDeps) {
     this.options = { ...defaultLiveOptions, ...deps.options };
+    this.seq = this.fanned = deps.clock.now().getTime() * 1000;
     this.stops.push(deps.ingest.onCommitted((batch) => this.gather(batch)));
     this.stops.push(
       deps.changes.onChange((table) => {
-        if (table === "machine" || table === "axis" || table === "*") this.fleet = undefined;
-        if (authTables.has(table) && !this.recheck && this.connections.size > 0)
-          this.recheck = setImmediate(() => {
-            this.recheck = undefined;
-            void this.recheckTokens();
-          });
+        if (table === "machine" || table === "axis" || table === "*") {
+          this.fleet = undefined;
+          this.fleetChanges++;
+        }
+        if (authTables.has(table)) {
+          this.authChanges++;
+          this.scheduleRecheck();
+        }
       }),
     );
     this.sweeper = setInterval(() => this.sweep(), this.options.sweepMs);
@@ -226,9 +245,14 @@ export class LiveHub {
   }
 
   async subscribe(connection: LiveConnection, message: SubscribeMessage): Promise<void> {
-    const principal = connection.principal!;
-    const filter = filterOf(message, permittedKinds(principal));
     const fleet = await this.currentFleet();
+    // The socket may have closed, or its permissions changed, while the catalog loaded.
+    if (!connection.isOpen) return;
+    const filter = filterOf(message, permittedKinds(connection.principal!));
+    if (!filter.axisData && !filter.tools && !filter.toolUsage)
+      return connection.error(
+        "subscribe: you do not have permission to view axis data, tools or tool usage.",
+      );
     this.leaveGroup(connection);
     const encoding = message.encoding ?? "json";
     connection.filter = filter;
@@ -238,14 +262,16 @@ export class LiveHub {
     connection.heldSince = connection.minIntervalMs > 0 ? this.seq : null;
     connection.lastPushAt = performance.now();
     connection.resetWindow(message.window ?? 0);
+    // Everything up to here is in the snapshot or the replay: a tick still waiting for the
+    // catalog must not come again.
+    connection.subscribedAt = this.seq;
     this.joinGroup(connection);
     const since = message.since_seq;
-    if (since !== undefined && this.canResume(since)) {
-      for (const tick of this.ring) {
-        if (tick.seq <= since) continue;
-        for (const frame of this.encodeTick(tick, filter, encoding, fleet))
+    const missed = since === undefined ? undefined : this.missed(since, filter);
+    if (missed) {
+      for (const { seq, rows } of missed)
+        for (const frame of encodeMessages(seq, rows, filter, encoding, fleet))
           connection.sendFrame(frame);
-      }
       connection.sendJson({ type: "subscribed", seq: this.seq, resumed: true });
       return;
     }
@@ -282,11 +308,11 @@ export class LiveHub {
     connection.sendJson({ type: "machine_data", data: machineRows(await this.currentFleet()) });
   }
 
-  answerTools(connection: LiveConnection): void {
-    if (!connection.principal!.permissions.has("tool.view")) {
-      connection.error("You do not have permission to view tools.");
-      return;
-    }
+  async answerTools(connection: LiveConnection): Promise<void> {
+    if (!connection.principal!.permissions.has("tool.view"))
+      return connection.error("You do not have permission to view tools.");
+    // Loading a changed catalog forgets deleted machines' tools first.
+    await this.currentFleet();
     connection.sendJson({
       type: "tool_data",
       data: [...this.deps.latest.tools.values()].map(toolRow),
@@ -297,13 +323,14 @@ export class LiveHub {
     if (!connection.principal!.permissions.has("axisdata.view"))
       return connection.error("You do not have permission to view axis data.");
     const fleet = await this.currentFleet();
-    // Everyone asking between two ticks gets the same bytes.
-    if (this.snapshotCache?.seq !== this.seq || this.fleet !== fleet) {
+    // Everyone asking between two ticks (and catalog changes) gets the same bytes.
+    if (this.snapshotCache?.seq !== this.seq || this.snapshotCache.fleet !== fleet) {
       const rows = [...this.deps.latest.axes.values()].map((row) =>
         axisRow(row, fleet.machines.get(row.machineId), allFields),
       );
       this.snapshotCache = {
         seq: this.seq,
+        fleet,
         text: Buffer.from(JSON.stringify({ type: "axis_data", data: rows })),
       };
     }
@@ -316,9 +343,12 @@ export class LiveHub {
     if (this.closed) return;
     this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
     const gathering = this.gathering;
-    for (const row of batch.axis) newest(gathering.axis, row.axisId, row);
-    for (const row of batch.tools) newest(gathering.tools, row.toolId, row);
-    for (const row of batch.toolUsage) newest(gathering.toolUsage, row.machineId, row);
+    // A live push moves a series forward: a sample no newer than the one last pushed for its
+    // series (a late or repeated report) is history, not news, and is left to history queries.
+    const { axis, tools, toolUsage } = this.committed;
+    for (const row of batch.axis) newer(gathering.axis, axis, row.axisId, row);
+    for (const row of batch.tools) newer(gathering.tools, tools, row.toolId, row);
+    for (const row of batch.toolUsage) newer(gathering.toolUsage, toolUsage, row.machineId, row);
     if (this.tickTimer) return;
     this.tickTimer =
       this.options.tickMs > 0
@@ -338,6 +368,8 @@ export class LiveHub {
     const gathering = this.gathering;
     this.gathering = undefined;
     if (!gathering || this.closed) return;
+    // Every row was no newer than its series' last: nothing happened.
+    if (gathering.axis.size + gathering.tools.size + gathering.toolUsage.size === 0) return;
     const tick: Tick = {
       seq: ++this.seq,
       axis: [...gathering.axis.values()],
@@ -345,30 +377,54 @@ export class LiveHub {
       toolUsage: [...gathering.toolUsage.values()],
     };
     this.remember(tick);
-    if (this.groups.size === 0) return;
-    const fleet = this.fleet;
-    if (!fleet) {
-      // The catalog changed: fan out once it is loaded again (ticks stay in order: they wait too).
-      this.currentFleet().then(
-        () => this.fanOut(tick),
-        (error: unknown) => this.reportError(error),
-      );
+    if (this.waiting) {
+      this.wait(tick);
       return;
     }
-    this.fanOut(tick);
+    if (this.groups.size === 0) {
+      this.fanned = tick.seq;
+      return;
+    }
+    if (this.fleet) this.fanOut(tick, this.fleet);
+    else this.wait(tick);
   }
 
-  private fanOut(tick: Tick): void {
-    const fleet = this.fleet!;
+  /**
+   * The catalog changed and is loading: `tick` goes out once it has, after the ticks already
+   * waiting, so ticks stay in order. If the load fails, every subscriber is held, and the sweep
+   * sends what each is owed once the catalog is back.
+   */
+  private wait(tick: Tick): void {
+    const waiting = (this.waiting ?? Promise.resolve())
+      .then(() => this.currentFleet())
+      .then((fleet) => this.fanOut(tick, fleet))
+      .catch((error: unknown) => {
+        this.reportError(error);
+        this.holdAll(tick.seq);
+      });
+    this.waiting = waiting;
+    void waiting.finally(() => {
+      if (this.waiting === waiting) this.waiting = undefined;
+    });
+  }
+
+  private holdAll(seq: number): void {
+    for (const group of this.groups.values())
+      for (const connection of group.members)
+        connection.heldSince ??= Math.max(this.fanned, connection.subscribedAt);
+    this.fanned = Math.max(this.fanned, seq);
+  }
+
+  private fanOut(tick: Tick, fleet: Fleet): void {
     const now = performance.now();
     for (const group of this.groups.values()) {
       let frames: Frame[] | undefined;
       for (const connection of group.members) {
-        if (connection.heldSince !== null) continue;
+        if (connection.heldSince !== null || tick.seq <= connection.subscribedAt) continue;
         if (connection.bufferedAmount > this.options.highWaterBytes || connection.windowFull) {
           // It has everything fanned out so far; the sweep sends the rest once it drains (or
           // acknowledges).
-          connection.heldSince = this.fanned;
+          connection.heldSince = Math.max(this.fanned, connection.subscribedAt);
           continue;
         }
         frames ??= this.encodeTick(tick, group.filter, group.encoding, fleet);
@@ -423,12 +479,25 @@ export class LiveHub {
     }
   }
 
-  /** Every tick after `since` is still held (or nothing happened since). */
-  private canResume(since: number): boolean {
-    if (since > this.seq) return false;
-    if (since === this.seq) return true;
+  /**
+   * What a client resuming from `since` missed, tick by tick, filtered; undefined when the ring
+   * no longer holds every tick after `since`, `since` is ahead (another run's), or replaying it
+   * would take more rows than a snapshot is worth (`maxReplayRows`).
+   */
+  private missed(since: number, filter: LiveFilter): { seq: number; rows: Rows }[] | undefined {
+    if (since > this.seq) return undefined;
     const oldest = this.ring[0];
-    return oldest !== undefined && oldest.seq <= since + 1;
+    if (since < this.seq && (oldest === undefined || oldest.seq > since + 1)) return undefined;
+    const missed: { seq: number; rows: Rows }[] = [];
+    let count = 0;
+    for (const tick of this.ring) {
+      if (tick.seq <= since) continue;
+      const rows = filterTick(tick, filter);
+      count += rows.axis.length + rows.tools.length + rows.toolUsage.length;
+      if (count > this.options.maxReplayRows) return undefined;
+      missed.push({ seq: tick.seq, rows });
+    }
+    return missed;
   }
 
   // --- slow sockets, heartbeat, tokens ---
@@ -488,6 +557,28 @@ export class LiveHub {
     }
   }
 
+  /**
+   * Looks every socket's token up again on the next turn; a change during a recheck runs another
+   * after it, so the last one to finish always saw the last change.
+   */
+  scheduleRecheck(): void {
+    if (this.rechecking || this.recheck) {
+      this.recheckAgain = true;
+      return;
+    }
+    if (this.connections.size === 0) return;
+    this.recheck = setImmediate(() => {
+      this.recheck = undefined;
+      this.recheckAgain = false;
+      const rechecking = this.recheckTokens().catch((error: unknown) => this.reportError(error));
+      this.rechecking = rechecking;
+      void rechecking.finally(() => {
+        this.rechecking = undefined;
+        if (this.recheckAgain && !this.closed) this.scheduleRecheck();
+      });
+    });
+  }
+
   /** Tokens, users or permissions changed: each distinct token is looked up again, once. */
   private async recheckTokens(): Promise<void> {
     const byToken = new Map<string, LiveConnection[]>();
@@ -507,22 +598,43 @@ export class LiveHub {
         } else if (!this.mayView(outcome)) {
           connection.close(closeCodes.forbidden, "No permission to view machine data");
         } else {
-          connection.principal = outcome;
-          const filter = connection.filter;
-          if (filter) {
-            this.leaveGroup(connection);
-            connection.filter = { ...filter, ...permittedKinds(outcome) };
-            this.joinGroup(connection);
-          }
+          this.grant(connection, outcome);
         }
       }
     }
   }
 
+  /** `principal` now acts on the socket: its subscription keeps only the kinds it may see. */
+  grant(connection: LiveConnection, principal: Principal): void {
+    connection.principal = principal;
+    const filter = connection.filter;
+    if (!filter) return;
+    this.leaveGroup(connection);
+    connection.filter = { ...filter, ...permittedKinds(principal) };
+    this.joinGroup(connection);
+  }
+
   private async currentFleet(): Promise<Fleet> {
+    const changes = this.fleetChanges;
     const fleet = await this.deps.catalog.fleet();
-    this.fleet = fleet;
+    // A load that began before the last change is what was, not what is: use it, keep nothing.
+    if (changes === this.fleetChanges && this.fleet !== fleet) {
+      this.fleet = fleet;
+      this.forgetDeleted(fleet);
+    }
     return fleet;
+  }
+
+  /** Drops the newest values of axes, and of machines' tools, that are no longer in `fleet`. */
+  private forgetDeleted(fleet: Fleet): void {
+    const { latest } = this.deps;
+    const { axis, tools, toolUsage } = this.committed;
+    for (const map of [latest.axes, axis])
+      for (const key of map.keys()) if (!fleet.axes.has(key)) map.delete(key);
+    const gone = (machineId: number) => !fleet.machines.has(machineId);
+    latest.forget(gone);
+    for (const [key, { row }] of tools) if (gone(row.machineId)) tools.delete(key);
+    for (const [key, { row }] of toolUsage) if (gone(row.machineId)) toolUsage.delete(key);
   }
 
   private joinGroup(connection: LiveConnection): void {
@@ -616,7 +728,18 @@ function newestCommitted<Row extends { timeMs: number }>(
   if (!held || held.row.timeMs <= row.timeMs) map.set(key, { row, seq });
 }
 
-function newest<Row extends { timeMs: number }>(map: Map<number, Row>, key: number, row: Row) {
-  const held = map.get(key);
-  if (!held || held.timeMs <= row.timeMs) map.set(key, row);
+/**
+ * Gathers `row` into a tick if it is newer than its series' last pushed row and than any gathered
+ * so far. Equal times lose: the database keeps the first row of a series at a time, too.
+ */
+function newer<Row extends { timeMs: number }>(
+  gathering: Map<number, Row>,
+  committed: Map<number, Committed<Row>>,
+  key: number,
+  row: Row,
+) {
+  const pushed = committed.get(key);
+  if (pushed && pushed.row.timeMs >= row.timeMs) return;
+  const held = gathering.get(key);
+  if (!held || held.timeMs < row.timeMs) gathering.set(key, row);
 }

@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildTestApp, type TestApp, testClient } from "../../../test/helpers/app.ts";
+import { buildTestApp, type TestApp, testClient, uniqueName } from "../../../test/helpers/app.ts";
 import { createAxis, createMachine, createTool } from "../../../test/helpers/factories.ts";
 import { LiveTestClient, type Message, sleep, until } from "../../../test/helpers/live-client.ts";
 import { liveEncodings } from "./live-encoding.ts";
@@ -39,8 +39,13 @@ let tick = 0;
 const at = () => new Date(Date.now() - 60_000 + ++tick).toISOString();
 
 /** Commits one sample per listed axis, `actual_position` = value. */
-async function ingestAxes(f: Fixture, value: number, machines = f.machines, names = axisNames) {
-  const timestamp = at();
+async function ingestAxes(
+  f: Fixture,
+  value: number,
+  machines = f.machines,
+  names = axisNames,
+  timestamp = at(),
+) {
   await f.t.services.ingest.ingest({
     axis_data: machines.flatMap((machine_id) =>
       names.map((axis_name) => ({
@@ -88,7 +93,7 @@ const track = (client: LiveTestClient) => {
 };
 
 beforeAll(async () => {
-  f = await fixture({ authTimeoutMs: 1000, heartbeatMs: 1000, ringTicks: 8 });
+  f = await fixture({ authTimeoutMs: 1000, heartbeatMs: 1000, ringTicks: 8, maxReplayRows: 12 });
 });
 afterAll(async () => {
   for (const client of clients) client.close();
@@ -125,10 +130,11 @@ describe("authentication", () => {
     for (const type of ["get_machine_data", "get_axis_data", "get_tool_data", "subscribe"])
       client.send({ type });
     client.send("not json");
+    client.ws.send(Buffer.from([0x81, 0xa4]), { binary: true });
     await ingestAxes(f, 1);
-    await until(() => client.messages.length >= 5);
+    await until(() => client.messages.length >= 6);
     await sleep(50);
-    expect(client.messages).toEqual(Array(5).fill({ type: "error", message: "Not authenticated" }));
+    expect(client.messages).toEqual(Array(6).fill({ type: "error", message: "Not authenticated" }));
   });
 
   it.each([
@@ -237,6 +243,46 @@ describe("seed messages", () => {
       tool_capacity: 24,
     });
   });
+
+  it("forget a deleted machine's values, in answers and snapshots", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    const machine = (await createMachine(f.t)).machine_id as number;
+    const axis = (await createAxis(f.t, machine, { axis_name: "X" })).axis_id as number;
+    const tool = (await createTool(f.t, machine)).tool_id as number;
+    await f.t.services.ingest.ingest({
+      tool_data: [tool, f.tool].map((tool_id) => ({
+        tool_id,
+        tool_offset: 1,
+        feedrate: 2,
+        timestamp: at(),
+      })),
+    });
+    const tools = async () =>
+      (await client.ask({ type: "get_tool_data" }, "tool_data")).data.map(
+        (r: Message) => r.tool_id,
+      );
+    expect(await tools()).toContain(tool);
+    await ingestAxes(f, 5, [...f.machines, machine], ["X"]);
+    const axes = async () =>
+      (await client.ask({ type: "get_axis_data" }, "axis_data")).data.map((r: Message) => r.axis);
+    expect(await axes()).toContain(axis);
+    const deleted = await f.t.inject({
+      method: "DELETE",
+      url: `/data/machines/${machine}/`,
+      headers: f.t.adminAuth,
+    });
+    expect(deleted.statusCode).toBe(204);
+    expect(await tools()).not.toContain(tool);
+    expect(await tools()).toContain(f.tool);
+    expect(await axes()).not.toContain(axis);
+    expect(await axes()).toContain(f.axes.get(`${f.machines[0]}:X`));
+    client.send({ type: "subscribe" });
+    const snapshot = await client.next((m) => m.type === "axis_data" && m.snapshot);
+    const snapshotAxes = snapshot.data.map((r: Message) => r.axis);
+    expect(snapshotAxes).not.toContain(axis);
+    expect(snapshotAxes).toContain(f.axes.get(`${f.machines[1]}:X`));
+  });
 });
 
 describe("subscriptions", () => {
@@ -312,9 +358,10 @@ describe("subscriptions", () => {
     await client.next((m) => m.type === "axis_data" && m.snapshot);
     await client.ask({ type: "unsubscribe" }, "unsubscribed");
     const before = pushes(client).length;
+    const seq = f.t.services.live.stats().seq;
     await ingestAxes(f, 13);
     // A later answer proves the tick went by without a push.
-    await until(() => f.t.services.live.stats().seq > 0);
+    await until(() => f.t.services.live.stats().seq > seq);
     await sleep(30);
     await client.ask({ type: "get_machine_data" }, "machine_data");
     expect(pushes(client).length).toBe(before);
@@ -330,6 +377,96 @@ describe("subscriptions", () => {
       pushes(client).some((m) => m.data.some((r: Message) => r.actual_position === 104)),
     );
     expect(pushes(client).length).toBeLessThan(5);
+  });
+
+  it("push a series forward only: a late or repeated sample is history, not news", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    const machine = f.machines[1]!;
+    const x = f.axes.get(`${machine}:X`);
+    client.send({ type: "subscribe", machines: [machine], axes: ["X"] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    const fresh = at();
+    await ingestAxes(f, 50, [machine], ["X"], fresh);
+    await ingestAxes(f, 51, [machine], ["X"], new Date(Date.parse(fresh) - 600_000).toISOString());
+    // The same instant again, with another value: the database keeps the first.
+    await ingestAxes(f, 52, [machine], ["X"], fresh);
+    const answer = await client.ask({ type: "get_axis_data" }, "axis_data");
+    expect(answer.data.find((row: Message) => row.axis === x).actual_position).toBe(50);
+    await ingestAxes(f, 53, [machine], ["X"]);
+    const values = () => pushes(client).map((m) => m.data[0].actual_position);
+    await until(() => values().includes(53));
+    expect(values()).toEqual([50, 53]);
+  });
+
+  it("keep ticks in order, each once, while the catalog reloads between them", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe", machines: [f.machines[0]], axes: ["Z"] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    const other = track((await signedIn(f)).client);
+    for (let value = 60; value < 64; value++) {
+      f.t.services.changes.changed("machine");
+      await ingestAxes(f, value, f.machines.slice(0, 1), ["Z"]);
+      // Another socket's question loads the catalog meanwhile.
+      other.send({ type: "get_machine_data" });
+    }
+    await until(() => pushes(client).some((m) => m.data[0].actual_position === 63));
+    await sleep(30);
+    expect(pushes(client).map((m) => m.data[0].actual_position)).toEqual([60, 61, 62, 63]);
+    const seqs = pushes(client).map((m) => m.seq as number);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(new Set(seqs).size).toBe(seqs.length);
+  });
+
+  it("do not keep a socket that closes while its subscribe waits for the catalog", async () => {
+    const live = f.t.services.live;
+    const { client } = await signedIn(f);
+    const before = live.stats();
+    f.t.services.changes.changed("axis");
+    client.send({
+      type: "subscribe",
+      machines: [f.machines[1]],
+      axes: ["Y"],
+      fields: ["velocity"],
+    });
+    client.close();
+    await until(() => live.stats().connections === before.connections - 1);
+    await sleep(100);
+    expect(live.stats().groups).toBe(before.groups);
+  });
+
+  it("narrow when the socket renews with a token that may see less", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe", machines: [f.machines[0]], axes: ["X"] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    await ingestAxes(f, 70, f.machines.slice(0, 1), ["X"]);
+    await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    const group = uniqueName("tools-only");
+    await f.t.services.users.createGroup(group, ["machine.view", "tool.view"]);
+    const narrow = await f.t.userAuth([group]);
+    client.send({ type: "authenticate", token: narrow.authorization.slice("Bearer ".length) });
+    await client.next((m) => m.type === "authenticated");
+    const before = pushes(client).length;
+    await ingestAxes(f, 71, f.machines.slice(0, 1), ["X"]);
+    await client.ask({ type: "get_machine_data" }, "machine_data");
+    await sleep(30);
+    expect(pushes(client).length).toBe(before);
+    expect((await client.ask({ type: "get_axis_data" }, "error")).message).toMatch(/permission/);
+  });
+
+  it("are refused, with an error, to a principal that may see none of what is pushed", async () => {
+    const group = uniqueName("machines-only");
+    await f.t.services.users.createGroup(group, ["machine.view"]);
+    const auth = await f.t.userAuth([group]);
+    const client = track(await LiveTestClient.open(f.url, auth));
+    await client.next((m) => m.type === "authenticated");
+    const answer = await client.ask({ type: "subscribe" }, "error");
+    expect(answer.message).toMatch(/^subscribe: .*permission/);
+    await ingestAxes(f, 75);
+    await client.ask({ type: "get_machine_data" }, "machine_data");
+    expect(client.messages.filter((m) => m.seq !== undefined)).toEqual([]);
   });
 });
 
@@ -547,6 +684,44 @@ describe("resume", () => {
       const reset = await client.next((m) => m.type === "axis_data" && m.snapshot);
       expect(reset.reset).toBe(true);
       expect(reset.data).toEqual([expect.objectContaining({ actual_position: 39 })]);
+    }
+  });
+
+  it("sends a snapshot flagged reset instead of replaying more than maxReplayRows", async () => {
+    // Six axes a tick: two ticks are 12 rows (the bound here), three are 18.
+    const before = f.t.services.live.stats().seq;
+    for (const value of [80, 81, 82]) await ingestAxes(f, value);
+    await until(() => f.t.services.live.stats().seq === before + 3);
+    const replayed = track((await signedIn(f)).client);
+    replayed.send({ type: "subscribe", since_seq: before + 1 });
+    expect((await replayed.next((m) => m.type === "subscribed")).resumed).toBe(true);
+    expect(pushes(replayed).map((m) => m.data.length)).toEqual([6, 6]);
+    const reset = track((await signedIn(f)).client);
+    reset.send({ type: "subscribe", since_seq: before });
+    const snapshot = await reset.next((m) => m.type === "axis_data" && m.snapshot);
+    expect(snapshot.reset).toBe(true);
+    expect(snapshot.data.map((row: Message) => row.actual_position)).toEqual(Array(6).fill(82));
+  });
+
+  it("sends a reset to a client resuming from another run, however many ticks this one made", async () => {
+    const first = await signedIn(f);
+    track(first.client);
+    first.client.send({ type: "subscribe" });
+    const earlier = (await first.client.next((m) => m.type === "axis_data" && m.snapshot)).seq;
+    const restarted = await fixture({ ringTicks: 100_000, ringRows: 10_000_000 });
+    try {
+      const client = track((await signedIn(restarted)).client);
+      client.send({ type: "subscribe" });
+      const start = (await client.next((m) => m.type === "axis_data" && m.snapshot)).seq;
+      // Before sequence numbers carried the run, a new run reused an old run's numbers.
+      for (let i = 0; i < Math.max(1, earlier - start + 1); i++) await ingestAxes(restarted, 90);
+      const again = track((await signedIn(restarted)).client);
+      again.send({ type: "subscribe", since_seq: earlier });
+      const snapshot = await again.next((m) => m.type === "axis_data" && m.snapshot);
+      expect(snapshot.reset).toBe(true);
+      expect(start).toBeGreaterThan(earlier);
+    } finally {
+      await restarted.t.close();
     }
   });
 });

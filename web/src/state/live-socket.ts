@@ -162,8 +162,10 @@ export class WebSocketLiveSource implements LiveSource {
     this.socket = socket;
     this.authenticated = false;
     this.subscribedKey = undefined;
+    let sentToken: string | undefined;
     socket.onopen = () => {
       const current = this.api.session.get().tokens;
+      sentToken = current?.access;
       if (current) this.send({ type: "authenticate", token: current.access });
       // A socket that opens but never answers (a stalled proxy) is as good as closed.
       setTimeout(() => {
@@ -176,6 +178,11 @@ export class WebSocketLiveSource implements LiveSource {
       this.socket = undefined;
       this.authenticated = false;
       if (event.code === 4401) {
+        // Renewing the tokens revokes the access token this socket used: come back with the new one.
+        if (this.api.session.get().tokens?.access !== sentToken) {
+          this.ensureSocket();
+          return;
+        }
         // An expired token: renew it (a refused renewal ends the session), then come back.
         void this.api.refresh().then((renewed) => {
           if (renewed) this.failed();
