@@ -1,4 +1,4 @@
-import { RateLimiterMemory, type RateLimiterRes } from "rate-limiter-flexible";
+import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 
 export interface LoginThrottleLimits {
   attemptsPerUser: number;
@@ -9,7 +9,8 @@ export interface LoginThrottleLimits {
 /**
  * Counts failed logins per username and per client address; once either runs out, further
  * attempts are refused until the window passes, even with the right password, so guessing
- * gains nothing. A successful login clears the username's count.
+ * gains nothing. Each attempt is counted before its password is checked and given back when it
+ * was right; a successful login clears the username's count.
  */
 export class LoginThrottle {
   private readonly perUser: RateLimiterMemory;
@@ -28,26 +29,38 @@ export class LoginThrottle {
     });
   }
 
-  /** Seconds to wait before trying again, or 0 when an attempt may be made now. */
-  async retryAfter(username: string, address: string): Promise<number> {
-    const [user, client] = await Promise.all([
-      this.perUser.get(username.toLowerCase()),
-      this.perAddress.get(address),
-    ]);
-    const wait = (res: RateLimiterRes | null, points: number) =>
-      res && res.consumedPoints >= points ? Math.ceil(res.msBeforeNext / 1000) : 0;
-    return Math.max(wait(user, this.perUser.points), wait(client, this.perAddress.points));
+  /**
+   * Takes one attempt from the username's and the address's allowance before the password is
+   * checked, so that parallel guesses cannot all pass a check made before any of them failed.
+   * Seconds to wait instead when either has none left (then nothing is taken).
+   */
+  async take(username: string, address: string): Promise<number> {
+    const counts = [
+      { limiter: this.perUser, key: username.toLowerCase() },
+      { limiter: this.perAddress, key: address },
+    ];
+    const outcomes = await Promise.allSettled(counts.map((c) => c.limiter.consume(c.key)));
+    let wait = 0;
+    for (const outcome of outcomes) {
+      if (outcome.status === "fulfilled") continue;
+      // consume() rejects with the limiter's state once the points are spent.
+      if (!(outcome.reason instanceof RateLimiterRes)) throw outcome.reason;
+      wait = Math.max(wait, Math.ceil(outcome.reason.msBeforeNext / 1000), 1);
+    }
+    if (wait > 0)
+      await Promise.all(
+        outcomes.map((outcome, i) =>
+          outcome.status === "fulfilled" ? counts[i]!.limiter.reward(counts[i]!.key, 1) : undefined,
+        ),
+      );
+    return wait;
   }
 
-  async failed(username: string, address: string): Promise<void> {
-    // consume() rejects once the points are spent; being over the limit is the point here.
-    await Promise.allSettled([
-      this.perUser.consume(username.toLowerCase()),
-      this.perAddress.consume(address),
+  /** The password was right: the username's count starts again and the address gets its attempt back. */
+  async succeeded(username: string, address: string): Promise<void> {
+    await Promise.all([
+      this.perUser.delete(username.toLowerCase()),
+      this.perAddress.reward(address, 1),
     ]);
-  }
-
-  async succeeded(username: string): Promise<void> {
-    await this.perUser.delete(username.toLowerCase());
   }
 }

@@ -161,7 +161,7 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
     if (!username || !password) {
       throw new OAuthError("invalid_request", "The password grant needs username and password.");
     }
-    const wait = await loginThrottle.retryAfter(username, address);
+    const wait = await loginThrottle.take(username, address);
     if (wait > 0) {
       throw new OAuthError(
         "too_many_requests",
@@ -176,11 +176,9 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
     );
     const user = rows[0];
     const valid = await verifyPassword(user?.password_hash, password);
-    if (!user || !valid || !user.is_active) {
-      await loginThrottle.failed(username, address);
+    if (!user || !valid || !user.is_active)
       throw new OAuthError("invalid_grant", "Invalid credentials given.");
-    }
-    await loginThrottle.succeeded(username);
+    await loginThrottle.succeeded(username, address);
     const scopes = grantedScope(client, request.scope);
     return db.transaction(async (tx) => {
       await tx.query("update app_user set last_login = $2 where id = $1", [user.id, clock.now()]);

@@ -197,6 +197,40 @@ describe("POST /o/token/ password grant", () => {
   });
 });
 
+describe("text the database cannot store", () => {
+  it("answers a NUL character in a client id or username with RFC 6749's 400", async () => {
+    const answers = [
+      await t.inject({
+        method: "POST",
+        url: "/o/token/",
+        payload: { grant_type: "password", client_id: "a\u0000b", username: "x", password: "y" },
+      }),
+      await t.token({ grant_type: "password", username: "a\u0000b", password: testPassword }),
+    ];
+    for (const answer of answers) {
+      expect(answer.statusCode).toBe(400);
+      expect(answer.json()).toEqual({
+        error: "invalid_request",
+        error_description: expect.any(String),
+      });
+    }
+  });
+
+  it("answers malformed JSON in RFC 6749's shape", async () => {
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      headers: { "content-type": "application/json" },
+      payload: "{not json",
+    });
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json()).toEqual({
+      error: "invalid_request",
+      error_description: expect.any(String),
+    });
+  });
+});
+
 describe("login rate limit", () => {
   it("answers 429 after too many failures for one username, even with the right password", async () => {
     const username = await newUser();
@@ -214,6 +248,39 @@ describe("login rate limit", () => {
       (await t.token({ grant_type: "password", username: other, password: testPassword }))
         .statusCode,
     ).toBe(200);
+  });
+
+  it("counts parallel guesses before checking them: no more pass than the limit", async () => {
+    const username = await newUser();
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        t.token({ grant_type: "password", username, password: `wrong-${i}` }),
+      ),
+    );
+    const codes = answers.map((answer) => answer.statusCode);
+    expect(codes.filter((code) => code === 400)).toHaveLength(3);
+    expect(codes.filter((code) => code === 429)).toHaveLength(9);
+  });
+
+  it("gives a right password's attempt back to the address", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_ADDRESS: "2",
+      LOGIN_ATTEMPTS_PER_USER: "100",
+    });
+    try {
+      const username = uniqueName("regular");
+      await strict.services.users.createUser({ username, password: testPassword });
+      for (let i = 0; i < 5; i++)
+        expect(
+          (await strict.token({ grant_type: "password", username, password: testPassword }))
+            .statusCode,
+        ).toBe(200);
+      expect(
+        (await strict.token({ grant_type: "password", username, password: "wrong" })).statusCode,
+      ).toBe(400);
+    } finally {
+      await strict.close();
+    }
   });
 
   it("limits failures per client address across usernames", async () => {
