@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from "fastify";
-import { DomainError, type ErrorCode, OAuthError } from "./errors.ts";
+import { DomainError, type ErrorCode, OAuthError, pgErrorCode, pgErrorCodes } from "./errors.ts";
 import { fieldErrors } from "./validation.ts";
 
 const statusOf: Record<ErrorCode, number> = {
@@ -19,6 +19,12 @@ const statusOf: Record<ErrorCode, number> = {
  */
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    // The OAuth endpoints answer every error in RFC 6749's shape, which their schemas require.
+    const oauth = /^\/o\/(token|revoke_token|introspect)\//.test(request.url);
+    const badRequest = (status: number, detail: string) =>
+      reply
+        .code(status)
+        .send(oauth ? { error: "invalid_request", error_description: detail } : { detail });
     if (error instanceof DomainError) {
       const status = statusOf[error.code];
       if (error.code === "unauthenticated" || error.code === "invalid_token") {
@@ -43,19 +49,29 @@ export function registerErrorHandler(app: FastifyInstance): void {
     switch (error.code) {
       case "FST_ERR_CTP_INVALID_JSON_BODY":
       case "FST_ERR_CTP_EMPTY_JSON_BODY":
-        return reply.code(400).send({ detail: `JSON parse error - ${error.message}` });
+        return badRequest(400, `JSON parse error - ${error.message}`);
       case "FST_ERR_CTP_BODY_TOO_LARGE":
-        return reply.code(413).send({ detail: "Request body is too large." });
+        return badRequest(413, "Request body is too large.");
       case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
-        return reply.code(415).send({
-          detail: `Unsupported media type "${request.headers["content-type"]}" in request.`,
-        });
+        return badRequest(
+          415,
+          `Unsupported media type "${request.headers["content-type"]}" in request.`,
+        );
+    }
+    const sqlState = pgErrorCode(error);
+    if (
+      sqlState === pgErrorCodes.characterNotInRepertoire ||
+      sqlState === pgErrorCodes.untranslatableCharacter
+    ) {
+      // Text reached the database that it cannot store (a NUL character): the statement
+      // failed, so nothing changed.
+      return badRequest(400, "Text may not contain the NUL character (\\u0000).");
     }
     if (error instanceof SyntaxError || error.statusCode === 400) {
-      return reply.code(400).send({ detail: `JSON parse error - ${error.message}` });
+      return badRequest(400, `JSON parse error - ${error.message}`);
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
-      return reply.code(error.statusCode).send({ detail: error.message });
+      return badRequest(error.statusCode, error.message);
     }
     request.log.error({ err: error }, "unhandled error");
     return reply.code(500).send({ detail: "Internal server error." });

@@ -43,6 +43,9 @@ export const pgErrorCodes = {
   numericOutOfRange: "22003",
   invalidTextRepresentation: "22P02",
   datetimeOverflow: "22008",
+  /** Text PostgreSQL cannot store: a NUL character (`\u0000`). */
+  characterNotInRepertoire: "22021",
+  untranslatableCharacter: "22P05",
   serializationFailure: "40001",
   deadlockDetected: "40P01",
 } as const;

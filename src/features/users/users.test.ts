@@ -344,6 +344,43 @@ describe("groups and membership", () => {
   });
 });
 
+describe("text the database cannot store", () => {
+  it("answers a NUL character in any field with 400 and changes nothing", async () => {
+    const before = await snapshot(t);
+    const nul = "a\u0000b";
+    const requests = [
+      {
+        method: "POST" as const,
+        url: "/register/",
+        payload: { username: uniqueName("nul"), password: testPassword, first_name: nul },
+      },
+      {
+        method: "POST" as const,
+        url: "/register/",
+        payload: { username: nul, password: testPassword },
+      },
+      {
+        method: "POST" as const,
+        url: "/register/",
+        payload: { username: uniqueName("nul"), password: testPassword, email: `${nul}@b.co` },
+      },
+      { method: "POST" as const, url: "/groups/", headers: t.adminAuth, payload: { name: nul } },
+      {
+        method: "POST" as const,
+        url: "/add-user-to-group/",
+        headers: t.adminAuth,
+        payload: { username: nul, group: nul },
+      },
+      { method: "DELETE" as const, url: "/groups/a%00b/", headers: t.adminAuth },
+    ];
+    for (const request of requests) {
+      const answer = await t.inject(request);
+      expect(answer.statusCode, JSON.stringify(request.payload ?? request.url)).toBe(400);
+    }
+    expect(await snapshot(t)).toEqual(before);
+  });
+});
+
 describe("ADMIN_USERNAME / ADMIN_PASSWORD", () => {
   it("creates the Admin once and leaves an existing user alone", async () => {
     const username = uniqueName("boss");
