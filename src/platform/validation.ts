@@ -21,7 +21,7 @@ for (const ajv of [bodyAjv, textAjv]) {
  * ISO 8601 with a zone, and a real calendar date: `Date.parse` rolls 2026-02-30 over to March,
  * where PostgreSQL refuses it, so the fields are checked here rather than failing in SQL.
  */
-function isDateTime(value: string): boolean {
+export function isDateTime(value: string): boolean {
   const match =
     /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:Z|[+-](\d\d):?(\d\d))$/i.exec(
       value,

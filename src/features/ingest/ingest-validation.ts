@@ -1,4 +1,5 @@
 import type { Clock } from "../../platform/context.ts";
+import { isDateTime } from "../../platform/validation.ts";
 import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
 import type { Fleet } from "../machines/fleet-catalog.ts";
 import type { RawBatch, RowKind, RowProblem, ValidBatch } from "./ingest-batch.ts";
@@ -223,18 +224,23 @@ class RowReader {
     const value = this.value[field];
     if (value === undefined || value === null)
       return { time: receivedAt.toISOString(), timeMs: receivedAt.getTime() };
-    const isoLike =
-      typeof value === "string" &&
-      value.length <= 40 &&
-      /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,6})?)?(Z|[+-]\d\d:?\d\d)$/i.test(value);
-    const timeMs = isoLike ? Date.parse(value as string) : Number.NaN;
-    if (Number.isNaN(timeMs))
+    // A real calendar date (Date.parse rolls 2026-06-31 over to July; PostgreSQL refuses it) and
+    // a zone PostgreSQL takes, at most microseconds.
+    const match =
+      typeof value === "string" && value.length <= 40 && isDateTime(value)
+        ? /^[^.]+?(?:\.(\d{1,6}))?(?:Z|[+-]\d\d:?\d\d)$/i.exec(value)
+        : null;
+    const timeMs = match ? Date.parse(value as string) : Number.NaN;
+    if (!match || Number.isNaN(timeMs))
       return this.fail(
         field,
         "Datetime has wrong format. Use ISO 8601 with a zone, e.g. 2026-01-31T12:00:00.250Z.",
       );
     const outside = checkSampleTime(timeMs, receivedAt.getTime(), context.retentionDays);
     if (outside) return this.fail(field, outside);
-    return { time: value as string, timeMs };
+    // Stored and pushed in one form, UTC: what `2026-01-31T13:00:00+01:00` means, as
+    // `2026-01-31T12:00:00.000Z`, keeping digits past the millisecond.
+    const micros = match[1]?.slice(3) ?? "";
+    return { time: new Date(timeMs).toISOString().replace("Z", `${micros}Z`), timeMs };
   }
 }

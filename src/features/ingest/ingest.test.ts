@@ -131,6 +131,22 @@ describe("POST /api/ingest/", () => {
     expect(await count()).toBe(before);
   });
 
+  it("keeps every time in one form, UTC, to the microsecond given", async () => {
+    const base = Date.now() - 30_000;
+    const local = `${new Date(base + 5.5 * 3_600_000).toISOString().slice(0, 19)}.123456+05:30`;
+    const answer = await ingest({
+      axis_data: [sample({ axis_name: "Y", timestamp: local })],
+    });
+    expect(answer.statusCode, answer.body).toBe(202);
+    const utc = `${new Date(base).toISOString().slice(0, 19)}.123456Z`;
+    expect(t.services.latest.axes.get(axisIds.Y!)!.time).toBe(utc);
+    const { rows } = await t.database.db.query<{ same: boolean }>(
+      "select update_timestamp = $2::timestamptz as same from axis_data where axis_id = $1 order by update_timestamp desc limit 1",
+      [axisIds.Y, utc],
+    );
+    expect(rows[0]!.same).toBe(true);
+  });
+
   it("uses the time of receipt when a row has no timestamp", async () => {
     const started = Date.now();
     const { timestamp: _, ...row } = sample({ axis_name: "C" });
@@ -250,6 +266,48 @@ describe("refused batches store nothing", () => {
       "10:acceleration",
     ]);
     expect(errors[1]!.reason).toBe("Machine 999999 does not exist.");
+  });
+
+  it("refuses dates that do not exist and zones the database does not take, naming the row", async () => {
+    const long = await buildTestApp({ RETENTION_DAYS: "800" });
+    try {
+      const machine = (await createMachine(long)).machine_id;
+      await createAxis(long, machine, { axis_name: "X" });
+      const now = new Date();
+      // The last June and February before now: June 31 and February 30 never exist, though
+      // Date.parse rolls them over into July and March.
+      const june = now.getUTCMonth() > 6 ? now.getUTCFullYear() : now.getUTCFullYear() - 1;
+      const february = now.getUTCMonth() > 2 ? now.getUTCFullYear() : now.getUTCFullYear() - 1;
+      const yesterday = new Date(now.getTime() - 86_400_000).toISOString().slice(0, 19);
+      const row = (timestamp: string) => ({ ...sample({ timestamp }), machine_id: machine });
+      const before = await snapshot(long);
+      const answer = await long.inject({
+        method: "POST",
+        url: "/api/ingest/",
+        headers: long.adminAuth,
+        payload: {
+          axis_data: [
+            row(`${june}-06-31T12:00:00Z`),
+            row(`${february}-02-30T12:00:00Z`),
+            row(`${yesterday}+20:00`),
+            row(`${yesterday}.1234567Z`),
+          ],
+        },
+      });
+      expect(answer.statusCode, answer.body).toBe(400);
+      const errors = answer.json().errors as { index: number; field: string; reason: string }[];
+      expect(errors.map(({ index, field }) => `${index}:${field}`)).toEqual([
+        "0:timestamp",
+        "1:timestamp",
+        "2:timestamp",
+        "3:timestamp",
+      ]);
+      for (const error of errors) expect(error.reason).toMatch(/wrong format/);
+      expect(await snapshot(long)).toBe(before);
+      expect(long.services.latest.axes.size).toBe(0);
+    } finally {
+      await long.close();
+    }
   });
 
   it("refuses tool rows for unknown tools or another machine's tool", async () => {
