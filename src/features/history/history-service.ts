@@ -360,7 +360,7 @@ export function createHistoryService({
              ${bucketText(fields, format)} as text
       from (
         select axis_id, date_bin($4::interval, update_timestamp, $5::timestamptz) as b,
-               sum(n)::int as samples,
+               sum(n)::bigint as samples,
                ${aggregates.map(([name, sql]) => `${sql} as ${name}`).join(", ")}
         from (${samples}) s
         group by 1, 2
@@ -380,7 +380,8 @@ export function createHistoryService({
     const sliceMs = bucketMs * Math.floor(bucketsPerQuery / perQuery);
     /** Where rollup rows serve [start, end): whole ones, before anything not rolled up yet. */
     const interior = (start: number, end: number) => {
-      const interiorFrom = Math.ceil(start / step) * step;
+      // A window within one rollup row has no interior: all of it is raw, and nothing past `end`.
+      const interiorFrom = Math.min(Math.ceil(start / step) * step, end);
       const interiorTo = Math.floor(Math.min(end, pending ?? end) / step) * step;
       return { interiorFrom, interiorTo: Math.max(interiorFrom, interiorTo) };
     };

@@ -423,6 +423,16 @@ describe("downsampling (max_points)", () => {
         -300,
       );
     }
+    // A window inside one rollup row of the tier chosen: all raw, and nothing after `to`.
+    const inside = from - (from % 60_000) + 61_000;
+    const grid = bucketGrid(inside, inside + 5 * second, 1);
+    expect(grid.rollup).toBeDefined();
+    const [only] = await rows(
+      `machine_id=${machine.machine_id}&axis_name=X&from=${iso(inside)}&to=${iso(inside + 5 * second)}&max_points=1`,
+    );
+    const within = data.X!.filter((one) => one.at >= inside && one.at < inside + 5 * second);
+    expect(only!.samples).toBe(within.length);
+    expect(only!.actual_position_max).toBeCloseTo(Math.max(...within.map((one) => one.actual)), 9);
   });
 
   it("reads the coarsest rollup tier whose grid keeps at least 2/3 of the points asked for", () => {
