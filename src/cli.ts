@@ -164,9 +164,21 @@ program
     const runtime = await openRuntime(loadConfig());
     try {
       const started = Date.now();
-      await runtime.services.rollups.rebuild(from, to);
+      // Rollups outlive raw samples: before the oldest raw day still kept, a rebuild would
+      // replace them with nothing. Partitions are dropped whole, so that day is complete.
+      const [oldest] = await runtime.services.partitions.list();
+      const start = new Date(Math.max(from.getTime(), oldest?.day ?? to.getTime()));
+      if (start >= to) {
+        console.log("no raw samples are kept in that window: its rollups are left as they are");
+        return;
+      }
+      if (start > from)
+        console.log(
+          `raw samples are kept from ${start.toISOString()}: the rollups before it are left as they are`,
+        );
+      await runtime.services.rollups.rebuild(start, to);
       console.log(
-        `rebuilt rollups from ${from.toISOString()} to ${to.toISOString()} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        `rebuilt rollups from ${start.toISOString()} to ${to.toISOString()} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
       );
     } finally {
       await runtime.close();

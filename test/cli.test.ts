@@ -3,7 +3,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadMigrations } from "../src/platform/migrations.ts";
+import { AxisDataPartitions } from "../src/features/axis-data/partitions.ts";
+import { openDatabase } from "../src/platform/database.ts";
+import { loadMigrations, migrate } from "../src/platform/migrations.ts";
 import { openTestDatabase, type TestDatabase, testDatabaseKind } from "./helpers/database.ts";
 import { runSpindle, spindleBin } from "./helpers/spindle-process.ts";
 
@@ -166,17 +168,28 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
 });
 
 describe("spindle rebuild-rollups", { timeout: 180_000 }, () => {
-  it("recomputes the rollups of a window, and refuses a bad one with usage", async () => {
-    const done = await spindle([
-      "rebuild-rollups",
-      "--from",
-      "2026-11-01T00:00:00Z",
-      "--to",
-      "2026-11-02T00:00:00Z",
-    ]);
+  it("recomputes the rollups where raw samples are kept, leaves older ones, and refuses a bad window", async () => {
+    const rebuild = (from: string, to: string) =>
+      spindle(["rebuild-rollups", "--from", from, "--to", to]);
+    // Rollups outlive raw samples: where none are kept, a rebuild would erase them.
+    const untouched = await rebuild("2020-01-01T00:00:00Z", "2020-01-02T00:00:00Z");
+    expect(untouched.code).toBe(0);
+    expect(untouched.stdout).toBe(
+      "no raw samples are kept in that window: its rollups are left as they are\n",
+    );
+    // Raw samples kept from a day (the partition a sample of it would have).
+    const day = Date.UTC(2026, 10, 1);
+    const db = database?.db ?? (await openDatabase({ dataDir: join(dataDir, "pglite") }));
+    try {
+      await migrate(db);
+      await new AxisDataPartitions(db).ensure([day]);
+    } finally {
+      if (!database) await db.close();
+    }
+    const done = await rebuild("2026-10-01T00:00:00Z", "2026-11-02T00:00:00Z");
     expect(done.code).toBe(0);
     expect(done.stdout).toMatch(
-      /^rebuilt rollups from 2026-11-01T00:00:00\.000Z to 2026-11-02T00:00:00\.000Z in \d+\.\d s\n$/,
+      /^raw samples are kept from 2026-11-01T00:00:00\.000Z: the rollups before it are left as they are\nrebuilt rollups from 2026-11-01T00:00:00\.000Z to 2026-11-02T00:00:00\.000Z in \d+\.\d s\n$/,
     );
     for (const args of [
       ["--from", "yesterday"],

@@ -49,6 +49,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
 
 async function openEmbedded(dataDir: string | undefined): Promise<Database> {
   const db = await PGlite.create(dataDir ? { dataDir } : {});
+  await db.exec("set time zone 'UTC'");
   const run = async <Row>(
     target: Pick<PGlite, "query">,
     sql: string,
@@ -86,11 +87,18 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
     // A server that accepts but never answers must not hold requests forever.
     connectionTimeoutMillis: 5000,
     types: types as pg.CustomTypesConfig,
+    keepAlive: true,
     ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
   // An idle client that loses its server emits 'error' on the pool; without a listener that
   // would crash the process. The next query reconnects, so a log line is enough.
   pool.on("error", () => {});
+  // Every session works in UTC, whatever the server's or the URL's zone: SQL that turns a date
+  // into a time (partition bounds, day names) must mean the same day everywhere. Queued before
+  // the client's first query.
+  pool.on("connect", (client) => {
+    client.query("set time zone 'UTC'").catch(() => {});
+  });
   const run = async <Row>(
     target: pg.Pool | pg.PoolClient,
     sql: string,
@@ -154,6 +162,10 @@ async function listenPostgres(
   const connect = async (): Promise<void> => {
     const next = new pg.Client({
       connectionString: url,
+      // A half-open connection (a NAT that forgot it, a failover) raises no error by itself:
+      // keepalive probes find it, and the 'error' below reconnects.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 30_000,
       ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
     });
     next.on("notification", (message) => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, type TestDatabase } from "../../test/helpers/database.ts";
+import { openDatabase } from "./database.ts";
 import { loadMigrations, migrate, splitStatements } from "./migrations.ts";
 
 describe("splitStatements", () => {
@@ -74,5 +75,30 @@ describe("migrate", () => {
       "toolusage.change",
       "toolusage.view",
     ]);
+  });
+});
+
+describe("sessions", () => {
+  it("work in UTC whatever zone the server or the URL sets, so dates mean the same day", async () => {
+    const base =
+      process.env.TEST_DB_KIND === "postgres" ? process.env.TEST_DATABASE_URL : undefined;
+    let url: string | undefined;
+    if (base) {
+      const zoned = new URL(base);
+      // 13:45 ahead of UTC: midnight there is the previous day's 10:15 in UTC.
+      zoned.searchParams.set("options", "-c TimeZone=Pacific/Chatham");
+      url = zoned.toString();
+    }
+    const db = await openDatabase({ url, maxConnections: 2 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const { rows } = await db.query<{ zone: string; midnight: string }>(
+          "select current_setting('TimeZone') as zone, to_char('2026-03-01'::timestamptz at time zone 'UTC', 'YYYY-MM-DD HH24:MI') as midnight",
+        );
+        expect(rows[0]).toEqual({ zone: "UTC", midnight: "2026-03-01 00:00" });
+      }
+    } finally {
+      await db.close();
+    }
   });
 });
