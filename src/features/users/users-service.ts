@@ -186,9 +186,12 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
 
   async function setGroupPermissions(name: string, permissions: string[]): Promise<Group> {
     await db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ id: number }>("select id from app_group where name = $1", [
-        name,
-      ]);
+      // Locked: two edits at once each delete then insert, and without it the second's delete
+      // cannot see the first's inserts (a primary key clash, or the union of both lists).
+      const { rows } = await tx.query<{ id: number }>(
+        "select id from app_group where name = $1 for update",
+        [name],
+      );
       if (!rows[0]) throw notFound();
       await replacePermissions(tx, rows[0].id, permissions);
     });

@@ -344,6 +344,34 @@ describe("groups and membership", () => {
   });
 });
 
+describe("concurrent edits", () => {
+  it("of one group's permissions end with one of the lists, never both, never a 500", async () => {
+    const name = uniqueName("busy");
+    await t.services.users.createGroup(name, []);
+    const lists = [
+      ["machine.view", "tool.view"],
+      ["machine.view", "axis.view"],
+      ["tool.view", "axisdata.view"],
+      ["machine.view", "tool.view", "axis.view", "axisdata.view"],
+    ];
+    const answers = await Promise.all(
+      lists.flatMap((permissions) =>
+        [1, 2].map(() =>
+          t.inject({
+            method: "PUT",
+            url: `/groups/${name}/permissions/`,
+            headers: t.adminAuth,
+            payload: { permissions },
+          }),
+        ),
+      ),
+    );
+    expect(answers.map((answer) => answer.statusCode)).toEqual(Array(8).fill(200));
+    const final = [...(await t.services.users.getGroup(name)).permissions].sort();
+    expect(lists.map((list) => [...list].sort())).toContainEqual(final);
+  });
+});
+
 describe("text the database cannot store", () => {
   it("answers a NUL character in any field with 400 and changes nothing", async () => {
     const before = await snapshot(t);
