@@ -11,6 +11,10 @@ import {
 } from "./history-schemas.ts";
 
 /** One series: the samples of one axis of one machine. */
+/** The first and last instants with a four-digit year: what ISO 8601 and PostgreSQL both read. */
+const firstInstant = Date.parse("0001-01-01T00:00:00Z");
+const lastInstant = Date.parse("9999-12-31T23:59:59.999Z");
+
 export interface HistorySeries {
   axisId: number;
   machineId: number;
@@ -198,6 +202,11 @@ export function createHistoryService({
       throw invalid({
         from: [`The window may span at most ${historyLimits.maxWindowDays} days.`],
       });
+    }
+    // A window reaching before year 1 or past 9999 has no ISO 8601 form PostgreSQL reads; it
+    // would fail after the answer had begun.
+    if (range.from.getTime() < firstInstant || range.to.getTime() > lastInstant) {
+      throw invalid({ from: ["The window must lie between the years 1 and 9999."] });
     }
     return range;
   }

@@ -705,6 +705,9 @@ describe("refusals", () => {
     [`from=${iso(now - 401 * day)}&to=${iso(now)}`, "from"],
     ["from=0001-01-01T00:00:00Z&to=9999-12-31T00:00:00Z", "from"],
     [`from=${iso(now - day)}&to=${iso(now)}&minutes=5`, "minutes"],
+    // 15 minutes before year 1, and 5 minutes past 9999.
+    ["to=0001-01-01T00:05:00Z", "from"],
+    ["from=9999-12-31T23:59:00Z&minutes=5", "from"],
     [`from=${iso(now + day)}`, "to"],
     ["fields=colour", "fields"],
     ["fields=velocity,", "fields"],
