@@ -259,6 +259,10 @@ describe.runIf(testDatabaseKind() === "postgres")("the database going away mid-i
       await db.query(
         "insert into axis (machine_id, axis_name, max_acceleration, max_velocity) values (9, 'X', 1, 1)",
       );
+      const { rows } = await db.query<{ tool_id: number }>(
+        "insert into tool (machine_id, tool_offset, feedrate) values (9, 0, 0) returning tool_id",
+      );
+      const tool = rows[0]!.tool_id;
       await services.oauth.createClient({
         clientId: client.id,
         secret: client.secret,
@@ -285,6 +289,15 @@ describe.runIf(testDatabaseKind() === "postgres")("the database going away mid-i
       acknowledged.push(...first);
 
       proxy.disconnect();
+      // Naming a tool makes validation read the database: that is a 503 too.
+      const tools = await app.inject({
+        method: "POST",
+        url: "/api/ingest/",
+        headers,
+        payload: { tool_usage: [{ machine_id: 9, tool_in_use: tool }] },
+      });
+      expect(tools.statusCode, tools.body).toBe(503);
+      expect(Number(tools.headers["retry-after"])).toBeGreaterThan(0);
       const during = makeBatch(9, 100, 100);
       const away = await send(during);
       expect(away.statusCode).toBe(503);

@@ -115,10 +115,19 @@ export class IngestPipeline {
   async ingest(raw: RawBatch): Promise<IngestResult> {
     this.admit(0);
     const toolIds = namedToolIds(raw);
+    // Validation reads the catalog and the tools named: a database that does not answer is a
+    // 503 here too, and the probe tells when it is back.
     const [fleet, toolOwners] = await Promise.all([
       this.deps.catalog.fleet(),
       this.toolOwners(toolIds),
-    ]);
+    ]).catch((error: unknown) => {
+      this.deps.onError?.(error);
+      this.markUnavailable();
+      throw new IngestUnavailable(
+        "The database is unavailable; retry later.",
+        Math.ceil(this.options.probeIntervalMs / 1000),
+      );
+    });
     const { batch, problems } = validateBatch(raw, {
       fleet,
       toolOwners,
