@@ -69,6 +69,8 @@ describe("parseConfig", () => {
     [{ ROLLUP_10S_RETENTION_DAYS: "365d" }, "ROLLUP_10S_RETENTION_DAYS"],
     [{ ROLLUP_10S_RETENTION_DAYS: "99999999999999999999" }, "ROLLUP_10S_RETENTION_DAYS"],
     [{ ROLLUP_10S_RETENTION_DAYS: "'; drop table axis_data_10s; --" }, "ROLLUP_10S_RETENTION_DAYS"],
+    [{ ROLLUP_1S_RETENTION_DAYS: "29" }, "ROLLUP_1S_RETENTION_DAYS"],
+    [{ RETENTION_DAYS: "91" }, "ROLLUP_1S_RETENTION_DAYS"],
   ])("refuses %j naming %s", (env, variable) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {

@@ -46,6 +46,18 @@ export class ConfigError extends Error {
 type Env = Record<string, string | undefined>;
 
 export function parseConfig(env: Env): Config {
+  const config = readConfig(env);
+  // The coarser tiers are recomputed from the 1 s rows whenever a sample arrives late, which it
+  // may as long as raw samples are kept: those 1 s rows must still be there.
+  if (config.rollupSecondRetentionDays < config.retentionDays)
+    throw new ConfigError(
+      "ROLLUP_1S_RETENTION_DAYS",
+      `must be at least RETENTION_DAYS (${config.retentionDays}), got ${config.rollupSecondRetentionDays}`,
+    );
+  return config;
+}
+
+function readConfig(env: Env): Config {
   return {
     port: integer(env, "PORT", 8000, 0, 65535),
     host: text(env, "HOST") ?? "127.0.0.1",

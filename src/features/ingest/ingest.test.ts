@@ -270,7 +270,7 @@ describe("refused batches store nothing", () => {
   });
 
   it("refuses dates that do not exist and zones the database does not take, naming the row", async () => {
-    const long = await buildTestApp({ RETENTION_DAYS: "800" });
+    const long = await buildTestApp({ RETENTION_DAYS: "800", ROLLUP_1S_RETENTION_DAYS: "800" });
     try {
       const machine = (await createMachine(long)).machine_id;
       await createAxis(long, machine, { axis_name: "X" });
