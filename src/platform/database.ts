@@ -80,25 +80,31 @@ const types = {
   },
 };
 
+/**
+ * The URL with the session settings every connection starts with, after any the URL names: the
+ * schema, if given, and UTC, whatever the server's or the URL's zone, so that SQL turning a day
+ * into times (partition bounds, day names) means the same day everywhere.
+ */
+function sessionUrl(url: string, schema: string | undefined): string {
+  const parsed = new URL(url);
+  const settings = [parsed.searchParams.get("options"), "-c TimeZone=UTC"];
+  if (schema) settings.push(`-c search_path=${schema}`);
+  parsed.searchParams.set("options", settings.filter(Boolean).join(" "));
+  return parsed.toString();
+}
+
 async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
   const pool = new pg.Pool({
-    connectionString: url,
+    connectionString: sessionUrl(url, options.schema),
     max: options.maxConnections ?? 10,
     // A server that accepts but never answers must not hold requests forever.
     connectionTimeoutMillis: 5000,
     types: types as pg.CustomTypesConfig,
     keepAlive: true,
-    ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
   });
   // An idle client that loses its server emits 'error' on the pool; without a listener that
   // would crash the process. The next query reconnects, so a log line is enough.
   pool.on("error", () => {});
-  // Every session works in UTC, whatever the server's or the URL's zone: SQL that turns a date
-  // into a time (partition bounds, day names) must mean the same day everywhere. Queued before
-  // the client's first query.
-  pool.on("connect", (client) => {
-    client.query("set time zone 'UTC'").catch(() => {});
-  });
   const run = async <Row>(
     target: pg.Pool | pg.PoolClient,
     sql: string,
@@ -161,12 +167,11 @@ async function listenPostgres(
   let retry: NodeJS.Timeout | undefined;
   const connect = async (): Promise<void> => {
     const next = new pg.Client({
-      connectionString: url,
+      connectionString: sessionUrl(url, options.schema),
       // A half-open connection (a NAT that forgot it, a failover) raises no error by itself:
       // keepalive probes find it, and the 'error' below reconnects.
       keepAlive: true,
       keepAliveInitialDelayMillis: 30_000,
-      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
     });
     next.on("notification", (message) => {
       if (message.channel === channel) handler(message.payload ?? "");
