@@ -181,7 +181,14 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
     await loginThrottle.succeeded(username, address);
     const scopes = grantedScope(client, request.scope);
     return db.transaction(async (tx) => {
-      await tx.query("update app_user set last_login = $2 where id = $1", [user.id, clock.now()]);
+      // Only if the password checked is still the user's: a reset or deactivation that committed
+      // during the (slow) check would otherwise be outlived by the tokens issued here. The row
+      // lock also makes a reset under way wait until these tokens exist, so it revokes them.
+      const { rowCount } = await tx.query(
+        "update app_user set last_login = $2 where id = $1 and password_hash = $3 and is_active",
+        [user.id, clock.now(), user.password_hash],
+      );
+      if (rowCount !== 1) throw new OAuthError("invalid_grant", "Invalid credentials given.");
       const withRefresh = client.grantTypes.includes("refresh_token");
       return issueTokens(tx, client, user.id, scopes, randomUUID(), withRefresh);
     });
@@ -197,6 +204,12 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
     }
     const presented = tokenHash(request.refresh_token);
     const outcome = await db.transaction(async (tx) => {
+      // The user's row first, then the token's, as a password reset or deactivation locks them:
+      // one that is under way finishes (revoking this token) before the token is read.
+      await tx.query(
+        `select 1 from app_user where id = (select user_id from oauth_token where token_hash = $1) for share`,
+        [presented],
+      );
       const { rows } = await tx.query<StoredToken>(
         `select * from oauth_token where token_hash = $1 and kind = 'refresh' for update`,
         [presented],

@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   buildTestApp,
@@ -6,6 +7,7 @@ import {
   testPassword,
   uniqueName,
 } from "../../../test/helpers/app.ts";
+import { testDatabaseKind } from "../../../test/helpers/database.ts";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -636,3 +638,63 @@ describe("expired token purge", () => {
     expect((await machines(access_token)).statusCode).toBe(401);
   });
 });
+
+describe.runIf(testDatabaseKind() === "postgres")(
+  "a password reset racing a sign-in or a refresh",
+  () => {
+    /**
+     * Runs `work` while a reset of `username`'s password is under way in a transaction of the
+     * test's own (the row changed, then, 300 ms later, every token revoked and committed), and
+     * gives `work`'s answer and how many of the user's tokens are still good afterwards.
+     */
+    async function duringReset(username: string, work: () => Promise<{ statusCode: number }>) {
+      const client = new pg.Client({
+        connectionString: t.database.url,
+        options: `-c search_path=${t.database.schema}`,
+      });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ id: number }>(
+          "select id from app_user where username = $1",
+          [username],
+        );
+        const id = rows[0]!.id;
+        await client.query("begin");
+        await client.query("update app_user set password_hash = 'reset' where id = $1", [id]);
+        const answer = work();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await client.query(
+          "update oauth_token set revoked_at = now() where user_id = $1 and revoked_at is null",
+          [id],
+        );
+        await client.query("commit");
+        const { statusCode } = await answer;
+        const live = await client.query<{ n: number }>(
+          "select count(*)::int as n from oauth_token where user_id = $1 and revoked_at is null",
+          [id],
+        );
+        return { statusCode, live: live.rows[0]!.n };
+      } finally {
+        await client.end();
+      }
+    }
+
+    it("a sign-in with the old password gets no tokens", async () => {
+      const username = await newUser();
+      const outcome = await duringReset(username, () =>
+        t.token({ grant_type: "password", username, password: testPassword }),
+      );
+      expect(outcome).toEqual({ statusCode: 400, live: 0 });
+    });
+
+    it("a refresh gets no tokens", async () => {
+      const username = await newUser();
+      const signedIn = await t.token({ grant_type: "password", username, password: testPassword });
+      const refresh_token = signedIn.json().refresh_token as string;
+      const outcome = await duringReset(username, () =>
+        t.token({ grant_type: "refresh_token", refresh_token }),
+      );
+      expect(outcome).toEqual({ statusCode: 400, live: 0 });
+    });
+  },
+);

@@ -118,20 +118,25 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
     for (const column of ["email", "first_name", "last_name", "is_active"] as const) {
       if (update[column] !== undefined) set(column, update[column]);
     }
-    if (sets.length > 0) {
-      const { rowCount } = await db.query(
-        `update app_user set ${sets.join(", ")} where id = $1`,
-        params,
-      );
-      if (rowCount === 0) throw notFound();
-    }
-    // A new password or a deactivation ends every session the user had.
-    if (update.password !== undefined || update.is_active === false) {
-      await db.query(
-        "update oauth_token set revoked_at = now() where user_id = $1 and revoked_at is null",
-        [id],
-      );
-    }
+    // One transaction, the user's row locked first: a sign-in or refresh under way either
+    // finishes before it (and its tokens are revoked here) or waits and finds its password or
+    // token no longer good (oauth-service.ts).
+    await db.transaction(async (tx) => {
+      if (sets.length > 0) {
+        const { rowCount } = await tx.query(
+          `update app_user set ${sets.join(", ")} where id = $1`,
+          params,
+        );
+        if (rowCount === 0) throw notFound();
+      }
+      // A new password or a deactivation ends every session the user had.
+      if (update.password !== undefined || update.is_active === false) {
+        await tx.query(
+          "update oauth_token set revoked_at = now() where user_id = $1 and revoked_at is null",
+          [id],
+        );
+      }
+    });
     changes.changed("app_user");
     return getUser(id);
   }
