@@ -50,6 +50,9 @@ export async function buildApp(
     services.rollups.start();
   });
   app.addHook("onClose", async () => {
+    // Every row already accepted is committed (its producer is answered, its rollups marked)
+    // before the rollups' last recompute.
+    await services.ingest.close();
     await services.rollups.close();
     await services.bucketCache.close();
     await services.changes.close();

@@ -57,9 +57,8 @@ export async function serve(config: Config): Promise<void> {
     app.log.info({ signal }, "shutting down");
     clearInterval(purge);
     await simulator?.stop();
+    // Commits every row already accepted, then the rollups of them (app.ts, onClose).
     await app.close();
-    // Every row already accepted is committed before the database closes.
-    await services.ingest.close();
     await runtime.close();
   };
   process.once("SIGTERM", () => void shutdown("SIGTERM"));

@@ -218,6 +218,33 @@ describe("rollups", () => {
   });
 });
 
+describe("closing", () => {
+  it("rolls up the rows committed while the server closes", async () => {
+    const closing = await buildTestApp();
+    try {
+      const machine = (await createMachine(closing)).machine_id;
+      const axis = (await createAxis(closing, machine, { axis_name: "X" })).axis_id;
+      const start = Date.now() - 60_000;
+      const rows = series(start).filter((row) => row.axis_name === "X");
+      // Loaded, so the batch is validated and queued before close() begins: accepted, then.
+      await closing.services.catalog.fleet();
+      const accepted = closing.services.ingest.ingest({
+        axis_data: rows.map((row) => ({ machine_id: machine, ...row })),
+      });
+      await closing.app.close();
+      expect(await accepted).toEqual({ accepted: rows.length, duplicates: 0 });
+      const { rows: rolled } = await closing.database.db.query<{ n: number | null }>(
+        "select sum(samples)::int as n from axis_data_1s where axis_id = $1",
+        [axis],
+      );
+      expect(rolled[0]!.n).toBe(rows.length);
+    } finally {
+      await closing.services.ingest.close();
+      await closing.database.drop();
+    }
+  });
+});
+
 describe("retention", () => {
   const day = 86_400_000;
   const today = Math.floor(Date.now() / day) * day;
