@@ -119,7 +119,10 @@ export async function buildApp(
 
   await app.register(authenticate, { oauth: services.oauth });
   await app.register(oauthRoutes, { oauth: services.oauth });
-  await app.register(usersRoutes, { users: services.users });
+  await app.register(usersRoutes, {
+    users: services.users,
+    registrations: services.registrations,
+  });
   await app.register(historyRoutes, { history: createHistoryService(services) });
   await app.register(ingestRoutes, { ingest: services.ingest, bodyLimit: config.ingestBodyLimit });
   await app.register(async (data) => {

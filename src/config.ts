@@ -21,6 +21,7 @@ export interface Config {
   loginAttemptsPerUser: number;
   loginAttemptsPerAddress: number;
   loginWindowSeconds: number;
+  registrationsPerAddress: number;
   /** Raw axis data older than this many days is dropped. */
   retentionDays: number;
   /** 1 s, 5 s, 10 s and 1 min rollups are kept this many days. */
@@ -75,6 +76,7 @@ function readConfig(env: Env): Config {
     loginAttemptsPerUser: integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000),
     loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),
+    registrationsPerAddress: integer(env, "REGISTRATIONS_PER_ADDRESS", 10, 1, 1_000_000),
     retentionDays: integer(env, "RETENTION_DAYS", 30, 1, 36500),
     rollupSecondRetentionDays: integer(env, "ROLLUP_1S_RETENTION_DAYS", 90, 1, 36500),
     rollupFiveSecondRetentionDays: integer(env, "ROLLUP_5S_RETENTION_DAYS", 180, 1, 36500),

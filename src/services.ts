@@ -9,6 +9,7 @@ import { type IngestOptions, IngestPipeline } from "./features/ingest/ingest-pip
 import { LatestValues } from "./features/ingest/latest-values.ts";
 import { LiveHub, type LiveOptions } from "./features/live/live-hub.ts";
 import { FleetCatalog } from "./features/machines/fleet-catalog.ts";
+import { RegistrationThrottle } from "./features/users/registration-throttle.ts";
 import { createUsersService } from "./features/users/users-service.ts";
 import { ChangeFeed } from "./platform/change-feed.ts";
 import { type Clock, systemClock } from "./platform/context.ts";
@@ -17,6 +18,7 @@ import type { Database } from "./platform/database.ts";
 /** What every transport (HTTP, WebSocket, CLI) works through: one set of services per process. */
 export interface Services {
   config: Config;
+  registrations: RegistrationThrottle;
   db: Database;
   clock: Clock;
   changes: ChangeFeed;
@@ -54,6 +56,10 @@ export function createServices({
   const loginThrottle = new LoginThrottle({
     attemptsPerUser: config.loginAttemptsPerUser,
     attemptsPerAddress: config.loginAttemptsPerAddress,
+    windowSeconds: config.loginWindowSeconds,
+  });
+  const registrations = new RegistrationThrottle({
+    perAddress: config.registrationsPerAddress,
     windowSeconds: config.loginWindowSeconds,
   });
   const changes = new ChangeFeed();
@@ -111,6 +117,7 @@ export function createServices({
         bucketCache,
       ),
     users: createUsersService({ db, changes }),
+    registrations,
     partitions,
     catalog,
     latest,

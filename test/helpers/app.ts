@@ -35,7 +35,11 @@ export async function buildTestApp(
 ): Promise<TestApp> {
   const database = await openTestDatabase();
   const clock = new TestClock();
-  const config: Config = parseConfig({ LOGIN_ATTEMPTS_PER_ADDRESS: "1000", ...env });
+  const config: Config = parseConfig({
+    LOGIN_ATTEMPTS_PER_ADDRESS: "1000",
+    REGISTRATIONS_PER_ADDRESS: "1000",
+    ...env,
+  });
   const services = createServices({ config, db: database.db, clock, ...options });
   const app = await buildApp(services);
   await app.ready();

@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { rowIdOrNotFound } from "../../platform/resource.ts";
+import type { RegistrationThrottle } from "./registration-throttle.ts";
 import type { User, UsersService } from "./users-service.ts";
 
 const Username = Type.String({ minLength: 1, maxLength: 150, pattern: "^[\\w.@+-]+$" });
@@ -40,7 +41,10 @@ const userView = (user: User) => ({
   last_login: user.last_login?.toISOString() ?? null,
 });
 
-export async function usersRoutes(app: FastifyInstance, { users }: { users: UsersService }) {
+export async function usersRoutes(
+  app: FastifyInstance,
+  { users, registrations }: { users: UsersService; registrations: RegistrationThrottle },
+) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
 
   r.post(
@@ -60,10 +64,16 @@ export async function usersRoutes(app: FastifyInstance, { users }: { users: User
           },
           { additionalProperties: false },
         ),
-        response: { 201: Message },
+        response: { 201: Message, 429: Type.Object({ detail: Type.String() }) },
       },
     },
     async (request, reply) => {
+      const wait = await registrations.take(request.ip);
+      if (wait > 0)
+        return reply
+          .code(429)
+          .header("retry-after", String(wait))
+          .send({ detail: "Too many registrations from this address; try again later." });
       await users.createUser(request.body);
       return reply.code(201).send({ message: "User created successfully" });
     },

@@ -130,6 +130,30 @@ describe("POST /register/", () => {
   });
 });
 
+describe("registration limit", () => {
+  it("answers 429 with Retry-After past REGISTRATIONS_PER_ADDRESS calls, whatever their outcome", async () => {
+    const strict = await buildTestApp({ REGISTRATIONS_PER_ADDRESS: "2" });
+    try {
+      const call = (username: string) =>
+        strict.inject({
+          method: "POST",
+          url: "/register/",
+          payload: { username, password: testPassword },
+        });
+      const taken = uniqueName("first");
+      expect((await call(taken)).statusCode).toBe(201);
+      expect((await call(taken)).statusCode).toBe(400);
+      const before = await snapshot(strict);
+      const refused = await call(uniqueName("third"));
+      expect(refused.statusCode).toBe(429);
+      expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+      expect(await snapshot(strict)).toBe(before);
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
 describe("users administration", () => {
   it("lists users without password material, Admin only", async () => {
     const answer = await t.inject({ method: "GET", url: "/users/", headers: t.adminAuth });
