@@ -37,18 +37,23 @@ export function isDateTime(value: string): boolean {
     zoneHour = 0,
     zoneMinute = 0,
   ] = match.slice(1).map((part) => Number(part ?? 0));
-  const date = new Date(0);
-  date.setUTCFullYear(year, month - 1, day);
   return (
-    year >= 1 &&
-    date.getUTCMonth() === month - 1 &&
-    date.getUTCDate() === day &&
+    isCalendarDate(year, month, day) &&
     hour <= 23 &&
     minute <= 59 &&
     second <= 59 &&
     zoneHour <= 15 &&
     zoneMinute <= 59
   );
+}
+
+const daysInMonth = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** A day the Gregorian calendar has, from year 1 on (2026-02-29 and 2026-06-31 are not). */
+export function isCalendarDate(year: number, month: number, day: number): boolean {
+  if (year < 1 || month < 1 || month > 12 || day < 1) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= (month === 2 && leap ? 29 : daysInMonth[month - 1]!);
 }
 
 export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema, httpPart }) => {

@@ -1,5 +1,5 @@
 import type { Clock } from "../../platform/context.ts";
-import { isDateTime } from "../../platform/validation.ts";
+import { isCalendarDate } from "../../platform/validation.ts";
 import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
 import type { Fleet } from "../machines/fleet-catalog.ts";
 import type { RawBatch, RowKind, RowProblem, ValidBatch } from "./ingest-batch.ts";
@@ -226,21 +226,42 @@ class RowReader {
       return { time: receivedAt.toISOString(), timeMs: receivedAt.getTime() };
     // A real calendar date (Date.parse rolls 2026-06-31 over to July; PostgreSQL refuses it) and
     // a zone PostgreSQL takes, at most microseconds.
-    const match =
-      typeof value === "string" && value.length <= 40 && isDateTime(value)
-        ? /^[^.]+?(?:\.(\d{1,6}))?(?:Z|[+-]\d\d:?\d\d)$/i.exec(value)
-        : null;
-    const timeMs = match ? Date.parse(value as string) : Number.NaN;
-    if (!match || Number.isNaN(timeMs))
+    const parts = typeof value === "string" && value.length <= 40 ? isoTime.exec(value) : null;
+    const timeMs = parts && isRealTime(parts) ? Date.parse(value as string) : Number.NaN;
+    if (Number.isNaN(timeMs))
       return this.fail(
         field,
         "Datetime has wrong format. Use ISO 8601 with a zone, e.g. 2026-01-31T12:00:00.250Z.",
       );
     const outside = checkSampleTime(timeMs, receivedAt.getTime(), context.retentionDays);
     if (outside) return this.fail(field, outside);
-    // Stored and pushed in one form, UTC: what `2026-01-31T13:00:00+01:00` means, as
-    // `2026-01-31T12:00:00.000Z`, keeping digits past the millisecond.
-    const micros = match[1]?.slice(3) ?? "";
-    return { time: new Date(timeMs).toISOString().replace("Z", `${micros}Z`), timeMs };
+    return { time: utcTime(value as string, parts!, timeMs), timeMs };
   }
+}
+
+/** ISO 8601 with a zone: year, month, day, hour, minute, second, fraction, zone, zone hour, zone minute. */
+const isoTime =
+  /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,6}))?)?([Zz]|[+-](\d\d):?(\d\d))$/;
+
+function isRealTime(parts: RegExpExecArray): boolean {
+  const number = (i: number) => Number(parts[i] ?? 0);
+  return (
+    isCalendarDate(number(1), number(2), number(3)) &&
+    number(4) <= 23 &&
+    number(5) <= 59 &&
+    number(6) <= 59 &&
+    number(9) <= 15 &&
+    number(10) <= 59
+  );
+}
+
+/**
+ * The time stored and pushed, in one form whatever the producer wrote: UTC, milliseconds at
+ * least, digits past them kept. What most producers send (`toISOString()`) is that already.
+ */
+function utcTime(value: string, parts: RegExpExecArray, timeMs: number): string {
+  const fraction = parts[7] ?? "";
+  if (parts[8] === "Z" && value[10] === "T" && parts[6] !== undefined && fraction.length >= 3)
+    return value;
+  return new Date(timeMs).toISOString().replace("Z", `${fraction.slice(3)}Z`);
 }
