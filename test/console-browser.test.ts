@@ -507,6 +507,71 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("comes back on the renewed token when renewing its tokens closes the live socket", async () => {
+    const page = await newPage();
+    /** The token each live socket authenticated with, in order. */
+    const tokens: string[] = [];
+    await page.routeWebSocket(/\/ws\/machine_data\/$/, (socket) => {
+      const server = socket.connectToServer();
+      socket.onMessage((message) => {
+        const parsed = JSON.parse(String(message)) as { type?: string; token?: string };
+        if (parsed.type === "authenticate") tokens.push(parsed.token!);
+        server.send(message);
+      });
+      server.onMessage((message) => socket.send(message));
+    });
+    const renewals: string[] = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith("/o/token/") && request.postData()?.includes("refresh_token"))
+        renewals.push(request.postData()!);
+    });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    await expect.poll(() => tokens.length).toBe(1);
+    // The console renews at 80% of a token's life: make the stored one due a second from now.
+    await page.evaluate(() => {
+      const stored = JSON.parse(sessionStorage.getItem("spindle.session")!);
+      stored.expiresAt = Date.now() + stored.lifetime * 0.2 + 1000;
+      sessionStorage.setItem("spindle.session", JSON.stringify(stored));
+    });
+    await page.reload();
+    await page.locator(".tile").first().waitFor();
+    // Renewing revokes the access token the socket used. The console sends the new one on the
+    // open socket; if Spindle closed it first (4401), it comes back with the new one. Either
+    // way it renews once, and its live socket ends on the new token.
+    await expect.poll(() => renewals.length, { timeout: 10_000 }).toBe(1);
+    const renewed = await page.evaluate(
+      () => JSON.parse(sessionStorage.getItem("spindle.session")!).access as string,
+    );
+    expect(renewed).not.toBe(tokens[0]);
+    await expect.poll(() => tokens.at(-1)).toBe(renewed);
+    await page.waitForTimeout(1000);
+    expect(renewals).toHaveLength(1);
+    expect(tokens.at(-1)).toBe(renewed);
+    const machine = fleet[6]!;
+    const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+    await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: t.adminAuth,
+      payload: {
+        axis_data: [
+          {
+            machine_id: machine.machine_id,
+            axis_name: "Z",
+            actual_position: 1357.75,
+            target_position: 1357.75,
+            homed: true,
+            acceleration: 0,
+            velocity: 0,
+          },
+        ],
+      },
+    });
+    await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("1357.8");
+    await page.context().close();
+  });
+
   it("lets an Admin create and delete a machine, showing the API's reasons by the field", async () => {
     const page = await newPage();
     await signIn(page, people.admin);
