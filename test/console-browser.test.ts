@@ -540,10 +540,11 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     // open socket; if Spindle closed it first (4401), it comes back with the new one. Either
     // way it renews once, and its live socket ends on the new token.
     await expect.poll(() => renewals.length, { timeout: 10_000 }).toBe(1);
-    const renewed = await page.evaluate(
-      () => JSON.parse(sessionStorage.getItem("spindle.session")!).access as string,
-    );
-    expect(renewed).not.toBe(tokens[0]);
+    const stored = () =>
+      page.evaluate(() => JSON.parse(sessionStorage.getItem("spindle.session")!).access as string);
+    // The request is seen before its answer is.
+    await expect.poll(stored).not.toBe(tokens[0]);
+    const renewed = await stored();
     await expect.poll(() => tokens.at(-1)).toBe(renewed);
     await page.waitForTimeout(1000);
     expect(renewals).toHaveLength(1);
