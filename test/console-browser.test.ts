@@ -81,6 +81,33 @@ async function signIn(page: Page, username: string) {
   await page.getByRole("button", { name: "Sign out" }).waitFor();
 }
 
+/** One axis sample of one machine, at the time of receipt; still and homed unless told. */
+async function ingestOne(sample: {
+  machine_id: number;
+  axis_name: string;
+  actual_position: number;
+  target_position?: number;
+  velocity?: number;
+}) {
+  const answer = await t.inject({
+    method: "POST",
+    url: "/api/ingest/",
+    headers: t.adminAuth,
+    payload: {
+      axis_data: [
+        {
+          target_position: sample.actual_position,
+          homed: true,
+          acceleration: 0,
+          velocity: 0,
+          ...sample,
+        },
+      ],
+    },
+  });
+  if (answer.statusCode !== 202) throw new Error(`ingest: ${answer.statusCode} ${answer.body}`);
+}
+
 /** The whole page, or (for the virtualized fleet) what is on screen. */
 const shot = (page: Page, name: string, fullPage = true) =>
   page.screenshot({ path: `${screenshots}${name}.png`, fullPage });
@@ -232,23 +259,12 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await shot(page, "machine");
 
     // A new sample arrives; the page shows it without a reload.
-    await t.inject({
-      method: "POST",
-      url: "/api/ingest/",
-      headers: t.adminAuth,
-      payload: {
-        axis_data: [
-          {
-            machine_id: machine.machine_id,
-            axis_name: "X",
-            actual_position: 777.125,
-            target_position: 780,
-            homed: true,
-            acceleration: 0,
-            velocity: 12,
-          },
-        ],
-      },
+    await ingestOne({
+      machine_id: machine.machine_id,
+      axis_name: "X",
+      actual_position: 777.125,
+      target_position: 780,
+      velocity: 12,
     });
     await table.getByRole("cell", { name: "777.125" }).waitFor();
 
@@ -411,24 +427,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     const machine = fleet[2]!;
     const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
     const started = Date.now();
-    await t.inject({
-      method: "POST",
-      url: "/api/ingest/",
-      headers: t.adminAuth,
-      payload: {
-        axis_data: [
-          {
-            machine_id: machine.machine_id,
-            axis_name: "Y",
-            actual_position: 4321.5,
-            target_position: 4321.5,
-            homed: true,
-            acceleration: 0,
-            velocity: 0,
-          },
-        ],
-      },
-    });
+    await ingestOne({ machine_id: machine.machine_id, axis_name: "Y", actual_position: 4321.5 });
     await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("4321.5");
     expect(Date.now() - started).toBeLessThan(1500);
     const push = JSON.parse(pushed.find((frame) => frame.includes("4321.5"))!);
@@ -485,24 +484,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
 
     const machine = fleet[4]!;
     const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
-    await t.inject({
-      method: "POST",
-      url: "/api/ingest/",
-      headers: t.adminAuth,
-      payload: {
-        axis_data: [
-          {
-            machine_id: machine.machine_id,
-            axis_name: "Z",
-            actual_position: 2468.25,
-            target_position: 2468.25,
-            homed: true,
-            acceleration: 0,
-            velocity: 0,
-          },
-        ],
-      },
-    });
+    await ingestOne({ machine_id: machine.machine_id, axis_name: "Z", actual_position: 2468.25 });
     await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("2468.3");
     await page.context().close();
   });
@@ -551,24 +533,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     expect(tokens.at(-1)).toBe(renewed);
     const machine = fleet[6]!;
     const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
-    await t.inject({
-      method: "POST",
-      url: "/api/ingest/",
-      headers: t.adminAuth,
-      payload: {
-        axis_data: [
-          {
-            machine_id: machine.machine_id,
-            axis_name: "Z",
-            actual_position: 1357.75,
-            target_position: 1357.75,
-            homed: true,
-            acceleration: 0,
-            velocity: 0,
-          },
-        ],
-      },
-    });
+    await ingestOne({ machine_id: machine.machine_id, axis_name: "Z", actual_position: 1357.75 });
     await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("1357.8");
     await page.context().close();
   });

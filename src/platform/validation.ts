@@ -17,40 +17,37 @@ for (const ajv of [bodyAjv, textAjv]) {
   ajv.addFormat("email", /^[^\s@]+@[^\s@]+\.[^\s@]+$/);
 }
 
+/** ISO 8601 with a zone: year, month, day, hour, minute, second, fraction, zone, zone hour, zone minute. */
+const isoTime =
+  /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d)(?::(\d\d)(?:\.(\d+))?)?([Zz]|[+-](\d\d):?(\d\d))$/;
+
 /**
- * ISO 8601 with a zone, and a real calendar date: `Date.parse` rolls 2026-02-30 over to March,
- * where PostgreSQL refuses it, so the fields are checked here rather than failing in SQL.
+ * The parts of an ISO 8601 time with a zone on a real calendar date, or undefined: `Date.parse`
+ * rolls 2026-02-30 over to March, where PostgreSQL refuses it, so the fields are checked here
+ * rather than failing in SQL.
  */
+export function isoTimeParts(value: string): RegExpExecArray | undefined {
+  const parts = isoTime.exec(value);
+  if (!parts) return undefined;
+  const number = (i: number) => Number(parts[i] ?? 0);
+  const real =
+    isCalendarDate(number(1), number(2), number(3)) &&
+    number(4) <= 23 &&
+    number(5) <= 59 &&
+    number(6) <= 59 &&
+    number(9) <= 15 &&
+    number(10) <= 59;
+  return real ? parts : undefined;
+}
+
 export function isDateTime(value: string): boolean {
-  const match =
-    /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?(?:Z|[+-](\d\d):?(\d\d))$/i.exec(
-      value,
-    );
-  if (!match) return false;
-  const [
-    year = 0,
-    month = 0,
-    day = 0,
-    hour = 0,
-    minute = 0,
-    second = 0,
-    zoneHour = 0,
-    zoneMinute = 0,
-  ] = match.slice(1).map((part) => Number(part ?? 0));
-  return (
-    isCalendarDate(year, month, day) &&
-    hour <= 23 &&
-    minute <= 59 &&
-    second <= 59 &&
-    zoneHour <= 15 &&
-    zoneMinute <= 59
-  );
+  return isoTimeParts(value) !== undefined;
 }
 
 const daysInMonth = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /** A day the Gregorian calendar has, from year 1 on (2026-02-29 and 2026-06-31 are not). */
-export function isCalendarDate(year: number, month: number, day: number): boolean {
+function isCalendarDate(year: number, month: number, day: number): boolean {
   if (year < 1 || month < 1 || month > 12 || day < 1) return false;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= (month === 2 && leap ? 29 : daysInMonth[month - 1]!);

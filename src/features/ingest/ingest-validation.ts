@@ -1,5 +1,5 @@
 import type { Clock } from "../../platform/context.ts";
-import { isCalendarDate } from "../../platform/validation.ts";
+import { isoTimeParts } from "../../platform/validation.ts";
 import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
 import type { Fleet } from "../machines/fleet-catalog.ts";
 import type { RawBatch, RowKind, RowProblem, ValidBatch } from "./ingest-batch.ts";
@@ -226,8 +226,8 @@ class RowReader {
       return { time: receivedAt.toISOString(), timeMs: receivedAt.getTime() };
     // A real calendar date (Date.parse rolls 2026-06-31 over to July; PostgreSQL refuses it) and
     // a zone PostgreSQL takes, at most microseconds.
-    const parts = typeof value === "string" && value.length <= 40 ? isoTime.exec(value) : null;
-    const timeMs = parts && isRealTime(parts) ? Date.parse(value as string) : Number.NaN;
+    const parts = typeof value === "string" && value.length <= 40 ? isoTimeParts(value) : undefined;
+    const timeMs = parts && (parts[7]?.length ?? 0) <= 6 ? Date.parse(value as string) : Number.NaN;
     if (Number.isNaN(timeMs))
       return this.fail(
         field,
@@ -237,22 +237,6 @@ class RowReader {
     if (outside) return this.fail(field, outside);
     return { time: utcTime(value as string, parts!, timeMs), timeMs };
   }
-}
-
-/** ISO 8601 with a zone: year, month, day, hour, minute, second, fraction, zone, zone hour, zone minute. */
-const isoTime =
-  /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,6}))?)?([Zz]|[+-](\d\d):?(\d\d))$/;
-
-function isRealTime(parts: RegExpExecArray): boolean {
-  const number = (i: number) => Number(parts[i] ?? 0);
-  return (
-    isCalendarDate(number(1), number(2), number(3)) &&
-    number(4) <= 23 &&
-    number(5) <= 59 &&
-    number(6) <= 59 &&
-    number(9) <= 15 &&
-    number(10) <= 59
-  );
 }
 
 /**
