@@ -45,7 +45,7 @@ export const authenticate = fp(
       const header = request.headers.authorization;
       if (!header) throw notProvided();
       const token = bearerToken(header);
-      if (!token) throw new DomainError("invalid_token", "Invalid token header.");
+      if (!token) throw new DomainError("invalid_token", "Invalid token.");
       request.actor = await oauth.authenticateAccessToken(token);
       const required = config.anyPermission ?? (config.permission ? [config.permission] : []);
       if (required.length > 0 && !required.some((code) => request.actor!.permissions.has(code))) {

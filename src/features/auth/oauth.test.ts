@@ -364,6 +364,26 @@ describe("refresh_token grant", () => {
   });
 });
 
+describe("the Authorization header", () => {
+  it.each([
+    ["another scheme", "Token spa_abc"],
+    ["Basic credentials", `Basic ${Buffer.from("a:b").toString("base64")}`],
+    ["no token", "Bearer"],
+    ["two tokens", "Bearer spa_a spa_b"],
+    ["an unknown token", "Bearer spa_not-a-token"],
+    ["an oversized token", `Bearer ${"x".repeat(4000)}`],
+  ])("answers 401 Invalid token. for %s, asking for a Bearer token", async (_, authorization) => {
+    const answer = await t.inject({
+      method: "GET",
+      url: "/data/machines/",
+      headers: { authorization },
+    });
+    expect(answer.statusCode).toBe(401);
+    expect(answer.json()).toEqual({ detail: "Invalid token." });
+    expect(answer.headers["www-authenticate"]).toBe('Bearer realm="api"');
+  });
+});
+
 describe("token expiry", () => {
   it("an access token stops working when its lifetime passes", async () => {
     const username = await newUser();
