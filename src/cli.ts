@@ -267,7 +267,8 @@ program
             throw error instanceof RangeError ? new UsageError(error.message) : error;
           },
         );
-        const stop = () => void simulator.stop();
+        // Its outcome, failure included, is reported below through fleet.done.
+        const stop = () => void simulator.stop().catch(() => {});
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);
         const stats = await simulator.fleet.done;

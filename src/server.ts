@@ -49,14 +49,19 @@ export async function serve(config: Config): Promise<void> {
   await maintenance();
   purge.unref();
 
-  let simulator: RunningSimulator | undefined;
+  // Settles with the simulator once it has started (undefined: none), so a shutdown that comes
+  // while the fleet is being created waits for it and stops it.
+  let simulator: Promise<RunningSimulator | undefined> = Promise.resolve(undefined);
   const shutdown = async (signal: string) => {
     if (app.closing) return;
     // At once, not when close() reaches its hooks: a request under way may be answered meanwhile.
     app.closing = true;
     app.log.info({ signal }, "shutting down");
     clearInterval(purge);
-    await simulator?.stop();
+    // Its unsent samples were never acknowledged; nothing accepted is lost by stopping it.
+    await (await simulator.catch(() => undefined))
+      ?.stop()
+      .catch((error: unknown) => app.log.error({ err: error }, "simulator failed"));
     // Commits every row already accepted, then the rollups of them (app.ts, onClose).
     await app.close();
     await runtime.close();
@@ -74,7 +79,7 @@ export async function serve(config: Config): Promise<void> {
   }
   if (config.simulator) {
     // The built-in machines feed the same ingest pipeline as every other source.
-    simulator = await startSimulator(
+    const starting = startSimulator(
       databaseTarget(services.db, services.changes, services.ingest),
       { machines: config.simulatorMachines },
       {
@@ -83,6 +88,19 @@ export async function serve(config: Config): Promise<void> {
         onPause: (reason) => app.log.warn({ reason }, "simulator paused"),
       },
     );
-    app.log.info({ machines: config.simulatorMachines }, "simulator running");
+    simulator = starting;
+    let running: RunningSimulator;
+    try {
+      running = await starting;
+    } catch (error) {
+      // Asked for and not there: stop rather than serve without it.
+      await shutdown("simulator failed to start");
+      throw error;
+    }
+    // The server goes on without it if it fails; nothing it had sent is lost.
+    running.fleet.done.catch((error: unknown) =>
+      app.log.error({ err: error }, "simulator stopped"),
+    );
+    if (!app.closing) app.log.info({ machines: config.simulatorMachines }, "simulator running");
   }
 }

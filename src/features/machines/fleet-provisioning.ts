@@ -14,8 +14,11 @@ export interface ProvisionedMachine {
   axisIds: Map<string, number>;
   /** The database's limits for each axis (an existing machine keeps its own). */
   axisLimits: Map<string, { maxVelocity: number; maxAcceleration: number }>;
-  /** tool_id of tool number n at index n − 1: the machine's tools in id order. */
-  toolIds: number[];
+  /**
+   * tool_id of tool number n at index n − 1: the machine's tools in id order (undefined: the
+   * tool was deleted while the simulator ran).
+   */
+  toolIds: (number | undefined)[];
 }
 
 /**

@@ -3,6 +3,7 @@ import { IngestUnavailable } from "../ingest/ingest-pipeline.ts";
 import type { ProvisionedMachine } from "../machines/fleet-provisioning.ts";
 import type { MachineDescription } from "./fleet.ts";
 import type { SimulatorTarget } from "./simulator-runner.ts";
+import { BatchRefused, type FleetIds } from "./simulator-service.ts";
 
 export interface HttpCredentials {
   clientId: string;
@@ -31,6 +32,7 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
       : { grant_type: "client_credentials", scope: "ingest read" };
     const answer = await fetch(`${base}/o/token/`, {
       method: "POST",
+      signal: AbortSignal.timeout(requestTimeoutMs),
       headers: {
         authorization: `Basic ${Buffer.from(`${encodeURIComponent(credentials.clientId)}:${encodeURIComponent(credentials.clientSecret)}`).toString("base64")}`,
         "content-type": "application/x-www-form-urlencoded",
@@ -56,6 +58,7 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(requestTimeoutMs),
       });
     let answer = await send();
     if (answer.status === 401) {
@@ -166,37 +169,92 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
       return provisioned;
     },
 
+    async remaining(ids: FleetIds): Promise<FleetIds> {
+      const [machines, axes, tools] = await Promise.all([
+        list<{ machine_id: number }>("/data/machines/"),
+        list<{ axis_id: number }>("/data/axes/"),
+        list<{ tool_id: number }>("/data/tools/"),
+      ]);
+      const kept = (known: Set<number>, listed: number[]) =>
+        new Set(listed.filter((id) => known.has(id)));
+      return {
+        machines: kept(
+          ids.machines,
+          machines.map((row) => row.machine_id),
+        ),
+        axes: kept(
+          ids.axes,
+          axes.map((row) => row.axis_id),
+        ),
+        tools: kept(
+          ids.tools,
+          tools.map((row) => row.tool_id),
+        ),
+      };
+    },
+
     async submit(batch: ValidBatch): Promise<IngestResult> {
-      const answer = await call("POST", "/api/ingest/", {
-        axis_data: batch.axis.map((row) => ({
-          axis: row.axisId,
-          actual_position: row.actualPosition,
-          target_position: row.targetPosition,
-          velocity: row.velocity,
-          acceleration: row.acceleration,
-          homed: row.homed,
-          timestamp: row.time,
-        })),
-        tool_data: batch.tools.map((row) => ({
-          tool_id: row.toolId,
-          tool_offset: row.toolOffset,
-          feedrate: row.feedrate,
-          timestamp: row.time,
-        })),
-        tool_usage: batch.toolUsage.map((row) => ({
-          machine_id: row.machineId,
-          tool_in_use: row.toolInUse,
-          timestamp: row.time,
-        })),
-      });
-      if (answer.status === 503)
+      const answer = await reachable(() =>
+        call("POST", "/api/ingest/", {
+          axis_data: batch.axis.map((row) => ({
+            axis: row.axisId,
+            actual_position: row.actualPosition,
+            target_position: row.targetPosition,
+            velocity: row.velocity,
+            acceleration: row.acceleration,
+            homed: row.homed,
+            timestamp: row.time,
+          })),
+          tool_data: batch.tools.map((row) => ({
+            tool_id: row.toolId,
+            tool_offset: row.toolOffset,
+            feedrate: row.feedrate,
+            timestamp: row.time,
+          })),
+          tool_usage: batch.toolUsage.map((row) => ({
+            machine_id: row.machineId,
+            tool_in_use: row.toolInUse,
+            timestamp: row.time,
+          })),
+        }),
+      );
+      // Ingest is idempotent, so a batch whose answer was lost can be sent again.
+      if (answer.status === 502 || answer.status === 503 || answer.status === 504)
         throw new IngestUnavailable(
-          "the server is busy",
-          Number(answer.headers.get("retry-after") ?? 1) || 1,
+          `${base} answered ${answer.status}`,
+          retryAfterSeconds(answer.headers.get("retry-after")),
         );
+      if (answer.status === 400)
+        throw new BatchRefused(`POST /api/ingest/: 400 ${await answer.text()}`);
       if (answer.status !== 202)
         throw new Error(`POST /api/ingest/: ${answer.status} ${await answer.text()}`);
       return (await answer.json()) as IngestResult;
     },
   };
+
+  /** Runs a request; a network failure or timeout means the server is away for now. */
+  async function reachable(request: () => Promise<Response>): Promise<Response> {
+    try {
+      return await request();
+    } catch (error) {
+      if (error instanceof TypeError || (error as Error).name === "TimeoutError")
+        throw new IngestUnavailable(`cannot reach ${base}: ${networkReason(error)}`);
+      throw error;
+    }
+  }
+}
+
+/** How long to wait for any one request to the remote Spindle. */
+const requestTimeoutMs = 30_000;
+
+/** A Retry-After in seconds, kept within 1 s and 5 min whatever the server sends. */
+export function retryAfterSeconds(header: string | null): number {
+  const seconds = Number(header);
+  if (header === null || !Number.isFinite(seconds)) return 1;
+  return Math.min(300, Math.max(1, Math.ceil(seconds)));
+}
+
+function networkReason(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message;
 }

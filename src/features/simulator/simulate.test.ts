@@ -1,5 +1,7 @@
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,7 +13,7 @@ import {
 } from "../../../test/helpers/database.ts";
 import { runSpindle, spindleBin } from "../../../test/helpers/spindle-process.ts";
 import { openDatabase } from "../../platform/database.ts";
-import { httpTarget } from "./http-target.ts";
+import { httpTarget, retryAfterSeconds } from "./http-target.ts";
 import { databaseTarget, startSimulator } from "./simulator-runner.ts";
 
 const bin = spindleBin;
@@ -181,6 +183,126 @@ describe("the simulator in a server and against a remote one", () => {
     await expect(startSimulator(adapter, { machines: 50, durationMs: 500 })).rejects.toThrow(
       /does not exist/,
     );
+  });
+});
+
+describe("the simulator when its fleet or its target changes under it", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await buildTestApp();
+  });
+  afterAll(() => t.close());
+
+  const count = async (sql: string, params: unknown[]) =>
+    Number((await t.database.db.query<{ n: number }>(sql, params)).rows[0]!.n);
+  const samplesOf = (machineId: number, axisName = "%") =>
+    count(
+      "select count(*)::int as n from axis_data d join axis x using (axis_id) where x.machine_id = $1 and x.axis_name like $2",
+      [machineId, axisName],
+    );
+
+  it("leaves a machine or an axis deleted while it runs alone, and goes on with the rest", async () => {
+    const { services } = t;
+    const simulator = await startSimulator(
+      databaseTarget(services.db, services.changes, services.ingest),
+      { machines: 4, speed: 5, durationMs: 4000 },
+    );
+    const [kept, , axisOwner, gone] = simulator.fleet.machines.map((m) => m.machineId) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    for (let i = 0; (await samplesOf(gone)) === 0; i++) {
+      expect(i).toBeLessThan(100);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const remove = (path: string) =>
+      t.inject({ method: "DELETE", url: path, headers: t.adminAuth });
+    expect((await remove(`/data/machines/${gone}/`)).statusCode).toBe(204);
+    const { rows } = await services.db.query<{ axis_id: number }>(
+      "select axis_id from axis where machine_id = $1 and axis_name = 'Z'",
+      [axisOwner],
+    );
+    expect((await remove(`/data/axes/${rows[0]!.axis_id}/`)).statusCode).toBe(204);
+    const keptBefore = await samplesOf(kept);
+    const ownerXBefore = await samplesOf(axisOwner, "X");
+
+    const stats = await simulator.fleet.done;
+
+    expect(stats.samples.axis).toBeGreaterThan(0);
+    expect(await samplesOf(kept)).toBeGreaterThan(keptBefore);
+    expect(await samplesOf(axisOwner, "X")).toBeGreaterThan(ownerXBefore);
+    // Deleted stays deleted: nothing recreated, nothing written for it since.
+    expect(
+      await count("select count(*)::int as n from machine where machine_id = $1", [gone]),
+    ).toBe(0);
+    expect(await samplesOf(gone)).toBe(0);
+    expect(await samplesOf(axisOwner, "Z")).toBe(0);
+  }, 30_000);
+
+  it("pauses while the remote answers 503 or cannot be reached, and stops at once when asked", async () => {
+    const address = new URL(await t.app.listen({ port: 0, host: "127.0.0.1" }));
+    // A gateway in front of the remote Spindle: it forwards until told to fail.
+    let failing: "no" | "503" | "unreachable" = "no";
+    const gateway = createServer((request, response) => {
+      if (failing === "unreachable") return request.socket.destroy();
+      if (failing === "503" && request.url?.startsWith("/api/ingest/")) {
+        response.writeHead(503, { "retry-after": "3600" }).end();
+        return;
+      }
+      const forwarded = httpRequest(
+        {
+          host: address.hostname,
+          port: address.port,
+          path: request.url,
+          method: request.method,
+          headers: request.headers,
+        },
+        (answer) => {
+          response.writeHead(answer.statusCode!, answer.headers);
+          answer.pipe(response);
+        },
+      );
+      request.pipe(forwarded);
+    });
+    await new Promise<void>((resolve) => gateway.listen(0, "127.0.0.1", resolve));
+    const manager = await t.userAuth(["Manager"]);
+    try {
+      for (const mode of ["503", "unreachable"] as const) {
+        failing = "no";
+        const pauses: string[] = [];
+        const simulator = await startSimulator(
+          httpTarget(`http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, {
+            clientId: testClient.id,
+            clientSecret: testClient.secret,
+            username: manager.username,
+            password: manager.password,
+          }),
+          { machines: 2, axes: ["X"] },
+          { onPause: (reason) => pauses.push(reason) },
+        );
+        failing = mode;
+        for (let i = 0; pauses.length === 0; i++) {
+          expect(i).toBeLessThan(100);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        expect(pauses[0]).toMatch(mode === "503" ? /answered 503/ : /cannot reach/);
+        // A Retry-After of an hour does not hold the stop.
+        const stopped = Date.now();
+        await simulator.stop();
+        expect(Date.now() - stopped).toBeLessThan(5_000);
+      }
+    } finally {
+      gateway.closeAllConnections();
+      await new Promise((resolve) => gateway.close(resolve));
+    }
+  }, 30_000);
+
+  it("keeps a remote's Retry-After within 1 s and 5 min", () => {
+    expect(
+      [null, "", "soon", "-1", "0", "2.5", "86400", "Infinity"].map(retryAfterSeconds),
+    ).toEqual([1, 1, 1, 1, 1, 3, 300, 1]);
   });
 });
 

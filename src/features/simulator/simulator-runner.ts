@@ -1,5 +1,6 @@
 import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Database } from "../../platform/database.ts";
+import { DomainError } from "../../platform/errors.ts";
 import { ensureFleet, type ProvisionedMachine } from "../machines/fleet-provisioning.ts";
 import { DEFAULT_FIELD_SPEC_FILE, readFieldSpec } from "./field-spec.ts";
 import {
@@ -11,7 +12,13 @@ import {
   startFleet,
 } from "./fleet.ts";
 import type { AxisName } from "./motion.ts";
-import { type BatchTarget, limitsFrom, PipelineSink } from "./simulator-service.ts";
+import {
+  BatchRefused,
+  type BatchTarget,
+  limitsFrom,
+  PipelineSink,
+  type SinkTarget,
+} from "./simulator-service.ts";
 
 export interface SimulatorOptions {
   machines: number;
@@ -28,7 +35,7 @@ export interface SimulatorHooks {
 }
 
 /** Where the fleet's rows go and how the fleet's machines come to exist there. */
-export interface SimulatorTarget extends BatchTarget {
+export interface SimulatorTarget extends SinkTarget {
   provision(machines: MachineDescription[]): Promise<Map<number, ProvisionedMachine>>;
 }
 
@@ -38,9 +45,29 @@ export function databaseTarget(
   changes: ChangeFeed,
   pipeline: BatchTarget,
 ): SimulatorTarget {
+  const present = async (table: "machine" | "axis" | "tool", ids: Set<number>) =>
+    new Set(
+      (
+        await db.query<{ id: number }>(
+          `select ${table}_id as id from ${table} where ${table}_id = any($1::bigint[])`,
+          [[...ids]],
+        )
+      ).rows.map((row) => Number(row.id)),
+    );
   return {
     provision: (machines) => ensureFleet(db, changes, machines),
-    submit: (batch) => pipeline.submit(batch),
+    submit: (batch) =>
+      pipeline.submit(batch).catch((error: unknown) => {
+        // The pipeline refuses a batch only for what it holds: here, something deleted meanwhile.
+        throw error instanceof DomainError && error.code === "validation"
+          ? new BatchRefused(error.message)
+          : error;
+      }),
+    remaining: async (ids) => ({
+      machines: await present("machine", ids.machines),
+      axes: await present("axis", ids.axes),
+      tools: await present("tool", ids.tools),
+    }),
   };
 }
 

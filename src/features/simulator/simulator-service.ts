@@ -63,37 +63,115 @@ export function toValidBatch(
   };
 }
 
+/** Ids of a simulated fleet: its machines, their axes and their tools. */
+export interface FleetIds {
+  machines: Set<number>;
+  axes: Set<number>;
+  tools: Set<number>;
+}
+
 /**
- * The sink of the in-process simulator: it feeds the same ingest pipeline as every other
- * source. When the pipeline refuses (database slow or away) the write waits and tries again,
- * which pauses the simulator; it reports the lag and skips ahead rather than queue without bound.
+ * The target refused a batch as a whole, because of what the batch holds: on a running fleet,
+ * that something it names (a machine, axis or tool) was deleted meanwhile.
+ */
+export class BatchRefused extends Error {
+  override name = "BatchRefused";
+}
+
+/** What a sink needs of its target: writing batches, and which of the fleet's ids remain. */
+export interface SinkTarget extends BatchTarget {
+  remaining(ids: FleetIds): Promise<FleetIds>;
+}
+
+/**
+ * The simulator's sink: rows go to the target's ingest, the same pipeline as every other
+ * source's. When the target is away or busy the write waits and tries again, which pauses the
+ * simulator; it reports the lag and skips ahead rather than queue without bound. A machine,
+ * axis or tool deleted while the fleet runs is left alone from then on: the sink forgets it and
+ * sends the rest of the batch. Once stopped, a write that cannot be delivered is dropped, not
+ * retried: it was never acknowledged.
  */
 export class PipelineSink implements SampleSink {
-  private stopped = false;
+  private readonly stopping = new AbortController();
 
   constructor(
-    private readonly target: BatchTarget,
+    private readonly target: SinkTarget,
     private readonly fleet: Map<number, ProvisionedMachine>,
     private readonly onPause: (reason: string) => void = () => {},
   ) {}
 
   async write(samples: SampleBatch): Promise<void> {
-    const batch = toValidBatch(samples, this.fleet);
+    let batch = toValidBatch(samples, this.fleet);
     for (;;) {
+      if (rowCount(batch) === 0) return;
       try {
         await this.target.submit(batch);
         return;
       } catch (error) {
-        if (!(error instanceof IngestUnavailable) || this.stopped) throw error;
+        if (error instanceof BatchRefused) {
+          if (!(await this.forgetDeleted())) throw error;
+          batch = toValidBatch(samples, this.fleet);
+          continue;
+        }
+        if (!(error instanceof IngestUnavailable)) throw error;
+        if (this.stopping.signal.aborted) return;
         this.onPause(error.message);
-        await new Promise((resolve) => setTimeout(resolve, error.retryAfterSeconds * 1000));
+        await sleep(error.retryAfterSeconds * 1000, this.stopping.signal);
+        if (this.stopping.signal.aborted) return;
       }
     }
   }
 
+  /** Stops retrying: a write waiting for the target gives up at once. */
   stop(): void {
-    this.stopped = true;
+    this.stopping.abort();
   }
+
+  /** Drops what no longer exists from the fleet; false when nothing had gone. */
+  private async forgetDeleted(): Promise<boolean> {
+    const ids: FleetIds = { machines: new Set(), axes: new Set(), tools: new Set() };
+    for (const [machineId, machine] of this.fleet) {
+      ids.machines.add(machineId);
+      for (const axisId of machine.axisIds.values()) ids.axes.add(axisId);
+      for (const toolId of machine.toolIds) if (toolId !== undefined) ids.tools.add(toolId);
+    }
+    const left = await this.target.remaining(ids);
+    let forgot = false;
+    for (const [machineId, machine] of this.fleet) {
+      if (!left.machines.has(machineId)) {
+        this.fleet.delete(machineId);
+        forgot = true;
+        continue;
+      }
+      for (const [axisName, axisId] of machine.axisIds)
+        if (!left.axes.has(axisId)) {
+          machine.axisIds.delete(axisName);
+          forgot = true;
+        }
+      machine.toolIds = machine.toolIds.map((toolId) => {
+        if (toolId === undefined || left.tools.has(toolId)) return toolId;
+        forgot = true;
+        return undefined;
+      });
+    }
+    return forgot;
+  }
+}
+
+const rowCount = (batch: ValidBatch) =>
+  batch.axis.length + batch.tools.length + batch.toolUsage.length;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }
 
 /** The database's limits per axis, for the motion model (an existing machine keeps its own). */
