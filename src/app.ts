@@ -71,6 +71,19 @@ export async function buildApp(
     if (app.closing) reply.header("connection", "close");
     done(null, payload);
   });
+  // A DELETE carries nothing, as DRF reads it: an empty body under a content type (Python's
+  // requests sends Content-Length: 0 with a session's JSON content type; curl -H sends none)
+  // is no body at all, where Fastify would try to parse it and refuse.
+  app.addHook("onRequest", (request, _reply, done) => {
+    const { headers } = request;
+    if (
+      request.method === "DELETE" &&
+      headers["transfer-encoding"] === undefined &&
+      (headers["content-length"] === undefined || headers["content-length"] === "0")
+    )
+      delete headers["content-type"];
+    done();
+  });
   registerErrorHandler(app);
 
   await app.register(formbody, { bodyLimit: config.bodyLimit });

@@ -36,12 +36,29 @@ export function isoTimeParts(value: string): RegExpExecArray | undefined {
     number(5) <= 59 &&
     number(6) <= 59 &&
     number(9) <= 15 &&
-    number(10) <= 59;
+    number(10) <= 59 &&
+    withinUtcYears(parts);
   return real ? parts : undefined;
 }
 
 export function isDateTime(value: string): boolean {
   return isoTimeParts(value) !== undefined;
+}
+
+/**
+ * Whether the time, once its zone is applied, still falls in years 1 to 9999 UTC, as every
+ * reader of it (PostgreSQL's text, JavaScript's Date, ISO 8601 output) expects:
+ * 0001-01-01T00:00+01:00 is a time in 1 BC.
+ */
+function withinUtcYears(parts: RegExpExecArray): boolean {
+  const [, year, month, day, hour, minute] = parts;
+  const zone = parts[8]!;
+  if (zone === "Z" || zone === "z") return true;
+  const offset = (Number(parts[9]) * 60 + Number(parts[10])) * (zone.startsWith("-") ? -1 : 1);
+  const minutes = Number(hour) * 60 + Number(minute);
+  if (year === "0001" && month === "01" && day === "01") return minutes - offset >= 0;
+  if (year === "9999" && month === "12" && day === "31") return minutes - offset < 24 * 60;
+  return true;
 }
 
 const daysInMonth = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -60,7 +77,8 @@ export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema
 
 /** Turns Ajv's errors into DRF's `{field: ["reason", …]}`. */
 export function fieldErrors(errors: ErrorObject[]): Record<string, string[]> {
-  const fields: Record<string, string[]> = {};
+  // Field names come from the request: `toString` must not find Object's.
+  const fields: Record<string, string[]> = Object.create(null);
   for (const error of errors) {
     const [field, reason] = describe(error);
     const reasons = fields[field] ?? [];

@@ -58,6 +58,8 @@ const wrongValues: Record<FieldKind, [string, unknown][]> = {
     ["a number", 1_700_000_000],
     ["not a date", "yesterday"],
     ["an impossible date", "2026-13-45T99:00:00Z"],
+    ["before year 1 in UTC", "0001-01-01T00:00:00+01:00"],
+    ["after year 9999 in UTC", "9999-12-31T23:00:00-15:00"],
     ["SQL", "'; drop table machine; --"],
     ["null", null],
   ],
@@ -120,6 +122,20 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
         );
       });
 
+      for (const name of ["toString", "constructor", "hasOwnProperty", "valueOf"]) {
+        it(`${method}: an unknown field named ${name} is 400 naming it`, async () => {
+          const t = getT();
+          const body = method === "PATCH" ? {} : await spec.validBody();
+          const text = JSON.stringify(body).replace(
+            /^\{/,
+            `{"${name}":1${method === "PATCH" ? "" : ","}`,
+          );
+          await expectRefused(t, rawJson(t, method, await url(), text), 400, {
+            [name]: ["Unknown field."],
+          });
+        });
+      }
+
       it(`${method}: a body over BODY_LIMIT is 413`, async () => {
         const t = getT();
         const body = { ...(await spec.validBody()), padding: "x".repeat(3000) };
@@ -149,6 +165,19 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
           await expectRefused(t, rawJson(t, method, await url(), payload, contentType), status);
         });
       }
+    }
+
+    for (const [what, contentType] of [
+      ["a JSON content type", "application/json"],
+      ["a text content type", "text/plain"],
+    ] as const) {
+      it(`DELETE with an empty body under ${what} is 204, as without one`, async () => {
+        const t = getT();
+        const url = await one();
+        const answer = await t.inject(rawJson(t, "DELETE", url, "", contentType));
+        expect(answer.statusCode, answer.body).toBe(204);
+        expect((await t.inject({ method: "GET", url, headers: t.adminAuth })).statusCode).toBe(404);
+      });
     }
 
     for (const field of spec.required) {
