@@ -130,10 +130,16 @@ async function* encodeJsonBuckets(answer: HistoryAnswer): AsyncGenerator<string>
   yield "]";
 }
 
-/** RFC 4180: a value with a comma, quote or line break is quoted, its quotes doubled. */
+/**
+ * RFC 4180: a value with a comma, quote or line break is quoted, its quotes doubled. Text a
+ * spreadsheet would take for a formula (first character =, +, -, @, tab or CR: a machine named
+ * `=HYPERLINK(…)`) gets a leading ' so it opens as the text it is, as OWASP advises for CSV
+ * exports. Numbers are never text here, so a negative one stays a number.
+ */
 export function csvValue(value: unknown): string {
   if (value === null || value === undefined) return "";
-  const text = String(value);
+  let text = String(value);
+  if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 

