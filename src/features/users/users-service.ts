@@ -1,5 +1,5 @@
 import type { ChangeFeed } from "../../platform/change-feed.ts";
-import type { Database } from "../../platform/database.ts";
+import type { Database, Queryable } from "../../platform/database.ts";
 import {
   DomainError,
   invalid,
@@ -122,6 +122,10 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
     // finishes before it (and its tokens are revoked here) or waits and finds its password or
     // token no longer good (oauth-service.ts).
     await db.transaction(async (tx) => {
+      const keep =
+        update.is_active === false
+          ? await keepingAnAdmin(tx, { is_active: ["This is the last active Admin."] })
+          : undefined;
       if (sets.length > 0) {
         const { rowCount } = await tx.query(
           `update app_user set ${sets.join(", ")} where id = $1`,
@@ -129,6 +133,7 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
         );
         if (rowCount === 0) throw notFound();
       }
+      await keep?.();
       // A new password or a deactivation ends every session the user had.
       if (update.password !== undefined || update.is_active === false) {
         await tx.query(
@@ -142,9 +147,45 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
   }
 
   async function deleteUser(id: number): Promise<void> {
-    const { rowCount } = await db.query("delete from app_user where id = $1", [id]);
-    if (rowCount === 0) throw notFound();
+    await db.transaction(async (tx) => {
+      const keep = await keepingAnAdmin(tx, { detail: ["This is the last active Admin."] });
+      const { rowCount } = await tx.query("delete from app_user where id = $1", [id]);
+      if (rowCount === 0) throw notFound();
+      await keep();
+    });
     changes.changed("app_user");
+  }
+
+  /**
+   * Call first in a transaction that may take the Admin group's last active member away
+   * (deactivation, deletion, leaving the group); then call what it returns once the change is
+   * made, which refuses it if it left no active Admin where there was one: nobody could
+   * administer users, groups or clients again. The group's row lock makes such changes take
+   * turns, so two Admins cannot each remove the other.
+   */
+  async function keepingAnAdmin(
+    tx: Queryable,
+    refusal: Record<string, string[]>,
+  ): Promise<() => Promise<void>> {
+    await tx.query("select id from app_group where name = 'Admin' for update");
+    const activeAdmins = async () =>
+      Number(
+        (
+          await tx.query<{ n: number }>(
+            `select count(*)::int as n from user_group ug
+             join app_group g on g.id = ug.group_id and g.name = 'Admin'
+             join app_user u on u.id = ug.user_id and u.is_active`,
+          )
+        ).rows[0]!.n,
+      );
+    const before = await activeAdmins();
+    return async () => {
+      if (before > 0 && (await activeAdmins()) === 0) {
+        throw "detail" in refusal
+          ? new DomainError("validation", refusal.detail![0]!)
+          : invalid(refusal);
+      }
+    };
   }
 
   async function listGroups(): Promise<Group[]> {
@@ -222,11 +263,21 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
     if (!found?.user_id) errors.username = [`User "${username}" does not exist.`];
     if (!found?.group_id) errors.group = [`Group "${group}" does not exist.`];
     if (Object.keys(errors).length > 0) throw invalid(errors);
-    const sql =
-      action === "add"
-        ? "insert into user_group (user_id, group_id) values ($1, $2) on conflict do nothing"
-        : "delete from user_group where user_id = $1 and group_id = $2";
-    await db.query(sql, [found!.user_id, found!.group_id]);
+    if (action === "add") {
+      await db.query(
+        "insert into user_group (user_id, group_id) values ($1, $2) on conflict do nothing",
+        [found!.user_id, found!.group_id],
+      );
+    } else {
+      await db.transaction(async (tx) => {
+        const keep = await keepingAnAdmin(tx, { username: ["This is the last active Admin."] });
+        await tx.query("delete from user_group where user_id = $1 and group_id = $2", [
+          found!.user_id,
+          found!.group_id,
+        ]);
+        await keep();
+      });
+    }
     changes.changed("user_group");
   }
 

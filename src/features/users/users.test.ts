@@ -1,5 +1,7 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testPassword, uniqueName } from "../../../test/helpers/app.ts";
+import { testDatabaseKind } from "../../../test/helpers/database.ts";
 import { snapshot } from "../../../test/helpers/factories.ts";
 
 let t: TestApp;
@@ -366,6 +368,107 @@ describe("groups and membership", () => {
     });
     expect(permissions.json()).toHaveLength(32);
   });
+});
+
+describe("the last active Admin", () => {
+  it("cannot be deactivated, deleted or taken out of Admin; with another Admin it can", async () => {
+    const app = await buildTestApp();
+    try {
+      const idOf = async (username: string, headers = app.adminAuth) =>
+        (await app.inject({ method: "GET", url: "/users/", headers }))
+          .json()
+          .find((user: { username: string }) => user.username === username).id as number;
+      const last = await app.userAuth(["Admin"]);
+      const lastId = await idOf(last.username);
+      // Every other Admin goes, through the same guard.
+      const { rows } = await app.database.db.query<{ id: number }>(
+        `select u.id from app_user u join user_group ug on ug.user_id = u.id
+         join app_group g on g.id = ug.group_id and g.name = 'Admin' where u.id <> $1`,
+        [lastId],
+      );
+      for (const { id } of rows) await app.services.users.updateUser(id, { is_active: false });
+      const as = { authorization: last.authorization };
+      const refusals = [
+        { method: "PATCH", url: `/users/${lastId}/`, payload: { is_active: false } },
+        { method: "DELETE", url: `/users/${lastId}/` },
+        {
+          method: "POST",
+          url: "/remove-user-from-group/",
+          payload: { username: last.username, group: "Admin" },
+        },
+      ] as const;
+      for (const request of refusals) {
+        const answer = await app.inject({ ...request, headers: as });
+        expect(answer.statusCode, `${request.method} ${request.url}`).toBe(400);
+        expect(JSON.stringify(answer.json())).toMatch(/last active Admin/);
+      }
+      const user = (
+        await app.inject({ method: "GET", url: `/users/${lastId}/`, headers: as })
+      ).json();
+      expect(user).toMatchObject({ is_active: true, groups: ["Admin"] });
+
+      // With a second Admin, the first may go, and then the second is the last.
+      const second = await app.userAuth(["Admin"]);
+      const deactivated = await app.inject({
+        method: "PATCH",
+        url: `/users/${lastId}/`,
+        headers: { authorization: second.authorization },
+        payload: { is_active: false },
+      });
+      expect(deactivated.statusCode).toBe(200);
+      const alone = await app.inject({
+        method: "DELETE",
+        url: `/users/${await idOf(second.username, { authorization: second.authorization })}/`,
+        headers: { authorization: second.authorization },
+      });
+      expect(alone.statusCode).toBe(400);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it.runIf(testDatabaseKind() === "postgres")(
+    "of two Admins removing each other at once, one stays",
+    async () => {
+      const app = await buildTestApp();
+      const client = new pg.Client({
+        connectionString: app.database.url,
+        options: `-c search_path=${app.database.schema}`,
+      });
+      await client.connect();
+      try {
+        const { rows } = await app.database.db.query<{ id: number }>(
+          `select u.id from app_user u join user_group ug on ug.user_id = u.id
+           join app_group g on g.id = ug.group_id and g.name = 'Admin'`,
+        );
+        const [a, b] = [await app.userAuth(["Admin"]), await app.userAuth(["Admin"])];
+        for (const { id } of rows) await app.services.users.updateUser(id, { is_active: false });
+        // Both removals start while the test holds their membership rows, so each has counted
+        // two Admins before either can delete; without turns, both would then commit.
+        await client.query("begin");
+        await client.query("select 1 from user_group for update");
+        const outcomes = Promise.allSettled(
+          [a, b].map(({ username }) =>
+            app.services.users.changeMembership("remove", username, "Admin"),
+          ),
+        );
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await client.query("commit");
+        expect((await outcomes).map((outcome) => outcome.status).sort()).toEqual([
+          "fulfilled",
+          "rejected",
+        ]);
+        const admins = await app.database.db.query<{ n: number }>(
+          `select count(*)::int as n from user_group ug join app_group g on g.id = ug.group_id
+           join app_user u on u.id = ug.user_id where g.name = 'Admin' and u.is_active`,
+        );
+        expect(admins.rows[0]!.n).toBe(1);
+      } finally {
+        await client.end();
+        await app.close();
+      }
+    },
+  );
 });
 
 describe("concurrent edits", () => {
