@@ -604,6 +604,41 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("keeps an admin page as it is while renewing the tokens: a new client's secret stays shown", async () => {
+    const page = await newPage();
+    // The console renews at 80% of a token's life (here 10 h): the page's clock jumps there.
+    await page.clock.install();
+    const renewals: string[] = [];
+    page.on("response", (response) => {
+      if (
+        response.url().endsWith("/o/token/") &&
+        response.request().postData()?.includes("refresh_token")
+      )
+        renewals.push(String(response.status()));
+    });
+    await signIn(page, people.admin);
+    await page.getByRole("link", { name: "Administration" }).click();
+    await page.getByRole("link", { name: "OAuth2 clients" }).click();
+    await page.getByRole("button", { name: "New client" }).click();
+    const form = page.getByRole("form", { name: "New client" });
+    const clientId = uniqueName("adapter").replaceAll("_", "-");
+    await form.getByLabel("Client id").fill(clientId);
+    await form.getByLabel("Name").fill("Cell 3 adapter");
+    await form.getByRole("button", { name: "Create client" }).click();
+    const secret = page.locator("code.secret");
+    await secret.waitFor();
+    const shown = await secret.textContent();
+    expect(shown!.length).toBeGreaterThan(20);
+
+    await page.clock.fastForward(36_000 * 800 + 5_000);
+    await expect.poll(() => renewals, { timeout: 10_000 }).toEqual(["200"]);
+    // Give the page the turns in which it would have swapped the section for "Loading".
+    await page.waitForTimeout(500);
+    await expect(secret.textContent()).resolves.toBe(shown);
+    await page.getByRole("rowheader", { name: clientId }).waitFor();
+    await page.context().close();
+  });
+
   it("does not show administration to an Operator", async () => {
     const page = await newPage();
     await signIn(page, people.operator);

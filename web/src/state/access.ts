@@ -14,8 +14,14 @@ export async function checkAdminAccess(): Promise<void> {
   }
 }
 
+// Asked again when someone else signs in, not on every renewal of the same user's tokens: the
+// admin pages wait on "unknown", and showing that in place of a page every few minutes lost
+// what it held (a new client's secret, shown only once; a half-edited permission matrix).
+let checkedFor: string | undefined = api.session.get().tokens?.username;
 api.session.subscribe(({ tokens }) => {
+  if (tokens?.username === checkedFor && adminAccess.get() !== "unknown") return;
+  checkedFor = tokens?.username;
   adminAccess.set("unknown");
   if (tokens) void checkAdminAccess();
 });
-if (api.session.get().tokens) void checkAdminAccess();
+if (checkedFor) void checkAdminAccess();
