@@ -702,8 +702,30 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     expect(rendered).toBeGreaterThan(0);
     expect(rendered).toBeLessThan(80);
     await page.mouse.wheel(0, 200_000);
-    await page.getByRole("link", { name: /^VF-2SS #20,/ }).waitFor();
+    const last = page.getByRole("link", { name: /^VF-2SS #20,/ });
+    await last.waitFor();
     expect(await page.locator(".tile").count()).toBeLessThan(80);
+
+    // Scrolling through changes the machines on screen faster than Spindle takes subscribes (2
+    // a second, bursts of 10): the tiles left on screen must still get live values.
+    const refused: string[] = [];
+    page.on("websocket", (socket) =>
+      socket.on("framereceived", ({ payload }) => {
+        if (String(payload).includes("Too many subscribe")) refused.push(String(payload));
+      }),
+    );
+    for (const step of [...Array(15).fill(-2000), ...Array(15).fill(2000)]) {
+      await page.mouse.wheel(0, step);
+      await page.waitForTimeout(60);
+    }
+    await page.mouse.wheel(0, 200_000);
+    await last.waitFor();
+    const machine = fleet.find((candidate) => candidate.machine_name === "VF-2SS #20")!;
+    await page.waitForTimeout(1500);
+    await ingestOne({ machine_id: machine.machine_id, axis_name: "X", actual_position: 2468.25 });
+    await expect.poll(() => last.textContent(), { timeout: 5000 }).toContain("2468.3");
+    expect(refused).toEqual([]);
+
     await page.evaluate(() => window.scrollTo(0, 0));
     await shot(page, "fleet-1000", false);
     await page.context().close();

@@ -27,6 +27,11 @@ interface ServerMessage {
  * heavy page, a slow machine) gets the newest values instead of a queue of old ones.
  */
 const pushWindow = 8;
+/**
+ * Subscribes are at least this far apart: Spindle takes 2 a second (bursts of 10) and refuses
+ * the rest, and scrolling a large fleet changes the machines on screen many times a second.
+ */
+const subscribeSpacingMs = 600;
 
 /**
  * Live data over `/ws/machine_data/`: one socket for the tab, subscribed to the union of the
@@ -46,6 +51,7 @@ export class WebSocketLiveSource implements LiveSource {
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private subscribeTimer: ReturnType<typeof setTimeout> | undefined;
   private subscribedKey: string | undefined;
+  private lastSubscribeAt = Number.NEGATIVE_INFINITY;
   private authenticated = false;
   private primed = new Set<number>();
   /** The newest push acknowledged since the last subscribe. */
@@ -234,10 +240,11 @@ export class WebSocketLiveSource implements LiveSource {
     if (this.status.get() !== "polling") this.status.set("idle");
   }
 
-  /** Subscribes once for a burst of page changes (the server allows 2 subscribes a second). */
-  private scheduleSubscribe(): void {
+  /** Subscribes once for a burst of page changes, and no sooner than the server allows. */
+  private scheduleSubscribe(delayMs = 30): void {
     clearTimeout(this.subscribeTimer);
-    this.subscribeTimer = setTimeout(() => this.subscribe(), 30);
+    const wait = Math.max(delayMs, this.lastSubscribeAt + subscribeSpacingMs - Date.now());
+    this.subscribeTimer = setTimeout(() => this.subscribe(), wait);
   }
 
   private subscribe(): void {
@@ -248,6 +255,7 @@ export class WebSocketLiveSource implements LiveSource {
     const key = machines.join(",");
     if (key === this.subscribedKey) return;
     this.subscribedKey = key;
+    this.lastSubscribeAt = Date.now();
     this.acknowledged = undefined;
     this.send({
       type: "subscribe",
@@ -298,6 +306,11 @@ export class WebSocketLiveSource implements LiveSource {
       }
       case "error":
         console.warn("live feed:", message.message);
+        // Refused for its pace (another tab's, or a burst before this one): ask again shortly.
+        if (/^Too many subscribe/.test(String(message.message))) {
+          this.subscribedKey = undefined;
+          this.scheduleSubscribe(1000);
+        }
         return;
       default:
         // tool_data, tool_usage: the pages read tools over REST for now.
