@@ -685,6 +685,75 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("keeps the session through a renewal answered 502 by a proxy, and renews on the next try", async () => {
+    const page = await newPage();
+    await page.clock.install();
+    const answers: number[] = [];
+    let failNext = true;
+    await page.route("**/o/token/", async (route) => {
+      if (failNext && route.request().postData()?.includes("refresh_token")) {
+        failNext = false;
+        answers.push(502);
+        await route.fulfill({
+          status: 502,
+          contentType: "text/html",
+          body: "<h1>Bad gateway</h1>",
+        });
+        return;
+      }
+      const response = await route.fetch();
+      answers.push(response.status());
+      await route.fulfill({ response });
+    });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    // To the renewal at 80% of the token's 10 h.
+    await page.clock.fastForward(36_000 * 800 + 5_000);
+    await expect.poll(() => answers).toEqual([200, 502]);
+    await page.waitForTimeout(500);
+    expect(await page.getByRole("heading", { name: "Sign in" }).count()).toBe(0);
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    // The renewal is tried again 15 s later.
+    await page.clock.fastForward(16_000);
+    await expect.poll(() => answers).toEqual([200, 502, 200]);
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    await page.context().close();
+  });
+
+  it("brings the live feed back when its token is revoked while the renewal cannot reach Spindle", async () => {
+    const page = await newPage();
+    await signIn(page, people.manager);
+    const machine = fleet[3]!;
+    const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+    await tile.waitFor();
+    let offline = true;
+    await page.route("**/o/token/", (route) =>
+      offline && route.request().postData()?.includes("refresh_token")
+        ? route.abort("internetdisconnected")
+        : route.continue(),
+    );
+    // Revoked elsewhere: Spindle closes the live socket (4401) and the console renews, which
+    // fails while the network is away.
+    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+    const { access } = JSON.parse(stored ?? "{}") as { access: string };
+    await t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: { token: access, client_id: consoleClient.clientId },
+    });
+    await page.waitForTimeout(1500);
+    offline = false;
+    await expect
+      .poll(
+        () => page.evaluate(() => JSON.parse(sessionStorage.getItem("spindle.session")!).access),
+        { timeout: 10_000 },
+      )
+      .not.toBe(access);
+    await ingestOne({ machine_id: machine.machine_id, axis_name: "Y", actual_position: 4321.5 });
+    await expect.poll(() => tile.textContent(), { timeout: 10_000 }).toContain("4321.5");
+    await page.context().close();
+  });
+
   it("renders only the tiles on screen with 1,000 machines", async () => {
     const rows = Array.from({ length: 980 }, (_, i) => {
       const machine_id = 90_000_000 + (process.pid % 1000) * 1000 + i;

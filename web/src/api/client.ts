@@ -149,9 +149,19 @@ export class Api {
   }
 
   private async send(method: string, path: string, options: RequestOptions): Promise<Response> {
+    const sentWith = this.session.get().tokens?.access;
     let response = await this.fetchWithToken(method, path, options);
-    if (response.status === 401 && (await this.refresh())) {
-      response = await this.fetchWithToken(method, path, options);
+    if (response.status === 401) {
+      // Renewed while this request was out (renewing revokes the token it carried): try again
+      // with the new token, rather than renew once more and revoke that one too.
+      const renewedMeanwhile = this.session.get().tokens?.access !== sentWith;
+      if (renewedMeanwhile || (await this.refresh())) {
+        response = await this.fetchWithToken(method, path, options);
+      } else if (this.session.get().tokens) {
+        // The renewal could not be made now (Spindle away or failing); the session stands
+        // and the renewal is tried again shortly.
+        throw new NetworkError("Spindle cannot be reached.");
+      }
     }
     if (response.status === 401) {
       this.end("Your session has ended. Please sign in again.");
@@ -185,7 +195,11 @@ export class Api {
   refresh(): Promise<boolean> {
     this.refreshing ??= (async () => {
       const tokens = this.session.get().tokens;
-      if (!tokens?.refresh) return false;
+      if (!tokens) return false;
+      if (!tokens.refresh) {
+        this.end("Your session has ended. Please sign in again.");
+        return false;
+      }
       try {
         const answer = await this.tokenRequest({
           grant_type: "refresh_token",
@@ -194,7 +208,10 @@ export class Api {
         this.accept(answer, tokens.username);
         return true;
       } catch (error) {
-        if (error instanceof NetworkError) {
+        // Only Spindle refusing the grant ends the session; a network failure, a proxy's 502
+        // while Spindle restarts or a 429 leave it, and the renewal is tried again.
+        const refused = error instanceof ApiError && error.status < 500 && error.status !== 429;
+        if (!refused) {
           this.schedule(15_000);
           return false;
         }

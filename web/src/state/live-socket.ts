@@ -189,10 +189,9 @@ export class WebSocketLiveSource implements LiveSource {
           this.ensureSocket();
           return;
         }
-        // An expired token: renew it (a refused renewal ends the session), then come back.
-        void this.api.refresh().then((renewed) => {
-          if (renewed) this.failed();
-        });
+        // An expired token: renew it (a refused renewal ends the session), then come back. If
+        // the renewal could not be made now, reconnecting tries it again, and says so meanwhile.
+        void this.api.refresh().then(() => this.failed());
         return;
       }
       if (event.code === 4403) {
