@@ -754,6 +754,41 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("polls when the WebSocket never opens, with one polling loop however the fleet scrolls", async () => {
+    const page = await newPage({ height: 420 });
+    // A proxy without WebSocket: every socket closes before it opens.
+    await page.routeWebSocket(/\/ws\/machine_data\/$/, (socket) => socket.close());
+    await signIn(page, people.manager);
+    await page.getByText("updated every 2 s", { exact: false }).first().waitFor();
+    const machine = fleet[0]!;
+    const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+    await ingestOne({ machine_id: machine.machine_id, axis_name: "Z", actual_position: 8642.5 });
+    await expect.poll(() => tile.textContent(), { timeout: 10_000 }).toContain("8642.5");
+
+    // On a slow network (each request 300 ms), each scroll changes the machines on screen
+    // while a round is under way.
+    await page.route(/\/data\/axises\//, async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await route.continue();
+    });
+    for (let i = 0; i < 24; i++) {
+      await page.mouse.wheel(0, i % 2 === 0 ? 700 : -700);
+      await page.waitForTimeout(120);
+    }
+    const requests = new Map<string, number>();
+    page.on("request", (request) => {
+      const url = new URL(request.url());
+      if (url.pathname !== "/data/axises/") return;
+      const id = url.searchParams.get("machine")!;
+      requests.set(id, (requests.get(id) ?? 0) + 1);
+    });
+    await page.waitForTimeout(4_500);
+    // One loop asks for each machine once a round, a round every 2 s or more.
+    expect(requests.size).toBeGreaterThan(0);
+    expect(Math.max(...requests.values())).toBeLessThanOrEqual(3);
+    await page.context().close();
+  });
+
   it("renders only the tiles on screen with 1,000 machines", async () => {
     const rows = Array.from({ length: 980 }, (_, i) => {
       const machine_id = 90_000_000 + (process.pid % 1000) * 1000 + i;

@@ -27,6 +27,8 @@ export class PollingLiveSource implements LiveSource {
   /** Machines whose recent trend was fetched; later rounds need only the newest rows. */
   private primed = new Set<number>();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** A round is under way: it schedules the next itself, so a new watcher must not. */
+  private polling = false;
 
   constructor(
     private readonly api: Api,
@@ -40,7 +42,8 @@ export class PollingLiveSource implements LiveSource {
   watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void {
     const watcher: Watcher = { machines: new Set(machines), onSamples };
     this.watchers.add(watcher);
-    if (this.timer === undefined) this.timer = setTimeout(() => void this.poll(), 0);
+    if (this.timer === undefined && !this.polling)
+      this.timer = setTimeout(() => void this.poll(), 0);
     return () => {
       this.watchers.delete(watcher);
       if (this.watchers.size === 0) {
@@ -51,6 +54,8 @@ export class PollingLiveSource implements LiveSource {
   }
 
   private async poll(): Promise<void> {
+    this.timer = undefined;
+    this.polling = true;
     const machines = [...new Set([...this.watchers].flatMap((w) => [...w.machines]))];
     const queue = [...machines];
     const worker = async () => {
@@ -73,11 +78,9 @@ export class PollingLiveSource implements LiveSource {
       }
     };
     await Promise.all(Array.from({ length: this.concurrency }, worker));
-    if (this.watchers.size > 0) {
+    this.polling = false;
+    if (this.watchers.size > 0 && this.timer === undefined)
       this.timer = setTimeout(() => void this.poll(), this.watchIntervalMs);
-    } else {
-      this.timer = undefined;
-    }
   }
 
   follow(machine: number, since: string, onSamples: (samples: AxisSample[]) => void): () => void {
