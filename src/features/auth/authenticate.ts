@@ -8,6 +8,8 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** Reachable without a token (sign-in, registration, health). Everything else needs one. */
     public?: boolean;
+    /** On a public route: a token, when one is sent, is checked and names the caller. */
+    identifiesCaller?: boolean;
     /** The permission a caller needs, e.g. `machine.view`; absent means any valid token. */
     permission?: string;
     /** Passes when the caller holds any one of these (OR semantics). */
@@ -41,8 +43,9 @@ export const authenticate = fp(
     app.decorateRequest("actor", null);
     app.addHook("onRequest", async (request) => {
       const config = request.routeOptions.config;
-      if (request.routeOptions.url === undefined || config.public) return;
+      if (request.routeOptions.url === undefined) return;
       const header = request.headers.authorization;
+      if (config.public && !(config.identifiesCaller && header)) return;
       if (!header) throw notProvided();
       const token = bearerToken(header);
       if (!token) throw new DomainError("invalid_token", "Invalid token.");

@@ -154,6 +154,31 @@ describe("registration limit", () => {
       await strict.close();
     }
   });
+
+  it("does not limit an Admin creating accounts, and checks a token that is sent", async () => {
+    const strict = await buildTestApp({ REGISTRATIONS_PER_ADDRESS: "1" });
+    try {
+      const call = (headers: Record<string, string> = {}) =>
+        strict.inject({
+          method: "POST",
+          url: "/register/",
+          headers,
+          payload: { username: uniqueName("crew"), password: testPassword },
+        });
+      for (let i = 0; i < 4; i++) expect((await call(strict.adminAuth)).statusCode).toBe(201);
+      // Anyone else from the address has the limit: one, then 429. A Manager too.
+      const manager = await strict.userAuth(["Manager"]);
+      expect((await call()).statusCode).toBe(201);
+      expect((await call()).statusCode).toBe(429);
+      expect((await call({ authorization: manager.authorization })).statusCode).toBe(429);
+      // A bad token is an error, not an anonymous call.
+      const bad = await call({ authorization: "Bearer spa_not-a-token" });
+      expect(bad.statusCode).toBe(401);
+      expect(bad.json()).toEqual({ detail: "Invalid token." });
+    } finally {
+      await strict.close();
+    }
+  });
 });
 
 describe("users administration", () => {
