@@ -590,7 +590,25 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     ).toBe(200);
     await shot(page, "admin-machines");
 
-    await row.getByRole("button", { name: "Delete" }).click();
+    // From the keyboard: Delete asks and puts focus on Cancel, so Enter twice (a double press)
+    // asks and cancels, and Escape cancels too; nothing is deleted.
+    const deleteButton = row.getByRole("button", { name: "Delete", exact: true });
+    const focused = () => page.evaluate(() => document.activeElement?.textContent);
+    await deleteButton.focus();
+    await page.keyboard.press("Enter");
+    await row.getByRole("button", { name: "Yes, delete" }).waitFor();
+    await expect.poll(focused).toBe("Cancel");
+    await page.keyboard.press("Enter");
+    await deleteButton.waitFor();
+    await deleteButton.click();
+    await expect.poll(focused).toBe("Cancel");
+    await page.keyboard.press("Escape");
+    await deleteButton.waitFor();
+    expect(
+      (await t.inject({ url: `/data/machines/${id}/`, headers: t.adminAuth })).statusCode,
+    ).toBe(200);
+
+    await deleteButton.click();
     await row.getByRole("button", { name: "Yes, delete" }).click();
     await page.getByText(`Deleted machine ${id}.`).waitFor();
     await expect.poll(() => row.count()).toBe(0);

@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 
 /** A destructive action that asks once, in place (keyboard friendly, no browser dialog). */
 export function ConfirmButton({
@@ -12,6 +12,13 @@ export function ConfirmButton({
 }) {
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
+  const cancel = useRef<HTMLButtonElement>(null);
+  // Focus moves to the question just asked, on Cancel: the button pressed is gone, and a second
+  // Enter (a double press, a key held) then undoes the question instead of destroying a
+  // machine and its data. (The autofocus attribute acts only once per page, so it is set here.)
+  useEffect(() => {
+    if (asking) cancel.current?.focus();
+  }, [asking]);
   if (!asking) {
     return (
       <button
@@ -23,6 +30,9 @@ export function ConfirmButton({
       </button>
     );
   }
+  const escape = (event: KeyboardEvent) => {
+    if (event.key === "Escape") setAsking(false);
+  };
   return (
     <span class="confirm">
       <span class="confirm-question">{question}</span>
@@ -30,8 +40,7 @@ export function ConfirmButton({
         type="button"
         class="button button-small button-danger"
         disabled={busy}
-        // biome-ignore lint/a11y/noAutofocus: focus moves to the question just asked
-        autoFocus
+        onKeyDown={escape}
         onClick={async () => {
           setBusy(true);
           try {
@@ -44,7 +53,13 @@ export function ConfirmButton({
       >
         Yes, {label.toLowerCase()}
       </button>
-      <button type="button" class="button button-small" onClick={() => setAsking(false)}>
+      <button
+        type="button"
+        class="button button-small"
+        ref={cancel}
+        onKeyDown={escape}
+        onClick={() => setAsking(false)}
+      >
         Cancel
       </button>
     </span>
