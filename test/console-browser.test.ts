@@ -657,6 +657,17 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("shows the fleet when loading it takes longer than its refresh interval (10 s)", async () => {
+    const page = await newPage();
+    await page.route(/\/data\/machines\/\?/, async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 10_500));
+      await route.continue().catch(() => undefined);
+    });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor({ timeout: 20_000 });
+    await page.context().close();
+  }, 30_000);
+
   it("does not show administration to an Operator", async () => {
     const page = await newPage();
     await signIn(page, people.operator);

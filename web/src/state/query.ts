@@ -8,8 +8,10 @@ export interface Query<T> {
 }
 
 /**
- * Loads once per change of `deps`, and again every `refreshMs` if given; keeps the last good
- * data while reloading, and the error for the page to show (never swallowed).
+ * Loads once per change of `deps`, and again `refreshMs` after each load ends, if given; keeps
+ * the last good data while reloading, and the error for the page to show (never swallowed).
+ * (Counted from the end: counted from the start, a load slower than `refreshMs` was replaced
+ * by the next before it could finish, and the page never left "Loading".)
  */
 export function useQuery<T>(load: () => Promise<T>, deps: unknown[], refreshMs?: number): Query<T> {
   const [data, setData] = useState<T | undefined>(undefined);
@@ -21,21 +23,25 @@ export function useQuery<T>(load: () => Promise<T>, deps: unknown[], refreshMs?:
 
   useEffect(() => {
     let current = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const settled = () => {
+      setLoading(false);
+      if (refreshMs) timer = setTimeout(() => setTick((n) => n + 1), refreshMs);
+    };
     setLoading(true);
     loadRef.current().then(
       (value) => {
         if (!current) return;
         setData(value);
         setError(undefined);
-        setLoading(false);
+        settled();
       },
       (failure: Error) => {
         if (!current) return;
         setError(failure);
-        setLoading(false);
+        settled();
       },
     );
-    const timer = refreshMs ? setTimeout(() => setTick((n) => n + 1), refreshMs) : undefined;
     return () => {
       current = false;
       clearTimeout(timer);
