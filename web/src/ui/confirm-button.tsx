@@ -30,7 +30,7 @@ export function ConfirmButton({
       </button>
     );
   }
-  const escape = (event: KeyboardEvent) => {
+  const cancelOnEscape = (event: KeyboardEvent) => {
     if (event.key === "Escape") setAsking(false);
   };
   return (
@@ -40,7 +40,7 @@ export function ConfirmButton({
         type="button"
         class="button button-small button-danger"
         disabled={busy}
-        onKeyDown={escape}
+        onKeyDown={cancelOnEscape}
         onClick={async () => {
           setBusy(true);
           try {
@@ -57,7 +57,7 @@ export function ConfirmButton({
         type="button"
         class="button button-small"
         ref={cancel}
-        onKeyDown={escape}
+        onKeyDown={cancelOnEscape}
         onClick={() => setAsking(false)}
       >
         Cancel
