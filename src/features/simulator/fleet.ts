@@ -365,7 +365,11 @@ class FleetRunner {
  * One schedule per distinct interval of an entity. A row carries every field of its entity, so
  * when fields differ, a row is written on each field's tick (coinciding ticks once).
  */
-function buildSchedules(spec: FieldSpec): Schedule[] {
+/**
+ * The spec's update intervals as schedules; a RangeError when one is below 1 ms (a speed too
+ * high for the spec). Call it to check a spec before creating a fleet for it.
+ */
+export function buildSchedules(spec: FieldSpec): Schedule[] {
   return SCHEDULED_ENTITIES.flatMap((entity) =>
     [...new Set(entityIntervals(spec, entity).map((ms) => wholeMilliseconds(entity, ms)))].map(
       (intervalMs) => ({ entity, intervalMs, next: 0 }),

@@ -103,6 +103,14 @@ describe("spindle simulate", () => {
     expect(await count("axis")).toBe(100);
     expect(await count("tool")).toBe(20 * 24);
   }, 120_000);
+
+  it("refuses a speed its spec cannot run at before creating any machine (exit 2)", async () => {
+    const before = await count("machine");
+    const run = await spindle(["simulate", "--machines", "30", "--speed", "1000"], env);
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toMatch(/below 1 ms; lower the speed/);
+    expect(await count("machine")).toBe(before);
+  }, 60_000);
 });
 
 describe("the simulator in a server and against a remote one", () => {

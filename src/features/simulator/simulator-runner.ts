@@ -4,6 +4,7 @@ import { DomainError } from "../../platform/errors.ts";
 import { ensureFleet, type ProvisionedMachine } from "../machines/fleet-provisioning.ts";
 import { DEFAULT_FIELD_SPEC_FILE, readFieldSpec } from "./field-spec.ts";
 import {
+  buildSchedules,
   describeFleet,
   type FleetReport,
   type FleetShape,
@@ -92,6 +93,8 @@ export async function startSimulator(
     toolCapacity: 24,
     ...(options.axes ? { axes: options.axes } : {}),
   };
+  // A speed the spec cannot run at is refused before any machine is created for it.
+  buildSchedules(spec);
   const provisioned = await target.provision(describeFleet(shape));
   const sink = new PipelineSink(target, provisioned, hooks.onPause);
   const fleet = startFleet({
