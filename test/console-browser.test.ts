@@ -268,6 +268,51 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     });
     await table.getByRole("cell", { name: "777.125" }).waitFor();
 
+    // Drag across a chart to zoom: the time under the middle of the chart moves into the span
+    // dragged, stays there while data arrives, and a double-click returns to the live window.
+    const chart = page.getByRole("figure", { name: /^Axis X:/ });
+    const over = chart.locator(".u-over");
+    const box = (await over.boundingBox())!;
+    const span = async () =>
+      (await chart
+        .locator("figcaption time")
+        .evaluateAll((times) =>
+          times.map((time) => Date.parse(time.getAttribute("datetime")!)),
+        )) as [number, number];
+    const [liveFrom, liveTo] = await span();
+    expect(liveTo - liveFrom).toBeCloseTo(15 * 60_000, -3);
+    await page.mouse.move(box.x + box.width * 0.05, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.25, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    const zoomed = await span();
+    // A fifth of the window, from its first twentieth.
+    expect(zoomed[1] - zoomed[0]).toBeGreaterThan(2 * 60_000);
+    expect(zoomed[1] - zoomed[0]).toBeLessThan(4 * 60_000);
+    expect(zoomed[0] - liveFrom).toBeLessThan(90_000);
+    await ingestOne({
+      machine_id: machine.machine_id,
+      axis_name: "X",
+      actual_position: 778.5,
+      target_position: 790,
+    });
+    await table.getByRole("cell", { name: "778.5" }).waitFor();
+    await page.waitForTimeout(300);
+    expect(await span()).toEqual(zoomed);
+    await page.mouse.dblclick(box.x + box.width / 2, box.y + box.height / 2);
+    await expect
+      .poll(async () => (await span())[1] - (await span())[0])
+      .toBeGreaterThan(14 * 60_000);
+
+    // The legend's entries are buttons, for the keyboard too.
+    const acceleration = chart.getByRole("button", { name: /^Acceleration/ });
+    const pressedBefore = await acceleration.getAttribute("aria-pressed");
+    await acceleration.focus();
+    await page.keyboard.press("Enter");
+    await expect
+      .poll(() => acceleration.getAttribute("aria-pressed"))
+      .toBe(pressedBefore === "true" ? "false" : "true");
+
     await page.getByRole("button", { name: "5 min", exact: true }).click();
     await expect(
       page.getByRole("button", { name: "5 min", exact: true }).getAttribute("aria-pressed"),

@@ -20,6 +20,23 @@ function cssColor(name: string, fallback: string): string {
  * A uPlot time chart that is created once and fed with `setData`, so thousands of points at
  * ten updates a second stay smooth. Click a legend entry to show or hide a series.
  */
+/** "Showing 14:05:10 to 14:20:10", each a <time> with its ISO 8601 instant. */
+function describeSpan(caption: HTMLElement, fromSeconds: number, toSeconds: number): void {
+  const time = (seconds: number) => {
+    const at = new Date(Math.round(seconds * 1000));
+    const element = document.createElement("time");
+    element.dateTime = at.toISOString();
+    element.textContent = at.toLocaleTimeString();
+    return element;
+  };
+  const from = time(fromSeconds);
+  const to = time(toSeconds);
+  const text = `Showing ${from.textContent} to ${to.textContent}`;
+  if (caption.dataset.text === text) return;
+  caption.dataset.text = text;
+  caption.replaceChildren("Showing ", from, " to ", to);
+}
+
 export function TimeChart({
   title,
   series,
@@ -40,6 +57,8 @@ export function TimeChart({
   dataRef.current = data;
   const windowRef = useRef(windowSeconds);
   windowRef.current = windowSeconds;
+  /** The span dragged across (seconds), held while data arrives, until a double-click. */
+  const zoom = useRef<[number, number] | null>(null);
 
   useEffect(() => {
     const element = holder.current;
@@ -47,6 +66,11 @@ export function TimeChart({
     let instance: uPlot | null = null;
     const create = () => {
       instance?.destroy();
+      element.querySelector("figcaption")?.remove();
+      // The canvas says nothing to a screen reader: the span shown, in words and as times.
+      const caption = document.createElement("figcaption");
+      caption.className = "visually-hidden";
+      element.append(caption);
       const text = cssColor("--text-muted", "#667");
       const grid = cssColor("--chart-grid", "#8883");
       const axis = (scale: string, side: 1 | 3): uPlot.Axis => ({
@@ -71,10 +95,27 @@ export function TimeChart({
             x: {
               time: true,
               range: () => {
+                if (zoom.current) return zoom.current;
                 const now = Date.now() / 1000;
                 return [now - windowRef.current, now];
               },
             },
+          },
+          hooks: {
+            setScale: [
+              (u, key) => {
+                if (key === "x") describeSpan(caption, u.scales.x!.min!, u.scales.x!.max!);
+              },
+            ],
+            setSelect: [
+              (u) => {
+                if (u.select.width <= 0) return;
+                zoom.current = [
+                  u.posToVal(u.select.left, "x"),
+                  u.posToVal(u.select.left + u.select.width, "x"),
+                ];
+              },
+            ],
           },
           axes: [
             { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
@@ -103,6 +144,27 @@ export function TimeChart({
         element,
       );
       plot.current = instance;
+      const chart = instance;
+      chart.over.addEventListener("dblclick", () => {
+        zoom.current = null;
+        chart.setData(dataRef.current);
+      });
+      // The legend's entries (after the time's) show or hide their series on click; from the
+      // keyboard too, with their state announced.
+      const entries = [...element.querySelectorAll<HTMLElement>(".u-legend .u-series th")];
+      for (const [index, entry] of entries.entries()) {
+        if (index === 0) continue;
+        const pressed = () => String(chart.series[index]?.show ?? true);
+        entry.tabIndex = 0;
+        entry.setAttribute("role", "button");
+        entry.setAttribute("aria-pressed", pressed());
+        entry.addEventListener("click", () => entry.setAttribute("aria-pressed", pressed()));
+        entry.addEventListener("keydown", (event) => {
+          if (event.key !== "Enter" && event.key !== " ") return;
+          event.preventDefault();
+          entry.click();
+        });
+      }
     };
     create();
     const resize = new ResizeObserver(() => {
@@ -123,5 +185,5 @@ export function TimeChart({
     plot.current?.setData(data);
   }, [data, windowSeconds]);
 
-  return <div class="chart" ref={holder} role="img" aria-label={title} />;
+  return <figure class="chart" ref={holder} aria-label={title} />;
 }
