@@ -534,6 +534,49 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("reads a machine's window again when the live feed could not replay what it missed", async () => {
+    const page = await newPage();
+    let seqDelivered = false;
+    const resets: string[] = [];
+    let drop: (() => Promise<void>) | undefined;
+    await page.routeWebSocket(/\/ws\/machine_data\/$/, (socket) => {
+      const server = socket.connectToServer();
+      socket.onMessage((message) => {
+        const parsed = JSON.parse(String(message)) as Record<string, unknown>;
+        // As after a long outage: the seq to resume from is older than Spindle still holds.
+        if (parsed.type === "subscribe" && parsed.since_seq !== undefined) parsed.since_seq = 1;
+        server.send(JSON.stringify(parsed));
+      });
+      server.onMessage((message) => {
+        if (/"seq":\d/.test(String(message))) seqDelivered = true;
+        if (String(message).includes('"reset":true')) resets.push(String(message));
+        socket.send(message);
+      });
+      drop = () => server.close();
+    });
+    const windows: string[] = [];
+    page.on("request", (request) => {
+      if (new URL(request.url()).pathname === "/api/axis-data/") windows.push(request.url());
+    });
+    await signIn(page, people.manager);
+    const machine = fleet[5]!;
+    await page.goto(`${base}/machines/${machine.machine_id}`);
+    await expect.poll(() => page.locator(".uplot").count()).toBe(5);
+    await ingestOne({ machine_id: machine.machine_id, axis_name: "X", actual_position: 10.5 });
+    await expect.poll(() => seqDelivered).toBe(true);
+    const before = windows.length;
+    expect(before).toBeGreaterThan(0);
+
+    await drop!();
+    // The reset snapshot: one message per kind of data, each flagged.
+    await expect.poll(() => resets.length, { timeout: 15_000 }).toBeGreaterThan(0);
+    await expect.poll(() => windows.length).toBe(before + 1);
+    await page.waitForTimeout(1000);
+    expect(windows.length).toBe(before + 1);
+    await expect.poll(() => page.locator(".uplot").count()).toBe(5);
+    await page.context().close();
+  });
+
   it("comes back on the renewed token when renewing its tokens closes the live socket", async () => {
     const page = await newPage();
     /** The token each live socket authenticated with, in order. */

@@ -113,6 +113,8 @@ function MachineView({ info }: { info: MachineInfo }) {
   const [version, setVersion] = useState(0);
   const [error, setError] = useState<Error | undefined>(undefined);
   const [downsampled, setDownsampled] = useState(false);
+  // Bumped when the live feed skipped samples: the window is read again, not drawn across.
+  const [gaps, setGaps] = useState(0);
   const series = useRef(new Map<string, AxisSeries>());
   const now = useNow(1000);
 
@@ -150,7 +152,9 @@ function MachineView({ info }: { info: MachineInfo }) {
         setError(undefined);
         append(rows);
         const since = rows.at(-1)?.update_timestamp ?? new Date().toISOString();
-        stopFollowing = liveSource.follow(machine.machine_id, since, append);
+        stopFollowing = liveSource.follow(machine.machine_id, since, append, () =>
+          setGaps((n) => n + 1),
+        );
       },
       (failure: Error) => {
         if (!stopped) setError(failure);
@@ -161,7 +165,7 @@ function MachineView({ info }: { info: MachineInfo }) {
       stopFollowing();
       cancelAnimationFrame(frame);
     };
-  }, [machine.machine_id, minutes, paused]);
+  }, [machine.machine_id, minutes, paused, gaps]);
 
   const axes = useMemo(() => {
     const names = new Set([...info.axes.map((axis) => axis.axis_name), ...series.current.keys()]);

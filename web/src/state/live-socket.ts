@@ -10,6 +10,8 @@ interface Subscriber {
   deliver: (rows: AxisSample[]) => void;
   /** Stops the polling stand-in, when the socket gave way to polling. */
   stopFallback?: () => void;
+  /** The feed skipped ticks (a resume too far behind came back as a reset snapshot). */
+  gap?: () => void;
   start: (fallback: LiveSource) => () => void;
 }
 
@@ -85,7 +87,12 @@ export class WebSocketLiveSource implements LiveSource {
     });
   }
 
-  follow(machine: number, since: string, onSamples: (samples: AxisSample[]) => void): () => void {
+  follow(
+    machine: number,
+    since: string,
+    onSamples: (samples: AxisSample[]) => void,
+    onGap?: () => void,
+  ): () => void {
     // Only samples newer than what the page already holds, per axis.
     const newest = new Map<string, number>();
     const after = Date.parse(since);
@@ -100,6 +107,7 @@ export class WebSocketLiveSource implements LiveSource {
         });
         if (fresh.length > 0) onSamples(fresh);
       },
+      ...(onGap ? { gap: onGap } : {}),
       start: (fallback) => fallback.follow(machine, since, onSamples),
     });
   }
@@ -295,6 +303,8 @@ export class WebSocketLiveSource implements LiveSource {
         this.subscribe();
         return;
       case "axis_data": {
+        // Too far behind to replay: what came between is not in the feed.
+        if (message.reset) for (const subscriber of this.subscribers) subscriber.gap?.();
         if (!Array.isArray(message.data) || message.data.length === 0) return;
         const rows = message.data as AxisSample[];
         for (const subscriber of this.subscribers) {

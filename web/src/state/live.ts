@@ -11,8 +11,17 @@ export interface LiveSource {
   readonly description: string;
   /** The newest samples of these machines, repeatedly, until the returned function is called. */
   watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void;
-  /** Every sample of one machine after `since` (ISO 8601), in time order, until stopped. */
-  follow(machine: number, since: string, onSamples: (samples: AxisSample[]) => void): () => void;
+  /**
+   * Every sample of one machine after `since` (ISO 8601), in time order, until stopped.
+   * `onGap` is told when samples were skipped (the feed could not replay what it missed), so
+   * the page reads its window again.
+   */
+  follow(
+    machine: number,
+    since: string,
+    onSamples: (samples: AxisSample[]) => void,
+    onGap?: () => void,
+  ): () => void;
 }
 
 interface Watcher {
