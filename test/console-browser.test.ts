@@ -303,6 +303,17 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await expect
       .poll(async () => (await span())[1] - (await span())[0])
       .toBeGreaterThan(14 * 60_000);
+    // Zoomed, then another window chosen: that window is shown.
+    await page.mouse.move(box.x + box.width * 0.05, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width * 0.25, box.y + box.height / 2, { steps: 5 });
+    await page.mouse.up();
+    await expect.poll(async () => (await span())[1] - (await span())[0]).toBeLessThan(4 * 60_000);
+    await page.getByRole("button", { name: "5 min", exact: true }).click();
+    await expect
+      .poll(async () => (await span())[1] - (await span())[0])
+      .toBeCloseTo(5 * 60_000, -3);
+    await page.getByRole("button", { name: "15 min", exact: true }).click();
 
     // The legend's entries are buttons, for the keyboard too.
     const acceleration = chart.getByRole("button", { name: /^Acceleration/ });
@@ -837,6 +848,32 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("asks for a renewal again on its timer, not on every 401, while renewals fail", async () => {
+    const page = await newPage();
+    const attempts: number[] = [];
+    await page.route("**/o/token/", (route) => {
+      if (!route.request().postData()?.includes("refresh_token")) return route.continue();
+      attempts.push(Date.now());
+      return route.fulfill({ status: 502, contentType: "text/html", body: "<h1>Bad gateway</h1>" });
+    });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    // The access token stops working: the live socket closes (4401) and reconnects with
+    // backoff, and every request the pages make answers 401.
+    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+    const { access } = JSON.parse(stored ?? "{}") as { access: string };
+    await t.inject({
+      method: "POST",
+      url: "/o/revoke_token/",
+      payload: { token: access, client_id: consoleClient.clientId },
+    });
+    await expect.poll(() => attempts.length).toBeGreaterThan(0);
+    await page.waitForTimeout(6_000);
+    expect(attempts).toHaveLength(1);
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    await page.context().close();
+  });
+
   it("brings the live feed back when its token is revoked while the renewal cannot reach Spindle", async () => {
     const page = await newPage();
     await signIn(page, people.manager);
@@ -917,6 +954,12 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     t.services.changes.changed("machine");
 
     const page = await newPage();
+    const refused: string[] = [];
+    page.on("websocket", (socket) =>
+      socket.on("framereceived", ({ payload }) => {
+        if (String(payload).includes("Too many subscribe")) refused.push(String(payload));
+      }),
+    );
     await signIn(page, people.manager);
     await page.getByText("1000 machines", { exact: false }).first().waitFor();
     const rendered = await page.locator(".tile").count();
@@ -929,12 +972,6 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
 
     // Scrolling through changes the machines on screen faster than Spindle takes subscribes (2
     // a second, bursts of 10): the tiles left on screen must still get live values.
-    const refused: string[] = [];
-    page.on("websocket", (socket) =>
-      socket.on("framereceived", ({ payload }) => {
-        if (String(payload).includes("Too many subscribe")) refused.push(String(payload));
-      }),
-    );
     for (const step of [...Array(15).fill(-2000), ...Array(15).fill(2000)]) {
       await page.mouse.wheel(0, step);
       await page.waitForTimeout(60);

@@ -88,6 +88,8 @@ export class Api {
   readonly online = new Store(true);
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   private refreshing: Promise<boolean> | undefined;
+  /** Until then, a renewal is not tried again (the last failed, and its timer will retry). */
+  private retryRenewalAt = 0;
 
   constructor(private readonly storage: Storage = sessionStorage) {
     this.session = new Store<SessionState>({ tokens: this.load(), notice: null });
@@ -193,6 +195,9 @@ export class Api {
 
   /** Exchanges the refresh token (each is usable once); one exchange at a time. */
   refresh(): Promise<boolean> {
+    // A renewal Spindle answered "not now" is retried on its timer, not by every request that
+    // meets a 401 meanwhile (a poll per machine would each ask /o/token/ again).
+    if (Date.now() < this.retryRenewalAt) return Promise.resolve(false);
     this.refreshing ??= (async () => {
       const tokens = this.session.get().tokens;
       if (!tokens) return false;
@@ -212,6 +217,10 @@ export class Api {
         // while Spindle restarts or a 429 leave it, and the renewal is tried again.
         const refused = error instanceof ApiError && error.status < 500 && error.status !== 429;
         if (!refused) {
+          // An answer that says "not now" (429, 5xx) holds renewals until the timer's retry (a
+          // little before it, which must find the gate open); without a network, no request
+          // meets a 401, so only the live socket's backoff asks again.
+          if (error instanceof ApiError) this.retryRenewalAt = Date.now() + 14_500;
           this.schedule(15_000);
           return false;
         }

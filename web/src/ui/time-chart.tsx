@@ -181,7 +181,11 @@ export function TimeChart({
     };
   }, [height]);
 
+  // Choosing another window leaves a zoom: the new window is what was asked for.
+  const shownWindow = useRef(windowSeconds);
   useEffect(() => {
+    if (shownWindow.current !== windowSeconds) zoom.current = null;
+    shownWindow.current = windowSeconds;
     plot.current?.setData(data);
   }, [data, windowSeconds]);
 
