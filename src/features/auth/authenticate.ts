@@ -8,7 +8,7 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** Reachable without a token (sign-in, registration, health). Everything else needs one. */
     public?: boolean;
-    /** On a public route: a token, when one is sent, is checked and names the caller. */
+    /** On a public route: a token, when one is sent and good, names the caller. */
     identifiesCaller?: boolean;
     /** The permission a caller needs, e.g. `machine.view`; absent means any valid token. */
     permission?: string;
@@ -45,7 +45,19 @@ export const authenticate = fp(
       const config = request.routeOptions.config;
       if (request.routeOptions.url === undefined) return;
       const header = request.headers.authorization;
-      if (config.public && !(config.identifiesCaller && header)) return;
+      if (config.public) {
+        // As DRF reads a public view's caller: a token that does not check out leaves it anonymous.
+        if (config.identifiesCaller && header) {
+          const token = bearerToken(header);
+          request.actor = token
+            ? await oauth.authenticateAccessToken(token).catch((error: unknown) => {
+                if (error instanceof DomainError && error.code === "invalid_token") return null;
+                throw error;
+              })
+            : null;
+        }
+        return;
+      }
       if (!header) throw notProvided();
       const token = bearerToken(header);
       if (!token) throw new DomainError("invalid_token", "Invalid token.");

@@ -161,13 +161,15 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
    * (deactivation, deletion, leaving the group); then call what it returns once the change is
    * made, which refuses it if it left no active Admin where there was one: nobody could
    * administer users, groups or clients again. The group's row lock makes such changes take
-   * turns, so two Admins cannot each remove the other.
+   * turns, so two Admins cannot each remove the other. It is NO KEY UPDATE, which a membership
+   * being added (its foreign key's KEY SHARE) does not wait for: with FOR UPDATE, deleting a
+   * user while the same user was added to Admin deadlocked.
    */
   async function keepingAnAdmin(
     tx: Queryable,
     refusal: Record<string, string[]>,
   ): Promise<() => Promise<void>> {
-    await tx.query("select id from app_group where name = 'Admin' for update");
+    await tx.query("select id from app_group where name = 'Admin' for no key update");
     const activeAdmins = async () =>
       Number(
         (
@@ -231,6 +233,13 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
   }
 
   async function setGroupPermissions(name: string, permissions: string[]): Promise<Group> {
+    // Without it nobody could grant any permission again, the Admin group's own included.
+    if (name === "Admin" && !permissions.includes("group.change"))
+      throw invalid({
+        permissions: [
+          "The Admin group keeps group.change, or no one could grant permissions again.",
+        ],
+      });
     await db.transaction(async (tx) => {
       // Locked: two edits at once each delete then insert, and without it the second's delete
       // cannot see the first's inserts (a primary key clash, or the union of both lists).

@@ -155,7 +155,7 @@ describe("registration limit", () => {
     }
   });
 
-  it("does not limit an Admin creating accounts, and checks a token that is sent", async () => {
+  it("does not limit an Admin creating accounts; a bad token is an anonymous call", async () => {
     const strict = await buildTestApp({ REGISTRATIONS_PER_ADDRESS: "1" });
     try {
       const call = (headers: Record<string, string> = {}) =>
@@ -171,10 +171,9 @@ describe("registration limit", () => {
       expect((await call()).statusCode).toBe(201);
       expect((await call()).statusCode).toBe(429);
       expect((await call({ authorization: manager.authorization })).statusCode).toBe(429);
-      // A bad token is an error, not an anonymous call.
-      const bad = await call({ authorization: "Bearer spa_not-a-token" });
-      expect(bad.statusCode).toBe(401);
-      expect(bad.json()).toEqual({ detail: "Invalid token." });
+      // A bad or revoked token, or another scheme, is no Admin: the limit applies, as to anyone.
+      for (const authorization of ["Bearer spa_not-a-token", "Basic YTpi"])
+        expect((await call({ authorization })).statusCode).toBe(429);
     } finally {
       await strict.close();
     }
@@ -494,6 +493,60 @@ describe("the last active Admin", () => {
       }
     },
   );
+});
+
+describe("the Admin group's permissions", () => {
+  it("keep group.change, whatever else an Admin takes away", async () => {
+    const put = (permissions: string[]) =>
+      t.inject({
+        method: "PUT",
+        url: "/groups/Admin/permissions/",
+        headers: t.adminAuth,
+        payload: { permissions },
+      });
+    const before = await t.services.users.getGroup("Admin");
+    for (const permissions of [[], ["user.view", "user.add", "group.view"]]) {
+      const refused = await put(permissions);
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json().permissions[0]).toMatch(/keeps group.change/);
+    }
+    expect(await t.services.users.getGroup("Admin")).toEqual(before);
+    // Narrowed while keeping it: allowed, and it can give the rest back.
+    expect((await put(["group.change", "group.view"])).statusCode).toBe(200);
+    expect((await put(before.permissions)).statusCode).toBe(200);
+    expect(await t.services.users.getGroup("Admin")).toEqual(before);
+  });
+});
+
+describe.runIf(testDatabaseKind() === "postgres")("the Admin guard's lock", () => {
+  it("lets a user be deleted while the same user is being added to Admin, without a deadlock", async () => {
+    const client = new pg.Client({
+      connectionString: t.database.url,
+      options: `-c search_path=${t.database.schema}`,
+    });
+    await client.connect();
+    try {
+      const username = uniqueName("leaving");
+      const user = await t.services.users.createUser({ username, password: testPassword }, [
+        "Operator",
+      ]);
+      // The test holds the user's row so the deletion waits after taking the Admin group's
+      // lock; meanwhile the membership's insert takes its own locks on both rows.
+      await client.query("begin");
+      await client.query("select 1 from app_user where id = $1 for key share", [user.id]);
+      const deleting = t.services.users.deleteUser(user.id);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const adding = t.services.users.changeMembership("add", username, "Admin");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await client.query("commit");
+      const outcomes = await Promise.allSettled([deleting, adding]);
+      expect(outcomes.map((outcome) => outcome.status)).toEqual(["fulfilled", "fulfilled"]);
+      const left = await t.database.db.query("select 1 from app_user where id = $1", [user.id]);
+      expect(left.rows).toHaveLength(0);
+    } finally {
+      await client.end();
+    }
+  });
 });
 
 describe("concurrent edits", () => {
