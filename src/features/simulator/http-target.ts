@@ -43,13 +43,20 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
       access_token?: string;
       error_description?: string;
     };
+    if (isAway(answer.status)) throw away(answer);
     if (!answer.ok || !body.access_token)
       throw new Error(`${base} refused the sign-in: ${body.error_description ?? answer.status}`);
     return body.access_token;
   }
 
-  async function call(method: string, path: string, body?: unknown): Promise<Response> {
+  async function call(
+    method: string,
+    path: string,
+    body?: unknown,
+    stop?: AbortSignal,
+  ): Promise<Response> {
     token ??= await signIn();
+    const timeout = AbortSignal.timeout(requestTimeoutMs);
     const send = () =>
       fetch(`${base}${path}`, {
         method,
@@ -58,7 +65,7 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(requestTimeoutMs),
+        signal: stop ? AbortSignal.any([timeout, stop]) : timeout,
       });
     let answer = await send();
     if (answer.status === 401) {
@@ -72,6 +79,7 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
     const rows: Row[] = [];
     for (let offset = 0; ; offset += 10_000) {
       const answer = await call("GET", `${path}?limit=10000&offset=${offset}`);
+      if (isAway(answer.status)) throw away(answer);
       if (!answer.ok) throw new Error(`GET ${path}: ${answer.status} ${await answer.text()}`);
       const page = (await answer.json()) as Row[];
       rows.push(...page);
@@ -170,11 +178,13 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
     },
 
     async remaining(ids: FleetIds): Promise<FleetIds> {
-      const [machines, axes, tools] = await Promise.all([
-        list<{ machine_id: number }>("/data/machines/"),
-        list<{ axis_id: number }>("/data/axes/"),
-        list<{ tool_id: number }>("/data/tools/"),
-      ]);
+      const [machines, axes, tools] = await reachable(() =>
+        Promise.all([
+          list<{ machine_id: number }>("/data/machines/"),
+          list<{ axis_id: number }>("/data/axes/"),
+          list<{ tool_id: number }>("/data/tools/"),
+        ]),
+      );
       const kept = (known: Set<number>, listed: number[]) =>
         new Set(listed.filter((id) => known.has(id)));
       return {
@@ -193,37 +203,38 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
       };
     },
 
-    async submit(batch: ValidBatch): Promise<IngestResult> {
+    async submit(batch: ValidBatch, stop?: AbortSignal): Promise<IngestResult> {
       const answer = await reachable(() =>
-        call("POST", "/api/ingest/", {
-          axis_data: batch.axis.map((row) => ({
-            axis: row.axisId,
-            actual_position: row.actualPosition,
-            target_position: row.targetPosition,
-            velocity: row.velocity,
-            acceleration: row.acceleration,
-            homed: row.homed,
-            timestamp: row.time,
-          })),
-          tool_data: batch.tools.map((row) => ({
-            tool_id: row.toolId,
-            tool_offset: row.toolOffset,
-            feedrate: row.feedrate,
-            timestamp: row.time,
-          })),
-          tool_usage: batch.toolUsage.map((row) => ({
-            machine_id: row.machineId,
-            tool_in_use: row.toolInUse,
-            timestamp: row.time,
-          })),
-        }),
+        call(
+          "POST",
+          "/api/ingest/",
+          {
+            axis_data: batch.axis.map((row) => ({
+              axis: row.axisId,
+              actual_position: row.actualPosition,
+              target_position: row.targetPosition,
+              velocity: row.velocity,
+              acceleration: row.acceleration,
+              homed: row.homed,
+              timestamp: row.time,
+            })),
+            tool_data: batch.tools.map((row) => ({
+              tool_id: row.toolId,
+              tool_offset: row.toolOffset,
+              feedrate: row.feedrate,
+              timestamp: row.time,
+            })),
+            tool_usage: batch.toolUsage.map((row) => ({
+              machine_id: row.machineId,
+              tool_in_use: row.toolInUse,
+              timestamp: row.time,
+            })),
+          },
+          stop,
+        ),
       );
       // Ingest is idempotent, so a batch whose answer was lost can be sent again.
-      if (answer.status === 502 || answer.status === 503 || answer.status === 504)
-        throw new IngestUnavailable(
-          `${base} answered ${answer.status}`,
-          retryAfterSeconds(answer.headers.get("retry-after")),
-        );
+      if (isAway(answer.status)) throw away(answer);
       if (answer.status === 400)
         throw new BatchRefused(`POST /api/ingest/: 400 ${await answer.text()}`);
       if (answer.status !== 202)
@@ -232,8 +243,16 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
     },
   };
 
-  /** Runs a request; a network failure or timeout means the server is away for now. */
-  async function reachable(request: () => Promise<Response>): Promise<Response> {
+  /** A gateway's or the server's "not now": wait and retry. */
+  function away(answer: Response): IngestUnavailable {
+    return new IngestUnavailable(
+      `${base} answered ${answer.status}`,
+      retryAfterSeconds(answer.headers.get("retry-after")),
+    );
+  }
+
+  /** Runs requests; a network failure or timeout means the server is away for now. */
+  async function reachable<T>(request: () => Promise<T>): Promise<T> {
     try {
       return await request();
     } catch (error) {
@@ -243,6 +262,8 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
     }
   }
 }
+
+const isAway = (status: number) => status === 502 || status === 503 || status === 504;
 
 /** How long to wait for any one request to the remote Spindle. */
 const requestTimeoutMs = 30_000;

@@ -6,7 +6,8 @@ import type { SampleBatch, SampleSink } from "./samples.ts";
 
 /** Anything that takes validated batches and answers once they are committed. */
 export interface BatchTarget {
-  submit(batch: ValidBatch): Promise<IngestResult>;
+  /** `stop` aborts a write under way, where the target can (a request to a remote server). */
+  submit(batch: ValidBatch, stop?: AbortSignal): Promise<IngestResult>;
 }
 
 /** Turns the simulator's samples (tool numbers, axis names) into rows keyed by database ids. */
@@ -101,23 +102,26 @@ export class PipelineSink implements SampleSink {
   ) {}
 
   async write(samples: SampleBatch): Promise<void> {
+    const { signal } = this.stopping;
     let batch = toValidBatch(samples, this.fleet);
     for (;;) {
       if (rowCount(batch) === 0) return;
       try {
-        await this.target.submit(batch);
-        return;
-      } catch (error) {
-        if (error instanceof BatchRefused) {
+        try {
+          await this.target.submit(batch, signal);
+          return;
+        } catch (error) {
+          if (!(error instanceof BatchRefused) || signal.aborted) throw error;
+          // Asking what remains may itself find the target away: retried like a write.
           if (!(await this.forgetDeleted())) throw error;
           batch = toValidBatch(samples, this.fleet);
-          continue;
         }
+      } catch (error) {
+        if (signal.aborted) return;
         if (!(error instanceof IngestUnavailable)) throw error;
-        if (this.stopping.signal.aborted) return;
         this.onPause(error.message);
-        await sleep(error.retryAfterSeconds * 1000, this.stopping.signal);
-        if (this.stopping.signal.aborted) return;
+        await sleep(error.retryAfterSeconds * 1000, signal);
+        if (signal.aborted) return;
       }
     }
   }
