@@ -108,6 +108,18 @@ async function ingestOne(sample: {
   if (answer.statusCode !== 202) throw new Error(`ingest: ${answer.statusCode} ${answer.body}`);
 }
 
+/** Revokes the access token the page holds, as another session of the same user could. */
+async function revokeAccessToken(page: Page): Promise<string> {
+  const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+  const { access } = JSON.parse(stored ?? "{}") as { access: string };
+  await t.inject({
+    method: "POST",
+    url: "/o/revoke_token/",
+    payload: { token: access, client_id: consoleClient.clientId },
+  });
+  return access;
+}
+
 /** The whole page, or (for the virtualized fleet) what is on screen. */
 const shot = (page: Page, name: string, fullPage = true) =>
   page.screenshot({ path: `${screenshots}${name}.png`, fullPage });
@@ -860,13 +872,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.locator(".tile").first().waitFor();
     // The access token stops working: the live socket closes (4401) and reconnects with
     // backoff, and every request the pages make answers 401.
-    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
-    const { access } = JSON.parse(stored ?? "{}") as { access: string };
-    await t.inject({
-      method: "POST",
-      url: "/o/revoke_token/",
-      payload: { token: access, client_id: consoleClient.clientId },
-    });
+    await revokeAccessToken(page);
     await expect.poll(() => attempts.length).toBeGreaterThan(0);
     await page.waitForTimeout(6_000);
     expect(attempts).toHaveLength(1);
@@ -888,13 +894,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     );
     // Revoked elsewhere: Spindle closes the live socket (4401) and the console renews, which
     // fails while the network is away.
-    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
-    const { access } = JSON.parse(stored ?? "{}") as { access: string };
-    await t.inject({
-      method: "POST",
-      url: "/o/revoke_token/",
-      payload: { token: access, client_id: consoleClient.clientId },
-    });
+    const access = await revokeAccessToken(page);
     await page.waitForTimeout(1500);
     offline = false;
     await expect
