@@ -498,6 +498,8 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await ingestOne({ machine_id: machine.machine_id, axis_name: "Y", actual_position: 4321.5 });
     await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("4321.5");
     expect(Date.now() - started).toBeLessThan(1500);
+    // The frame's event can reach the test a moment after the page has drawn it.
+    await expect.poll(() => pushed.some((frame) => frame.includes("4321.5"))).toBe(true);
     const push = JSON.parse(pushed.find((frame) => frame.includes("4321.5"))!);
     // It subscribes with a window, and acknowledges each push once it has shown it.
     expect(sent.some((frame) => JSON.parse(frame).window === 8)).toBe(true);
