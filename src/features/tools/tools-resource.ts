@@ -90,6 +90,14 @@ export const toolUsageResource: ResourceDefinition = {
   filters: {
     machine: { sql: (p) => `u.machine_id = ${p}`, schema: Id() },
     ...timeFilters("u.update_timestamp"),
+    // Each machine's newest report: the tool in use now. One index probe per machine, so a
+    // machine that has kept its tool for weeks is found however busy the others are.
+    latest: {
+      sql: (p) =>
+        `(not ${p}::boolean or u.usage_id in (select (select l.usage_id from tool_usage l
+           where l.machine_id = m.machine_id order by l.update_timestamp desc limit 1) from machine m))`,
+      schema: Type.Boolean({ description: "true: only each machine's newest report" }),
+    },
   },
   orderable: ["usage_id", "machine", "tool_in_use", "update_timestamp"],
   defaultOrdering: ["usage_id"],

@@ -248,6 +248,51 @@ describe("tool usage CRUD", () => {
     expect(page.headers["x-total-count"]).toBe("3");
     expect(usageIds((await send(t, "GET", links(page).next!)).json())).toEqual(usageIds([rows[0]]));
   });
+
+  it("?latest=true answers each machine's newest report, however many others report since", async () => {
+    const quiet = await createMachine(t);
+    const busy = await createMachine(t);
+    const idle = await createMachine(t);
+    const quietTool = await createTool(t, quiet.machine_id);
+    const busyTool = await createTool(t, busy.machine_id);
+    const report = async (machine: number, tool: number, at: string) =>
+      (
+        await send(t, "POST", "/data/tool-usage/", {
+          machine,
+          tool_in_use: tool,
+          update_timestamp: at,
+        })
+      ).json();
+    const quietOld = await report(quiet.machine_id, quietTool.tool_id, "2026-08-01T06:00:00Z");
+    const quietNewest = await report(quiet.machine_id, quietTool.tool_id, "2026-08-01T07:00:00Z");
+    const busyRows = [];
+    for (let minute = 10; minute < 40; minute++)
+      busyRows.push(await report(busy.machine_id, busyTool.tool_id, `2026-08-02T07:${minute}:00Z`));
+    const ours = new Set([quiet.machine_id, busy.machine_id, idle.machine_id]);
+    const latest = await send(t, "GET", "/data/tool-usage/?latest=true&limit=10000");
+    expect(latest.statusCode).toBe(200);
+    const mine = (latest.json() as { usage_id: number; machine: number }[]).filter((row) =>
+      ours.has(row.machine),
+    );
+    expect(usageIds(mine).sort((a, b) => a - b)).toEqual(
+      usageIds([quietNewest, busyRows.at(-1)]).sort((a, b) => a - b),
+    );
+    // Combined with the other filters, and counted as it is listed.
+    const one = await send(t, "GET", `/data/tool-usage/?latest=true&machine=${quiet.machine_id}`);
+    expect(usageIds(one.json())).toEqual([quietNewest.usage_id]);
+    expect(one.headers["x-total-count"]).toBe("1");
+    const everything = await send(
+      t,
+      "GET",
+      `/data/tool-usage/?latest=false&machine=${quiet.machine_id}`,
+    );
+    expect(usageIds(everything.json())).toEqual(usageIds([quietOld, quietNewest]));
+    await expectRefused(
+      t,
+      { method: "GET", url: "/data/tool-usage/?latest=newest", headers: t.adminAuth },
+      400,
+    );
+  });
 });
 
 describeBadInput(() => t, {

@@ -28,10 +28,9 @@ export async function loadFleet(): Promise<Fleet> {
     api.get<Machine[]>("/data/machines/", { limit: all }),
     api.get<Axis[]>("/data/axes/", { limit: all }),
     api.get<Tool[]>("/data/tools/", { limit: all }),
-    api.get<ToolUsage[]>("/data/tool-usage/", { ordering: "-update_timestamp", limit: 2000 }),
+    api.get<ToolUsage[]>("/data/tool-usage/", { latest: true, limit: all }),
   ]);
-  const toolInUse = new Map<number, ToolUsage>();
-  for (const row of usage) if (!toolInUse.has(row.machine)) toolInUse.set(row.machine, row);
+  const toolInUse = new Map(usage.map((row) => [row.machine, row]));
   return {
     machines,
     axesByMachine: groupBy(axes, (axis) => axis.machine),
