@@ -84,7 +84,7 @@ export interface IngestDeps {
 
 /**
  * The one way machine data enters Spindle, whatever its source (HTTP, the simulator, later MQTT
- * and MTConnect): validate → update the latest values → batch → commit → acknowledge → publish.
+ * and MTConnect): validate → batch → commit → acknowledge → update the latest values → publish.
  * A producer's promise resolves only once its rows are committed, so an acknowledged row is
  * never lost; rows are unique per series and instant, so a retried batch never duplicates.
  */
@@ -143,7 +143,6 @@ export class IngestPipeline {
     const rows = rowCount(batch);
     if (rows === 0) return Promise.resolve({ accepted: 0, duplicates: 0 });
     this.admit(rows);
-    this.deps.latest.apply(batch);
     return new Promise<IngestResult>((resolve, reject) => {
       this.queue.push({ batch, rows, resolve, reject });
       this.queuedRows += rows;
@@ -325,8 +324,14 @@ export class IngestPipeline {
     });
   }
 
+  /**
+   * Committed rows become the latest values and go to the live feed together, in commit order:
+   * a snapshot never shows a row that a refused or failed flush did not store, nor one that a
+   * flush still in flight may yet overtake.
+   */
   private publish(submissions: Submission[]): void {
     for (const { batch } of submissions) {
+      this.deps.latest.apply(batch);
       try {
         this.events.emit("committed", batch);
       } catch (error) {

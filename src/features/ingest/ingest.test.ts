@@ -226,6 +226,40 @@ describe("POST /api/ingest/", () => {
     expect(published).toHaveLength(1);
     expect(published[0]!.axis.map((row) => row.actualPosition)).toEqual([77, 11]);
   });
+
+  it("holds committed values only: a row is latest once stored, and a refused one never", async () => {
+    const row = (axisId: number, actualPosition: number) => {
+      const timeMs = Date.now() - 1;
+      return {
+        axisId,
+        machineId,
+        axisName: "X",
+        time: new Date(timeMs).toISOString(),
+        timeMs,
+        actualPosition,
+        targetPosition: 0,
+        velocity: 0,
+        acceleration: 0,
+        homed: true,
+      };
+    };
+    // Validation passed (submit takes validated batches), then the axis went: the database
+    // refuses the row, and the live feed must not show it.
+    const gone = 987_654_321;
+    const refused = t.services.ingest.submit({ axis: [row(gone, 1)], tools: [], toolUsage: [] });
+    expect(t.services.latest.axes.has(gone)).toBe(false);
+    await expect(refused).rejects.toThrow(/deleted meanwhile/);
+    expect(t.services.latest.axes.has(gone)).toBe(false);
+
+    const stored = t.services.ingest.submit({
+      axis: [row(axisIds.C!, 4242)],
+      tools: [],
+      toolUsage: [],
+    });
+    expect(t.services.latest.axes.get(axisIds.C!)?.actualPosition).not.toBe(4242);
+    await stored;
+    expect(t.services.latest.axes.get(axisIds.C!)?.actualPosition).toBe(4242);
+  });
 });
 
 describe("refused batches store nothing", () => {

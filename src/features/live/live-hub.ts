@@ -254,6 +254,12 @@ export class LiveHub {
         "subscribe: you do not have permission to view axis data, tools or tool usage.",
       );
     this.leaveGroup(connection);
+    // Rows committed and not yet ticked are already among the latest values: tick them now, so
+    // the snapshot's seq covers everything it shows and no push repeats it.
+    if (this.gathering) {
+      this.cancelTick();
+      this.flushTick();
+    }
     const encoding = message.encoding ?? "json";
     connection.filter = filter;
     connection.encoding = encoding;
@@ -278,7 +284,9 @@ export class LiveHub {
     const latest = this.deps.latest;
     const rows: Rows = {
       axis: filter.axisData
-        ? [...latest.axes.values()].filter((row) => axisMatches(filter, row))
+        ? [...latest.axes.values()].filter(
+            (row) => fleet.axes.has(row.axisId) && axisMatches(filter, row),
+          )
         : [],
       tools: filter.tools
         ? [...latest.tools.values()].filter((row) => machineMatches(filter, row.machineId))
@@ -325,9 +333,9 @@ export class LiveHub {
     const fleet = await this.currentFleet();
     // Everyone asking between two ticks (and catalog changes) gets the same bytes.
     if (this.snapshotCache?.seq !== this.seq || this.snapshotCache.fleet !== fleet) {
-      const rows = [...this.deps.latest.axes.values()].map((row) =>
-        axisRow(row, fleet.machines.get(row.machineId), allFields),
-      );
+      const rows = [...this.deps.latest.axes.values()]
+        .filter((row) => fleet.axes.has(row.axisId))
+        .map((row) => axisRow(row, fleet.machines.get(row.machineId), allFields));
       this.snapshotCache = {
         seq: this.seq,
         fleet,

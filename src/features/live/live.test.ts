@@ -470,6 +470,33 @@ describe("subscriptions", () => {
   });
 });
 
+describe("a snapshot taken while a tick gathers", () => {
+  let slowTicks: Fixture;
+  beforeAll(async () => {
+    slowTicks = await fixture({ tickMs: 300 });
+  });
+  afterAll(() => slowTicks.t.close());
+
+  it("covers the rows committed and not yet pushed, and no push repeats them", async () => {
+    const control = track((await signedIn(slowTicks)).client);
+    control.send({ type: "subscribe" });
+    await control.next((m) => m.type === "axis_data" && m.snapshot);
+    await ingestAxes(slowTicks, 500);
+    // Committed, and gathering for 300 ms: the newcomer's snapshot shows it already.
+    const newcomer = track((await signedIn(slowTicks)).client);
+    newcomer.send({ type: "subscribe" });
+    const snapshot = await newcomer.next((m) => m.type === "axis_data" && m.snapshot);
+    expect(snapshot.data.map((row: Message) => row.actual_position)).toContain(500);
+    await control.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 500);
+    await newcomer.ask({ type: "get_machine_data" }, "machine_data");
+    expect(pushes(newcomer).flatMap((m) => m.data)).toEqual([]);
+    await ingestAxes(slowTicks, 501);
+    const next = await newcomer.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(next.seq).toBeGreaterThan(snapshot.seq);
+    expect(new Set(next.data.map((row: Message) => row.actual_position))).toEqual(new Set([501]));
+  });
+});
+
 describe("acknowledged windows", () => {
   const axisPush = (m: Message) => m.type === "axis_data" && !m.snapshot;
 
