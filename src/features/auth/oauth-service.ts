@@ -230,7 +230,9 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
       await revokeFamily(tx, token.family, now);
       return issueTokens(tx, client, token.user_id, scopes, token.family, true);
     });
-    changes.changed("oauth_token");
+    // Only a refresh that revoked tokens changed any: anyone may present a made-up one, and
+    // each change empties the token cache and rechecks every live socket.
+    if (outcome === "reused" || typeof outcome !== "string") changes.changed("oauth_token");
     if (outcome === "scope") {
       throw new OAuthError("invalid_scope", "A refresh may not widen the scope.");
     }
@@ -282,19 +284,21 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
     if (!credentials) throw new OAuthError("invalid_client", "Client authentication failed.");
     const client = await authenticateClient(credentials);
     if (!token) throw new OAuthError("invalid_request", "Missing token.");
-    await db.transaction(async (tx) => {
+    const revoked = await db.transaction(async (tx) => {
       const { rows } = await tx.query<StoredToken>(
         "select * from oauth_token where token_hash = $1 and client_id = $2",
         [tokenHash(token), client.id],
       );
       const stored = rows[0];
-      if (!stored) return;
+      if (!stored) return false;
       const now = clock.now();
       // A refresh token takes the tokens issued with it along; an access token goes alone.
       if (stored.kind === "refresh") await revokeFamily(tx, stored.family, now);
       else await tx.query("update oauth_token set revoked_at = $2 where id = $1", [stored.id, now]);
+      return true;
     });
-    changes.changed("oauth_token");
+    // An unknown token changes nothing, and says so to no cache.
+    if (revoked) changes.changed("oauth_token");
   }
 
   /** RFC 7662: anything not currently valid is simply `{"active": false}`. */

@@ -8,6 +8,7 @@ import {
   uniqueName,
 } from "../../../test/helpers/app.ts";
 import { testDatabaseKind } from "../../../test/helpers/database.ts";
+import { until } from "../../../test/helpers/live-client.ts";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -718,3 +719,50 @@ describe.runIf(testDatabaseKind() === "postgres")(
     });
   },
 );
+
+describe("what announces a change to tokens and users", () => {
+  // Each announcement empties every server's token cache and rechecks every live socket's
+  // token, so only what changes a principal may make one; anyone can send made-up tokens.
+  it("a made-up refresh or revocation, and a sign-in, announce nothing; an account change and a rotation do", async () => {
+    const heard: string[] = [];
+    const stop = t.services.changes.onChange((table) => heard.push(table));
+    try {
+      const username = await newUser();
+      const signIn = await t.token({ grant_type: "password", username, password: testPassword });
+      expect(signIn.statusCode).toBe(200);
+      const madeUp = await t.token({ grant_type: "refresh_token", refresh_token: "spr_made_up" });
+      expect(madeUp.json().error).toBe("invalid_grant");
+      const unknown = await t.inject({
+        method: "POST",
+        url: "/o/revoke_token/",
+        payload: {
+          token: "spa_unknown",
+          client_id: testClient.id,
+          client_secret: testClient.secret,
+        },
+      });
+      expect(unknown.statusCode).toBe(200);
+      // Changes written straight to the database are heard through their triggers, in commit
+      // order: once the last is heard, whatever the sign-in's last_login raised has been too.
+      await t.database.db.query(
+        "update app_user set is_active = true where lower(username) = lower($1)",
+        [username],
+      );
+      await t.database.db.query("update oauth_client set name = name where false");
+      await until(() => heard.includes("oauth_client"));
+      // (The new user's group membership may still be heard: it was announced before.)
+      const tokensAndUsers = () =>
+        heard.filter((table) => table === "app_user" || table === "oauth_token");
+      expect(tokensAndUsers()).toEqual(["app_user"]);
+
+      const rotated = await t.token({
+        grant_type: "refresh_token",
+        refresh_token: signIn.json().refresh_token,
+      });
+      expect(rotated.statusCode).toBe(200);
+      expect(tokensAndUsers()).toContain("oauth_token");
+    } finally {
+      stop();
+    }
+  });
+});
