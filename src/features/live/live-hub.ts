@@ -155,6 +155,7 @@ export class LiveHub {
   private readonly sweeper: NodeJS.Timeout;
   private readonly heartbeat: NodeJS.Timeout;
   private recheck: NodeJS.Immediate | undefined;
+  private recheckRetry: NodeJS.Timeout | undefined;
   private readonly stops: (() => void)[] = [];
   private snapshotCache: { seq: number; fleet: Fleet; text: Buffer } | undefined;
   private closed = false;
@@ -215,6 +216,7 @@ export class LiveHub {
     clearInterval(this.sweeper);
     clearInterval(this.heartbeat);
     if (this.recheck) clearImmediate(this.recheck);
+    if (this.recheckRetry) clearTimeout(this.recheckRetry);
     this.cancelTick();
     for (const connection of [...this.connections]) connection.close(1001, "Server shutting down");
   }
@@ -587,7 +589,11 @@ export class LiveHub {
     });
   }
 
-  /** Tokens, users or permissions changed: each distinct token is looked up again, once. */
+  /**
+   * Tokens, users or permissions changed: each distinct token is looked up again, once, a few at
+   * a time. A token that could not be looked up keeps its socket for now, and the whole recheck
+   * runs again a second later, until one gets through: a revocation is never forgotten.
+   */
   private async recheckTokens(): Promise<void> {
     const byToken = new Map<string, LiveConnection[]>();
     for (const connection of this.connections) {
@@ -596,18 +602,39 @@ export class LiveHub {
       list.push(connection);
       byToken.set(connection.token, list);
     }
-    for (const [token, connections] of byToken) {
-      const outcome = await this.resolve(token);
-      if (outcome === "unavailable") continue;
-      for (const connection of connections) {
-        if (!connection.isOpen || connection.token !== token) continue;
-        if (outcome === "invalid") {
-          connection.close(closeCodes.unauthorized, "Token revoked or expired");
-        } else if (!this.mayView(outcome)) {
-          connection.close(closeCodes.forbidden, "No permission to view machine data");
-        } else {
-          this.grant(connection, outcome);
-        }
+    const tokens = [...byToken];
+    let unavailable = false;
+    const worker = async () => {
+      for (let next = tokens.shift(); next; next = tokens.shift()) {
+        const [token, connections] = next;
+        const outcome = await this.resolve(token);
+        if (outcome === "unavailable") unavailable = true;
+        else this.applyRecheck(token, connections, outcome);
+      }
+    };
+    await Promise.all(Array.from({ length: recheckConcurrency }, worker));
+    if (unavailable && !this.closed) {
+      this.recheckRetry ??= setTimeout(() => {
+        this.recheckRetry = undefined;
+        this.scheduleRecheck();
+      }, recheckRetryMs);
+      this.recheckRetry.unref();
+    }
+  }
+
+  private applyRecheck(
+    token: string,
+    connections: LiveConnection[],
+    outcome: Principal | "invalid",
+  ): void {
+    for (const connection of connections) {
+      if (!connection.isOpen || connection.token !== token) continue;
+      if (outcome === "invalid") {
+        connection.close(closeCodes.unauthorized, "Token revoked or expired");
+      } else if (!this.mayView(outcome)) {
+        connection.close(closeCodes.forbidden, "No permission to view machine data");
+      } else {
+        this.grant(connection, outcome);
       }
     }
   }
@@ -664,6 +691,11 @@ export class LiveHub {
     connection.groupKey = null;
   }
 }
+
+/** Token lookups a recheck runs at once: a fraction of the database pool. */
+const recheckConcurrency = 4;
+/** How soon a recheck that could not reach the database runs again. */
+const recheckRetryMs = 1000;
 
 const allFields = filterOf(
   { type: "subscribe" },

@@ -1,8 +1,11 @@
 import { connect } from "node:net";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testClient, uniqueName } from "../../../test/helpers/app.ts";
+import { testDatabaseKind } from "../../../test/helpers/database.ts";
 import { createAxis, createMachine, createTool } from "../../../test/helpers/factories.ts";
 import { LiveTestClient, type Message, sleep, until } from "../../../test/helpers/live-client.ts";
+import { tokenHash } from "../auth/tokens.ts";
 import { liveEncodings } from "./live-encoding.ts";
 import type { LiveOptions } from "./live-hub.ts";
 
@@ -891,6 +894,43 @@ describe("slow and dead peers", () => {
     },
     120_000,
   );
+});
+
+describe.runIf(testDatabaseKind() === "postgres")("a recheck the database cannot answer", () => {
+  it("is tried again until it is: a token revoked meanwhile still closes its socket", async () => {
+    const { client, token } = await signedIn(f);
+    track(client);
+    client.send({ type: "subscribe" });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    // Every connection of Spindle's pool is taken, so the recheck's lookup times out (5 s).
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let held = 0;
+    const holds = Array.from({ length: 4 }, () =>
+      f.t.services.db.transaction(async () => {
+        held += 1;
+        await gate;
+      }),
+    );
+    await until(() => held === 4);
+    const other = new pg.Client({ connectionString: f.t.database.url });
+    await other.connect();
+    try {
+      await other.query(`set search_path = ${f.t.database.schema}`);
+      await other.query("update oauth_token set revoked_at = now() where token_hash = $1", [
+        tokenHash(token),
+      ]);
+      await sleep(6000);
+      expect(client.closed).toBeUndefined();
+    } finally {
+      open();
+      await Promise.all(holds);
+      await other.end();
+    }
+    expect(await client.closedWith()).toEqual({ code: 4401, reason: "Token revoked or expired" });
+  }, 30_000);
 });
 
 describe("timers", () => {
