@@ -312,17 +312,23 @@ export class LiveHub {
     connection.resetWindow(0);
   }
 
+  // Each answer checks the permission after loading the catalog: a recheck may narrow the socket's
+  // principal (or close it) meanwhile.
+
   async answerMachines(connection: LiveConnection): Promise<void> {
+    const fleet = await this.currentFleet();
+    if (!connection.isOpen) return;
     if (!connection.principal!.permissions.has("machine.view"))
       return connection.error("You do not have permission to view machines.");
-    connection.sendJson({ type: "machine_data", data: machineRows(await this.currentFleet()) });
+    connection.sendJson({ type: "machine_data", data: machineRows(fleet) });
   }
 
   async answerTools(connection: LiveConnection): Promise<void> {
-    if (!connection.principal!.permissions.has("tool.view"))
-      return connection.error("You do not have permission to view tools.");
     // Loading a changed catalog forgets deleted machines' tools first.
     await this.currentFleet();
+    if (!connection.isOpen) return;
+    if (!connection.principal!.permissions.has("tool.view"))
+      return connection.error("You do not have permission to view tools.");
     connection.sendJson({
       type: "tool_data",
       data: [...this.deps.latest.tools.values()].map(toolRow),
@@ -330,9 +336,10 @@ export class LiveHub {
   }
 
   async answerAxes(connection: LiveConnection): Promise<void> {
+    const fleet = await this.currentFleet();
+    if (!connection.isOpen) return;
     if (!connection.principal!.permissions.has("axisdata.view"))
       return connection.error("You do not have permission to view axis data.");
-    const fleet = await this.currentFleet();
     // Everyone asking between two ticks (and catalog changes) gets the same bytes.
     if (this.snapshotCache?.seq !== this.seq || this.snapshotCache.fleet !== fleet) {
       const rows = [...this.deps.latest.axes.values()]
@@ -547,7 +554,8 @@ export class LiveHub {
         if (frames.length > 0) connection.lastPushAt = now;
       }
       // Caught up: a slow reader rejoins the shared pushes; a rate-limited one keeps holding.
-      connection.heldSince = rateLimited ? this.fanned : null;
+      // (Never below its snapshot: ticks may still be waiting for the catalog.)
+      connection.heldSince = rateLimited ? Math.max(this.fanned, connection.subscribedAt) : null;
     }
   }
 
@@ -639,13 +647,22 @@ export class LiveHub {
     }
   }
 
-  /** `principal` now acts on the socket: its subscription keeps only the kinds it may see. */
+  /**
+   * `principal` now acts on the socket: its subscription keeps only the kinds it may see. It
+   * never widens: a kind regained would come without its snapshot, so it takes a new subscribe.
+   */
   grant(connection: LiveConnection, principal: Principal): void {
     connection.principal = principal;
     const filter = connection.filter;
     if (!filter) return;
+    const permitted = permittedKinds(principal);
     this.leaveGroup(connection);
-    connection.filter = { ...filter, ...permittedKinds(principal) };
+    connection.filter = {
+      ...filter,
+      axisData: filter.axisData && permitted.axisData,
+      tools: filter.tools && permitted.tools,
+      toolUsage: filter.toolUsage && permitted.toolUsage,
+    };
     this.joinGroup(connection);
   }
 

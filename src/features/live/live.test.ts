@@ -442,8 +442,11 @@ describe("subscriptions", () => {
   it("narrow when the socket renews with a token that may see less", async () => {
     const { client } = await signedIn(f);
     track(client);
-    client.send({ type: "subscribe", machines: [f.machines[0]], axes: ["X"] });
-    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    const control = track((await signedIn(f)).client);
+    for (const c of [client, control]) {
+      c.send({ type: "subscribe", machines: [f.machines[0]], axes: ["X"] });
+      await c.next((m) => m.type === "axis_data" && m.snapshot);
+    }
     await ingestAxes(f, 70, f.machines.slice(0, 1), ["X"]);
     await client.next((m) => m.type === "axis_data" && !m.snapshot);
     const group = uniqueName("tools-only");
@@ -453,10 +456,65 @@ describe("subscriptions", () => {
     await client.next((m) => m.type === "authenticated");
     const before = pushes(client).length;
     await ingestAxes(f, 71, f.machines.slice(0, 1), ["X"]);
+    // Both sockets are sent a tick's pushes in one turn: once the control has it, so would the
+    // narrowed one.
+    await control.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 71);
     await client.ask({ type: "get_machine_data" }, "machine_data");
-    await sleep(30);
     expect(pushes(client).length).toBe(before);
     expect((await client.ask({ type: "get_axis_data" }, "error")).message).toMatch(/permission/);
+  });
+
+  it("narrow when a group loses a permission, and stay narrow when it is given back", async () => {
+    const group = uniqueName("viewers");
+    const all = ["machine.view", "axisdata.view", "tool.view"];
+    await f.t.services.users.createGroup(group, all);
+    const auth = await f.t.userAuth([group]);
+    const client = track(await LiveTestClient.open(f.url, auth));
+    await client.next((m) => m.type === "authenticated");
+    const control = track((await signedIn(f)).client);
+    for (const c of [client, control]) {
+      c.send({ type: "subscribe", machines: [f.machines[0]] });
+      await c.next((m) => m.type === "tool_data" && m.snapshot);
+    }
+    /** Until the socket's principal answers `get_tool_data` with `type` (a recheck ran). */
+    const toolsAnswer = async (type: string) => {
+      for (;;) {
+        client.send({ type: "get_tool_data" });
+        const answer = await client.next(
+          (m) => m.type === "error" || (m.type === "tool_data" && m.seq === undefined),
+        );
+        if (answer.type === type) return;
+        await sleep(20);
+      }
+    };
+    let offset = 100;
+    /** Commits a tool report and a sample; resolves once the control has both. */
+    const report = async () => {
+      offset += 1;
+      await f.t.services.ingest.ingest({
+        tool_data: [{ tool_id: f.tool, tool_offset: offset, feedrate: 800, timestamp: at() }],
+      });
+      await ingestAxes(f, offset, f.machines.slice(0, 1), ["X"]);
+      await control.next((m) => !m.snapshot && m.data?.[0]?.tool_offset === offset);
+      await control.next((m) => !m.snapshot && m.data?.[0]?.actual_position === offset);
+      await client.ask({ type: "get_machine_data" }, "machine_data");
+    };
+    const toolPushes = () => pushes(client, "tool_data").length;
+    const axisPushes = () => pushes(client).length;
+
+    await report();
+    expect(toolPushes()).toBe(1);
+    await f.t.services.users.setGroupPermissions(group, ["machine.view", "axisdata.view"]);
+    await toolsAnswer("error");
+    await report();
+    expect(toolPushes()).toBe(1);
+    expect(axisPushes()).toBe(2);
+    // Given back, tools would resume without their snapshot: the client subscribes again.
+    await f.t.services.users.setGroupPermissions(group, all);
+    await toolsAnswer("tool_data");
+    await report();
+    expect(toolPushes()).toBe(1);
+    expect(axisPushes()).toBe(3);
   });
 
   it("are refused, with an error, to a principal that may see none of what is pushed", async () => {
@@ -896,6 +954,37 @@ describe("slow and dead peers", () => {
   );
 });
 
+describe("a client that stops reading", () => {
+  let stalled: Fixture;
+  beforeAll(async () => {
+    stalled = await fixture({
+      // Pings would find it first: this is the stall bound alone, and no byte bound either.
+      heartbeatMs: 600_000,
+      highWaterBytes: 16 * 1024,
+      maxBufferedBytes: 1024 * 1024 * 1024,
+      stalledDropMs: 1000,
+      messagesPerSecond: 1_000_000,
+      messageBurst: 1_000_000,
+    });
+  });
+  afterAll(() => stalled.t.close());
+
+  it("is dropped once it has been backed up for stalledDropMs, not before", async () => {
+    const client = track((await signedIn(stalled)).client);
+    await ingestAxes(stalled, 1);
+    (client.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    for (let i = 0; i < 5000 && stalled.t.services.live.stats().backlogged === 0; i++) {
+      for (let j = 0; j < 200; j++) client.send({ type: "get_axis_data" });
+      await sleep(10);
+    }
+    expect(stalled.t.services.live.stats().backlogged).toBe(1);
+    const backedUp = performance.now();
+    await until(() => stalled.t.services.live.stats().connections === 0, 20_000);
+    // It crossed the mark at most a flood round and a sweep before it was seen to.
+    expect(performance.now() - backedUp).toBeGreaterThan(1000 - 10 - 25 - 15);
+  }, 60_000);
+});
+
 describe.runIf(testDatabaseKind() === "postgres")("a recheck the database cannot answer", () => {
   it("is tried again until it is: a token revoked meanwhile still closes its socket", async () => {
     const { client, token } = await signedIn(f);
@@ -973,17 +1062,6 @@ describe("timers", () => {
     await until(() => closed, 10_000);
     expect(timed.t.services.live.stats().connections).toBe(0);
   });
-
-  it("drops a client that stops reading, after the bound", async () => {
-    const client = track((await signedIn(timed)).client);
-    await ingestAxes(timed, 1);
-    (client.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-    for (let i = 0; i < 5000 && timed.t.services.live.stats().backlogged === 0; i++) {
-      for (let j = 0; j < 200; j++) client.send({ type: "get_axis_data" });
-      await sleep(10);
-    }
-    await until(() => timed.t.services.live.stats().connections === 0, 20_000);
-  }, 60_000);
 
   it("closes 4401 once the token expires", async () => {
     const { client } = await signedIn(timed);
