@@ -6,6 +6,13 @@ import { type IngestPipeline, IngestRefused, IngestUnavailable } from "./ingest-
 
 const ndjsonTypes = ["application/x-ndjson", "application/ndjson", "application/jsonl"];
 
+/** A batch object's keys that are not row kinds: refused, or a misspelt list would go unseen. */
+const unknownKinds = (batch: object) =>
+  Object.keys(batch).filter((key) => !rowKinds.includes(key as RowKind));
+
+const unknownKindsDetail = (keys: string[]) =>
+  `Unknown field(s): ${keys.join(", ")}. Expected ${rowKinds.join(", ")}.`;
+
 /**
  * NDJSON: each line is a batch object (`{"axis_data":[…]}`) or one row naming its `kind`
  * (`{"kind":"axis_data","machine_id":…}`), so a producer can stream rows as it has them.
@@ -38,6 +45,10 @@ export function parseNdjson(text: string): RawBatch {
       }
       batch[kind as RowKind].push(row);
       return;
+    }
+    const unknown = unknownKinds(record);
+    if (unknown.length > 0) {
+      throw new DomainError("validation", `Line ${index + 1}: ${unknownKindsDetail(unknown)}`);
     }
     for (const kind of rowKinds) {
       const rows = record[kind];
@@ -100,12 +111,8 @@ export async function ingestRoutes(
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         return reply.code(400).send({ detail: 'Expected an object such as {"axis_data": […]}.' });
       }
-      const unknown = Object.keys(body).filter((key) => !rowKinds.includes(key as RowKind));
-      if (unknown.length > 0) {
-        return reply.code(400).send({
-          detail: `Unknown field(s): ${unknown.join(", ")}. Expected ${rowKinds.join(", ")}.`,
-        });
-      }
+      const unknown = unknownKinds(body);
+      if (unknown.length > 0) return reply.code(400).send({ detail: unknownKindsDetail(unknown) });
       try {
         return reply.code(202).send(await ingest.ingest(body as RawBatch));
       } catch (error) {

@@ -175,6 +175,28 @@ describe("POST /api/ingest/", () => {
     expect(answer.json().accepted).toBe(3);
   });
 
+  it("refuses an NDJSON line with a key that is no row kind, naming the line, as the JSON body is refused", async () => {
+    const cases: [object[], string][] = [
+      [[{ "axis-data": [sample()] }], "Line 1: Unknown field(s): axis-data."],
+      [
+        [{ axis_data: [sample()] }, { axis_data: [sample()], tool_dta: [] }],
+        "Line 2: Unknown field(s): tool_dta.",
+      ],
+    ];
+    for (const [lines, detail] of cases) {
+      const before = await snapshot(t);
+      const answer = await t.inject({
+        method: "POST",
+        url: "/api/ingest/",
+        headers: { ...t.adminAuth, "content-type": "application/x-ndjson" },
+        payload: lines.map((line) => JSON.stringify(line)).join("\n"),
+      });
+      expect(answer.statusCode, answer.body).toBe(400);
+      expect(answer.json().detail).toBe(`${detail} Expected axis_data, tool_data, tool_usage.`);
+      expect(await snapshot(t)).toBe(before);
+    }
+  });
+
   it("updates tools and logs tool usage, idempotently", async () => {
     const when = at();
     const payload = {
