@@ -18,6 +18,9 @@ export const historyLimits = {
   defaultMinutes: 15,
 } as const;
 
+/** The refusal of `fields` given as an empty list (absent means every field). */
+export const emptyFields = "This list may not be empty; leave fields out for every field.";
+
 /** What the service takes: parameters already split into lists and parsed, not yet bounded. */
 export interface HistoryInput {
   machineIds?: number[] | undefined;
@@ -152,6 +155,7 @@ export function parseHistoryParams(params: HistoryParams): {
     if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(name)) fail("axis_name", "Enter a valid axis name.");
   }
   const fields = list("fields", params.fields, 50);
+  if (fields?.length === 0) fail("fields", emptyFields);
   for (const field of fields ?? []) {
     if (!(historyFields as readonly string[]).includes(field)) {
       fail(

@@ -3,18 +3,23 @@ import { type Database, isoMicrosFormat } from "../../platform/database.ts";
 import { invalid } from "../../platform/errors.ts";
 import type { BucketCache } from "./bucket-cache.ts";
 import {
+  emptyFields,
   type HistoryField,
   type HistoryFormat,
   type HistoryInput,
   historyFields,
   historyLimits,
 } from "./history-schemas.ts";
+import { type RetentionPolicy, type RetentionSettings, retentionPolicy } from "./retention.ts";
 
-/** One series: the samples of one axis of one machine. */
-/** The first and last instants with a four-digit year: what ISO 8601 and PostgreSQL both read. */
+/**
+ * The first and last instants with a four-digit year: what ISO 8601 and PostgreSQL both read.
+ * The first is a whole day, so a multiple of every rollup resolution.
+ */
 const firstInstant = Date.parse("0001-01-01T00:00:00Z");
 const lastInstant = Date.parse("9999-12-31T23:59:59.999Z");
 
+/** One series: the samples of one axis of one machine. */
 export interface HistorySeries {
   axisId: number;
   machineId: number;
@@ -58,6 +63,11 @@ export interface HistoryServiceOptions {
   concurrency?: number;
   /** Finished buckets of the rollup tiers, kept between requests. */
   bucketCache?: BucketCache;
+  /**
+   * How long raw samples and each rollup tier are kept: a downsampled window reads a tier only
+   * where retention has left its rows. Absent, every tier keeps everything.
+   */
+  config?: RetentionSettings;
 }
 
 const dayMs = 86_400_000;
@@ -65,17 +75,29 @@ const dayMs = 86_400_000;
 /** The first time slice of a raw page: a minute holds 6,000 samples at 100 Hz. */
 const initialSliceMs = 60_000;
 
-/** Rollup tables (migrations 0004-0006), coarsest first. */
+/** Rollup tables (migrations 0004-0006), coarsest first, with the retention setting of each. */
 const rollupResolutions = [
-  { table: "axis_data_1m", resolutionMs: 60_000 },
-  { table: "axis_data_10s", resolutionMs: 10_000 },
-  { table: "axis_data_5s", resolutionMs: 5000 },
-  { table: "axis_data_1s", resolutionMs: 1000 },
+  { table: "axis_data_1m", resolutionMs: 60_000, keptFor: "minuteDays" },
+  { table: "axis_data_10s", resolutionMs: 10_000, keptFor: "tenSecondDays" },
+  { table: "axis_data_5s", resolutionMs: 5000, keptFor: "fiveSecondDays" },
+  { table: "axis_data_1s", resolutionMs: 1000, keptFor: "secondDays" },
 ] as const;
+
+type RollupTier = (typeof rollupResolutions)[number];
+
+/** Per tier (raw samples, then each rollup table), the oldest time whose rows retention keeps. */
+export type TierHorizons = Record<"axis_data" | RollupTier["table"], number>;
+
+export function tierHorizons(policy: RetentionPolicy, nowMs: number): TierHorizons {
+  const since = (days: number) => nowMs - days * dayMs;
+  const horizons = { axis_data: since(policy.rawDays) } as TierHorizons;
+  for (const { table, keptFor } of rollupResolutions) horizons[table] = since(policy[keptFor]);
+  return horizons;
+}
 
 export interface BucketGrid {
   /** The rollup table read for whole rollup rows inside the window, if any. */
-  rollup: (typeof rollupResolutions)[number] | undefined;
+  rollup: RollupTier | undefined;
   /** Bucket width in ms, and where the grid starts (at or before `from`). */
   widthMs: number;
   originMs: number;
@@ -88,25 +110,52 @@ export interface BucketGrid {
  * least 2/3 of the points asked for (reading one row per 5 s, 10 s or minute instead of every
  * second or sample costs far less than the third of the points it may give up); none does
  * (buckets well under a second): raw samples in buckets of ⌈window ÷ max_points⌉ ms from `from`.
+ *
+ * With `horizons`, a tier retention has emptied at the window's start is passed over for the
+ * next coarser one that still holds it (fewer points, rather than none), then for a finer one;
+ * when none does, the coarsest tier.
  */
-export function bucketGrid(fromMs: number, toMs: number, maxPoints: number): BucketGrid {
+export function bucketGrid(
+  fromMs: number,
+  toMs: number,
+  maxPoints: number,
+  horizons?: TierHorizons,
+): BucketGrid {
   const rawWidthMs = Math.max(1, Math.ceil((toMs - fromMs) / maxPoints));
   const rawBuckets = Math.ceil((toMs - fromMs) / rawWidthMs);
-  for (const rollup of rollupResolutions) {
-    const step = rollup.resolutionMs;
-    // The grid starts on a multiple of the width, so a window that slides (a dashboard asking
-    // for the last hours again) keeps the same buckets, and finished ones can be cached.
-    let widthMs = Math.ceil(rawWidthMs / step) * step;
-    let originMs = Math.floor(fromMs / widthMs) * widthMs;
-    while (Math.ceil((toMs - originMs) / widthMs) > maxPoints) {
-      widthMs += step;
-      originMs = Math.floor(fromMs / widthMs) * widthMs;
-    }
-    if (3 * Math.ceil((toMs - originMs) / widthMs) >= 2 * rawBuckets) {
-      return { rollup, widthMs, originMs };
-    }
+  const holds = (table: keyof TierHorizons) => horizons === undefined || fromMs >= horizons[table];
+  const grids = rollupResolutions.map((rollup) =>
+    rollupGrid(rollup, fromMs, toMs, rawWidthMs, maxPoints),
+  );
+  const enough = grids.findIndex(
+    (grid) => 3 * Math.ceil((toMs - grid.originMs) / grid.widthMs) >= 2 * rawBuckets,
+  );
+  if (enough === -1 && holds("axis_data")) {
+    return { rollup: undefined, widthMs: rawWidthMs, originMs: fromMs };
   }
-  return { rollup: undefined, widthMs: rawWidthMs, originMs: fromMs };
+  const preferred = enough === -1 ? grids.length - 1 : enough;
+  // The preferred tier, then the coarser ones, then the finer ones.
+  const candidates = [...grids.slice(0, preferred + 1).reverse(), ...grids.slice(preferred + 1)];
+  return candidates.find((grid) => holds(grid.rollup.table)) ?? grids[0]!;
+}
+
+/** The grid of one rollup tier: at most `maxPoints` buckets of a multiple of its resolution. */
+function rollupGrid(
+  rollup: RollupTier,
+  fromMs: number,
+  toMs: number,
+  rawWidthMs: number,
+  maxPoints: number,
+): BucketGrid & { rollup: RollupTier } {
+  const step = rollup.resolutionMs;
+  // The grid starts on a multiple of the width, so a window that slides (a dashboard asking
+  // for the last hours again) keeps the same buckets, and finished ones can be cached; but not
+  // before year 1, which PostgreSQL would refuse mid-answer (year 1 starts on the tier's grid).
+  const origin = (widthMs: number) =>
+    Math.max(firstInstant, Math.floor(fromMs / widthMs) * widthMs);
+  let widthMs = Math.ceil(rawWidthMs / step) * step;
+  while (Math.ceil((toMs - origin(widthMs)) / widthMs) > maxPoints) widthMs += step;
+  return { rollup, widthMs, originMs: origin(widthMs) };
 }
 
 /** Per field, what a bucket holds: the average, min and max, from raw rows or rollup rows alike. */
@@ -179,7 +228,9 @@ export function createHistoryService({
   bucketsPerQuery = 20_000,
   concurrency = 2,
   bucketCache,
+  config,
 }: HistoryServiceOptions) {
+  const retention = config && retentionPolicy(config);
   /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
   function resolveWindow(input: HistoryInput): { from: Date; to: Date } {
     const { minutes, from, to } = input;
@@ -236,6 +287,7 @@ export function createHistoryService({
     input: HistoryInput,
     format: HistoryFormat = "json",
   ): Promise<HistoryAnswer> {
+    if (input.fields?.length === 0) throw invalid({ fields: [emptyFields] });
     const unknown = (input.fields ?? []).filter(
       (field) => !(historyFields as readonly string[]).includes(field),
     );
@@ -258,15 +310,17 @@ export function createHistoryService({
     const requested = new Set(input.fields ?? historyFields);
     const fields = historyFields.filter((field) => requested.has(field));
     const series = await findSeries(input);
+    const horizons = retention && tierHorizons(retention, clock.now().getTime());
     const grid =
       input.maxPoints === undefined
         ? undefined
-        : bucketGrid(from.getTime(), to.getTime(), input.maxPoints);
+        : bucketGrid(from.getTime(), to.getTime(), input.maxPoints, horizons);
     const bucketMs = grid?.widthMs;
+    const rawSince = horizons?.axis_data ?? Number.NEGATIVE_INFINITY;
     const pages =
       grid === undefined
         ? () => rawPages(series, fields, from, to)
-        : () => bucketPages(series, fields, from, to, grid, format);
+        : () => bucketPages(series, fields, from, to, grid, rawSince, format);
     return { from, to, fields, bucketMs, series, pages };
   }
 
@@ -347,6 +401,8 @@ export function createHistoryService({
     from: Date,
     to: Date,
     grid: BucketGrid,
+    /** Raw samples older than this are past their retention. */
+    rawSince: number,
     format: HistoryFormat,
   ): AsyncGenerator<HistoryPage> {
     const aggregates = bucketAggregates(fields);
@@ -390,8 +446,18 @@ export function createHistoryService({
     /** Where rollup rows serve [start, end): whole ones, before anything not rolled up yet. */
     const interior = (start: number, end: number) => {
       // A window within one rollup row has no interior: all of it is raw, and nothing past `end`.
-      const interiorFrom = Math.min(Math.ceil(start / step) * step, end);
-      const interiorTo = Math.floor(Math.min(end, pending ?? end) / step) * step;
+      // But an edge whose raw samples retention has dropped is served by the whole rollup row
+      // it falls in: a little from outside the window rather than a gap inside it.
+      const interiorFrom =
+        start < rawSince
+          ? Math.floor(start / step) * step
+          : Math.min(Math.ceil(start / step) * step, end);
+      const interiorTo =
+        Math.floor(end / step) * step < rawSince
+          ? Math.ceil(end / step) * step
+          : Math.floor(Math.min(end, pending ?? end) / step) * step;
+      // Raw samples after the interior are never read from before `start`.
+      if (interiorTo <= start) return { interiorFrom: start, interiorTo: start };
       return { interiorFrom, interiorTo: Math.max(interiorFrom, interiorTo) };
     };
     /** The buckets of `group` in [start, end), one list per series. */
@@ -423,7 +489,7 @@ export function createHistoryService({
       if (!bucketCache || !grid.rollup) return undefined;
       const origin = grid.originMs;
       const first = origin + Math.ceil((start - origin) / bucketMs) * bucketMs;
-      const limit = Math.min(interior(start, end).interiorTo, now);
+      const limit = Math.min(interior(start, end).interiorTo, end, now);
       const last = origin + Math.floor((limit - origin) / bucketMs) * bucketMs;
       return last > first ? { cache: bucketCache, from: first, to: last } : undefined;
     };

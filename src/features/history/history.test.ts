@@ -7,12 +7,21 @@ import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
 import { validatorCompiler } from "../../platform/validation.ts";
 import { encodeJson } from "./history-encoding.ts";
 import { historyRoutes } from "./history-routes.ts";
-import { historyFields } from "./history-schemas.ts";
-import { bucketGrid, createHistoryService } from "./history-service.ts";
+import { emptyFields, historyFields } from "./history-schemas.ts";
+import { bucketGrid, createHistoryService, tierHorizons } from "./history-service.ts";
+
+/** Every tier kept a century: the samples below are dated from January 2026 on, whatever today is. */
+const keepEverything = {
+  RETENTION_DAYS: "36500",
+  ROLLUP_1S_RETENTION_DAYS: "36500",
+  ROLLUP_5S_RETENTION_DAYS: "36500",
+  ROLLUP_10S_RETENTION_DAYS: "36500",
+  ROLLUP_1M_RETENTION_DAYS: "36500",
+};
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await buildTestApp();
+  t = await buildTestApp(keepEverything);
 });
 afterAll(() => t.close());
 
@@ -37,9 +46,9 @@ const freshDay = () => Date.UTC(2026, 0, 1) + ++dayCounter * day;
  * Writes samples straight into axis_data, as the ingest pipeline would, and tells the rollup
  * maintainer, as every writer does, so downsampled answers can use the rollups.
  */
-async function insertSamples(axisId: number, samples: Sample[]): Promise<void> {
-  await t.services.partitions.ensure(samples.map((sample) => sample.at));
-  await t.database.db.query(
+async function insertSamples(axisId: number, samples: Sample[], app = t): Promise<void> {
+  await app.services.partitions.ensure(samples.map((sample) => sample.at));
+  await app.database.db.query(
     `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
                             acceleration, velocity)
      select $1, * from unnest($2::timestamptz[], $3::float8[], $4::float8[], $5::bool[],
@@ -54,8 +63,8 @@ async function insertSamples(axisId: number, samples: Sample[]): Promise<void> {
       samples.map((sample) => sample.velocity),
     ],
   );
-  for (const sample of samples) t.services.rollups.noteSample(axisId, sample.at);
-  await t.services.rollups.flush();
+  for (const sample of samples) app.services.rollups.noteSample(axisId, sample.at);
+  await app.services.rollups.flush();
 }
 
 /** A smooth curve with deterministic spikes, so a bucket's extremes are not its neighbours'. */
@@ -478,6 +487,64 @@ describe("downsampling (max_points)", () => {
     expect(tier(100 * second, 7)).toEqual(["axis_data_10s", 20_000, true]);
   });
 
+  it("passes over a tier retention has emptied at the window's start: the next coarser, then finer", () => {
+    const now = Date.UTC(2026, 10, 24, 10, 0, 0);
+    const policy = {
+      rawDays: 30,
+      secondDays: 90,
+      fiveSecondDays: 180,
+      tenSecondDays: 365,
+      minuteDays: 730,
+    };
+    const tier = (daysAgo: number, windowMs: number, maxPoints: number, kept = policy) => {
+      const from = now - daysAgo * day;
+      const grid = bucketGrid(from, from + windowMs, maxPoints, tierHorizons(kept, now));
+      expect(Math.ceil((from + windowMs - grid.originMs) / grid.widthMs)).toBeLessThanOrEqual(
+        maxPoints,
+      );
+      return [grid.rollup?.table ?? "raw", grid.widthMs];
+    };
+    // 10 min at 600 points wants 1 s buckets: the 1 s rows are kept 90 days, the 5 s ones 180.
+    expect(tier(89, 10 * minute, 600)).toEqual(["axis_data_1s", 1000]);
+    expect(tier(100, 10 * minute, 600)).toEqual(["axis_data_5s", 5000]);
+    expect(tier(200, 10 * minute, 600)).toEqual(["axis_data_10s", 10_000]);
+    expect(tier(400, 10 * minute, 600)).toEqual(["axis_data_1m", 60_000]);
+    // Older than every tier: the coarsest.
+    expect(tier(800, 10 * minute, 600)).toEqual(["axis_data_1m", 60_000]);
+    // Raw buckets of 450 ms, but raw samples are kept 30 days.
+    expect(tier(29, 15 * minute, 2000)).toEqual(["raw", 450]);
+    expect(tier(40, 15 * minute, 2000)).toEqual(["axis_data_1s", 1000]);
+    // The window's start decides: a window reaching back past a horizon reads the coarser tier.
+    expect(tier(90 + 1 / 24, 2 * 3_600_000, 7200)).toEqual(["axis_data_5s", 5000]);
+    // 1 min rows kept less than 10 s ones: no coarser tier holds a day 100 days ago, a finer one does.
+    const shortMinutes = { ...policy, minuteDays: 10 };
+    expect(tier(100, day, 1000, shortMinutes)).toEqual(["axis_data_10s", 90_000]);
+  });
+
+  it("a window at the very start of year 1 answers whole: its grid starts no earlier", async () => {
+    // The grid starts on a multiple of the bucket width, which for these widths is before year
+    // 1: an instant PostgreSQL refused after the answer had begun.
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const yearOne = Date.parse("0001-01-01T00:00:00Z");
+    await insertSamples(axes.X!.axis_id, curve(yearOne + 2 * day, 50, second));
+    for (const maxPoints of [1, 2]) {
+      const query = `machine_id=${machine.machine_id}&from=${iso(yearOne)}&to=${iso(yearOne + 7 * day)}&max_points=${maxPoints}`;
+      const got = await rows(query);
+      expect(got.map((row) => [row.update_timestamp, row.samples])).toEqual([
+        ["0001-01-01T00:00:00.000Z", 50],
+      ]);
+      const csv = await get(`${query}&format=csv`);
+      expect(csv.statusCode, csv.body).toBe(200);
+      expect(parseCsv(csv.body)).toHaveLength(2);
+    }
+    // And at the end of 9999.
+    expect(
+      await rows(
+        `machine_id=${machine.machine_id}&from=9999-12-24T00:00:00Z&to=9999-12-31T23:59:59.999Z&max_points=1`,
+      ),
+    ).toEqual([]);
+  });
+
   it("groups series and slices long ones into several queries without losing or repeating a bucket", async () => {
     const { machine, axes } = await machineWithAxes(["X", "Y", "Z"]);
     const from = freshDay();
@@ -514,6 +581,99 @@ describe("downsampling (max_points)", () => {
       }
       expect(rows).toEqual((await collect(20_000, 250)).rows);
     }
+  });
+});
+
+describe("downsampling older windows", () => {
+  let aged: TestApp;
+  let machineId: number;
+  let axisId: number;
+  beforeAll(async () => {
+    // Spindle's default retention.
+    aged = await buildTestApp({
+      RETENTION_DAYS: "30",
+      ROLLUP_1S_RETENTION_DAYS: "90",
+      ROLLUP_5S_RETENTION_DAYS: "180",
+      ROLLUP_10S_RETENTION_DAYS: "365",
+      ROLLUP_1M_RETENTION_DAYS: "730",
+    });
+    machineId = (await createMachine(aged)).machine_id;
+    axisId = (await createAxis(aged, machineId, { axis_name: "X" })).axis_id;
+  });
+  afterAll(() => aged.close());
+
+  /** Samples every 100 ms around [from, to), rolled up, then retention applied as it runs. */
+  async function retained(from: number, to: number): Promise<Sample[]> {
+    const start = Math.floor(from / minute) * minute - minute;
+    const samples = curve(start, (to - start + 2 * minute) / 100, 100, 7);
+    await insertSamples(axisId, samples, aged);
+    await aged.services.applyRetention();
+    return samples;
+  }
+
+  async function downsampled(from: number, to: number, maxPoints: number) {
+    const answer = await aged.inject({
+      method: "GET",
+      url: `/api/axis-data/?machine_id=${machineId}&from=${iso(from)}&to=${iso(to)}&max_points=${maxPoints}`,
+      headers: aged.adminAuth,
+    });
+    expect(answer.statusCode, answer.body).toBe(200);
+    return answer.json() as Record<string, unknown>[];
+  }
+
+  /** Every sample of the `widthMs` rows that overlap [from, to), by row, the first labelled `from`. */
+  function wholeRows(samples: Sample[], from: number, to: number, widthMs: number) {
+    const first = Math.floor(from / widthMs) * widthMs;
+    const end = Math.ceil(to / widthMs) * widthMs;
+    const rows = new Map<number, Sample[]>();
+    for (const sample of samples) {
+      if (sample.at < first || sample.at >= end) continue;
+      const row = Math.max(from, Math.floor(sample.at / widthMs) * widthMs);
+      rows.set(row, [...(rows.get(row) ?? []), sample]);
+    }
+    return [...rows.entries()].map(([at, list]) => ({
+      update_timestamp: iso(at),
+      samples: list.length,
+      actual_position_min: Math.min(...list.map((one) => one.actual)),
+      actual_position_max: Math.max(...list.map((one) => one.actual)),
+    }));
+  }
+
+  it("a window whose 1 s rollups are gone is read from the 5 s ones, its edges whole rows", async () => {
+    // 10 minutes 100 days ago at 600 points: 1 s buckets, but the 1 s rows were dropped after
+    // 90 days and the raw samples after 30; the 5 s rows are kept 180. Off the grid, so the
+    // partial rows at both edges, whose raw samples are gone too, are read whole.
+    const from = Math.floor((aged.clock.now().getTime() - 100 * day) / minute) * minute + 2000;
+    const to = from + 10 * minute;
+    const samples = await retained(from, to);
+    const got = await downsampled(from, to, 600);
+    expect(
+      got.map(({ update_timestamp, samples, actual_position_min, actual_position_max }) => ({
+        update_timestamp,
+        samples,
+        actual_position_min,
+        actual_position_max,
+      })),
+    ).toEqual(wholeRows(samples, from, to, 5000));
+    expect(got).toHaveLength(121);
+  });
+
+  it("a window whose raw samples are gone is read from the 1 s rollups", async () => {
+    // 15 minutes 40 days ago at 2,000 points: raw buckets of 450 ms, but raw samples are kept
+    // 30 days and the 1 s rows 90.
+    const from = Math.floor((aged.clock.now().getTime() - 40 * day) / minute) * minute;
+    const to = from + 15 * minute;
+    const samples = await retained(from, to);
+    const got = await downsampled(from, to, 2000);
+    expect(got).toHaveLength(900);
+    expect(
+      got.map(({ update_timestamp, samples, actual_position_min, actual_position_max }) => ({
+        update_timestamp,
+        samples,
+        actual_position_min,
+        actual_position_max,
+      })),
+    ).toEqual(wholeRows(samples, from, to, 1000));
   });
 });
 
@@ -732,6 +892,8 @@ describe("refusals", () => {
     ["fields=colour", "fields"],
     ["fields=velocity,", "fields"],
     ["fields=axis_data_id", "fields"],
+    ["fields=", "fields"],
+    ["fields=&max_points=10", "fields"],
     ["max_points=0", "max_points"],
     ["max_points=100001", "max_points"],
     ["max_points=ten", "max_points"],
@@ -760,6 +922,9 @@ describe("refusals", () => {
     [{ from: 1_700_000_000 }, "from"],
     [{ fields: ["velocity", "colour"] }, "fields"],
     [{ fields: 5 }, "fields"],
+    [{ fields: [] }, "fields"],
+    [{ fields: [], max_points: 10 }, "fields"],
+    [{ fields: [], max_points: 10, format: "csv" }, "fields"],
     [{ max_points: 0 }, "max_points"],
     [{ max_points: "1000" }, "max_points"],
     [{ format: "xml" }, "format"],
@@ -790,6 +955,17 @@ describe("refusals", () => {
       expect(answer.statusCode, answer.body).toBe(400);
     });
   }
+
+  it("an empty list of fields is refused by the service too, whatever the transport", async () => {
+    const history = createHistoryService({ db: t.database.db, clock: t.clock });
+    for (const maxPoints of [undefined, 10]) {
+      await expect(history.query({ fields: [], maxPoints })).rejects.toMatchObject({
+        code: "validation",
+        fields: { fields: [emptyFields] },
+      });
+    }
+    expect((await post({ fields: [], max_points: 10 })).json()).toEqual({ fields: [emptyFields] });
+  });
 
   it("documents both answer shapes and every parameter in OpenAPI", async () => {
     const answer = await t.inject({ method: "GET", url: "/openapi.json" });

@@ -1,3 +1,4 @@
+import type { Config } from "../../config.ts";
 import type { Clock } from "../../platform/context.ts";
 import type { Database } from "../../platform/database.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
@@ -14,6 +15,26 @@ export interface RetentionPolicy {
   tenSecondDays: number;
   /** 1 min rollups. */
   minuteDays: number;
+}
+
+/** The settings a retention policy is read from. */
+export type RetentionSettings = Pick<
+  Config,
+  | "retentionDays"
+  | "rollupSecondRetentionDays"
+  | "rollupFiveSecondRetentionDays"
+  | "rollupTenSecondRetentionDays"
+  | "rollupMinuteRetentionDays"
+>;
+
+export function retentionPolicy(config: RetentionSettings): RetentionPolicy {
+  return {
+    rawDays: config.retentionDays,
+    secondDays: config.rollupSecondRetentionDays,
+    fiveSecondDays: config.rollupFiveSecondRetentionDays,
+    tenSecondDays: config.rollupTenSecondRetentionDays,
+    minuteDays: config.rollupMinuteRetentionDays,
+  };
 }
 
 export interface RetentionResult {
