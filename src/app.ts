@@ -44,19 +44,8 @@ export async function buildApp(
   });
   app.setValidatorCompiler(validatorCompiler);
   // Caches hear about other processes' writes only while this listens.
-  app.addHook("onReady", async () => {
-    await services.changes.start(db);
-    await services.bucketCache.listen(db);
-    services.rollups.start();
-  });
-  app.addHook("onClose", async () => {
-    // Every row already accepted is committed (its producer is answered, its rollups marked)
-    // before the rollups' last recompute.
-    await services.ingest.close();
-    await services.rollups.close();
-    await services.bucketCache.close();
-    await services.changes.close();
-  });
+  app.addHook("onReady", () => services.start());
+  app.addHook("onClose", () => services.close());
   // close() lets requests in flight finish, then keeps their keep-alive connections open until
   // keepAliveTimeout (72 s; fastify/fastify#7044), which held a SIGTERM that long. A response
   // sent while closing says `Connection: close`, so its socket ends with it. `closing` is set by

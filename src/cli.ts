@@ -307,11 +307,15 @@ program
       options.target === "embedded" ? { ...config, databaseUrl: undefined } : config,
     );
     const { services } = runtime;
-    await services.changes.start(services.db);
+    // As in a server: the rollup maintainer runs beside the pipeline, and on the way out the
+    // pipeline's last rows are committed before the rollups' last recompute.
+    await services.start();
     await run(databaseTarget(services.db, services.changes, services.ingest), async () => {
-      await services.ingest.close();
-      await services.changes.close();
-      await runtime.close();
+      try {
+        await services.close();
+      } finally {
+        await runtime.close();
+      }
     });
   });
 

@@ -33,15 +33,17 @@ export async function serve(config: Config): Promise<void> {
     if (created) app.log.info({ username: config.adminUsername }, "admin user created");
   }
   await ensureConsoleClient(services.oauth);
+  // A failed run (its DDL gave up waiting behind readers) is tried again at the next one.
   const maintenance = async () => {
-    await services.oauth.purgeExpiredTokens();
-    const { dropped } = await services.applyRetention();
-    if (dropped.length > 0) app.log.info({ dropped }, "retention dropped partitions");
+    try {
+      const { dropped } = await services.maintain();
+      if (dropped.length > 0) app.log.info({ dropped }, "retention dropped partitions");
+    } catch (error) {
+      app.log.warn({ err: error }, "maintenance failed");
+    }
   };
-  const purge = setInterval(() => {
-    maintenance().catch((error: unknown) => app.log.warn({ err: error }, "maintenance failed"));
-  }, 3_600_000);
-  // Rollups of the last minutes may have missed a crash; recompute them, then apply retention.
+  const purge = setInterval(() => void maintenance(), 3_600_000);
+  // Rollups of the last minutes may have missed a crash; recompute them, then maintain.
   const now = services.clock.now().getTime();
   await services.rollups.rebuild(new Date(now - 15 * 60_000), new Date(now + 60_000));
   // The live feed answers from memory: give it every series' newest value of the last day.

@@ -1,9 +1,13 @@
 import type { Config } from "./config.ts";
 import { LoginThrottle } from "./features/auth/login-throttle.ts";
 import { createOAuthService } from "./features/auth/oauth-service.ts";
-import { AxisDataPartitions } from "./features/axis-data/partitions.ts";
+import { AxisDataPartitions, daysFrom } from "./features/axis-data/partitions.ts";
 import { BucketCache } from "./features/history/bucket-cache.ts";
-import { applyRetention, type RetentionResult } from "./features/history/retention.ts";
+import {
+  applyRetention,
+  type RetentionResult,
+  retentionPolicy,
+} from "./features/history/retention.ts";
 import { RollupMaintainer } from "./features/history/rollups.ts";
 import { type IngestOptions, IngestPipeline } from "./features/ingest/ingest-pipeline.ts";
 import { LatestValues } from "./features/ingest/latest-values.ts";
@@ -34,7 +38,27 @@ export interface Services {
   bucketCache: BucketCache;
   /** Drops raw samples and rollups past their retention. */
   applyRetention(): Promise<RetentionResult>;
+  /**
+   * The hourly upkeep: purges expired tokens, makes the day partitions of today and the next
+   * two days (so ingest does not wait to make them at midnight), then applies retention. Its
+   * DDL gives up rather than wait long behind readers; the next run tries again.
+   */
+  maintain(): Promise<RetentionResult>;
+  /**
+   * Starts what runs beside the transports: caches hearing other processes' writes, and the
+   * rollup maintainer. Every process that writes through `ingest` starts it, or what it writes
+   * never reaches the rollups that downsampled history reads.
+   */
+  start(): Promise<void>;
+  /**
+   * Commits every row already accepted (its producer is answered, its rollups marked), then
+   * the rollups' last recompute, then stops listening.
+   */
+  close(): Promise<void>;
 }
+
+/** Days of partitions maintenance makes beyond today: an hourly run has many tries at each. */
+const partitionDaysAhead = 2;
 
 export interface ServiceOptions {
   config: Config;
@@ -89,6 +113,19 @@ export function createServices({
     (axisIds, fromMs, toMs) => bucketCache.invalidate(fromMs, toMs, axisIds),
   );
   pipeline.onCommitted((batch) => rollups.note(batch));
+  const retain = () =>
+    applyRetention(
+      db,
+      clock,
+      retentionPolicy(config),
+      {
+        raw: partitions,
+        seconds: secondPartitions,
+        fiveSeconds: fiveSecondPartitions,
+        tenSeconds: tenSecondPartitions,
+      },
+      bucketCache,
+    );
   return {
     config,
     db,
@@ -97,25 +134,25 @@ export function createServices({
     oauth,
     rollups,
     bucketCache,
-    applyRetention: () =>
-      applyRetention(
-        db,
-        clock,
-        {
-          rawDays: config.retentionDays,
-          secondDays: config.rollupSecondRetentionDays,
-          fiveSecondDays: config.rollupFiveSecondRetentionDays,
-          tenSecondDays: config.rollupTenSecondRetentionDays,
-          minuteDays: config.rollupMinuteRetentionDays,
-        },
-        {
-          raw: partitions,
-          seconds: secondPartitions,
-          fiveSeconds: fiveSecondPartitions,
-          tenSeconds: tenSecondPartitions,
-        },
-        bucketCache,
-      ),
+    applyRetention: retain,
+    async maintain() {
+      await oauth.purgeExpiredTokens();
+      const days = daysFrom(clock.now(), partitionDaysAhead);
+      for (const table of [partitions, secondPartitions, fiveSecondPartitions, tenSecondPartitions])
+        await table.prepare(days);
+      return retain();
+    },
+    async start() {
+      await changes.start(db);
+      await bucketCache.listen(db);
+      rollups.start();
+    },
+    async close() {
+      await pipeline.close();
+      await rollups.close();
+      await bucketCache.close();
+      await changes.close();
+    },
     users: createUsersService({ db, changes }),
     registrations,
     partitions,

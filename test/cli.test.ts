@@ -210,6 +210,7 @@ describe("spindle serve", { timeout: 180_000 }, () => {
   });
 
   it("serves, holds the embedded data directory against a second process, and stops cleanly on SIGTERM", async () => {
+    const startedOn = Math.floor(Date.now() / 86_400_000) * 86_400_000;
     server = spawn(bin, ["serve"], { env: { ...process.env, ...env, PORT: "0" } });
     let log = "";
     const address = await new Promise<string>((resolve, reject) => {
@@ -235,5 +236,22 @@ describe("spindle serve", { timeout: 180_000 }, () => {
     expect(log).not.toMatch(/spa_|spr_|password/i);
     // Once it is gone, the directory is free again.
     expect((await spindle(["migrate"])).code).toBe(0);
+
+    // Its maintenance at start made the next days' partitions, before any sample needs them.
+    const db = database?.db ?? (await openDatabase({ dataDir: join(dataDir, "pglite") }));
+    try {
+      const { rows } = await db.query<{ name: string }>(
+        `select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid
+         join pg_class p on p.oid = i.inhparent
+         where p.relname = 'axis_data' and p.relnamespace = to_regnamespace(current_schema())::oid`,
+      );
+      // Tomorrow and the day after: made whether or not midnight passed since it started.
+      for (const dayStart of [startedOn + 86_400_000, startedOn + 2 * 86_400_000])
+        expect(rows.map((row) => row.name)).toContain(
+          `axis_data_${new Date(dayStart).toISOString().slice(0, 10).replaceAll("-", "")}`,
+        );
+    } finally {
+      if (!database) await db.close();
+    }
   });
 });

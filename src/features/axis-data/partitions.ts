@@ -10,10 +10,23 @@ export const partitionName = (dayStart: number, table = "axis_data"): string =>
 export const dayOf = (time: Date | number): number =>
   Math.floor(new Date(time).getTime() / dayMs) * dayMs;
 
+/** The day of `now` and the `ahead` days after it. */
+export const daysFrom = (now: Date, ahead: number): number[] =>
+  Array.from({ length: ahead + 1 }, (_, index) => dayOf(now) + index * dayMs);
+
+/**
+ * How long maintenance DDL waits for its table's lock. Creating or dropping a partition locks the
+ * whole table (ACCESS EXCLUSIVE): waiting behind a long history query, it would hold every later
+ * insert and read in the queue behind it. Maintenance runs hourly, days before it is needed, so
+ * giving up costs nothing: the next run tries again.
+ */
+export const maintenanceLockTimeoutMs = 2000;
+
 /**
  * Daily partitions of axis_data (or of another table partitioned the same way, such as the 1 s
- * rollups), created on demand before a write needs them. Which days exist is remembered, so the
- * hot path costs one Set lookup per distinct day in a batch.
+ * rollups). Maintenance makes them days ahead (`prepare`); a write whose day has none yet makes
+ * it first (`ensure`). Which days exist is remembered, so the hot path costs one Set lookup per
+ * distinct day in a batch.
  */
 export class AxisDataPartitions {
   private readonly known = new Set<number>();
@@ -23,23 +36,41 @@ export class AxisDataPartitions {
     readonly table = "axis_data",
   ) {}
 
-  async ensure(times: Iterable<Date | number>): Promise<void> {
+  /** Before a write: makes the partitions of these times' days that do not exist yet. */
+  ensure(times: Iterable<Date | number>): Promise<void> {
+    return this.createMissing(times);
+  }
+
+  /**
+   * Maintenance, ahead of the writes: the same, waiting at most `maintenanceLockTimeoutMs` for
+   * the table (then it throws lock_not_available, 55P03).
+   */
+  prepare(times: Iterable<Date | number>): Promise<void> {
+    return this.createMissing(times, maintenanceLockTimeoutMs);
+  }
+
+  private async createMissing(
+    times: Iterable<Date | number>,
+    lockTimeoutMs?: number,
+  ): Promise<void> {
     const days = new Set<number>();
     for (const time of times) days.add(dayOf(time));
     for (const day of days) {
       if (this.known.has(day)) continue;
-      await this.create(day);
+      await this.create(day, lockTimeoutMs);
       this.known.add(day);
     }
   }
 
-  private async create(day: number): Promise<void> {
+  private async create(day: number, lockTimeoutMs: number | undefined): Promise<void> {
     const from = new Date(day).toISOString();
     const to = new Date(day + dayMs).toISOString();
     try {
-      await this.db.query(
+      // One that exists already is skipped without locking the table.
+      await this.ddl(
         `create table if not exists ${partitionName(day, this.table)} partition of ${this.table}
          for values from ('${from}') to ('${to}')`,
+        lockTimeoutMs,
       );
     } catch (error) {
       // Another process made it first (42P07 duplicate table, or 23505 on its catalog row).
@@ -68,15 +99,30 @@ export class AxisDataPartitions {
       }));
   }
 
-  /** Drops every partition that lies wholly before `cutoff`; returns the names dropped. */
+  /**
+   * Drops every partition that lies wholly before `cutoff`, each waiting at most
+   * `maintenanceLockTimeoutMs` for the table; returns the names dropped.
+   */
   async dropBefore(cutoff: Date): Promise<string[]> {
     const dropped: string[] = [];
     for (const { name, day } of await this.list()) {
       if (day + dayMs > cutoff.getTime()) continue;
-      await this.db.query(`drop table if exists ${name}`);
+      await this.ddl(`drop table if exists ${name}`, maintenanceLockTimeoutMs);
       this.known.delete(day);
       dropped.push(name);
     }
     return dropped;
+  }
+
+  /** DDL, which locks the whole table; a timeout bounds the wait, in a transaction of its own. */
+  private async ddl(sql: string, lockTimeoutMs: number | undefined): Promise<void> {
+    if (lockTimeoutMs === undefined) {
+      await this.db.query(sql);
+      return;
+    }
+    await this.db.transaction(async (tx) => {
+      await tx.query(`set local lock_timeout = ${Math.round(lockTimeoutMs)}`);
+      await tx.query(sql);
+    });
   }
 }

@@ -39,20 +39,20 @@ describe("spindle simulate", () => {
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  const count = async (table: string) => {
+  /** The first row's `n` of `sql`, read once `spindle` has let go of the database. */
+  const numberOf = async (sql: string) => {
     const db = await openDatabase(
       database
         ? { url: database.url, schema: database.schema }
         : { dataDir: join(dataDir, "pglite") },
     );
     try {
-      return Number(
-        (await db.query<{ n: number }>(`select count(*)::int as n from ${table}`)).rows[0]!.n,
-      );
+      return Number((await db.query<{ n: number }>(sql)).rows[0]!.n);
     } finally {
       await db.close();
     }
   };
+  const count = (table: string) => numberOf(`select count(*)::int as n from ${table}`);
 
   it("refuses bad flags with usage (exit 2)", async () => {
     for (const args of [
@@ -103,6 +103,38 @@ describe("spindle simulate", () => {
     expect(await count("axis")).toBe(100);
     expect(await count("tool")).toBe(20 * 24);
   }, 120_000);
+
+  it("keeps the rollups of what it writes: every bucket of every tier counts the raw samples in it", async () => {
+    const run = await spindle(["simulate", "--machines", "3", "--duration", "3s"], env);
+    expect(run.code, run.stderr).toBe(0);
+    const samples = await count("axis_data");
+    expect(samples).toBeGreaterThan(0);
+    // Buckets whose sample count differs from the raw samples' (or that only one side has).
+    const mismatches = (table: string, bucketStart: string) =>
+      numberOf(
+        `with raw as (
+           select axis_id, ${bucketStart} as bucket, count(*)::int as samples
+           from axis_data group by 1, 2)
+         select count(*)::int as n
+         from raw full join ${table} r on r.axis_id = raw.axis_id and r.update_timestamp = raw.bucket
+         where raw.samples is distinct from r.samples`,
+      );
+    expect(await mismatches("axis_data_1s", "date_trunc('second', update_timestamp)")).toBe(0);
+    expect(
+      await mismatches(
+        "axis_data_5s",
+        "date_bin('5 seconds', update_timestamp, timestamptz '1970-01-01Z')",
+      ),
+    ).toBe(0);
+    expect(
+      await mismatches(
+        "axis_data_10s",
+        "date_bin('10 seconds', update_timestamp, timestamptz '1970-01-01Z')",
+      ),
+    ).toBe(0);
+    expect(await mismatches("axis_data_1m", "date_trunc('minute', update_timestamp)")).toBe(0);
+    expect(await numberOf("select sum(samples)::int as n from axis_data_1m")).toBe(samples);
+  }, 60_000);
 
   it("refuses a speed its spec cannot run at before creating any machine (exit 2)", async () => {
     const before = await count("machine");
