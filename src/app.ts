@@ -15,7 +15,7 @@ import { machinesResource } from "./features/machines/machines-resource.ts";
 import { toolsResource, toolUsageResource } from "./features/tools/tools-resource.ts";
 import { usersRoutes } from "./features/users/users-routes.ts";
 import { registerErrorHandler } from "./platform/error-handler.ts";
-import { resourceRoutes } from "./platform/resource.ts";
+import { alsoAfterWrite, resourceRoutes } from "./platform/resource.ts";
 import { validatorCompiler } from "./platform/validation.ts";
 import type { Services } from "./services.ts";
 
@@ -128,17 +128,31 @@ export async function buildApp(
   await app.register(historyRoutes, { history: createHistoryService(services) });
   await app.register(ingestRoutes, { ingest: services.ingest, bodyLimit: config.ingestBodyLimit });
   await app.register(async (data) => {
+    // Machine data written here reaches the live feed as ingested data does.
+    const live = (keys: Partial<Record<"axes" | "tools" | "machines", unknown[]>>) =>
+      services.live.storedChanged({
+        axes: distinctIds(keys.axes),
+        tools: distinctIds(keys.tools),
+        machines: distinctIds(keys.machines),
+      });
     for (const resource of [
       machinesResource,
-      toolsResource,
-      toolUsageResource,
+      alsoAfterWrite(toolsResource, ({ before, after }) =>
+        live({ tools: [before?.tool_id, after?.tool_id] }),
+      ),
+      alsoAfterWrite(toolUsageResource, ({ before, after }) =>
+        live({ machines: [before?.machine, after?.machine] }),
+      ),
       axesResource,
-      axisDataResource({
-        clock: services.clock,
-        retentionDays: config.retentionDays,
-        partitions: services.partitions,
-        onSampleWritten: (axisId, timeMs) => services.rollups.noteSample(axisId, timeMs),
-      }),
+      alsoAfterWrite(
+        axisDataResource({
+          clock: services.clock,
+          retentionDays: config.retentionDays,
+          partitions: services.partitions,
+          onSampleWritten: (axisId, timeMs) => services.rollups.noteSample(axisId, timeMs),
+        }),
+        ({ before, after }) => live({ axes: [before?.axis, after?.axis] }),
+      ),
     ]) {
       resourceRoutes(data, db, services.changes, resource);
     }
@@ -146,4 +160,9 @@ export async function buildApp(
   await app.register(liveRoutes, { live: services.live });
   await app.register(consoleRoutes);
   return app;
+}
+
+/** The distinct ids among `values` (a row's before and after), leaving out absent ones. */
+function distinctIds(values: unknown[] = []): number[] {
+  return [...new Set(values.filter((value) => value !== undefined).map(Number))];
 }

@@ -160,6 +160,7 @@ export function createServices({
     latest,
     ingest: pipeline,
     live: new LiveHub({
+      db,
       ingest: pipeline,
       catalog,
       latest,

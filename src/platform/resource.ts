@@ -48,14 +48,36 @@ export interface ResourceDefinition {
    * (this process's writes, or any other writer's through NOTIFY). Absent: never cached.
    */
   cachedUntilChanged?: string[];
-  /** Told of each row as written, and of the previous row on updates and deletes. */
-  afterWrite?: (row: Record<string, unknown>) => void;
+  /**
+   * Told of each write once it is committed, and awaited before the answer: the row as it was
+   * (`before`: updates and deletes) and as it is (`after`: creates and updates).
+   */
+  afterWrite?: (change: RowChange) => void | Promise<void>;
   /** Domain checks and derived values before a write; `existing` is set on updates. */
   prepare?: (
     db: Database,
     input: Record<string, unknown>,
     existing?: Record<string, unknown>,
   ) => Promise<void>;
+}
+
+export interface RowChange {
+  before?: Record<string, unknown>;
+  after?: Record<string, unknown>;
+}
+
+/** `def`, telling `hook` of each write too, after what it tells already. */
+export function alsoAfterWrite(
+  def: ResourceDefinition,
+  hook: (change: RowChange) => void | Promise<void>,
+): ResourceDefinition {
+  return {
+    ...def,
+    afterWrite: async (change) => {
+      await def.afterWrite?.(change);
+      await hook(change);
+    },
+  };
 }
 
 const maxLimit = 10_000;
@@ -147,7 +169,7 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
     );
     written();
     const created = await get(rows[0]!.id);
-    def.afterWrite?.(created);
+    await def.afterWrite?.({ after: created });
     return created;
   }
 
@@ -175,8 +197,7 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
     if (rowCount === 0) throw notFound();
     written();
     const updated = await get(id);
-    def.afterWrite?.(existing);
-    def.afterWrite?.(updated);
+    await def.afterWrite?.({ before: existing, after: updated });
     return updated;
   }
 
@@ -187,7 +208,7 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
     ]);
     if (rowCount === 0) throw notFound();
     written();
-    if (existing) def.afterWrite?.(existing);
+    if (existing) await def.afterWrite?.({ before: existing });
   }
 
   return { list, get, create, update, remove };

@@ -112,11 +112,14 @@ export function axisDataResource(rules: AxisDataRules): ResourceDefinition {
       },
       axis_data_axis_id_fkey: { field: "axis", reason: "Invalid pk - axis does not exist." },
     },
-    afterWrite: (row) =>
-      rules.onSampleWritten?.(
-        Number(row.axis),
-        new Date(row.update_timestamp as string | Date).getTime(),
-      ),
+    afterWrite: ({ before, after }) => {
+      for (const row of [before, after])
+        if (row)
+          rules.onSampleWritten?.(
+            Number(row.axis),
+            new Date(row.update_timestamp as string | Date).getTime(),
+          );
+    },
     prepare: async (_db, input, existing) => {
       const given = input.update_timestamp as string | undefined;
       const time = given ? new Date(given) : existing ? undefined : rules.clock.now();

@@ -23,78 +23,7 @@ export class LatestValues {
    * (axis_id, update_timestamp) key), never a scan; samples older than `since` are left out.
    */
   async load(db: Queryable, since: Date): Promise<void> {
-    const axes = await db.query<{
-      axis_id: number;
-      machine_id: number;
-      axis_name: string;
-      t: string;
-      ms: number;
-      actual_position: number;
-      target_position: number;
-      velocity: number;
-      acceleration: number;
-      homed: boolean;
-    }>(
-      `select x.axis_id, x.machine_id, x.axis_name, to_char(d.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
-              (extract(epoch from d.update_timestamp) * 1000)::float8 as ms,
-              d.actual_position, d.target_position, d.velocity, d.acceleration, d.homed
-       from axis x cross join lateral (
-         select * from axis_data a where a.axis_id = x.axis_id and a.update_timestamp >= $1
-         order by a.update_timestamp desc limit 1) d`,
-      [since],
-    );
-    const tools = await db.query<{
-      tool_id: number;
-      machine_id: number;
-      t: string;
-      ms: number;
-      tool_offset: number;
-      feedrate: number;
-    }>(
-      `select tool_id, machine_id, to_char(update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
-              (extract(epoch from update_timestamp) * 1000)::float8 as ms, tool_offset, feedrate from tool`,
-    );
-    const usage = await db.query<{
-      machine_id: number;
-      tool_in_use: number;
-      t: string;
-      ms: number;
-    }>(
-      `select m.machine_id, u.tool_in_use, to_char(u.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
-              (extract(epoch from u.update_timestamp) * 1000)::float8 as ms
-       from machine m cross join lateral (
-         select * from tool_usage t where t.machine_id = m.machine_id and t.update_timestamp >= $1
-         order by t.update_timestamp desc limit 1) u`,
-      [since],
-    );
-    this.apply({
-      axis: axes.rows.map((row) => ({
-        axisId: row.axis_id,
-        machineId: row.machine_id,
-        axisName: row.axis_name,
-        time: row.t,
-        timeMs: row.ms,
-        actualPosition: row.actual_position,
-        targetPosition: row.target_position,
-        velocity: row.velocity,
-        acceleration: row.acceleration,
-        homed: row.homed,
-      })),
-      tools: tools.rows.map((row) => ({
-        toolId: row.tool_id,
-        machineId: row.machine_id,
-        time: row.t,
-        timeMs: row.ms,
-        toolOffset: row.tool_offset,
-        feedrate: row.feedrate,
-      })),
-      toolUsage: usage.rows.map((row) => ({
-        machineId: row.machine_id,
-        toolInUse: row.tool_in_use,
-        time: row.t,
-        timeMs: row.ms,
-      })),
-    });
+    this.apply(await readStored(db, { since }));
   }
 
   forget(predicate: (machineId: number) => boolean): void {
@@ -105,6 +34,110 @@ export class LatestValues {
       for (const [key, row] of map) if (predicate(row.machineId)) map.delete(key);
     }
   }
+}
+
+/** Which stored values `readStored` reads: some series only, or every one since a time. */
+export interface StoredKeys {
+  /** Leaves out samples and reports older than this. */
+  since?: Date;
+  axes?: number[];
+  tools?: number[];
+  /** Machines whose tool in use is read. */
+  machines?: number[];
+}
+
+/**
+ * The newest stored sample of each axis, each tool's row and each machine's newest tool usage
+ * report: of every series, or with `axes`, `tools` or `machines` given, of those alone (an
+ * empty list reads none of that kind).
+ */
+export async function readStored(db: Queryable, keys: StoredKeys): Promise<ValidBatch> {
+  const since = keys.since ?? new Date(0);
+  // null: every key; otherwise the keys listed.
+  const only = (ids: number[] | undefined) => (ids === undefined ? null : `{${ids.join(",")}}`);
+  const read = (ids: number[] | undefined) => ids === undefined || ids.length > 0;
+  const axes = read(keys.axes)
+    ? await db.query<{
+        axis_id: number;
+        machine_id: number;
+        axis_name: string;
+        t: string;
+        ms: number;
+        actual_position: number;
+        target_position: number;
+        velocity: number;
+        acceleration: number;
+        homed: boolean;
+      }>(
+        `select x.axis_id, x.machine_id, x.axis_name, to_char(d.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
+                (extract(epoch from d.update_timestamp) * 1000)::float8 as ms,
+                d.actual_position, d.target_position, d.velocity, d.acceleration, d.homed
+         from axis x cross join lateral (
+           select * from axis_data a where a.axis_id = x.axis_id and a.update_timestamp >= $1
+           order by a.update_timestamp desc limit 1) d
+         where $2::bigint[] is null or x.axis_id = any($2::bigint[])`,
+        [since, only(keys.axes)],
+      )
+    : { rows: [] };
+  const tools = read(keys.tools)
+    ? await db.query<{
+        tool_id: number;
+        machine_id: number;
+        t: string;
+        ms: number;
+        tool_offset: number;
+        feedrate: number;
+      }>(
+        `select tool_id, machine_id, to_char(update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
+                (extract(epoch from update_timestamp) * 1000)::float8 as ms, tool_offset, feedrate
+         from tool where $1::bigint[] is null or tool_id = any($1::bigint[])`,
+        [only(keys.tools)],
+      )
+    : { rows: [] };
+  const usage = read(keys.machines)
+    ? await db.query<{
+        machine_id: number;
+        tool_in_use: number;
+        t: string;
+        ms: number;
+      }>(
+        `select m.machine_id, u.tool_in_use, to_char(u.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
+                (extract(epoch from u.update_timestamp) * 1000)::float8 as ms
+         from machine m cross join lateral (
+           select * from tool_usage t where t.machine_id = m.machine_id and t.update_timestamp >= $1
+           order by t.update_timestamp desc limit 1) u
+         where $2::bigint[] is null or m.machine_id = any($2::bigint[])`,
+        [since, only(keys.machines)],
+      )
+    : { rows: [] };
+  return {
+    axis: axes.rows.map((row) => ({
+      axisId: row.axis_id,
+      machineId: row.machine_id,
+      axisName: row.axis_name,
+      time: row.t,
+      timeMs: row.ms,
+      actualPosition: row.actual_position,
+      targetPosition: row.target_position,
+      velocity: row.velocity,
+      acceleration: row.acceleration,
+      homed: row.homed,
+    })),
+    tools: tools.rows.map((row) => ({
+      toolId: row.tool_id,
+      machineId: row.machine_id,
+      time: row.t,
+      timeMs: row.ms,
+      toolOffset: row.tool_offset,
+      feedrate: row.feedrate,
+    })),
+    toolUsage: usage.rows.map((row) => ({
+      machineId: row.machine_id,
+      toolInUse: row.tool_in_use,
+      time: row.t,
+      timeMs: row.ms,
+    })),
+  };
 }
 
 function keepNewest<Row extends { timeMs: number }>(

@@ -2,11 +2,12 @@ import { performance } from "node:perf_hooks";
 import type { WebSocket } from "ws";
 import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Clock, Principal } from "../../platform/context.ts";
+import type { Queryable } from "../../platform/database.ts";
 import { DomainError } from "../../platform/errors.ts";
 import { authTables, type OAuthService } from "../auth/oauth-service.ts";
 import type { AxisSampleRow, ToolRow, ToolUsageRow, ValidBatch } from "../ingest/ingest-batch.ts";
 import type { IngestPipeline } from "../ingest/ingest-pipeline.ts";
-import type { LatestValues } from "../ingest/latest-values.ts";
+import { type LatestValues, readStored, type StoredKeys } from "../ingest/latest-values.ts";
 import type { Fleet, FleetCatalog } from "../machines/fleet-catalog.ts";
 import { closeCodes, LiveConnection } from "./live-connection.ts";
 import { encodeRows, type Frame, type LiveEncoding } from "./live-encoding.ts";
@@ -73,6 +74,8 @@ export const defaultLiveOptions: LiveOptions = {
 };
 
 export interface LiveDeps {
+  /** Reads what the CRUD endpoints wrote (`storedChanged`). */
+  db: Queryable;
   ingest: IngestPipeline;
   catalog: FleetCatalog;
   latest: LatestValues;
@@ -352,6 +355,60 @@ export class LiveHub {
       };
     }
     connection.send(this.snapshotCache.text);
+  }
+
+  /**
+   * Machine data written through the CRUD endpoints rather than ingest: each series (and tool)
+   * it touched is read again, so the latest values, snapshots and `get_*` answers match the
+   * database, and one whose stored value changed is pushed in the next tick. Nothing is pushed
+   * for a series or tool that is gone: snapshots leave it out.
+   */
+  async storedChanged(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
+    const { latest } = this.deps;
+    const held = {
+      axes: keys.axes.map((key) => latest.axes.get(key)),
+      tools: keys.tools.map((key) => latest.tools.get(key)),
+      machines: keys.machines.map((key) => latest.toolUsage.get(key)),
+    };
+    let stored: ValidBatch;
+    try {
+      stored = await readStored(this.deps.db, keys);
+    } catch (error) {
+      // The write is committed either way; the next ingest of these series corrects them.
+      this.reportError(error);
+      return;
+    }
+    if (this.closed) return;
+    const changed: ValidBatch = {
+      axis: reconcile(
+        latest.axes,
+        this.committed.axis,
+        keys.axes,
+        held.axes,
+        stored.axis,
+        (row) => row.axisId,
+      ),
+      tools: reconcile(
+        latest.tools,
+        this.committed.tools,
+        keys.tools,
+        held.tools,
+        stored.tools,
+        (row) => row.toolId,
+      ),
+      toolUsage: reconcile(
+        latest.toolUsage,
+        this.committed.toolUsage,
+        keys.machines,
+        held.machines,
+        stored.toolUsage,
+        (row) => row.machineId,
+      ),
+    };
+    // Answers must show the write at once, before the tick that pushes it.
+    this.snapshotCache = undefined;
+    if (changed.axis.length + changed.tools.length + changed.toolUsage.length > 0)
+      this.gather(changed);
   }
 
   // --- ticks ---
@@ -773,6 +830,49 @@ function encodeMessages(
     );
   }
   return frames;
+}
+
+/**
+ * Makes the latest values of `keys` what the database holds (`stored`), unless ingest published
+ * newer ones while it was read; returns the rows that changed. Their pushed (committed) rows are
+ * dropped, so the tick carries them even where the stored row is older: after a correction or a
+ * deletion the newest stored value is the news.
+ */
+function reconcile<Row extends { time: string }>(
+  latest: Map<number, Row>,
+  committed: Map<number, Committed<Row>>,
+  keys: number[],
+  held: (Row | undefined)[],
+  stored: Row[],
+  keyOf: (row: Row) => number,
+): Row[] {
+  const byKey = new Map(stored.map((row) => [keyOf(row), row]));
+  const changed: Row[] = [];
+  for (const [i, key] of keys.entries()) {
+    if (latest.get(key) !== held[i]) continue;
+    const row = byKey.get(key);
+    if (!row) {
+      latest.delete(key);
+      committed.delete(key);
+    } else if (!held[i] || !sameValues(held[i]!, row)) {
+      latest.set(key, row);
+      committed.delete(key);
+      changed.push(row);
+    }
+  }
+  return changed;
+}
+
+/** The same values, at the same millisecond (a time's text may differ in its digits). */
+function sameValues<Row extends { time: string }>(a: Row, b: Row): boolean {
+  const fields = Object.keys(a) as (keyof Row)[];
+  return fields.every((field) =>
+    field === "time"
+      ? Date.parse(a.time) === Date.parse(b.time)
+      : field === "timeMs"
+        ? Math.floor(a[field] as number) === Math.floor(b[field] as number)
+        : a[field] === b[field],
+  );
 }
 
 function newestCommitted<Row extends { timeMs: number }>(

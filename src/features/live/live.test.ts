@@ -531,6 +531,152 @@ describe("subscriptions", () => {
   });
 });
 
+describe("machine data written through the CRUD endpoints", () => {
+  const rest = async (method: "POST" | "PUT" | "PATCH" | "DELETE", url: string, body?: object) => {
+    const answer = await f.t.inject({
+      method,
+      url,
+      headers: f.t.adminAuth,
+      ...(body ? { payload: body } : {}),
+    });
+    expect(answer.statusCode, answer.body).toBeLessThan(300);
+    return method === "DELETE" ? undefined : answer.json();
+  };
+
+  it("is pushed and answered like ingested data: samples added, corrected and deleted", async () => {
+    const machine = f.machines[1]!;
+    const x = f.axes.get(`${machine}:X`)!;
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine], axes: ["X"] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    await ingestAxes(f, 900, [machine], ["X"]);
+    await client.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 900);
+    // Answers are asked on a socket of their own: asking skips the pushes before the answer.
+    const asker = track((await signedIn(f)).client);
+    const newestX = async () =>
+      (await asker.ask({ type: "get_axis_data" }, "axis_data")).data.find(
+        (row: Message) => row.axis === x,
+      );
+
+    const sample = await rest("POST", "/data/axises/", {
+      axis: x,
+      actual_position: 901,
+      target_position: 902,
+      homed: true,
+      acceleration: 0,
+      velocity: 5,
+      update_timestamp: at(),
+    });
+    const added = await client.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 901);
+    expect(added.data[0]).toMatchObject({ axis: x, target_position: 902, velocity: 5 });
+    expect((await newestX()).actual_position).toBe(901);
+
+    await rest("PATCH", `/data/axises/${sample.axis_data_id}/`, { actual_position: 911 });
+    await client.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 911);
+    expect((await newestX()).actual_position).toBe(911);
+
+    // Deleted, the newest stored sample is the ingested one again.
+    await rest("DELETE", `/data/axises/${sample.axis_data_id}/`);
+    expect((await newestX()).actual_position).toBe(900);
+    await client.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 900);
+    // A correction of an older sample changes nothing that is newest: nothing is pushed.
+    const older = await rest("POST", "/data/axises/", {
+      axis: x,
+      actual_position: 5,
+      target_position: 5,
+      homed: true,
+      acceleration: 0,
+      velocity: 0,
+      update_timestamp: new Date(Date.now() - 3_600_000).toISOString(),
+    });
+    const before = pushes(client).length;
+    await rest("PATCH", `/data/axises/${older.axis_data_id}/`, { actual_position: 6 });
+    await ingestAxes(f, 920, [machine], ["X"]);
+    const next = await client.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 920);
+    expect(pushes(client).indexOf(next)).toBe(before);
+  });
+
+  it("keeps tools as stored: edited, moved to another machine, deleted", async () => {
+    const [first, second] = f.machines as [number, number];
+    const tool = await rest("POST", "/data/tools/", {
+      machine: first,
+      tool_offset: 1,
+      feedrate: 100,
+      update_timestamp: "2021-01-01T00:00:00Z",
+    });
+    const watchers = [first, second].map(async (machine) => {
+      const client = track((await signedIn(f)).client);
+      client.send({ type: "subscribe", machines: [machine] });
+      await client.next((m) => m.type === "tool_data" && m.snapshot);
+      return client;
+    });
+    const [onFirst, onSecond] = (await Promise.all(watchers)) as [LiveTestClient, LiveTestClient];
+    const listed = async () =>
+      (await onFirst.ask({ type: "get_tool_data" }, "tool_data")).data.find(
+        (row: Message) => row.tool_id === tool.tool_id,
+      );
+    expect(await listed()).toMatchObject({ machine: first, tool_offset: 1 });
+
+    // Same timestamp, new offset: a REST edit is the tool's state, whatever its time.
+    await rest("PATCH", `/data/tools/${tool.tool_id}/`, { tool_offset: 2.5 });
+    const edited = await onFirst.next((m) => m.type === "tool_data" && !m.snapshot);
+    expect(edited.data).toEqual([
+      expect.objectContaining({ tool_id: tool.tool_id, tool_offset: 2.5 }),
+    ]);
+    expect(await listed()).toMatchObject({ tool_offset: 2.5 });
+
+    await rest("PATCH", `/data/tools/${tool.tool_id}/`, { machine: second });
+    const moved = await onSecond.next((m) => m.type === "tool_data" && !m.snapshot);
+    expect(moved.data).toEqual([
+      expect.objectContaining({ tool_id: tool.tool_id, machine: second }),
+    ]);
+    expect(await listed()).toMatchObject({ machine: second });
+
+    await rest("DELETE", `/data/tools/${tool.tool_id}/`);
+    expect(await listed()).toBeUndefined();
+    const late = track((await signedIn(f)).client);
+    late.send({ type: "subscribe", machines: [second] });
+    const snapshot = await late.next((m) => m.type === "tool_data" && m.snapshot);
+    expect(snapshot.data.map((row: Message) => row.tool_id)).not.toContain(tool.tool_id);
+  });
+
+  it("pushes a tool usage report and answers the one newest after a deletion", async () => {
+    const machine = f.machines[0]!;
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine] });
+    await client.next((m) => m.type === "tool_usage" && m.snapshot);
+    const earlier = await rest("POST", "/data/tool-usage/", {
+      machine,
+      tool_in_use: f.tool,
+      update_timestamp: at(),
+    });
+    await client.next(
+      (m) =>
+        m.type === "tool_usage" &&
+        Date.parse(m.data?.[0]?.update_timestamp) === Date.parse(earlier.update_timestamp),
+    );
+    const newer = await rest("POST", "/data/tool-usage/", {
+      machine,
+      tool_in_use: f.tool,
+      update_timestamp: at(),
+    });
+    await client.next(
+      (m) =>
+        m.type === "tool_usage" &&
+        Date.parse(m.data?.[0]?.update_timestamp) === Date.parse(newer.update_timestamp),
+    );
+    await rest("DELETE", `/data/tool-usage/${newer.usage_id}/`);
+    const again = await client.next((m) => m.type === "tool_usage" && !m.snapshot);
+    expect(Date.parse(again.data[0].update_timestamp)).toBe(Date.parse(earlier.update_timestamp));
+    const late = track((await signedIn(f)).client);
+    late.send({ type: "subscribe", machines: [machine] });
+    const snapshot = await late.next((m) => m.type === "tool_usage" && m.snapshot);
+    expect(Date.parse(snapshot.data[0].update_timestamp)).toBe(
+      Date.parse(earlier.update_timestamp),
+    );
+  });
+});
+
 describe("a snapshot taken while a tick gathers", () => {
   let slowTicks: Fixture;
   beforeAll(async () => {
