@@ -336,4 +336,76 @@ describe.runIf(testDatabaseKind() === "postgres")("the database going away mid-i
       await database.drop();
     }
   }, 60_000);
+
+  it("answers reads, writes, sign-in and history with 503 and Retry-After while it is away, never 500", async () => {
+    const database = await openTestDatabase();
+    const target = new URL(database.url!);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    const proxied = new URL(database.url!);
+    proxied.port = String(proxy.port);
+    const db = await openDatabase({ url: proxied.toString(), schema: database.schema });
+    const services = createServices({ config: parseConfig({}), db });
+    const app = await buildApp(services);
+    try {
+      await services.oauth.createClient({
+        clientId: client.id,
+        secret: client.secret,
+        grantTypes: ["password"],
+        scopes: ["read", "write"],
+      });
+      await services.users.createUser({ username: "away", password: "Correct-Horse-Battery-9" }, [
+        "Admin",
+      ]);
+      const signIn = () =>
+        app.inject({
+          method: "POST",
+          url: "/o/token/",
+          payload: {
+            grant_type: "password",
+            username: "away",
+            password: "Correct-Horse-Battery-9",
+            client_id: client.id,
+            client_secret: client.secret,
+          },
+        });
+      const token = (await signIn()).json().access_token as string;
+      const headers = { authorization: `Bearer ${token}` };
+      const requests = [
+        { method: "GET" as const, url: "/data/axises/?limit=5" },
+        { method: "GET" as const, url: "/api/axis-data/?minutes=5" },
+        {
+          method: "POST" as const,
+          url: "/data/machines/",
+          payload: { machine_id: 77, machine_name: "Away", tool_capacity: 4 },
+        },
+      ];
+      // Signed in (the token is cached), then the database goes.
+      expect((await app.inject({ ...requests[0]!, headers })).statusCode).toBe(200);
+      proxy.disconnect();
+      for (const request of requests) {
+        const answer = await app.inject({ ...request, headers });
+        expect(answer.statusCode, `${request.method} ${request.url}: ${answer.body}`).toBe(503);
+        expect(answer.headers["retry-after"]).toBe("1");
+        expect(answer.json()).toEqual({ detail: "The database is unavailable; retry later." });
+      }
+      const away = await signIn();
+      expect(away.statusCode, away.body).toBe(503);
+      expect(away.json().error).toBe("temporarily_unavailable");
+
+      proxy.reconnect();
+      let back = 0;
+      for (let attempt = 0; attempt < 50 && back !== 201; attempt++) {
+        back = (await app.inject({ ...requests[2]!, headers })).statusCode;
+        if (back !== 201) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(back).toBe(201);
+    } finally {
+      await app.close();
+      await services.ingest.close();
+      await db.close();
+      await proxy.stop();
+      await database.drop();
+    }
+  }, 60_000);
 });

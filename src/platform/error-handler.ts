@@ -1,5 +1,12 @@
 import type { FastifyError, FastifyInstance } from "fastify";
-import { DomainError, type ErrorCode, OAuthError, pgErrorCode, pgErrorCodes } from "./errors.ts";
+import {
+  DomainError,
+  type ErrorCode,
+  isTransientDatabaseError,
+  OAuthError,
+  pgErrorCode,
+  pgErrorCodes,
+} from "./errors.ts";
 import { fieldErrors } from "./validation.ts";
 
 const statusOf: Record<ErrorCode, number> = {
@@ -72,6 +79,20 @@ export function registerErrorHandler(app: FastifyInstance): void {
     }
     if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
       return badRequest(error.statusCode, error.message);
+    }
+    if (isTransientDatabaseError(error)) {
+      request.log.warn({ err: error }, "database unavailable");
+      return reply
+        .code(503)
+        .header("Retry-After", "1")
+        .send(
+          oauth
+            ? {
+                error: "temporarily_unavailable",
+                error_description: "The database is unavailable; retry later.",
+              }
+            : { detail: "The database is unavailable; retry later." },
+        );
     }
     request.log.error({ err: error }, "unhandled error");
     return reply.code(500).send({ detail: "Internal server error." });

@@ -58,6 +58,32 @@ export function pgErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * The database could not do the work now, though nothing was wrong with what was asked: it is
+ * unreachable or restarting, every pooled connection stayed busy past the pool's wait, or it
+ * aborted the transaction for a deadlock, a serialization conflict or a lock it waited too long
+ * for. The statement changed nothing, and asking again shortly may succeed.
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const code = pgErrorCode(error);
+  if (code !== undefined) {
+    if (code.startsWith("08") || code === "53300") return true; // connection; too many clients
+    if (code === "57P01" || code === "57P02" || code === "57P03") return true; // shutting down
+    if (code === pgErrorCodes.serializationFailure || code === pgErrorCodes.deadlockDetected)
+      return true;
+    if (code === "55P03" || code === "57014") return true; // lock or statement timeout
+    if (/^E[A-Z]+$/.test(code))
+      return ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH"].includes(code);
+  }
+  // node-postgres's own: a connection lost, or none free in time.
+  return (
+    error instanceof Error &&
+    /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(
+      error.message,
+    )
+  );
+}
+
 /** RFC 6749 §5.2 errors from the token, revocation and introspection endpoints. */
 export type OAuthErrorCode =
   | "invalid_request"
