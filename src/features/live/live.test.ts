@@ -189,6 +189,28 @@ describe("authentication", () => {
     expect(closed.reason).toMatch(/revoked/);
   });
 
+  it("closes 4401 when its user is deactivated, and when its user is taken out of every group, 4403", async () => {
+    const deactivated = await f.t.userAuth(["Operator"]);
+    const removed = await f.t.userAuth(["Operator"]);
+    const sockets = [];
+    for (const auth of [deactivated, removed]) {
+      const client = track(await LiveTestClient.open(f.url, auth));
+      await client.next((m) => m.type === "authenticated");
+      client.send({ type: "subscribe" });
+      await client.next((m) => m.snapshot);
+      sockets.push(client);
+    }
+    const users = await f.t.services.users.listUsers();
+    const idOf = (username: string) => users.find((user) => user.username === username)!.id;
+    await f.t.services.users.updateUser(idOf(deactivated.username), { is_active: false });
+    expect(await sockets[0]!.closedWith()).toEqual({
+      code: 4401,
+      reason: "Token revoked or expired",
+    });
+    await f.t.services.users.changeMembership("remove", removed.username, "Operator");
+    expect((await sockets[1]!.closedWith()).code).toBe(4403);
+  });
+
   it("keeps sockets whose token is still valid when another is revoked", async () => {
     const { client } = await signedIn(f);
     track(client);
