@@ -29,8 +29,11 @@ export interface ResourceDefinition {
   columns: Record<string, string>;
   /** Writable API field → table column. */
   writable: Record<string, string>;
-  /** Query parameter → condition, its value bound as $n. */
-  filters: Record<string, { sql: (param: string) => string; schema: TSchema }>;
+  /**
+   * Query parameter → condition, its value bound as $n (`param`); `value`, already validated,
+   * lets a condition take another form for another value.
+   */
+  filters: Record<string, { sql: (param: string, value: unknown) => string; schema: TSchema }>;
   orderable: string[];
   defaultOrdering: string[];
   defaultLimit: number;
@@ -121,7 +124,7 @@ export function resourceService(db: Database, def: ResourceDefinition, changes: 
       .filter(([name]) => query[name] !== undefined)
       .map(([name, filter]) => {
         params.push(query[name]);
-        return filter.sql(`$${params.length}`);
+        return filter.sql(`$${params.length}`, query[name]);
       });
     const whereSql = where.length > 0 ? ` where ${where.join(" and ")}` : "";
     const order = orderBy(def, query.ordering as string | undefined);

@@ -91,11 +91,14 @@ export const toolUsageResource: ResourceDefinition = {
     machine: { sql: (p) => `u.machine_id = ${p}`, schema: Id() },
     ...timeFilters("u.update_timestamp"),
     // Each machine's newest report: the tool in use now. One index probe per machine, so a
-    // machine that has kept its tool for weeks is found however busy the others are.
+    // machine that has kept its tool for weeks is found however busy the others are. (A plain
+    // condition, not `not $n or …`: under an OR, PostgreSQL tests every row against the list.)
     latest: {
-      sql: (p) =>
-        `(not ${p}::boolean or u.usage_id in (select (select l.usage_id from tool_usage l
-           where l.machine_id = m.machine_id order by l.update_timestamp desc limit 1) from machine m))`,
+      sql: (p, latest) =>
+        latest
+          ? `${p}::boolean and u.usage_id in (select (select l.usage_id from tool_usage l
+             where l.machine_id = m.machine_id order by l.update_timestamp desc limit 1) from machine m)`
+          : `not ${p}::boolean`,
       schema: Type.Boolean({ description: "true: only each machine's newest report" }),
     },
   },
