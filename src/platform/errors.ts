@@ -62,7 +62,8 @@ export function pgErrorCode(error: unknown): string | undefined {
  * The database could not do the work now, though nothing was wrong with what was asked: it is
  * unreachable or restarting, every pooled connection stayed busy past the pool's wait, or it
  * aborted the transaction for a deadlock, a serialization conflict or a lock it waited too long
- * for. The statement changed nothing, and asking again shortly may succeed.
+ * for. Asking again shortly may succeed. (A connection lost while a write committed leaves it
+ * unknown whether the write was applied.)
  */
 export function isTransientDatabaseError(error: unknown): boolean {
   const code = pgErrorCode(error);
@@ -71,9 +72,18 @@ export function isTransientDatabaseError(error: unknown): boolean {
     if (code === "57P01" || code === "57P02" || code === "57P03") return true; // shutting down
     if (code === pgErrorCodes.serializationFailure || code === pgErrorCodes.deadlockDetected)
       return true;
-    if (code === "55P03" || code === "57014") return true; // lock or statement timeout
-    if (/^E[A-Z]+$/.test(code))
-      return ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH"].includes(code);
+    if (code === "55P03") return true; // lock timeout
+    if (/^E[A-Z_]+$/.test(code))
+      return [
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ETIMEDOUT",
+        "EPIPE",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ENOTFOUND",
+        "EAI_AGAIN",
+      ].includes(code);
   }
   // node-postgres's own: a connection lost, or none free in time.
   return (
