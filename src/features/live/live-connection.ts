@@ -213,6 +213,7 @@ export class LiveConnection {
       this.error("Authentication is unavailable; retry later.");
       return this.close(1013, "Try again later");
     }
+    if (outcome === "failed") return this.close(1011, "The token could not be checked");
     if (!this.hub.mayView(outcome))
       return this.close(closeCodes.forbidden, "No permission to view machine data");
     // A renewal may carry fewer permissions: the subscription narrows to what this one sees.

@@ -3,7 +3,7 @@ import type { WebSocket } from "ws";
 import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Clock, Principal } from "../../platform/context.ts";
 import type { Queryable } from "../../platform/database.ts";
-import { DomainError } from "../../platform/errors.ts";
+import { DomainError, isTransientDatabaseError } from "../../platform/errors.ts";
 import { authTables, type OAuthService } from "../auth/oauth-service.ts";
 import type { AxisSampleRow, ToolRow, ToolUsageRow, ValidBatch } from "../ingest/ingest-batch.ts";
 import type { IngestPipeline } from "../ingest/ingest-pipeline.ts";
@@ -161,6 +161,8 @@ export class LiveHub {
   private recheckRetry: NodeJS.Timeout | undefined;
   private readonly stops: (() => void)[] = [];
   private snapshotCache: { seq: number; fleet: Fleet; text: Buffer } | undefined;
+  /** CRUD writes' series being read again, one write after another (`storedChanged`). */
+  private storing: Promise<void> = Promise.resolve();
   private closed = false;
 
   constructor(private readonly deps: LiveDeps) {
@@ -235,13 +237,17 @@ export class LiveHub {
     this.deps.onError?.(error);
   }
 
-  async resolve(token: string): Promise<Principal | "invalid" | "unavailable"> {
+  /**
+   * The token's principal; "unavailable" when the database cannot answer now (ask again),
+   * "failed" when the lookup failed otherwise (asking again would fail too).
+   */
+  async resolve(token: string): Promise<Principal | "invalid" | "unavailable" | "failed"> {
     try {
       return await this.deps.oauth.authenticateAccessToken(token);
     } catch (error) {
       if (error instanceof DomainError && error.code === "invalid_token") return "invalid";
       this.reportError(error);
-      return "unavailable";
+      return isTransientDatabaseError(error) ? "unavailable" : "failed";
     }
   }
 
@@ -361,9 +367,16 @@ export class LiveHub {
    * Machine data written through the CRUD endpoints rather than ingest: each series (and tool)
    * it touched is read again, so the latest values, snapshots and `get_*` answers match the
    * database, and one whose stored value changed is pushed in the next tick. Nothing is pushed
-   * for a series or tool that is gone: snapshots leave it out.
+   * for a series or tool that is gone: snapshots leave it out. One write's series at a time, so
+   * of two writes to one series the later read wins.
    */
-  async storedChanged(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
+  storedChanged(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
+    const done = this.storing.then(() => this.restore(keys));
+    this.storing = done;
+    return done;
+  }
+
+  private async restore(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
     const { latest } = this.deps;
     const held = {
       axes: keys.axes.map((key) => latest.axes.get(key)),
@@ -374,41 +387,49 @@ export class LiveHub {
     try {
       stored = await readStored(this.deps.db, keys);
     } catch (error) {
-      // The write is committed either way; the next ingest of these series corrects them.
+      // The write is committed either way; these series keep what they held until their next
+      // write or ingest (or a restart).
       this.reportError(error);
       return;
     }
     if (this.closed) return;
-    const changed: ValidBatch = {
-      axis: reconcile(
-        latest.axes,
-        this.committed.axis,
-        keys.axes,
-        held.axes,
-        stored.axis,
-        (row) => row.axisId,
-      ),
-      tools: reconcile(
-        latest.tools,
-        this.committed.tools,
-        keys.tools,
-        held.tools,
-        stored.tools,
-        (row) => row.toolId,
-      ),
-      toolUsage: reconcile(
-        latest.toolUsage,
-        this.committed.toolUsage,
-        keys.machines,
-        held.machines,
-        stored.toolUsage,
-        (row) => row.machineId,
-      ),
-    };
+    const { committed } = this;
+    const axis = reconcile(
+      latest.axes,
+      committed.axis,
+      keys.axes,
+      held.axes,
+      stored.axis,
+      (row) => row.axisId,
+    );
+    const tools = reconcile(
+      latest.tools,
+      committed.tools,
+      keys.tools,
+      held.tools,
+      stored.tools,
+      (row) => row.toolId,
+    );
+    const toolUsage = reconcile(
+      latest.toolUsage,
+      committed.toolUsage,
+      keys.machines,
+      held.machines,
+      stored.toolUsage,
+      (row) => row.machineId,
+    );
     // Answers must show the write at once, before the tick that pushes it.
     this.snapshotCache = undefined;
-    if (changed.axis.length + changed.tools.length + changed.toolUsage.length > 0)
-      this.gather(changed);
+    // What the database holds now replaces whatever the coming tick had for these series.
+    this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
+    const gathering = this.gathering;
+    for (const key of axis.gone) gathering.axis.delete(key);
+    for (const key of tools.gone) gathering.tools.delete(key);
+    for (const key of toolUsage.gone) gathering.toolUsage.delete(key);
+    for (const row of axis.changed) gathering.axis.set(row.axisId, row);
+    for (const row of tools.changed) gathering.tools.set(row.toolId, row);
+    for (const row of toolUsage.changed) gathering.toolUsage.set(row.machineId, row);
+    this.scheduleTick();
   }
 
   // --- ticks ---
@@ -423,6 +444,10 @@ export class LiveHub {
     for (const row of batch.axis) newer(gathering.axis, axis, row.axisId, row);
     for (const row of batch.tools) newer(gathering.tools, tools, row.toolId, row);
     for (const row of batch.toolUsage) newer(gathering.toolUsage, toolUsage, row.machineId, row);
+    this.scheduleTick();
+  }
+
+  private scheduleTick(): void {
     if (this.tickTimer) return;
     this.tickTimer =
       this.options.tickMs > 0
@@ -690,12 +715,15 @@ export class LiveHub {
   private applyRecheck(
     token: string,
     connections: LiveConnection[],
-    outcome: Principal | "invalid",
+    outcome: Principal | "invalid" | "failed",
   ): void {
     for (const connection of connections) {
       if (!connection.isOpen || connection.token !== token) continue;
       if (outcome === "invalid") {
         connection.close(closeCodes.unauthorized, "Token revoked or expired");
+      } else if (outcome === "failed") {
+        // Not known to be valid still: closed, as a token that cannot be checked at the upgrade is.
+        connection.close(1011, "The token could not be checked");
       } else if (!this.mayView(outcome)) {
         connection.close(closeCodes.forbidden, "No permission to view machine data");
       } else {
@@ -834,9 +862,9 @@ function encodeMessages(
 
 /**
  * Makes the latest values of `keys` what the database holds (`stored`), unless ingest published
- * newer ones while it was read; returns the rows that changed. Their pushed (committed) rows are
- * dropped, so the tick carries them even where the stored row is older: after a correction or a
- * deletion the newest stored value is the news.
+ * newer ones while it was read: the rows that changed, and the keys with nothing stored. Their
+ * pushed (committed) rows are dropped, so the tick carries the changed ones even where the stored
+ * row is older: after a correction or a deletion the newest stored value is the news.
  */
 function reconcile<Row extends { time: string }>(
   latest: Map<number, Row>,
@@ -845,22 +873,24 @@ function reconcile<Row extends { time: string }>(
   held: (Row | undefined)[],
   stored: Row[],
   keyOf: (row: Row) => number,
-): Row[] {
+): { changed: Row[]; gone: number[] } {
   const byKey = new Map(stored.map((row) => [keyOf(row), row]));
   const changed: Row[] = [];
+  const gone: number[] = [];
   for (const [i, key] of keys.entries()) {
     if (latest.get(key) !== held[i]) continue;
     const row = byKey.get(key);
     if (!row) {
       latest.delete(key);
       committed.delete(key);
+      gone.push(key);
     } else if (!held[i] || !sameValues(held[i]!, row)) {
       latest.set(key, row);
       committed.delete(key);
       changed.push(row);
     }
   }
-  return changed;
+  return { changed, gone };
 }
 
 /** The same values, at the same millisecond (a time's text may differ in its digits). */

@@ -667,26 +667,22 @@ describe("machine data written through the CRUD endpoints", () => {
     const client = track((await signedIn(f)).client);
     client.send({ type: "subscribe", machines: [machine] });
     await client.next((m) => m.type === "tool_usage" && m.snapshot);
-    const earlier = await rest("POST", "/data/tool-usage/", {
-      machine,
-      tool_in_use: f.tool,
-      update_timestamp: at(),
-    });
-    await client.next(
-      (m) =>
-        m.type === "tool_usage" &&
-        Date.parse(m.data?.[0]?.update_timestamp) === Date.parse(earlier.update_timestamp),
-    );
-    const newer = await rest("POST", "/data/tool-usage/", {
-      machine,
-      tool_in_use: f.tool,
-      update_timestamp: at(),
-    });
-    await client.next(
-      (m) =>
-        m.type === "tool_usage" &&
-        Date.parse(m.data?.[0]?.update_timestamp) === Date.parse(newer.update_timestamp),
-    );
+    /** Reports the tool in use now; resolves once the push of it has arrived. */
+    const report = async () => {
+      const row = await rest("POST", "/data/tool-usage/", {
+        machine,
+        tool_in_use: f.tool,
+        update_timestamp: at(),
+      });
+      await client.next(
+        (m) =>
+          m.type === "tool_usage" &&
+          Date.parse(m.data?.[0]?.update_timestamp) === Date.parse(row.update_timestamp),
+      );
+      return row;
+    };
+    const earlier = await report();
+    const newer = await report();
     await rest("DELETE", `/data/tool-usage/${newer.usage_id}/`);
     const again = await client.next((m) => m.type === "tool_usage" && !m.snapshot);
     expect(Date.parse(again.data[0].update_timestamp)).toBe(Date.parse(earlier.update_timestamp));
@@ -699,14 +695,14 @@ describe("machine data written through the CRUD endpoints", () => {
   });
 });
 
-describe("a snapshot taken while a tick gathers", () => {
+describe("while a tick gathers", () => {
   let slowTicks: Fixture;
   beforeAll(async () => {
     slowTicks = await fixture({ tickMs: 300 });
   });
   afterAll(() => slowTicks.t.close());
 
-  it("covers the rows committed and not yet pushed, and no push repeats them", async () => {
+  it("a snapshot covers the rows committed and not yet pushed, and no push repeats them", async () => {
     const control = track((await signedIn(slowTicks)).client);
     control.send({ type: "subscribe" });
     await control.next((m) => m.type === "axis_data" && m.snapshot);
@@ -723,6 +719,33 @@ describe("a snapshot taken while a tick gathers", () => {
     const next = await newcomer.next((m) => m.type === "axis_data" && !m.snapshot);
     expect(next.seq).toBeGreaterThan(snapshot.seq);
     expect(new Set(next.data.map((row: Message) => row.actual_position))).toEqual(new Set([501]));
+  });
+
+  it("pushes a CRUD correction of a sample still waiting in the tick, not the sample", async () => {
+    const machine = slowTicks.machines[0]!;
+    const x = slowTicks.axes.get(`${machine}:X`)!;
+    const client = track((await signedIn(slowTicks)).client);
+    client.send({ type: "subscribe", machines: [machine], axes: ["X"] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    await ingestAxes(slowTicks, 600, [machine], ["X"]);
+    // Gathering for 300 ms: corrected before its tick goes out.
+    const [stored] = (
+      await slowTicks.t.inject({
+        method: "GET",
+        url: `/data/axises/?axis=${x}&ordering=-update_timestamp&limit=1`,
+        headers: slowTicks.t.adminAuth,
+      })
+    ).json();
+    expect(stored.actual_position).toBe(600);
+    const patched = await slowTicks.t.inject({
+      method: "PATCH",
+      url: `/data/axises/${stored.axis_data_id}/`,
+      headers: slowTicks.t.adminAuth,
+      payload: { actual_position: 601 },
+    });
+    expect(patched.statusCode, patched.body).toBe(200);
+    const push = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(push.data.map((row: Message) => row.actual_position)).toEqual([601]);
   });
 });
 
