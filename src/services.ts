@@ -41,7 +41,8 @@ export interface Services {
   /**
    * The hourly upkeep: purges expired tokens, makes the day partitions of today and the next
    * two days (so ingest does not wait to make them at midnight), then applies retention. Its
-   * DDL gives up rather than wait long behind readers; the next run tries again.
+   * DDL gives up rather than wait long behind readers; the next run tries again. Every step
+   * runs; if any failed, it throws them all together after the last.
    */
   maintain(): Promise<RetentionResult>;
   /**
@@ -136,11 +137,22 @@ export function createServices({
     bucketCache,
     applyRetention: retain,
     async maintain() {
-      await oauth.purgeExpiredTokens();
+      // Each step runs whatever another's outcome: partitions that cannot be made this hour
+      // (their DDL gave up behind readers) must not keep retention from dropping old ones.
+      const failures: unknown[] = [];
+      const step = async <T>(work: () => Promise<T>): Promise<T | undefined> =>
+        work().catch((error: unknown) => {
+          failures.push(error);
+          return undefined;
+        });
+      await step(() => oauth.purgeExpiredTokens());
       const days = daysFrom(clock.now(), partitionDaysAhead);
       for (const table of [partitions, secondPartitions, fiveSecondPartitions, tenSecondPartitions])
-        await table.prepare(days);
-      return retain();
+        await step(() => table.prepare(days));
+      const retained = await step(retain);
+      if (failures.length > 0)
+        throw new AggregateError(failures, `${failures.length} maintenance step(s) failed`);
+      return retained!;
     },
     async start() {
       await changes.start(db);
