@@ -1,8 +1,14 @@
--- A sign-in writes app_user.last_login, and the statement trigger of 0002 announced that as a
--- change to users: every server emptied its token cache and looked up every live socket's token
--- again, once per sign-in. Only the columns a token's principal is made of (and the password,
--- whose reset revokes tokens) announce a change now.
+-- Each announcement of 0002's triggers empties every server's token cache and looks up every
+-- live socket's token again, so only changes to what a token's principal is made of announce
+-- one now.
+-- A sign-in writes app_user.last_login: only the columns a principal is read from (and the
+-- password, whose reset revokes tokens) announce a change to users.
 drop trigger app_user_changed on app_user;
 create trigger app_user_changed
   after update of username, is_active, password_hash or delete on app_user
+  for each statement execute function spindle_notify_change();
+-- The hourly purge deletes expired tokens, which nothing accepts anyway. Tokens are revoked by
+-- update; they are deleted with their user or client, whose own triggers announce it.
+drop trigger oauth_token_changed on oauth_token;
+create trigger oauth_token_changed after update on oauth_token
   for each statement execute function spindle_notify_change();

@@ -723,7 +723,7 @@ describe.runIf(testDatabaseKind() === "postgres")(
 describe("what announces a change to tokens and users", () => {
   // Each announcement empties every server's token cache and rechecks every live socket's
   // token, so only what changes a principal may make one; anyone can send made-up tokens.
-  it("a made-up refresh or revocation, and a sign-in, announce nothing; an account change and a rotation do", async () => {
+  it("a made-up refresh or revocation, a sign-in and the purge announce nothing; an account change and a rotation do", async () => {
     const heard: string[] = [];
     const stop = t.services.changes.onChange((table) => heard.push(table));
     try {
@@ -748,6 +748,8 @@ describe("what announces a change to tokens and users", () => {
         "update app_user set is_active = true where lower(username) = lower($1)",
         [username],
       );
+      // The hourly purge of expired tokens changes no principal either.
+      await t.services.oauth.purgeExpiredTokens();
       await t.database.db.query("update oauth_client set name = name where false");
       await until(() => heard.includes("oauth_client"));
       // (The new user's group membership may still be heard: it was announced before.)
