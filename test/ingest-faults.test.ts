@@ -235,25 +235,45 @@ async function signIn(url: string): Promise<string> {
   return (await answer.json()).access_token;
 }
 
+/** Spindle on a test database reached through a proxy the test can cut; `close` undoes it all. */
+async function behindProxy() {
+  const database = await openTestDatabase();
+  const target = new URL(database.url!);
+  const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+  await proxy.start();
+  const proxied = new URL(database.url!);
+  proxied.port = String(proxy.port);
+  const db = await openDatabase({
+    url: proxied.toString(),
+    schema: database.schema,
+    maxConnections: 4,
+  });
+  const services = createServices({
+    config: parseConfig({}),
+    db,
+    ingest: { probeIntervalMs: 200 },
+  });
+  const app = await buildApp(services);
+  return {
+    database,
+    proxy,
+    db,
+    services,
+    app,
+    async close() {
+      await app.close();
+      await services.ingest.close();
+      await db.close();
+      await proxy.stop();
+      await database.drop();
+    },
+  };
+}
+
 describe.runIf(testDatabaseKind() === "postgres")("the database going away mid-ingest", () => {
   it("answers 503 with Retry-After while it is away, then takes rows again, losing and duplicating nothing", async () => {
-    const database = await openTestDatabase();
-    const target = new URL(database.url!);
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const proxied = new URL(database.url!);
-    proxied.port = String(proxy.port);
-    const db = await openDatabase({
-      url: proxied.toString(),
-      schema: database.schema,
-      maxConnections: 4,
-    });
-    const services = createServices({
-      config: parseConfig({}),
-      db,
-      ingest: { probeIntervalMs: 200 },
-    });
-    const app = await buildApp(services);
+    const faulty = await behindProxy();
+    const { database, proxy, db, services, app } = faulty;
     try {
       await db.query("insert into machine values (9, 'Faulty', 4)");
       await db.query(
@@ -329,24 +349,13 @@ describe.runIf(testDatabaseKind() === "postgres")("the database going away mid-i
       expect(direct.size).toBe(300);
       expect(retried).toBeGreaterThanOrEqual(0);
     } finally {
-      await app.close();
-      await services.ingest.close();
-      await db.close();
-      await proxy.stop();
-      await database.drop();
+      await faulty.close();
     }
   }, 60_000);
 
   it("answers reads, writes, sign-in and history with 503 and Retry-After while it is away, never 500", async () => {
-    const database = await openTestDatabase();
-    const target = new URL(database.url!);
-    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
-    await proxy.start();
-    const proxied = new URL(database.url!);
-    proxied.port = String(proxy.port);
-    const db = await openDatabase({ url: proxied.toString(), schema: database.schema });
-    const services = createServices({ config: parseConfig({}), db });
-    const app = await buildApp(services);
+    const faulty = await behindProxy();
+    const { proxy, services, app } = faulty;
     try {
       await services.oauth.createClient({
         clientId: client.id,
@@ -401,11 +410,7 @@ describe.runIf(testDatabaseKind() === "postgres")("the database going away mid-i
       }
       expect(back).toBe(201);
     } finally {
-      await app.close();
-      await services.ingest.close();
-      await db.close();
-      await proxy.stop();
-      await database.drop();
+      await faulty.close();
     }
   }, 60_000);
 });

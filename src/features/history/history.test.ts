@@ -621,6 +621,19 @@ describe("downsampling older windows", () => {
     return answer.json() as Record<string, unknown>[];
   }
 
+  /** What `wholeRows` gives of a bucket, to compare with it. */
+  const bucketOf = ({
+    update_timestamp,
+    samples,
+    actual_position_min,
+    actual_position_max,
+  }: Record<string, unknown>) => ({
+    update_timestamp,
+    samples,
+    actual_position_min,
+    actual_position_max,
+  });
+
   /** Every sample of the `widthMs` rows that overlap [from, to), by row, the first labelled `from`. */
   function wholeRows(samples: Sample[], from: number, to: number, widthMs: number) {
     const first = Math.floor(from / widthMs) * widthMs;
@@ -647,14 +660,7 @@ describe("downsampling older windows", () => {
     const to = from + 10 * minute;
     const samples = await retained(from, to);
     const got = await downsampled(from, to, 600);
-    expect(
-      got.map(({ update_timestamp, samples, actual_position_min, actual_position_max }) => ({
-        update_timestamp,
-        samples,
-        actual_position_min,
-        actual_position_max,
-      })),
-    ).toEqual(wholeRows(samples, from, to, 5000));
+    expect(got.map(bucketOf)).toEqual(wholeRows(samples, from, to, 5000));
     expect(got).toHaveLength(121);
   });
 
@@ -666,14 +672,7 @@ describe("downsampling older windows", () => {
     const samples = await retained(from, to);
     const got = await downsampled(from, to, 2000);
     expect(got).toHaveLength(900);
-    expect(
-      got.map(({ update_timestamp, samples, actual_position_min, actual_position_max }) => ({
-        update_timestamp,
-        samples,
-        actual_position_min,
-        actual_position_max,
-      })),
-    ).toEqual(wholeRows(samples, from, to, 1000));
+    expect(got.map(bucketOf)).toEqual(wholeRows(samples, from, to, 1000));
   });
 });
 
