@@ -300,10 +300,14 @@ export class LiveHub {
           )
         : [],
       tools: filter.tools
-        ? [...latest.tools.values()].filter((row) => machineMatches(filter, row.machineId))
+        ? [...latest.tools.values()].filter(
+            (row) => fleet.machines.has(row.machineId) && machineMatches(filter, row.machineId),
+          )
         : [],
       toolUsage: filter.toolUsage
-        ? [...latest.toolUsage.values()].filter((row) => machineMatches(filter, row.machineId))
+        ? [...latest.toolUsage.values()].filter(
+            (row) => fleet.machines.has(row.machineId) && machineMatches(filter, row.machineId),
+          )
         : [],
     };
     // A snapshot of each kind the principal may see, even an empty one: it marks the start.
@@ -333,14 +337,17 @@ export class LiveHub {
   }
 
   async answerTools(connection: LiveConnection): Promise<void> {
-    // Loading a changed catalog forgets deleted machines' tools first.
-    await this.currentFleet();
+    // Loading a changed catalog forgets deleted machines' tools; a load another change overtook
+    // does not, so the answer keeps to the machines of the catalog it was read with.
+    const fleet = await this.currentFleet();
     if (!connection.isOpen) return;
     if (!connection.principal!.permissions.has("tool.view"))
       return connection.error("You do not have permission to view tools.");
     connection.sendJson({
       type: "tool_data",
-      data: [...this.deps.latest.tools.values()].map(toolRow),
+      data: [...this.deps.latest.tools.values()]
+        .filter((row) => fleet.machines.has(row.machineId))
+        .map(toolRow),
     });
   }
 
@@ -371,7 +378,10 @@ export class LiveHub {
    * of two writes to one series the later read wins.
    */
   storedChanged(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
-    const done = this.storing.then(() => this.restore(keys));
+    // Never rejects: the write it follows is committed, and the next write must still run.
+    const done = this.storing
+      .then(() => this.restore(keys))
+      .catch((error: unknown) => this.reportError(error));
     this.storing = done;
     return done;
   }
