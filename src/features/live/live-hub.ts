@@ -403,42 +403,38 @@ export class LiveHub {
       return;
     }
     if (this.closed) return;
+    // Answers must show the write at once, before the tick that pushes it.
+    this.snapshotCache = undefined;
     const { committed } = this;
-    const axis = reconcile(
+    this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
+    const gathering = this.gathering;
+    reconcile(
       latest.axes,
       committed.axis,
+      gathering.axis,
       keys.axes,
       held.axes,
       stored.axis,
       (row) => row.axisId,
     );
-    const tools = reconcile(
+    reconcile(
       latest.tools,
       committed.tools,
+      gathering.tools,
       keys.tools,
       held.tools,
       stored.tools,
       (row) => row.toolId,
     );
-    const toolUsage = reconcile(
+    reconcile(
       latest.toolUsage,
       committed.toolUsage,
+      gathering.toolUsage,
       keys.machines,
       held.machines,
       stored.toolUsage,
       (row) => row.machineId,
     );
-    // Answers must show the write at once, before the tick that pushes it.
-    this.snapshotCache = undefined;
-    // What the database holds now replaces whatever the coming tick had for these series.
-    this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
-    const gathering = this.gathering;
-    for (const key of axis.gone) gathering.axis.delete(key);
-    for (const key of tools.gone) gathering.tools.delete(key);
-    for (const key of toolUsage.gone) gathering.toolUsage.delete(key);
-    for (const row of axis.changed) gathering.axis.set(row.axisId, row);
-    for (const row of tools.changed) gathering.tools.set(row.toolId, row);
-    for (const row of toolUsage.changed) gathering.toolUsage.set(row.machineId, row);
     this.scheduleTick();
   }
 
@@ -872,35 +868,34 @@ function encodeMessages(
 
 /**
  * Makes the latest values of `keys` what the database holds (`stored`), unless ingest published
- * newer ones while it was read: the rows that changed, and the keys with nothing stored. Their
- * pushed (committed) rows are dropped, so the tick carries the changed ones even where the stored
- * row is older: after a correction or a deletion the newest stored value is the news.
+ * newer ones while it was read, and puts what changed in the coming tick (`gathering`) in place
+ * of whatever it held for those series; a series with nothing stored leaves it. Their pushed
+ * (committed) rows are dropped, so the tick carries the changed ones even where the stored row is
+ * older: after a correction or a deletion the newest stored value is the news.
  */
 function reconcile<Row extends { time: string }>(
   latest: Map<number, Row>,
   committed: Map<number, Committed<Row>>,
+  gathering: Map<number, Row>,
   keys: number[],
   held: (Row | undefined)[],
   stored: Row[],
   keyOf: (row: Row) => number,
-): { changed: Row[]; gone: number[] } {
+): void {
   const byKey = new Map(stored.map((row) => [keyOf(row), row]));
-  const changed: Row[] = [];
-  const gone: number[] = [];
   for (const [i, key] of keys.entries()) {
     if (latest.get(key) !== held[i]) continue;
     const row = byKey.get(key);
     if (!row) {
       latest.delete(key);
       committed.delete(key);
-      gone.push(key);
+      gathering.delete(key);
     } else if (!held[i] || !sameValues(held[i]!, row)) {
       latest.set(key, row);
       committed.delete(key);
-      changed.push(row);
+      gathering.set(key, row);
     }
   }
-  return { changed, gone };
 }
 
 /** The same values, at the same millisecond (a time's text may differ in its digits). */
