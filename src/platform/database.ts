@@ -1,4 +1,5 @@
 import { PGlite } from "@electric-sql/pglite";
+import { Semaphore, withTimeout } from "async-mutex";
 import pg from "pg";
 
 /** What every data-access function needs: run one statement. A transaction is also one. */
@@ -16,6 +17,8 @@ export interface QueryResult<Row> {
 
 export interface Database extends Queryable {
   readonly kind: "embedded" | "postgres";
+  /** Statements that can run at once: the pool's size (the embedded database runs one). */
+  readonly connections: number;
   /** Runs `work` in one transaction; it commits when `work` resolves and rolls back when it throws. */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs a script of several statements (migrations), without parameters. */
@@ -60,6 +63,7 @@ async function openEmbedded(dataDir: string | undefined): Promise<Database> {
   };
   return {
     kind: "embedded",
+    connections: 1,
     query: (sql, params) => run(db, sql, params),
     transaction: (work) =>
       db.transaction((tx) => work({ query: (sql, params) => run(tx, sql, params) })),
@@ -94,9 +98,10 @@ function sessionUrl(url: string, schema: string | undefined): string {
 }
 
 async function openPostgres(url: string, options: DatabaseOptions): Promise<Database> {
+  const connections = options.maxConnections ?? 10;
   const pool = new pg.Pool({
     connectionString: sessionUrl(url, options.schema),
-    max: options.maxConnections ?? 10,
+    max: connections,
     // A server that accepts but never answers must not hold requests forever.
     connectionTimeoutMillis: 5000,
     types: types as pg.CustomTypesConfig,
@@ -117,6 +122,7 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
   await pool.query("select 1");
   return {
     kind: "postgres",
+    connections,
     query: (sql, params) => run(pool, sql, params),
     async transaction(work) {
       const client = await pool.connect();
@@ -201,5 +207,24 @@ async function listenPostgres(
     stopped = true;
     if (retry) clearTimeout(retry);
     await client?.end().catch(() => {});
+  };
+}
+
+/**
+ * `db` as one kind of work sees it: at most `permits` of its statements and transactions run at
+ * once, and the rest wait their turn, for at most `waitMs`, then fail with `busy`. A share of
+ * the pool for work that can be heavy (history), so the rest of the pool stays free for work
+ * that must not wait (ingest's commits).
+ */
+export function limited(
+  db: Database,
+  { permits, waitMs, busy }: { permits: number; waitMs: number; busy: Error },
+): Database {
+  const turns = withTimeout(new Semaphore(permits), waitMs, busy);
+  return {
+    ...db,
+    connections: permits,
+    query: (sql, params) => turns.runExclusive(() => db.query(sql, params)),
+    transaction: (work) => turns.runExclusive(() => db.transaction(work)),
   };
 }

@@ -37,6 +37,7 @@ export function registerErrorHandler(app: FastifyInstance): void {
       if (error.code === "unauthenticated" || error.code === "invalid_token") {
         reply.header("WWW-Authenticate", 'Bearer realm="api"');
       }
+      if (error.code === "unavailable") reply.header("Retry-After", "1");
       const body = error.fields ?? { detail: error.message };
       return reply.code(status).send(body);
     }

@@ -1,6 +1,6 @@
 import type { Clock } from "../../platform/context.ts";
-import { type Database, isoMicrosFormat } from "../../platform/database.ts";
-import { invalid } from "../../platform/errors.ts";
+import { type Database, isoMicrosFormat, limited } from "../../platform/database.ts";
+import { DomainError, invalid } from "../../platform/errors.ts";
 import type { BucketCache } from "./bucket-cache.ts";
 import {
   emptyFields,
@@ -59,8 +59,13 @@ export interface HistoryServiceOptions {
   pageSize?: number;
   /** At most this many buckets (result rows) per downsampling query. */
   bucketsPerQuery?: number;
-  /** Downsampling queries in flight at once. */
+  /** Downsampling queries in flight at once, per request. */
   concurrency?: number;
+  /**
+   * How long a history statement waits for its turn when history already has half the
+   * database's connections (the other half stays free for ingest and the rest); then 503.
+   */
+  busyWaitMs?: number;
   /** Finished buckets of the rollup tiers, kept between requests. */
   bucketCache?: BucketCache;
   /**
@@ -221,15 +226,27 @@ function sampleColumns(fields: HistoryField[], from: "raw" | "rollup"): string {
 }
 
 export function createHistoryService({
-  db,
+  db: database,
   clock,
   rollups,
   pageSize = 5000,
   bucketsPerQuery = 20_000,
   concurrency = 2,
+  busyWaitMs = 10_000,
   bucketCache,
   config,
 }: HistoryServiceOptions) {
+  // A few long windows at once would otherwise hold every pooled connection, and ingest's
+  // commits would wait for one until producers were refused. (With one connection, as the
+  // embedded database has, there is nothing to keep free: every statement takes its turn.)
+  const db =
+    database.connections > 1
+      ? limited(database, {
+          permits: Math.floor(database.connections / 2),
+          waitMs: busyWaitMs,
+          busy: new DomainError("unavailable", "History is busy; retry later."),
+        })
+      : database;
   const retention = config && retentionPolicy(config);
   /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
   function resolveWindow(input: HistoryInput): { from: Date; to: Date } {

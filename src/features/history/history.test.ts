@@ -1,9 +1,12 @@
 import { get as httpGet, type IncomingMessage } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import Fastify from "fastify";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
-import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
+import { testDatabaseKind } from "../../../test/helpers/database.ts";
+import { createAxis, createMachine, createTool } from "../../../test/helpers/factories.ts";
+import { registerErrorHandler } from "../../platform/error-handler.ts";
 import { validatorCompiler } from "../../platform/validation.ts";
 import { encodeJson } from "./history-encoding.ts";
 import { historyRoutes } from "./history-routes.ts";
@@ -999,6 +1002,113 @@ describe("refusals", () => {
     for (const group of ["Operator", "Supervisor", "Manager"]) {
       const user = await t.userAuth([group]);
       expect((await get("minutes=1", { authorization: user.authorization })).statusCode).toBe(200);
+    }
+  });
+});
+
+describe.runIf(testDatabaseKind() === "postgres")("history's share of the pool", () => {
+  /**
+   * Holds every rollup tier locked from a connection of its own, so each downsampled history
+   * statement waits inside the database, holding its pooled connection, until `release`.
+   */
+  async function lockRollups() {
+    const locker = new pg.Client({
+      connectionString: t.database.url,
+      options: `-c search_path=${t.database.schema}`,
+    });
+    await locker.connect();
+    await locker.query("begin");
+    await locker.query(
+      "lock table axis_data_1s, axis_data_5s, axis_data_10s, axis_data_1m in access exclusive mode",
+    );
+    let released = false;
+    return {
+      /** History statements now waiting for the lock. */
+      async waiting(): Promise<number> {
+        const { rows } = await locker.query<{ n: number }>(
+          `select count(*)::int as n from pg_locks
+           where not granted and relation = any(array['axis_data_1s', 'axis_data_5s', 'axis_data_10s', 'axis_data_1m']::regclass[])`,
+        );
+        return rows[0]!.n;
+      },
+      async until(count: number): Promise<void> {
+        for (let tries = 0; (await this.waiting()) < count; tries++) {
+          if (tries > 500) throw new Error(`never ${count} statements waiting`);
+          await sleep(10);
+        }
+      },
+      async release() {
+        if (released) return;
+        released = true;
+        await locker.query("commit");
+        await locker.end();
+      },
+    };
+  }
+
+  async function downsampledWindow() {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const start = freshDay();
+    await insertSamples(axes.X!.axis_id, curve(start, 600, second));
+    return `machine_id=${machine.machine_id}&from=${iso(start)}&to=${iso(start + day)}&max_points=24`;
+  }
+
+  it("takes at most half the connections, so ingest still commits while long windows run", async () => {
+    const window = await downsampledWindow();
+    const machine = await createMachine(t);
+    const tool = await createTool(t, machine.machine_id);
+    const ingest = () =>
+      t.inject({
+        method: "POST",
+        url: "/api/ingest/",
+        headers: t.adminAuth,
+        payload: { tool_data: [{ tool_id: tool.tool_id, tool_offset: 3.5, feedrate: 900 }] },
+      });
+    expect((await ingest()).statusCode).toBe(202);
+    const lock = await lockRollups();
+    let answers: Promise<{ statusCode: number; body: string }[]>;
+    try {
+      // Twice as many windows as the pool has connections (4 in the tests).
+      answers = Promise.all(Array.from({ length: 8 }, () => get(window)));
+      await lock.until(2);
+      const committed = await ingest();
+      expect(committed.statusCode, committed.body).toBe(202);
+      expect(await lock.waiting()).toBe(2);
+    } finally {
+      await lock.release();
+    }
+    for (const answer of await answers) expect(answer.statusCode, answer.body).toBe(200);
+    const stored = await t.database.db.query<{ tool_offset: number }>(
+      "select tool_offset from tool where tool_id = $1",
+      [tool.tool_id],
+    );
+    expect(stored.rows[0]!.tool_offset).toBe(3.5);
+  });
+
+  it("answers 503 with Retry-After when its turn does not come in time", async () => {
+    const window = await downsampledWindow();
+    const app = Fastify();
+    app.setValidatorCompiler(validatorCompiler);
+    registerErrorHandler(app);
+    await app.register(historyRoutes, {
+      history: createHistoryService({ db: t.database.db, clock: t.clock, busyWaitMs: 100 }),
+    });
+    const lock = await lockRollups();
+    try {
+      const held = [
+        app.inject(`/api/axis-data/?${window}`),
+        app.inject(`/api/axis-data/?${window}`),
+      ];
+      await lock.until(2);
+      const late = await app.inject(`/api/axis-data/?${window}`);
+      expect(late.statusCode).toBe(503);
+      expect(late.headers["retry-after"]).toBe("1");
+      expect(late.json()).toEqual({ detail: "History is busy; retry later." });
+      await lock.release();
+      for (const answer of await Promise.all(held)) expect(answer.statusCode).toBe(200);
+    } finally {
+      await lock.release();
+      await app.close();
     }
   });
 });
