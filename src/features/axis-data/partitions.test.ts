@@ -4,7 +4,7 @@ import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
 import { testDatabaseKind } from "../../../test/helpers/database.ts";
 import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
 import { pgErrorCode } from "../../platform/errors.ts";
-import { dayOf, maintenanceLockTimeoutMs } from "./partitions.ts";
+import { AxisDataPartitions, dayOf, maintenanceLockTimeoutMs } from "./partitions.ts";
 
 const day = 86_400_000;
 const dayPartitioned = ["axis_data", "axis_data_1s", "axis_data_5s", "axis_data_10s"];
@@ -72,10 +72,15 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
   });
   afterAll(() => reader.end());
 
-  /** A history query's transaction, still open: it holds axis_data's ACCESS SHARE lock. */
-  async function holdReadLock(): Promise<() => Promise<void>> {
+  /**
+   * A transaction, still open, holding axis_data in `mode`: ACCESS SHARE as a long history query
+   * does, SHARE UPDATE EXCLUSIVE as a VACUUM or another process's DDL does.
+   */
+  async function holdLock(
+    mode: "access share" | "share update exclusive" = "access share",
+  ): Promise<() => Promise<void>> {
     await reader.query("begin");
-    await reader.query("lock table axis_data in access share mode");
+    await reader.query(`lock table axis_data in ${mode} mode`);
     return async () => {
       await reader.query("commit");
     };
@@ -91,9 +96,24 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
       new Promise<"still waiting">((resolve) => setTimeout(() => resolve("still waiting"), ms)),
     ]);
 
-  it("gives up within its lock timeout instead of queueing everyone behind it, and succeeds at the next run", async () => {
+  it("makes the next days behind a long reader, neither waiting for it nor holding inserts up", async () => {
     const today = freshDays();
-    const release = await holdReadLock();
+    const release = await holdLock();
+    let outcome: Awaited<ReturnType<typeof within>>;
+    try {
+      outcome = await within(t.services.maintain(), 2000);
+    } finally {
+      await release();
+    }
+    expect(outcome).not.toBe("still waiting");
+    expect(outcome).not.toHaveProperty("error");
+    for (const table of dayPartitioned)
+      expect(await partitionsOf(table)).toContain(nameOf(table, today + 2 * day));
+  });
+
+  it("behind other DDL, gives up within its lock timeout, and succeeds at the next run", async () => {
+    const today = freshDays();
+    const release = await holdLock("share update exclusive");
     let outcome: Awaited<ReturnType<typeof within>>;
     const started = Date.now();
     try {
@@ -120,7 +140,7 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     const tomorrow = freshDays() + day;
     const { authorization } = await t.userAuth(["Admin"]);
     await t.services.maintain();
-    const release = await holdReadLock();
+    const release = await holdLock();
     let outcome: Awaited<ReturnType<typeof within>>;
     try {
       const sent = t.inject({
@@ -149,5 +169,62 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     expect(outcome).not.toBe("still waiting");
     const answer = (outcome as { value: { statusCode: number; body: string } }).value;
     expect(answer.statusCode, answer.body).toBe(202);
+  });
+
+  /** One sample of axis X at `time`, through POST /api/ingest/. */
+  function ingestAt(time: number, authorization: string) {
+    return t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: { authorization },
+      payload: {
+        axis_data: [
+          {
+            machine_id: machineId,
+            axis_name: "X",
+            timestamp: new Date(time).toISOString(),
+            actual_position: 2,
+            target_position: 3,
+            velocity: 0,
+            acceleration: 0,
+            homed: true,
+          },
+        ],
+      },
+    });
+  }
+
+  it("stores a late sample of a day that has no partition at once, even behind a long reader", async () => {
+    // Days no run has made: maintenance made the days ahead of earlier clocks only.
+    const late = freshDays() - 3 * day + 3_600_000;
+    expect(await partitionsOf("axis_data")).not.toContain(nameOf("axis_data", dayOf(late)));
+    const { authorization } = await t.userAuth(["Admin"]);
+    const release = await holdLock();
+    let outcome: Awaited<ReturnType<typeof within>>;
+    try {
+      outcome = await within(ingestAt(late, authorization), 2000);
+    } finally {
+      await release();
+    }
+    expect(outcome).not.toBe("still waiting");
+    const stored = (outcome as { value: { statusCode: number; body: string } }).value;
+    expect(stored.statusCode, stored.body).toBe(202);
+    expect(await partitionsOf("axis_data")).toContain(nameOf("axis_data", dayOf(late)));
+    // The attached day has the table's unique key: the same sample again is a duplicate.
+    expect((await ingestAt(late, authorization)).json()).toEqual({ accepted: 1, duplicates: 1 });
+  });
+
+  it("finds a day another process made without taking any lock", async () => {
+    const today = freshDays();
+    await t.services.maintain();
+    const elsewhere = new AxisDataPartitions(t.database.db);
+    const release = await holdLock("share update exclusive");
+    let outcome: Awaited<ReturnType<typeof within>>;
+    try {
+      outcome = await within(elsewhere.ensure([today + day]), 2000);
+    } finally {
+      await release();
+    }
+    expect(outcome).toEqual({ value: undefined });
   });
 });

@@ -1,4 +1,4 @@
-import type { Database } from "../../platform/database.ts";
+import type { Database, Queryable } from "../../platform/database.ts";
 import { pgErrorCode } from "../../platform/errors.ts";
 
 const dayMs = 86_400_000;
@@ -15,10 +15,10 @@ export const daysFrom = (now: Date, ahead: number): number[] =>
   Array.from({ length: ahead + 1 }, (_, index) => dayOf(now) + index * dayMs);
 
 /**
- * How long maintenance DDL waits for its table's lock. Creating or dropping a partition locks the
- * whole table (ACCESS EXCLUSIVE): waiting behind a long history query, it would hold every later
- * insert and read in the queue behind it. Maintenance runs hourly, days before it is needed, so
- * giving up costs nothing: the next run tries again.
+ * How long maintenance DDL waits for its table's lock. Dropping a partition locks the whole table
+ * (ACCESS EXCLUSIVE): waiting behind a long history query, it would hold every later insert and
+ * read in the queue behind it. Making one waits only for other DDL (`create`). Maintenance runs
+ * hourly, days before it is needed, so giving up costs nothing: the next run tries again.
  */
 export const maintenanceLockTimeoutMs = 2000;
 
@@ -62,16 +62,32 @@ export class AxisDataPartitions {
     }
   }
 
+  /**
+   * Makes the day's table apart, then attaches it. ATTACH locks the parent only against other
+   * DDL (SHARE UPDATE EXCLUSIVE), where CREATE TABLE … PARTITION OF locks it against every read
+   * and write (ACCESS EXCLUSIVE): a day made while a long history query reads, whether by
+   * maintenance or by the first late sample of a day that has none, neither waits for the
+   * query nor holds every insert in the queue behind it.
+   */
   private async create(day: number, lockTimeoutMs: number | undefined): Promise<void> {
+    const name = partitionName(day, this.table);
     const from = new Date(day).toISOString();
     const to = new Date(day + dayMs).toISOString();
     try {
-      // One that exists already is skipped without locking the table.
-      await this.ddl(
-        `create table if not exists ${partitionName(day, this.table)} partition of ${this.table}
-         for values from ('${from}') to ('${to}')`,
-        lockTimeoutMs,
-      );
+      await this.withLockTimeout(lockTimeoutMs, async (tx) => {
+        // One that exists already is skipped without locking anything.
+        await tx.query(
+          `create table if not exists ${name}
+           (like ${this.table} including defaults including generated including constraints)`,
+        );
+        const { rows } = await tx.query("select 1 from pg_inherits where inhrelid = $1::regclass", [
+          name,
+        ]);
+        if (rows.length > 0) return;
+        await tx.query(
+          `alter table ${this.table} attach partition ${name} for values from ('${from}') to ('${to}')`,
+        );
+      });
     } catch (error) {
       // Another process made it first (42P07 duplicate table, or 23505 on its catalog row).
       const code = pgErrorCode(error);
@@ -107,22 +123,24 @@ export class AxisDataPartitions {
     const dropped: string[] = [];
     for (const { name, day } of await this.list()) {
       if (day + dayMs > cutoff.getTime()) continue;
-      await this.ddl(`drop table if exists ${name}`, maintenanceLockTimeoutMs);
+      await this.withLockTimeout(maintenanceLockTimeoutMs, async (tx) => {
+        await tx.query(`drop table if exists ${name}`);
+      });
       this.known.delete(day);
       dropped.push(name);
     }
     return dropped;
   }
 
-  /** DDL, which locks the whole table; a timeout bounds the wait, in a transaction of its own. */
-  private async ddl(sql: string, lockTimeoutMs: number | undefined): Promise<void> {
-    if (lockTimeoutMs === undefined) {
-      await this.db.query(sql);
-      return;
-    }
-    await this.db.transaction(async (tx) => {
-      await tx.query(`set local lock_timeout = ${Math.round(lockTimeoutMs)}`);
-      await tx.query(sql);
+  /** `work` in a transaction of its own, waiting at most `lockTimeoutMs` for any lock it takes. */
+  private withLockTimeout(
+    lockTimeoutMs: number | undefined,
+    work: (tx: Queryable) => Promise<void>,
+  ): Promise<void> {
+    return this.db.transaction(async (tx) => {
+      if (lockTimeoutMs !== undefined)
+        await tx.query(`set local lock_timeout = ${Math.round(lockTimeoutMs)}`);
+      await work(tx);
     });
   }
 }
