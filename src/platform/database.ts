@@ -212,19 +212,26 @@ async function listenPostgres(
 
 /**
  * `db` as one kind of work sees it: at most `permits` of its statements and transactions run at
- * once, and the rest wait their turn, for at most `waitMs`, then fail with `busy`. A share of
- * the pool for work that can be heavy (history), so the rest of the pool stays free for work
- * that must not wait (ingest's commits).
+ * once, and the rest wait their turn. A share of the pool for work that can be heavy (history),
+ * so the rest of the pool stays free for work that must not wait (ingest's commits).
  */
+export interface Limited {
+  /** Waits at most `waitMs` for its turn, then fails with `busy`: before an answer has begun. */
+  db: Database;
+  /** Waits for its turn however long: once an answer has begun, a late page beats a cut one. */
+  patient: Database;
+}
+
 export function limited(
   db: Database,
   { permits, waitMs, busy }: { permits: number; waitMs: number; busy: Error },
-): Database {
-  const turns = withTimeout(new Semaphore(permits), waitMs, busy);
-  return {
+): Limited {
+  const turns = new Semaphore(permits);
+  const through = (semaphore: Pick<Semaphore, "runExclusive">): Database => ({
     ...db,
     connections: permits,
-    query: (sql, params) => turns.runExclusive(() => db.query(sql, params)),
-    transaction: (work) => turns.runExclusive(() => db.transaction(work)),
-  };
+    query: (sql, params) => semaphore.runExclusive(() => db.query(sql, params)),
+    transaction: (work) => semaphore.runExclusive(() => db.transaction(work)),
+  });
+  return { db: through(withTimeout(turns, waitMs, busy)), patient: through(turns) };
 }

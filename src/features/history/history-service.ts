@@ -237,16 +237,18 @@ export function createHistoryService({
   config,
 }: HistoryServiceOptions) {
   // A few long windows at once would otherwise hold every pooled connection, and ingest's
-  // commits would wait for one until producers were refused. (With one connection, as the
-  // embedded database has, there is nothing to keep free: every statement takes its turn.)
-  const db =
+  // commits would wait for one until producers were refused. A request that cannot get a turn
+  // in time is refused (503) before its answer begins; once it has begun, its pages wait as long
+  // as it takes, since a failure then could only cut the answer off. (With one connection, as
+  // the embedded database has, there is nothing to keep free: every statement takes its turn.)
+  const { db, patient } =
     database.connections > 1
       ? limited(database, {
           permits: Math.floor(database.connections / 2),
           waitMs: busyWaitMs,
           busy: new DomainError("unavailable", "History is busy; retry later."),
         })
-      : database;
+      : { db: database, patient: database };
   const retention = config && retentionPolicy(config);
   /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
   function resolveWindow(input: HistoryInput): { from: Date; to: Date } {
@@ -377,7 +379,7 @@ export function createHistoryService({
       const startMs = Date.parse(cursor);
       const endMs = Math.min(startMs + sliceMs, toMs);
       const params = [axisId, cursor, new Date(endMs).toISOString()];
-      return { rows: settled(db.query(select(after), params)), startMs, endMs, sliceMs };
+      return { rows: settled(patient.query(select(after), params)), startMs, endMs, sliceMs };
     };
     for (const one of series) {
       let page = fetchPage(one.axisId, from.toISOString(), false, initialSliceMs);
@@ -479,7 +481,7 @@ export function createHistoryService({
     };
     /** The buckets of `group` in [start, end), one list per series. */
     const fetch = (group: HistorySeries[], start: number, end: number) =>
-      db.transaction(async (tx) => {
+      patient.transaction(async (tx) => {
         // The planner cannot know how few buckets there are; with the default work_mem
         // it sorts the samples to group them instead of hashing them.
         await tx.query("set local work_mem = '32MB'");

@@ -1046,11 +1046,19 @@ describe.runIf(testDatabaseKind() === "postgres")("history's share of the pool",
     };
   }
 
+  /** A day of samples of a machine of its own: its downsampled window, as a query string. */
   async function downsampledWindow() {
     const { machine, axes } = await machineWithAxes(["X"]);
     const start = freshDay();
     await insertSamples(axes.X!.axis_id, curve(start, 600, second));
-    return `machine_id=${machine.machine_id}&from=${iso(start)}&to=${iso(start + day)}&max_points=24`;
+    const input = {
+      machineIds: [machine.machine_id],
+      from: new Date(start),
+      to: new Date(start + day),
+      maxPoints: 24,
+    };
+    const query = `machine_id=${machine.machine_id}&from=${iso(start)}&to=${iso(start + day)}&max_points=24`;
+    return Object.assign(query, { input });
   }
 
   it("takes at most half the connections, so ingest still commits while long windows run", async () => {
@@ -1109,6 +1117,34 @@ describe.runIf(testDatabaseKind() === "postgres")("history's share of the pool",
     } finally {
       await lock.release();
       await app.close();
+    }
+  });
+
+  it("once an answer has begun, its pages wait their turn however long instead of cutting it off", async () => {
+    const history = createHistoryService({ db: t.database.db, clock: t.clock, busyWaitMs: 100 });
+    const read = async (answer: Awaited<ReturnType<typeof history.query>>) => {
+      let rows = 0;
+      for await (const page of answer.pages()) rows += page.rows.length;
+      return rows;
+    };
+    const mine = (await downsampledWindow()).input;
+    const other = (await downsampledWindow()).input;
+    const expected = await read(await history.query(mine));
+    expect(expected).toBeGreaterThan(0);
+    const begun = await history.query(mine);
+    const lock = await lockRollups();
+    try {
+      // Two answers take both of history's turns and wait inside the database.
+      const holding = [1, 2].map(async () => read(await history.query(other)));
+      await lock.until(2);
+      const reading = read(begun);
+      // Past busyWaitMs, the begun answer's page is still waiting, not refused.
+      await sleep(300);
+      await lock.release();
+      expect(await reading).toBe(expected);
+      for (const rows of await Promise.all(holding)) expect(rows).toBe(expected);
+    } finally {
+      await lock.release();
     }
   });
 });
