@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
 import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
+import { changeChannel } from "../../platform/change-feed.ts";
 
 let t: TestApp;
 let machineId: number;
@@ -226,6 +227,18 @@ describe("closing", () => {
       const axis = (await createAxis(closing, machine, { axis_name: "X" })).axis_id;
       const start = Date.now() - 60_000;
       const rows = series(start).filter((row) => row.axis_name === "X");
+      // The axis's own NOTIFY reaches this process after the write and empties the catalog;
+      // arriving while ingest() validates, it would make ingest() reload and queue the batch
+      // after close() began (refused, then). Notifications arrive in commit order, so once one
+      // sent now has arrived, so has the axis's.
+      await new Promise<void>((resolve) => {
+        const stop = closing.services.changes.onChange((table) => {
+          if (table !== "test_probe") return;
+          stop();
+          resolve();
+        });
+        void closing.database.db.query("select pg_notify($1, 'test_probe')", [changeChannel]);
+      });
       // Loaded, so the batch is validated and queued before close() begins: accepted, then.
       await closing.services.catalog.fleet();
       const accepted = closing.services.ingest.ingest({
