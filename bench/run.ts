@@ -1,4 +1,5 @@
-// npm run bench [-- console|crud|history|ingest|live|simulator] [--seconds N] [--hours N]: runs the benchmarks and prints
+// npm run bench [-- console|crud|history|ingest|live|simulator] [--seconds N] [--hours N]
+// [--connections N] (history's concurrent requests): runs the benchmarks and prints
 // their tables in Markdown, ready for docs/benchmarks.md. Each figure is a ratio against a
 // baseline measured in the same run.
 import { parseArgs } from "node:util";
@@ -9,18 +10,24 @@ import { benchIngest } from "./ingest.ts";
 import { benchLive } from "./live.ts";
 import { benchSimulator } from "./simulator.ts";
 
-const benches: Record<string, (options: { seconds?: number; hours?: number }) => Promise<string>> =
-  {
-    console: (options) => benchConsole(options),
-    crud: (options) => benchCrud(options),
-    history: (options) => benchHistory(options),
-    ingest: () => benchIngest(),
-    live: (options) => benchLive(options),
-    simulator: (options) => benchSimulator(options),
-  };
+const benches: Record<
+  string,
+  (options: { seconds?: number; hours?: number; connections?: number }) => Promise<string>
+> = {
+  console: (options) => benchConsole(options),
+  crud: (options) => benchCrud(options),
+  history: (options) => benchHistory(options),
+  ingest: () => benchIngest(),
+  live: (options) => benchLive(options),
+  simulator: (options) => benchSimulator(options),
+};
 
 const { values, positionals } = parseArgs({
-  options: { seconds: { type: "string" }, hours: { type: "string" } },
+  options: {
+    seconds: { type: "string" },
+    hours: { type: "string" },
+    connections: { type: "string" },
+  },
   allowPositionals: true,
 });
 const selected = positionals.length > 0 ? positionals : Object.keys(benches);
@@ -31,8 +38,20 @@ if (unknown.length > 0) {
   );
   process.exit(2);
 }
-const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
-const hours = values.hours === undefined ? undefined : Number(values.hours);
+/** A flag's value as a positive number; anything else ends the run with its name. */
+const positive = (name: "seconds" | "hours" | "connections"): number | undefined => {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!(value > 0) || !Number.isFinite(value)) {
+    console.error(`--${name} must be a positive number, not "${text}"`);
+    process.exit(2);
+  }
+  return value;
+};
+const seconds = positive("seconds");
+const hours = positive("hours");
+const connections = positive("connections");
 console.log(
   `# npm run bench ${process.argv.slice(2).join(" ")}\n\nnode ${process.version}, ${new Date().toISOString()}\n`,
 );
@@ -42,6 +61,7 @@ for (const name of selected) {
     await benches[name]!({
       ...(seconds === undefined ? {} : { seconds }),
       ...(hours === undefined ? {} : { hours }),
+      ...(connections === undefined ? {} : { connections }),
     }),
   );
   console.log();
