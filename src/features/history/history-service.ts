@@ -62,8 +62,9 @@ export interface HistoryServiceOptions {
   /** Downsampling queries in flight at once, per request. */
   concurrency?: number;
   /**
-   * How long a history statement waits for its turn when history already has half the
-   * database's connections (the other half stays free for ingest and the rest); then 503.
+   * How long a request waits for its first turn (finding its series) when history already has
+   * half the database's connections (the other half stays free for ingest and the rest); then
+   * 503. Its pages, once the answer has begun, wait however long it takes.
    */
   busyWaitMs?: number;
   /** Finished buckets of the rollup tiers, kept between requests. */
