@@ -73,38 +73,33 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
   afterAll(() => reader.end());
 
   /**
-   * A transaction, still open, holding axis_data in `mode`: ACCESS SHARE as a long history query
-   * does, SHARE UPDATE EXCLUSIVE as a VACUUM or another process's DDL does.
+   * `work`, started while a transaction holds axis_data in `mode` (ACCESS SHARE as a long history
+   * query does, SHARE UPDATE EXCLUSIVE as a VACUUM or another process's DDL does): its outcome,
+   * or "still waiting" once `ms` have passed. The lock is released either way.
    */
-  async function holdLock(
-    mode: "access share" | "share update exclusive" = "access share",
-  ): Promise<() => Promise<void>> {
+  async function behindLock<T>(
+    mode: "access share" | "share update exclusive",
+    work: () => Promise<T>,
+    ms = 2000,
+  ): Promise<{ value: T } | { error: unknown } | "still waiting"> {
     await reader.query("begin");
     await reader.query(`lock table axis_data in ${mode} mode`);
-    return async () => {
+    try {
+      return await Promise.race([
+        work().then(
+          (value) => ({ value }),
+          (error: unknown) => ({ error }),
+        ),
+        new Promise<"still waiting">((resolve) => setTimeout(() => resolve("still waiting"), ms)),
+      ]);
+    } finally {
       await reader.query("commit");
-    };
+    }
   }
-
-  /** `work`'s outcome, or "still waiting" once `ms` have passed. */
-  const within = <T>(work: Promise<T>, ms: number) =>
-    Promise.race([
-      work.then(
-        (value) => ({ value }),
-        (error: unknown) => ({ error }),
-      ),
-      new Promise<"still waiting">((resolve) => setTimeout(() => resolve("still waiting"), ms)),
-    ]);
 
   it("makes the next days behind a long reader, neither waiting for it nor holding inserts up", async () => {
     const today = freshDays();
-    const release = await holdLock();
-    let outcome: Awaited<ReturnType<typeof within>>;
-    try {
-      outcome = await within(t.services.maintain(), 2000);
-    } finally {
-      await release();
-    }
+    const outcome = await behindLock("access share", () => t.services.maintain());
     expect(outcome).not.toBe("still waiting");
     expect(outcome).not.toHaveProperty("error");
     for (const table of dayPartitioned)
@@ -113,14 +108,12 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
 
   it("behind other DDL, gives up within its lock timeout, and succeeds at the next run", async () => {
     const today = freshDays();
-    const release = await holdLock("share update exclusive");
-    let outcome: Awaited<ReturnType<typeof within>>;
     const started = Date.now();
-    try {
-      outcome = await within(t.services.maintain(), maintenanceLockTimeoutMs + 3000);
-    } finally {
-      await release();
-    }
+    const outcome = await behindLock(
+      "share update exclusive",
+      () => t.services.maintain(),
+      maintenanceLockTimeoutMs + 3000,
+    );
     expect(outcome).not.toBe("still waiting");
     expect(Date.now() - started).toBeLessThan(maintenanceLockTimeoutMs + 2000);
     // The raw table's step gave up; the others ran all the same.
@@ -163,13 +156,7 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     const tomorrow = freshDays() + day;
     const { authorization } = await t.userAuth(["Admin"]);
     await t.services.maintain();
-    const release = await holdLock();
-    let outcome: Awaited<ReturnType<typeof within>>;
-    try {
-      outcome = await within(ingestAt(tomorrow, authorization), 2000);
-    } finally {
-      await release();
-    }
+    const outcome = await behindLock("access share", () => ingestAt(tomorrow, authorization));
     expect(outcome).not.toBe("still waiting");
     const answer = (outcome as { value: { statusCode: number; body: string } }).value;
     expect(answer.statusCode, answer.body).toBe(202);
@@ -180,13 +167,7 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     const late = freshDays() - 3 * day + 3_600_000;
     expect(await partitionsOf("axis_data")).not.toContain(nameOf("axis_data", dayOf(late)));
     const { authorization } = await t.userAuth(["Admin"]);
-    const release = await holdLock();
-    let outcome: Awaited<ReturnType<typeof within>>;
-    try {
-      outcome = await within(ingestAt(late, authorization), 2000);
-    } finally {
-      await release();
-    }
+    const outcome = await behindLock("access share", () => ingestAt(late, authorization));
     expect(outcome).not.toBe("still waiting");
     const stored = (outcome as { value: { statusCode: number; body: string } }).value;
     expect(stored.statusCode, stored.body).toBe(202);
@@ -199,13 +180,9 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     const today = freshDays();
     await t.services.maintain();
     const elsewhere = new AxisDataPartitions(t.database.db);
-    const release = await holdLock("share update exclusive");
-    let outcome: Awaited<ReturnType<typeof within>>;
-    try {
-      outcome = await within(elsewhere.ensure([today + day]), 2000);
-    } finally {
-      await release();
-    }
+    const outcome = await behindLock("share update exclusive", () =>
+      elsewhere.ensure([today + day]),
+    );
     expect(outcome).toEqual({ value: undefined });
   });
 });

@@ -56,6 +56,9 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
   // null: every key; otherwise the keys listed.
   const only = (ids: number[] | undefined) => (ids === undefined ? null : `{${ids.join(",")}}`);
   const read = (ids: number[] | undefined) => ids === undefined || ids.length > 0;
+  /** A row's time as `t` (exact ISO 8601 text) and `ms` (epoch milliseconds, with fraction). */
+  const times = (column: string) =>
+    `to_char(${column} at time zone 'UTC', ${isoMicrosFormat}) as t, (extract(epoch from ${column}) * 1000)::float8 as ms`;
   const axes = read(keys.axes)
     ? await db.query<{
         axis_id: number;
@@ -69,8 +72,7 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
         acceleration: number;
         homed: boolean;
       }>(
-        `select x.axis_id, x.machine_id, x.axis_name, to_char(d.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
-                (extract(epoch from d.update_timestamp) * 1000)::float8 as ms,
+        `select x.axis_id, x.machine_id, x.axis_name, ${times("d.update_timestamp")},
                 d.actual_position, d.target_position, d.velocity, d.acceleration, d.homed
          from axis x cross join lateral (
            select * from axis_data a where a.axis_id = x.axis_id and a.update_timestamp >= $1
@@ -88,8 +90,7 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
         tool_offset: number;
         feedrate: number;
       }>(
-        `select tool_id, machine_id, to_char(update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
-                (extract(epoch from update_timestamp) * 1000)::float8 as ms, tool_offset, feedrate
+        `select tool_id, machine_id, ${times("update_timestamp")}, tool_offset, feedrate
          from tool where $1::bigint[] is null or tool_id = any($1::bigint[])`,
         [only(keys.tools)],
       )
@@ -101,8 +102,7 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
         t: string;
         ms: number;
       }>(
-        `select m.machine_id, u.tool_in_use, to_char(u.update_timestamp at time zone 'UTC', ${isoMicrosFormat}) as t,
-                (extract(epoch from u.update_timestamp) * 1000)::float8 as ms
+        `select m.machine_id, u.tool_in_use, ${times("u.update_timestamp")}
          from machine m cross join lateral (
            select * from tool_usage t where t.machine_id = m.machine_id and t.update_timestamp >= $1
            order by t.update_timestamp desc limit 1) u
