@@ -217,7 +217,7 @@ program
   .option("--client-secret <secret>", "http target: its secret (or SPINDLE_CLIENT_SECRET)")
   .option(
     "--username <username>",
-    "http target: a user who may add machines, to create a missing fleet",
+    "http target: a user who may add machines, axes and tools and send every kind of row (to create a missing fleet; the client needs the password grant and write scope)",
   )
   .option(
     "--password <password>",

@@ -1,6 +1,7 @@
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { DomainError } from "../../platform/errors.ts";
+import { DomainError, forbidden } from "../../platform/errors.ts";
+import { actorOf } from "../auth/authenticate.ts";
 import { type RawBatch, type RowKind, rowKinds } from "./ingest-batch.ts";
 import { type IngestPipeline, IngestRefused, IngestUnavailable } from "./ingest-pipeline.ts";
 
@@ -12,6 +13,22 @@ const unknownKinds = (batch: object) =>
 
 const unknownKindsDetail = (keys: string[]) =>
   `Unknown field(s): ${keys.join(", ")}. Expected ${rowKinds.join(", ")}.`;
+
+/**
+ * What each kind of row does, as the CRUD endpoints name it: a sample is added, a tool's offset
+ * and feedrate changed, a tool-usage report added. Ingest asks for the same permission, so it
+ * is not a way around the matrix (a Supervisor may send samples but not change a tool's offset).
+ * An adapter's `ingest` scope holds all three.
+ */
+const kindPermissions: Record<RowKind, string> = {
+  axis_data: "axisdata.add",
+  tool_data: "tool.change",
+  tool_usage: "toolusage.add",
+};
+
+/** A kind the batch sends rows of: present and not an empty list. */
+const sends = (batch: RawBatch, kind: RowKind) =>
+  batch[kind] !== undefined && !(Array.isArray(batch[kind]) && batch[kind].length === 0);
 
 /**
  * NDJSON: each line is a batch object (`{"axis_data":[…]}`) or one row naming its `kind`
@@ -98,7 +115,8 @@ export async function ingestRoutes(
           "velocity, acceleration, homed and optionally `timestamp` (ISO 8601; default: time of receipt). tool_data: tool_id, " +
           "tool_offset, feedrate. tool_usage: machine_id, tool_in_use (a tool_id of that machine). A bad batch is refused whole. " +
           "A sample is unique per axis and instant, so retries never duplicate; `duplicates` counts the repeats ignored. " +
-          "Allowed with the axisdata.add permission or a client token with the ingest scope.",
+          "Allowed with the axisdata.add permission or a client token with the ingest scope; a user's tool_data rows also " +
+          "need tool.change, and tool_usage rows toolusage.add (403 otherwise, and nothing is stored).",
         response: {
           202: Type.Object({ accepted: Type.Integer(), duplicates: Type.Integer() }),
           400: Type.Object({ detail: Type.String(), errors: Type.Optional(Type.Array(Problem)) }),
@@ -113,6 +131,9 @@ export async function ingestRoutes(
       }
       const unknown = unknownKinds(body);
       if (unknown.length > 0) return reply.code(400).send({ detail: unknownKindsDetail(unknown) });
+      const { permissions } = actorOf(request);
+      if (rowKinds.some((kind) => sends(body, kind) && !permissions.has(kindPermissions[kind])))
+        throw forbidden();
       try {
         return reply.code(202).send(await ingest.ingest(body as RawBatch));
       } catch (error) {

@@ -446,6 +446,88 @@ describe("who may ingest", () => {
     }
   });
 
+  it("a user's tool_data needs tool.change and tool_usage toolusage.add, as through CRUD; else 403 and nothing stored", async () => {
+    const toolOffset = async () =>
+      (
+        await t.database.db.query<{ o: number }>(
+          "select tool_offset as o from tool where tool_id = $1",
+          [toolId],
+        )
+      ).rows[0]!.o;
+    const toolRow = (tool_offset: number) => ({
+      tool_id: toolId,
+      tool_offset,
+      feedrate: 10,
+      timestamp: at(),
+    });
+    const usageRow = () => ({ machine_id: machineId, tool_in_use: toolId, timestamp: at() });
+    // A Supervisor may add samples but neither change a tool nor add tool usage.
+    const supervisor = { authorization: (await t.userAuth(["Supervisor"])).authorization };
+    const before = {
+      offset: await toolOffset(),
+      samples: await count(),
+      usage: await count("tool_usage"),
+    };
+    for (const payload of [
+      { tool_data: [toolRow(before.offset + 1)] },
+      { tool_usage: [usageRow()] },
+      { axis_data: [sample()], tool_data: [toolRow(before.offset + 2)] },
+      { axis_data: [sample()], tool_usage: [usageRow()] },
+      // Not a list (in a JSON body): refused for who sends it before what it holds.
+      { tool_data: "soon" },
+      { tool_usage: null },
+    ]) {
+      const answer = await ingest(payload, supervisor);
+      expect(answer.statusCode, JSON.stringify(payload)).toBe(403);
+      expect(answer.json()).toEqual({
+        detail: "You do not have permission to perform this action.",
+      });
+    }
+    for (const row of [
+      { kind: "tool_usage", ...usageRow() },
+      { kind: "tool_data", ...toolRow(before.offset + 1) },
+    ]) {
+      const ndjson = await t.inject({
+        method: "POST",
+        url: "/api/ingest/",
+        headers: { ...supervisor, "content-type": "application/x-ndjson" },
+        payload: [JSON.stringify({ axis_data: [sample()] }), JSON.stringify(row)].join("\n"),
+      });
+      expect(ndjson.statusCode, row.kind).toBe(403);
+    }
+    expect(await toolOffset()).toBe(before.offset);
+    expect(await count()).toBe(before.samples);
+    expect(await count("tool_usage")).toBe(before.usage);
+    // Empty lists of the others ask for nothing.
+    expect(
+      (await ingest({ axis_data: [sample()], tool_data: [], tool_usage: [] }, supervisor))
+        .statusCode,
+    ).toBe(202);
+    expect(await count()).toBe(before.samples + 1);
+
+    // A Manager may change tools but not add tool usage.
+    const manager = { authorization: (await t.userAuth(["Manager"])).authorization };
+    expect((await ingest({ tool_data: [toolRow(before.offset + 3)] }, manager)).statusCode).toBe(
+      202,
+    );
+    expect(await toolOffset()).toBe(before.offset + 3);
+    expect((await ingest({ tool_usage: [usageRow()] }, manager)).statusCode).toBe(403);
+    expect(await count("tool_usage")).toBe(before.usage);
+
+    // A machine adapter's ingest scope sends every kind, and so does an Admin's token narrowed
+    // to that scope.
+    const client = await t.token({ grant_type: "client_credentials", scope: "ingest" });
+    const adapter = { authorization: `Bearer ${client.json().access_token}` };
+    const narrowed = { authorization: (await t.userAuth(["Admin"], "ingest")).authorization };
+    for (const [i, sender] of [adapter, narrowed].entries()) {
+      const offset = before.offset + 4 + i;
+      const all = { axis_data: [sample()], tool_data: [toolRow(offset)], tool_usage: [usageRow()] };
+      expect((await ingest(all, sender)).json()).toEqual({ accepted: 3, duplicates: 0 });
+      expect(await toolOffset()).toBe(offset);
+      expect(await count("tool_usage")).toBe(before.usage + 1 + i);
+    }
+  });
+
   it("not an Operator, nor a token without ingest or write scope, nor anyone without a token", async () => {
     const operator = await t.userAuth(["Operator"]);
     expect(

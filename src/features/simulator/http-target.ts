@@ -8,7 +8,10 @@ import { BatchRefused, type FleetIds } from "./simulator-service.ts";
 export interface HttpCredentials {
   clientId: string;
   clientSecret: string;
-  /** A person allowed to add machines, axes and tools, for creating a fleet the server lacks. */
+  /**
+   * A person allowed to add machines, axes and tools, for creating a fleet the server lacks; the
+   * rows then go with this person's token, so they must also be allowed to send each kind.
+   */
   username?: string | undefined;
   password?: string | undefined;
 }
@@ -103,7 +106,7 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
         if (known.has(machine.machineId)) continue;
         if (!credentials.username)
           throw new Error(
-            `machine ${machine.machineId} does not exist on ${base}; pass --username/--password of a user who may add machines`,
+            `machine ${machine.machineId} does not exist on ${base}; pass --username/--password of a user who may add machines, axes and tools and send every kind of row (with the default permissions: an Admin, or in both Manager and Operator), through a client with the password grant and the write scope`,
           );
         await create("/data/machines/", {
           machine_id: machine.machineId,
@@ -237,6 +240,10 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
       if (isAway(answer.status)) throw away(answer);
       if (answer.status === 400)
         throw new BatchRefused(`POST /api/ingest/: 400 ${await answer.text()}`);
+      if (answer.status === 403)
+        throw new Error(
+          `POST /api/ingest/: 403 ${await answer.text()}: ${credentials.username ? `${credentials.username} needs axisdata.add, tool.change and toolusage.add (with the default permissions: an Admin, or in both Manager and Operator), and the client must hold the write or ingest scope` : "the client needs the ingest scope"}`,
+        );
       if (answer.status !== 202)
         throw new Error(`POST /api/ingest/: ${answer.status} ${await answer.text()}`);
       return (await answer.json()) as IngestResult;

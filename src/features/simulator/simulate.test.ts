@@ -191,7 +191,7 @@ describe("the simulator in a server and against a remote one", () => {
 
   it("sends to a remote Spindle over HTTP with a user who may create the fleet", async () => {
     const address = await t.app.listen({ port: 0, host: "127.0.0.1" });
-    const manager = await t.userAuth(["Manager"]);
+    const fleetOwner = await t.userAuth(["Manager", "Operator"]);
     const before = Number(
       (await t.database.db.query<{ n: number }>("select count(*)::int as n from axis_data"))
         .rows[0]!.n,
@@ -199,8 +199,8 @@ describe("the simulator in a server and against a remote one", () => {
     const target = httpTarget(address, {
       clientId: testClient.id,
       clientSecret: testClient.secret,
-      username: manager.username,
-      password: manager.password,
+      username: fleetOwner.username,
+      password: fleetOwner.password,
     });
     const simulator = await startSimulator(target, {
       machines: 2,
@@ -215,6 +215,9 @@ describe("the simulator in a server and against a remote one", () => {
     );
     expect(stats.samples.axis).toBeGreaterThan(0);
     expect(after - before).toBe(stats.samples.axis);
+    // Every kind went with the user's token: tool reports and usage need their own permissions.
+    expect(stats.samples.tool).toBeGreaterThan(0);
+    expect(stats.samples.toolUsage).toBeGreaterThan(0);
     // A client without a user can send to an existing fleet but cannot create one.
     const adapter = httpTarget(address, {
       clientId: testClient.id,
@@ -223,6 +226,32 @@ describe("the simulator in a server and against a remote one", () => {
     await expect(startSimulator(adapter, { machines: 50, durationMs: 500 })).rejects.toThrow(
       /does not exist/,
     );
+    // A user who may not add tool usage (a Manager alone) is told what the rows need.
+    const managerOnly = await t.userAuth(["Manager"]);
+    const { rows } = await t.database.db.query<{ tool_id: number; machine_id: number }>(
+      "select tool_id, machine_id from tool limit 1",
+    );
+    const [tool] = rows;
+    const now = new Date();
+    await expect(
+      httpTarget(address, {
+        clientId: testClient.id,
+        clientSecret: testClient.secret,
+        username: managerOnly.username,
+        password: managerOnly.password,
+      }).submit({
+        axis: [],
+        tools: [],
+        toolUsage: [
+          {
+            machineId: Number(tool!.machine_id),
+            toolInUse: Number(tool!.tool_id),
+            time: now.toISOString(),
+            timeMs: now.getTime(),
+          },
+        ],
+      }),
+    ).rejects.toThrow(/403 .*needs axisdata.add, tool.change and toolusage.add/);
   });
 });
 
@@ -317,7 +346,7 @@ describe("the simulator when its fleet or its target changes under it", () => {
       request.pipe(forwarded);
     });
     await new Promise<void>((resolve) => gateway.listen(0, "127.0.0.1", resolve));
-    const manager = await t.userAuth(["Manager"]);
+    const fleetOwner = await t.userAuth(["Manager", "Operator"]);
     try {
       for (const mode of ["502", "503", "unreachable", "hanging"] as const) {
         failing = "no";
@@ -327,8 +356,8 @@ describe("the simulator when its fleet or its target changes under it", () => {
           httpTarget(`http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, {
             clientId: testClient.id,
             clientSecret: testClient.secret,
-            username: manager.username,
-            password: manager.password,
+            username: fleetOwner.username,
+            password: fleetOwner.password,
           }),
           { machines: 2, axes: ["X"] },
           { onPause: (reason) => pauses.push(reason) },
