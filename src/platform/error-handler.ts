@@ -82,18 +82,27 @@ export function registerErrorHandler(app: FastifyInstance): void {
       return badRequest(error.statusCode, error.message);
     }
     if (isTransientDatabaseError(error)) {
-      request.log.warn({ err: error }, "database unavailable");
-      return reply
-        .code(503)
-        .header("Retry-After", "1")
-        .send(
-          oauth
-            ? {
-                error: "temporarily_unavailable",
-                error_description: "The database is unavailable; retry later.",
-              }
-            : { detail: "The database is unavailable; retry later." },
+      const retryLater = (description: string) =>
+        reply
+          .code(503)
+          .header("Retry-After", "1")
+          .send(
+            oauth
+              ? { error: "temporarily_unavailable", error_description: description }
+              : { detail: description },
+          );
+      if (
+        sqlState === pgErrorCodes.deadlockDetected ||
+        sqlState === pgErrorCodes.serializationFailure
+      ) {
+        // The database is there: it aborted this transaction to let a concurrent one through.
+        request.log.warn({ err: error }, "transaction aborted in a conflict");
+        return retryLater(
+          "The database aborted this request in a conflict with another; retry it.",
         );
+      }
+      request.log.warn({ err: error }, "database unavailable");
+      return retryLater("The database is unavailable; retry later.");
     }
     request.log.error({ err: error }, "unhandled error");
     return reply.code(500).send({ detail: "Internal server error." });

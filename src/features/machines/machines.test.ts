@@ -1,7 +1,9 @@
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
 import { describeBadInput } from "../../../test/helpers/bad-input.ts";
 import { expectRefused, links, send } from "../../../test/helpers/crud.ts";
+import { testDatabaseKind } from "../../../test/helpers/database.ts";
 import {
   createAxis,
   createAxisData,
@@ -10,6 +12,7 @@ import {
   createToolUsage,
   nextMachineId,
 } from "../../../test/helpers/factories.ts";
+import { pgErrorCode } from "../../platform/errors.ts";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -332,6 +335,75 @@ describe("query parameters DRF clients send", () => {
       expect(withFormat.json()).toEqual(plain.json());
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe.runIf(testDatabaseKind() === "postgres")("a deadlock with another session", () => {
+  it("answers 503 with Retry-After, changes nothing, and the same request then succeeds", async () => {
+    const machine = await createMachine(t);
+    const tool = await createTool(t, machine.machine_id);
+    const url = new URL(t.database.url!);
+    url.searchParams.set("options", `-c search_path=${t.database.schema}`);
+    const other = new pg.Client({ connectionString: url.toString() });
+    await other.connect();
+    try {
+      // Another session holds the tool; deleting the machine takes the machine's row, then
+      // waits for the tool's to cascade to it.
+      await other.query("begin");
+      await other.query("select 1 from tool where tool_id = $1 for update", [tool.tool_id]);
+      const remove = () =>
+        t.inject({
+          method: "DELETE",
+          url: `/data/machines/${machine.machine_id}/`,
+          headers: t.adminAuth,
+        });
+      const deleting = remove();
+      // Inside a transaction, pg_stat_activity is read from a snapshot taken at its first use;
+      // each look clears it, or a first look before the DELETE waits would be all it ever saw.
+      const blocked = async () => {
+        await other.query("select pg_stat_clear_snapshot()");
+        return (
+          await other.query<{ n: number }>(
+            `select count(*)::int as n from pg_stat_activity
+             where pg_backend_pid() = any(pg_blocking_pids(pid)) and query like 'delete from machine %'`,
+          )
+        ).rows[0]!.n;
+      };
+      const deadline = Date.now() + 10_000;
+      while ((await blocked()) === 0) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // The other session now wants the machine's row: each waits for the other. Each backend
+      // looks for a deadlock once it has waited deadlock_timeout (1 s); the request's started
+      // waiting 300 ms earlier, so it finds the cycle first and is the one aborted.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const crossing = other
+        .query("select 1 from machine where machine_id = $1 for update", [machine.machine_id])
+        .then(
+          () => "locked",
+          (error: unknown) => pgErrorCode(error),
+        );
+      const answer = await Promise.race([
+        deleting,
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error("the DELETE is still waiting")), 10_000),
+        ),
+      ]);
+      expect(answer.statusCode).toBe(503);
+      expect(answer.headers["retry-after"]).toBe("1");
+      expect(answer.json()).toEqual({
+        detail: "The database aborted this request in a conflict with another; retry it.",
+      });
+      expect(await crossing).toBe("locked");
+      await other.query("commit");
+      expect(await count("tool", machine.machine_id)).toBe(1);
+      expect((await remove()).statusCode).toBe(204);
+      expect(await count("tool", machine.machine_id)).toBe(0);
+    } finally {
+      await other.query("rollback").catch(() => {});
+      await other.end();
     }
   });
 });
