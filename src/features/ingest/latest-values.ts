@@ -25,15 +25,6 @@ export class LatestValues {
   async load(db: Queryable, since: Date): Promise<void> {
     this.apply(await readStored(db, { since }));
   }
-
-  forget(predicate: (machineId: number) => boolean): void {
-    for (const map of [this.axes, this.tools, this.toolUsage] as Map<
-      number,
-      { machineId: number }
-    >[]) {
-      for (const [key, row] of map) if (predicate(row.machineId)) map.delete(key);
-    }
-  }
 }
 
 /** Which stored values `readStored` reads: some series only, or every one since a time. */

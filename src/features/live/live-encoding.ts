@@ -20,6 +20,8 @@ export interface RowsMessage {
   seq: number;
   snapshot?: true;
   reset?: true;
+  /** Keys of the series that no longer have a value (see `encodeMessages`). */
+  deleted?: number[];
   rows: Record<string, unknown>[];
   /** The rows' fields, in order: the columns' names. */
   fields: readonly string[];

@@ -86,14 +86,6 @@ export interface LiveDeps {
   onError?: (error: unknown) => void;
 }
 
-/** The rows of one tick: the newest per series among the batches committed in it. */
-interface Tick {
-  seq: number;
-  axis: AxisSampleRow[];
-  tools: ToolRow[];
-  toolUsage: ToolUsageRow[];
-}
-
 /** Rows of one kind or more, as filtered for a subscriber. */
 interface Rows {
   axis: AxisSampleRow[];
@@ -101,10 +93,38 @@ interface Rows {
   toolUsage: ToolUsageRow[];
 }
 
+/**
+ * What changed: the newest row of each series that has a new one, and the last row of each series
+ * that no longer has any (a tool deleted, an axis's samples deleted, an axis or machine deleted),
+ * which subscribers get as its key in `deleted`.
+ */
+interface Changes {
+  rows: Rows;
+  removed: Rows;
+}
+
+/** One tick: the changes committed in it, the newest per series. */
+interface Tick extends Changes {
+  seq: number;
+}
+
+/** Rows by series, of each kind. */
+interface Series {
+  axis: Map<number, AxisSampleRow>;
+  tools: Map<number, ToolRow>;
+  toolUsage: Map<number, ToolUsageRow>;
+}
+
 /** The newest committed row of one series, and the tick that brought it. */
 interface Committed<Row> {
   row: Row;
   seq: number;
+}
+
+interface CommittedSeries {
+  axis: Map<number, Committed<AxisSampleRow>>;
+  tools: Map<number, Committed<ToolRow>>;
+  toolUsage: Map<number, Committed<ToolUsageRow>>;
 }
 
 interface Group {
@@ -135,24 +155,23 @@ export class LiveHub {
   /** Ticks waiting for the catalog to load, fanned out in order once it has. */
   private waiting: Promise<void> | undefined;
   /** The newest committed row per series: what a held-back socket is owed is read from here. */
-  private readonly committed = {
-    axis: new Map<number, Committed<AxisSampleRow>>(),
-    tools: new Map<number, Committed<ToolRow>>(),
-    toolUsage: new Map<number, Committed<ToolUsageRow>>(),
-  };
-  private gathering:
-    | {
-        axis: Map<number, AxisSampleRow>;
-        tools: Map<number, ToolRow>;
-        toolUsage: Map<number, ToolUsageRow>;
-      }
-    | undefined;
+  private readonly committed: CommittedSeries = emptyCommitted();
+  /**
+   * The last row of each series that lost its value, and the tick that said so: held-back sockets
+   * are owed these too. Kept only while a socket is held from before it (see `sweep`).
+   */
+  private readonly removed: CommittedSeries = emptyCommitted();
+  /** The changes of the coming tick. */
+  private gathering: { rows: Series; removed: Series } | undefined;
   private tickTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private fleet: Fleet | undefined;
   /** Counts catalog changes: a load that began before one must not be taken as current. */
   private fleetChanges = 0;
   /** Counts changes to tokens, users and permissions (see `LiveConnection.authenticate`). */
   authChanges = 0;
+  /** A catalog load after a change is under way; `refreshAgain`: another change came meanwhile. */
+  private refreshing = false;
+  private refreshAgain = false;
   private rechecking: Promise<void> | undefined;
   private recheckAgain = false;
   private readonly sweeper: NodeJS.Timeout;
@@ -174,6 +193,7 @@ export class LiveHub {
         if (table === "machine" || table === "axis" || table === "*") {
           this.fleet = undefined;
           this.fleetChanges++;
+          this.refreshFleet();
         }
         if (authTables.has(table)) {
           this.authChanges++;
@@ -211,6 +231,8 @@ export class LiveHub {
       ringRows: this.ringRowCount,
       held,
       backlogged,
+      /** Removed series kept for held-back sockets. */
+      removals: kinds.reduce((sum, kind) => sum + this.removed[kind].size, 0),
     };
   }
 
@@ -286,8 +308,8 @@ export class LiveHub {
     const since = message.since_seq;
     const missed = since === undefined ? undefined : this.missed(since, filter);
     if (missed) {
-      for (const { seq, rows } of missed)
-        for (const frame of encodeMessages(seq, rows, filter, encoding, fleet))
+      for (const { seq, ...changes } of missed)
+        for (const frame of encodeMessages(seq, changes, filter, encoding, fleet))
           connection.sendFrame(frame);
       connection.sendJson({ type: "subscribed", seq: this.seq, resumed: true });
       return;
@@ -311,7 +333,7 @@ export class LiveHub {
         : [],
     };
     // A snapshot of each kind the principal may see, even an empty one: it marks the start.
-    const frames = encodeMessages(this.seq, rows, filter, encoding, fleet, {
+    const frames = encodeMessages(this.seq, { rows, removed: noRows }, filter, encoding, fleet, {
       snapshot: true,
       ...(since !== undefined ? { reset: true } : {}),
     });
@@ -406,30 +428,33 @@ export class LiveHub {
     // Answers must show the write at once, before the tick that pushes it.
     this.snapshotCache = undefined;
     const { committed } = this;
-    this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
-    const gathering = this.gathering;
+    const { rows, removed } = this.startGathering();
     reconcile(
-      latest.axes,
-      committed.axis,
-      gathering.axis,
+      { latest: latest.axes, committed: committed.axis, rows: rows.axis, removed: removed.axis },
       keys.axes,
       held.axes,
       stored.axis,
       (row) => row.axisId,
     );
     reconcile(
-      latest.tools,
-      committed.tools,
-      gathering.tools,
+      {
+        latest: latest.tools,
+        committed: committed.tools,
+        rows: rows.tools,
+        removed: removed.tools,
+      },
       keys.tools,
       held.tools,
       stored.tools,
       (row) => row.toolId,
     );
     reconcile(
-      latest.toolUsage,
-      committed.toolUsage,
-      gathering.toolUsage,
+      {
+        latest: latest.toolUsage,
+        committed: committed.toolUsage,
+        rows: rows.toolUsage,
+        removed: removed.toolUsage,
+      },
       keys.machines,
       held.machines,
       stored.toolUsage,
@@ -442,15 +467,19 @@ export class LiveHub {
 
   private gather(batch: ValidBatch): void {
     if (this.closed) return;
-    this.gathering ??= { axis: new Map(), tools: new Map(), toolUsage: new Map() };
-    const gathering = this.gathering;
+    const { rows } = this.startGathering();
     // A live push moves a series forward: a sample no newer than the one last pushed for its
     // series (a late or repeated report) is history, not news, and is left to history queries.
     const { axis, tools, toolUsage } = this.committed;
-    for (const row of batch.axis) newer(gathering.axis, axis, row.axisId, row);
-    for (const row of batch.tools) newer(gathering.tools, tools, row.toolId, row);
-    for (const row of batch.toolUsage) newer(gathering.toolUsage, toolUsage, row.machineId, row);
+    for (const row of batch.axis) newer(rows.axis, axis, row.axisId, row);
+    for (const row of batch.tools) newer(rows.tools, tools, row.toolId, row);
+    for (const row of batch.toolUsage) newer(rows.toolUsage, toolUsage, row.machineId, row);
     this.scheduleTick();
+  }
+
+  private startGathering(): { rows: Series; removed: Series } {
+    this.gathering ??= { rows: emptySeries(), removed: emptySeries() };
+    return this.gathering;
   }
 
   private scheduleTick(): void {
@@ -473,14 +502,13 @@ export class LiveHub {
     const gathering = this.gathering;
     this.gathering = undefined;
     if (!gathering || this.closed) return;
+    const { rows, removed } = gathering;
+    // A series that lost its value and then got a new one in the same tick has that one (a
+    // removal after a new row takes the row out of `rows`: see `reconcile`).
+    for (const kind of kinds) for (const key of rows[kind].keys()) removed[kind].delete(key);
     // Every row was no newer than its series' last: nothing happened.
-    if (gathering.axis.size + gathering.tools.size + gathering.toolUsage.size === 0) return;
-    const tick: Tick = {
-      seq: ++this.seq,
-      axis: [...gathering.axis.values()],
-      tools: [...gathering.tools.values()],
-      toolUsage: [...gathering.toolUsage.values()],
-    };
+    if (kinds.every((kind) => rows[kind].size === 0 && removed[kind].size === 0)) return;
+    const tick: Tick = { seq: ++this.seq, rows: listed(rows), removed: listed(removed) };
     this.remember(tick);
     if (this.waiting) {
       this.wait(tick);
@@ -547,40 +575,54 @@ export class LiveHub {
     encoding: LiveEncoding,
     fleet: Fleet,
   ): Frame[] {
-    return encodeMessages(tick.seq, filterTick(tick, filter), filter, encoding, fleet);
+    return encodeMessages(tick.seq, filterChanges(tick, filter), filter, encoding, fleet);
   }
 
-  /** The newest committed rows `filter` matches that came after tick `after`, up to `fanned`. */
-  private owed(after: number, filter: LiveFilter): Rows {
-    const changed = <Row>(map: Map<number, Committed<Row>>, matches: (row: Row) => boolean) => {
-      const rows: Row[] = [];
-      for (const { row, seq } of map.values())
-        if (seq > after && seq <= this.fanned && matches(row)) rows.push(row);
-      return rows;
+  /**
+   * The changes `filter` matches that came after tick `after`, up to `fanned`: the newest
+   * committed rows, and the series that lost their value.
+   */
+  private owed(after: number, filter: LiveFilter): Changes {
+    const changed = (series: CommittedSeries): Rows => {
+      const since = <Row>(map: Map<number, Committed<Row>>) => {
+        const rows: Row[] = [];
+        for (const { row, seq } of map.values())
+          if (seq > after && seq <= this.fanned) rows.push(row);
+        return rows;
+      };
+      return filterRows(
+        {
+          axis: since(series.axis),
+          tools: since(series.tools),
+          toolUsage: since(series.toolUsage),
+        },
+        filter,
+      );
     };
-    const { axis, tools, toolUsage } = this.committed;
-    return {
-      axis: filter.axisData ? changed(axis, (row) => axisMatches(filter, row)) : [],
-      tools: filter.tools ? changed(tools, (row) => machineMatches(filter, row.machineId)) : [],
-      toolUsage: filter.toolUsage
-        ? changed(toolUsage, (row) => machineMatches(filter, row.machineId))
-        : [],
-    };
+    return { rows: changed(this.committed), removed: changed(this.removed) };
   }
 
   private remember(tick: Tick): void {
-    const { axis, tools, toolUsage } = this.committed;
-    for (const row of tick.axis) newestCommitted(axis, row.axisId, row, tick.seq);
-    for (const row of tick.tools) newestCommitted(tools, row.toolId, row, tick.seq);
-    for (const row of tick.toolUsage) newestCommitted(toolUsage, row.machineId, row, tick.seq);
+    const { committed, removed } = this;
+    for (const row of tick.rows.axis) newestCommitted(committed.axis, row.axisId, row, tick.seq);
+    for (const row of tick.rows.tools) newestCommitted(committed.tools, row.toolId, row, tick.seq);
+    for (const row of tick.rows.toolUsage)
+      newestCommitted(committed.toolUsage, row.machineId, row, tick.seq);
+    for (const row of tick.removed.axis) removed.axis.set(row.axisId, { row, seq: tick.seq });
+    for (const row of tick.removed.tools) removed.tools.set(row.toolId, { row, seq: tick.seq });
+    for (const row of tick.removed.toolUsage)
+      removed.toolUsage.set(row.machineId, { row, seq: tick.seq });
+    // A series with a value again is owed that value, not its removal.
+    for (const row of tick.rows.axis) removed.axis.delete(row.axisId);
+    for (const row of tick.rows.tools) removed.tools.delete(row.toolId);
+    for (const row of tick.rows.toolUsage) removed.toolUsage.delete(row.machineId);
     this.ring.push(tick);
-    this.ringRowCount += tick.axis.length + tick.tools.length + tick.toolUsage.length;
+    this.ringRowCount += changeCount(tick);
     while (
       this.ring.length > this.options.ringTicks ||
       (this.ringRowCount > this.options.ringRows && this.ring.length > 1)
     ) {
-      const old = this.ring.shift()!;
-      this.ringRowCount -= old.axis.length + old.tools.length + old.toolUsage.length;
+      this.ringRowCount -= changeCount(this.ring.shift()!);
     }
   }
 
@@ -589,18 +631,18 @@ export class LiveHub {
    * no longer holds every tick after `since`, `since` is ahead (another run's), or replaying it
    * would take more rows than a snapshot is worth (`maxReplayRows`).
    */
-  private missed(since: number, filter: LiveFilter): { seq: number; rows: Rows }[] | undefined {
+  private missed(since: number, filter: LiveFilter): Tick[] | undefined {
     if (since > this.seq) return undefined;
     const oldest = this.ring[0];
     if (since < this.seq && (oldest === undefined || oldest.seq > since + 1)) return undefined;
-    const missed: { seq: number; rows: Rows }[] = [];
+    const missed: Tick[] = [];
     let count = 0;
     for (const tick of this.ring) {
       if (tick.seq <= since) continue;
-      const rows = filterTick(tick, filter);
-      count += rows.axis.length + rows.tools.length + rows.toolUsage.length;
+      const changes = filterChanges(tick, filter);
+      count += changeCount(changes);
       if (count > this.options.maxReplayRows) return undefined;
-      missed.push({ seq: tick.seq, rows });
+      missed.push({ seq: tick.seq, ...changes });
     }
     return missed;
   }
@@ -613,7 +655,10 @@ export class LiveHub {
     const fleet = this.fleet;
     // Sockets of one group held since the same tick are owed the same bytes: encoded once.
     const owedFrames = new Map<string, Frame[]>();
+    // Removals no held socket is owed any more: every other socket has had their tick.
+    let oldestHeld = this.fanned;
     for (const connection of this.connections) {
+      if (connection.heldSince !== null) oldestHeld = Math.min(oldestHeld, connection.heldSince);
       const backlog = connection.bufferedAmount;
       if (backlog > this.options.highWaterBytes) {
         connection.stalledSince ??= now;
@@ -634,8 +679,8 @@ export class LiveHub {
         const key = `${heldSince} ${groupKey}`;
         let frames = owedFrames.get(key);
         if (!frames) {
-          const rows = this.owed(heldSince, filter);
-          frames = encodeMessages(this.fanned, rows, filter, connection.encoding, fleet);
+          const changes = this.owed(heldSince, filter);
+          frames = encodeMessages(this.fanned, changes, filter, connection.encoding, fleet);
           owedFrames.set(key, frames);
         }
         connection.sendPush(this.fanned, frames);
@@ -645,6 +690,8 @@ export class LiveHub {
       // (Never below its snapshot: ticks may still be waiting for the catalog.)
       connection.heldSince = rateLimited ? Math.max(this.fanned, connection.subscribedAt) : null;
     }
+    for (const map of Object.values(this.removed) as Map<number, { seq: number }>[])
+      for (const [key, { seq }] of map) if (seq <= oldestHeld) map.delete(key);
   }
 
   private beat(): void {
@@ -768,16 +815,39 @@ export class LiveHub {
     return fleet;
   }
 
-  /** Drops the newest values of axes, and of machines' tools, that are no longer in `fleet`. */
+  /**
+   * Drops the newest values of axes, and of machines' tools and tool usage, that are no longer in
+   * `fleet`; the next tick tells subscribers they are gone.
+   */
   private forgetDeleted(fleet: Fleet): void {
     const { latest } = this.deps;
-    const { axis, tools, toolUsage } = this.committed;
-    for (const map of [latest.axes, axis])
-      for (const key of map.keys()) if (!fleet.axes.has(key)) map.delete(key);
-    const gone = (machineId: number) => !fleet.machines.has(machineId);
-    latest.forget(gone);
-    for (const [key, { row }] of tools) if (gone(row.machineId)) tools.delete(key);
-    for (const [key, { row }] of toolUsage) if (gone(row.machineId)) toolUsage.delete(key);
+    const { committed } = this;
+    const removed = this.startGathering().removed;
+    const gone = (row: { machineId: number }) => !fleet.machines.has(row.machineId);
+    drop(latest.axes, committed.axis, removed.axis, (row) => !fleet.axes.has(row.axisId));
+    drop(latest.tools, committed.tools, removed.tools, gone);
+    drop(latest.toolUsage, committed.toolUsage, removed.toolUsage, gone);
+    this.scheduleTick();
+  }
+
+  /**
+   * The machine catalog changed: loads it, so subscribers hear of deleted machines and axes
+   * without waiting for the next data. One load at a time; changes during one make one more.
+   */
+  private refreshFleet(): void {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    if (this.closed || this.groups.size === 0) return;
+    this.refreshing = true;
+    this.refreshAgain = false;
+    void this.currentFleet()
+      .catch((error: unknown) => this.reportError(error))
+      .finally(() => {
+        this.refreshing = false;
+        if (this.refreshAgain) this.refreshFleet();
+      });
   }
 
   private joinGroup(connection: LiveConnection): void {
@@ -816,23 +886,52 @@ const permittedKinds = (principal: Principal) => ({
   toolUsage: principal.permissions.has("toolusage.view"),
 });
 
-function filterTick(tick: Tick, filter: LiveFilter): Rows {
+const kinds = ["axis", "tools", "toolUsage"] as const;
+
+const noRows: Rows = { axis: [], tools: [], toolUsage: [] };
+
+const emptySeries = (): Series => ({ axis: new Map(), tools: new Map(), toolUsage: new Map() });
+
+const emptyCommitted = (): CommittedSeries => ({
+  axis: new Map(),
+  tools: new Map(),
+  toolUsage: new Map(),
+});
+
+const listed = (series: Series): Rows => ({
+  axis: [...series.axis.values()],
+  tools: [...series.tools.values()],
+  toolUsage: [...series.toolUsage.values()],
+});
+
+/** Rows and removals together: what a tick weighs in the ring, or a replay. */
+const changeCount = ({ rows, removed }: Changes) =>
+  kinds.reduce((sum, kind) => sum + rows[kind].length + removed[kind].length, 0);
+
+function filterRows(rows: Rows, filter: LiveFilter): Rows {
   return {
-    axis: filter.axisData ? tick.axis.filter((row) => axisMatches(filter, row)) : [],
-    tools: filter.tools ? tick.tools.filter((row) => machineMatches(filter, row.machineId)) : [],
+    axis: filter.axisData ? rows.axis.filter((row) => axisMatches(filter, row)) : [],
+    tools: filter.tools ? rows.tools.filter((row) => machineMatches(filter, row.machineId)) : [],
     toolUsage: filter.toolUsage
-      ? tick.toolUsage.filter((row) => machineMatches(filter, row.machineId))
+      ? rows.toolUsage.filter((row) => machineMatches(filter, row.machineId))
       : [],
   };
 }
 
+const filterChanges = (changes: Changes, filter: LiveFilter): Changes => ({
+  rows: filterRows(changes.rows, filter),
+  removed: filterRows(changes.removed, filter),
+});
+
 /**
- * The messages carrying `rows` for one filter in one encoding: one per kind with rows, or per
- * kind the filter has at all when `flags` marks a snapshot.
+ * The messages carrying `changes` for one filter in one encoding: one per kind with rows or
+ * removals, or per kind the filter has at all when `flags` marks a snapshot. A removed series is
+ * named by its key in `deleted`: an axis by `axis`, a tool by `tool_id`, a machine's tool in use
+ * by `machine`.
  */
 function encodeMessages(
   seq: number,
-  rows: Rows,
+  { rows, removed }: Changes,
   filter: LiveFilter,
   encoding: LiveEncoding,
   fleet: Fleet,
@@ -840,25 +939,51 @@ function encodeMessages(
 ): Frame[] {
   const all = flags.snapshot === true;
   const frames: Frame[] = [];
-  if (rows.axis.length > 0 || (all && filter.axisData)) {
+  const deleted = (keys: number[]) => (keys.length > 0 ? { deleted: keys } : {});
+  if (rows.axis.length > 0 || removed.axis.length > 0 || (all && filter.axisData)) {
     const data = rows.axis.map((row) =>
       axisRow(row, fleet.machines.get(row.machineId), filter.fields),
     );
     frames.push(
-      encodeRows({ type: "axis_data", seq, ...flags, rows: data, fields: filter.fields }, encoding),
+      encodeRows(
+        {
+          type: "axis_data",
+          seq,
+          ...flags,
+          ...deleted(removed.axis.map((row) => row.axisId)),
+          rows: data,
+          fields: filter.fields,
+        },
+        encoding,
+      ),
     );
   }
-  if (rows.tools.length > 0 || (all && filter.tools)) {
-    const data = rows.tools.map(toolRow);
-    frames.push(
-      encodeRows({ type: "tool_data", seq, ...flags, rows: data, fields: toolFields }, encoding),
-    );
-  }
-  if (rows.toolUsage.length > 0 || (all && filter.toolUsage)) {
-    const data = rows.toolUsage.map(toolUsageRow);
+  if (rows.tools.length > 0 || removed.tools.length > 0 || (all && filter.tools)) {
     frames.push(
       encodeRows(
-        { type: "tool_usage", seq, ...flags, rows: data, fields: toolUsageFields },
+        {
+          type: "tool_data",
+          seq,
+          ...flags,
+          ...deleted(removed.tools.map((row) => row.toolId)),
+          rows: rows.tools.map(toolRow),
+          fields: toolFields,
+        },
+        encoding,
+      ),
+    );
+  }
+  if (rows.toolUsage.length > 0 || removed.toolUsage.length > 0 || (all && filter.toolUsage)) {
+    frames.push(
+      encodeRows(
+        {
+          type: "tool_usage",
+          seq,
+          ...flags,
+          ...deleted(removed.toolUsage.map((row) => row.machineId)),
+          rows: rows.toolUsage.map(toolUsageRow),
+          fields: toolUsageFields,
+        },
         encoding,
       ),
     );
@@ -868,34 +993,59 @@ function encodeMessages(
 
 /**
  * Makes the latest values of `keys` what the database holds (`stored`), unless ingest published
- * newer ones while it was read, and puts what changed in the coming tick (`gathering`) in place
- * of whatever it held for those series; a series with nothing stored leaves it. Their pushed
- * (committed) rows are dropped, so the tick carries the changed ones even where the stored row is
- * older: after a correction or a deletion the newest stored value is the news.
+ * newer ones while it was read, and puts what changed in the coming tick in place of whatever it
+ * held for those series: the stored row (`rows`), or, for a series that had a value and has
+ * nothing stored now, its removal (`removed`). Their pushed (committed) rows are dropped, so the
+ * tick carries the changed ones even where the stored row is older: after a correction or a
+ * deletion the newest stored value is the news.
  */
 function reconcile<Row extends { time: string }>(
-  latest: Map<number, Row>,
-  committed: Map<number, Committed<Row>>,
-  gathering: Map<number, Row>,
+  maps: {
+    latest: Map<number, Row>;
+    committed: Map<number, Committed<Row>>;
+    rows: Map<number, Row>;
+    removed: Map<number, Row>;
+  },
   keys: number[],
   held: (Row | undefined)[],
   stored: Row[],
   keyOf: (row: Row) => number,
 ): void {
+  const { latest, committed, rows, removed } = maps;
   const byKey = new Map(stored.map((row) => [keyOf(row), row]));
   for (const [i, key] of keys.entries()) {
-    if (latest.get(key) !== held[i]) continue;
+    const before = held[i];
+    if (latest.get(key) !== before) continue;
     const row = byKey.get(key);
     if (!row) {
       latest.delete(key);
       committed.delete(key);
-      gathering.delete(key);
-    } else if (!held[i] || !sameValues(held[i]!, row)) {
+      rows.delete(key);
+      if (before) removed.set(key, before);
+    } else if (!before || !sameValues(before, row)) {
       latest.set(key, row);
       committed.delete(key);
-      gathering.set(key, row);
+      rows.set(key, row);
     }
   }
+}
+
+/**
+ * Moves the rows `gone` picks out of `latest` into `removed` (the coming tick's removals), and
+ * forgets their pushed rows.
+ */
+function drop<Row>(
+  latest: Map<number, Row>,
+  committed: Map<number, Committed<Row>>,
+  removed: Map<number, Row>,
+  gone: (row: Row) => boolean,
+): void {
+  for (const [key, row] of latest)
+    if (gone(row)) {
+      latest.delete(key);
+      removed.set(key, row);
+    }
+  for (const [key, { row }] of committed) if (gone(row)) committed.delete(key);
 }
 
 /** The same values, at the same millisecond (a time's text may differ in its digits). */

@@ -3,7 +3,13 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testClient, uniqueName } from "../../../test/helpers/app.ts";
 import { testDatabaseKind } from "../../../test/helpers/database.ts";
-import { createAxis, createMachine, createTool } from "../../../test/helpers/factories.ts";
+import {
+  createAxis,
+  createAxisData,
+  createMachine,
+  createTool,
+  createToolUsage,
+} from "../../../test/helpers/factories.ts";
 import { LiveTestClient, type Message, sleep, until } from "../../../test/helpers/live-client.ts";
 import { tokenHash } from "../auth/tokens.ts";
 import { liveEncodings } from "./live-encoding.ts";
@@ -553,18 +559,19 @@ describe("subscriptions", () => {
   });
 });
 
-describe("machine data written through the CRUD endpoints", () => {
-  const rest = async (method: "POST" | "PUT" | "PATCH" | "DELETE", url: string, body?: object) => {
-    const answer = await f.t.inject({
-      method,
-      url,
-      headers: f.t.adminAuth,
-      ...(body ? { payload: body } : {}),
-    });
-    expect(answer.statusCode, answer.body).toBeLessThan(300);
-    return method === "DELETE" ? undefined : answer.json();
-  };
+/** An Admin's request through the CRUD endpoints, which must succeed; its answer's body. */
+const rest = async (method: "POST" | "PUT" | "PATCH" | "DELETE", url: string, body?: object) => {
+  const answer = await f.t.inject({
+    method,
+    url,
+    headers: f.t.adminAuth,
+    ...(body ? { payload: body } : {}),
+  });
+  expect(answer.statusCode, answer.body).toBeLessThan(300);
+  return method === "DELETE" ? undefined : answer.json();
+};
 
+describe("machine data written through the CRUD endpoints", () => {
   it("is pushed and answered like ingested data: samples added, corrected and deleted", async () => {
     const machine = f.machines[1]!;
     const x = f.axes.get(`${machine}:X`)!;
@@ -695,6 +702,147 @@ describe("machine data written through the CRUD endpoints", () => {
   });
 });
 
+describe("deletions", () => {
+  /** A push saying the series `key` of `type` is gone. */
+  const deletion = (type: string, key: number) => (m: Message) =>
+    m.type === type && !m.snapshot && Array.isArray(m.deleted) && m.deleted.includes(key);
+
+  /** A machine of its own with axes X and Y, a tool, samples of both axes and a tool in use. */
+  async function machineWithData() {
+    const machine = (await createMachine(f.t)).machine_id as number;
+    const [x, y] = await Promise.all(
+      ["X", "Y"].map(async (axis_name) => (await createAxis(f.t, machine, { axis_name })).axis_id),
+    );
+    const tool = (await createTool(f.t, machine)).tool_id as number;
+    await ingestAxes(f, 1, [machine], ["X", "Y"]);
+    await createToolUsage(f.t, machine, tool);
+    return { machine, x: x as number, y: y as number, tool };
+  }
+
+  /** A socket subscribed to one machine, once its snapshot holds that machine's tool. */
+  async function watching(machine: number, extra: object = {}) {
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine], ...extra });
+    const snapshot = await client.next((m) => m.type === "tool_data" && m.snapshot);
+    expect(rowsOf(snapshot)).toHaveLength(1);
+    return { client, snapshot };
+  }
+
+  it("tell a tool's subscribers it is gone, and no one else", async () => {
+    const own = await machineWithData();
+    const { client } = await watching(own.machine);
+    const other = track((await signedIn(f)).client);
+    other.send({ type: "subscribe", machines: [f.machines[1]] });
+    await other.next((m) => m.type === "tool_data" && m.snapshot);
+
+    await rest("DELETE", `/data/tools/${own.tool}/`);
+    expect(await client.next(deletion("tool_data", own.tool))).toMatchObject({
+      deleted: [own.tool],
+      data: [],
+    });
+    // Data committed after the deletion comes after its push: the other machine's subscriber
+    // has its data and nothing about the tool.
+    await ingestAxes(f, 2, [f.machines[1]!], ["X"]);
+    await other.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(other.messages.some((m) => m.deleted)).toBe(false);
+  });
+
+  it("tell subscribers when every sample of an axis, or every report of a tool in use, is deleted", async () => {
+    const own = await machineWithData();
+    const { client } = await watching(own.machine);
+    const sample = await createAxisData(f.t, own.x, { update_timestamp: at() });
+    await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    // The ingested sample is still stored: the corrected newest value is pushed, not a deletion.
+    await rest("DELETE", `/data/axises/${sample.axis_data_id}/`);
+    const corrected = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(corrected.deleted).toBeUndefined();
+    expect(corrected.data).toEqual([expect.objectContaining({ axis: own.x, actual_position: 1 })]);
+
+    const samples = (
+      await f.t.inject({ url: `/data/axises/?axis=${own.x}`, headers: f.t.adminAuth })
+    ).json() as { axis_data_id: number }[];
+    for (const { axis_data_id } of samples) await rest("DELETE", `/data/axises/${axis_data_id}/`);
+    expect(await client.next(deletion("axis_data", own.x))).toMatchObject({
+      deleted: [own.x],
+      data: [],
+    });
+
+    const reports = (
+      await f.t.inject({ url: `/data/tool-usage/?machine=${own.machine}`, headers: f.t.adminAuth })
+    ).json() as { usage_id: number }[];
+    expect(reports).toHaveLength(1);
+    await rest("DELETE", `/data/tool-usage/${reports[0]!.usage_id}/`);
+    expect(await client.next(deletion("tool_usage", own.machine))).toMatchObject({
+      deleted: [own.machine],
+      data: [],
+    });
+    // Later snapshots leave both out; the other axis keeps its value.
+    const { snapshot } = await watching(own.machine);
+    expect(snapshot.data.map((row: Message) => row.tool_id)).toEqual([own.tool]);
+    const late = track((await signedIn(f)).client);
+    late.send({ type: "subscribe", machines: [own.machine] });
+    const axes = await late.next((m) => m.type === "axis_data" && m.snapshot);
+    expect(axes.data.map((row: Message) => row.axis)).toEqual([own.y]);
+    const usage = await late.next((m) => m.type === "tool_usage" && m.snapshot);
+    expect(usage.data).toEqual([]);
+  });
+
+  it("tell subscribers of a deleted axis, and of a deleted machine's axes, tool and tool in use, with no data to carry it", async () => {
+    const own = await machineWithData();
+    const { client } = await watching(own.machine);
+    await rest("DELETE", `/data/axes/${own.y}/`);
+    expect(await client.next(deletion("axis_data", own.y))).toMatchObject({
+      deleted: [own.y],
+      data: [],
+    });
+
+    await rest("DELETE", `/data/machines/${own.machine}/`);
+    const axes = await client.next(deletion("axis_data", own.x));
+    const tools = await client.next(deletion("tool_data", own.tool));
+    const usage = await client.next(deletion("tool_usage", own.machine));
+    // One tick: the machine went at once.
+    expect([tools.seq, usage.seq]).toEqual([axes.seq, axes.seq]);
+    expect(axes.deleted).toEqual([own.x]);
+  });
+
+  it("reach a subscriber held at its window once it acknowledges, then are forgotten", async () => {
+    const own = await machineWithData();
+    const { live } = f.t.services;
+    const { client } = await watching(own.machine, { window: 1 });
+    await ingestAxes(f, 3, [own.machine], ["X"]);
+    const first = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    await rest("DELETE", `/data/tools/${own.tool}/`);
+    // Held: the window is full, so the removal waits, kept for it.
+    await sleep(200);
+    expect(client.messages.some((m) => m.deleted)).toBe(false);
+    expect(live.stats().removals).toBeGreaterThan(0);
+
+    client.send({ type: "ack", seq: first.seq });
+    const owed = await client.next(deletion("tool_data", own.tool));
+    expect(owed).toMatchObject({ deleted: [own.tool], data: [] });
+    // Nobody is held from before it any more: the sweep lets it go.
+    await until(() => live.stats().removals === 0);
+  });
+
+  it("are replayed to a client resuming after them, in its encoding", async () => {
+    const own = await machineWithData();
+    const { client, snapshot } = await watching(own.machine, { encoding: "json-columns" });
+    client.close();
+    await rest("DELETE", `/data/tools/${own.tool}/`);
+    const again = track((await signedIn(f)).client);
+    again.send({
+      type: "subscribe",
+      machines: [own.machine],
+      encoding: "json-columns",
+      since_seq: snapshot.seq,
+    });
+    const replayed = await again.next(deletion("tool_data", own.tool));
+    expect(replayed.deleted).toEqual([own.tool]);
+    expect(rowsOf(replayed)).toEqual([]);
+    expect((await again.next((m) => m.type === "subscribed")).resumed).toBe(true);
+  });
+});
+
 describe("while a tick gathers", () => {
   let slowTicks: Fixture;
   beforeAll(async () => {
@@ -746,6 +894,27 @@ describe("while a tick gathers", () => {
     expect(patched.statusCode, patched.body).toBe(200);
     const push = await client.next((m) => m.type === "axis_data" && !m.snapshot);
     expect(push.data.map((row: Message) => row.actual_position)).toEqual([601]);
+  });
+
+  it("pushes a series deleted and given a new value in one tick as that value, not as deleted", async () => {
+    const machine = slowTicks.machines[1]!;
+    const axis = (await createAxis(slowTicks.t, machine, { axis_name: "A" })).axis_id as number;
+    const client = track((await signedIn(slowTicks)).client);
+    client.send({ type: "subscribe", machines: [machine], axes: [axis] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    const only = await createAxisData(slowTicks.t, axis, { update_timestamp: at() });
+    await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    // Within one 300 ms tick: the only sample deleted, then a new one.
+    const deleted = await slowTicks.t.inject({
+      method: "DELETE",
+      url: `/data/axises/${only.axis_data_id}/`,
+      headers: slowTicks.t.adminAuth,
+    });
+    expect(deleted.statusCode).toBe(204);
+    await createAxisData(slowTicks.t, axis, { actual_position: 77, update_timestamp: at() });
+    const push = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(push.deleted).toBeUndefined();
+    expect(push.data).toEqual([expect.objectContaining({ axis, actual_position: 77 })]);
   });
 });
 
@@ -972,11 +1141,12 @@ describe("resume", () => {
     for (const value of [80, 81, 82]) await ingestAxes(f, value);
     await until(() => f.t.services.live.stats().seq === before + 3);
     const replayed = track((await signedIn(f)).client);
-    replayed.send({ type: "subscribe", since_seq: before + 1 });
+    // The fixture's machines only: other tests leave machines of their own.
+    replayed.send({ type: "subscribe", machines: f.machines, since_seq: before + 1 });
     expect((await replayed.next((m) => m.type === "subscribed")).resumed).toBe(true);
     expect(pushes(replayed).map((m) => m.data.length)).toEqual([6, 6]);
     const reset = track((await signedIn(f)).client);
-    reset.send({ type: "subscribe", since_seq: before });
+    reset.send({ type: "subscribe", machines: f.machines, since_seq: before });
     const snapshot = await reset.next((m) => m.type === "axis_data" && m.snapshot);
     expect(snapshot.reset).toBe(true);
     expect(snapshot.data.map((row: Message) => row.actual_position)).toEqual(Array(6).fill(82));
