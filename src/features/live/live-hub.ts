@@ -503,9 +503,11 @@ export class LiveHub {
     this.gathering = undefined;
     if (!gathering || this.closed) return;
     const { rows, removed } = gathering;
-    // A series that lost its value and then got a new one in the same tick has that one (a
-    // removal after a new row takes the row out of `rows`: see `reconcile`).
-    for (const kind of kinds) for (const key of rows[kind].keys()) removed[kind].delete(key);
+    // A series that lost its value and then got a new one in the same place within the tick has
+    // that one (a removal after a new row takes the row out of `rows`: see `reconcile`).
+    for (const kind of kinds)
+      for (const [key, row] of rows[kind] as Map<number, Placed>)
+        if (removed[kind].get(key)?.machineId === row.machineId) removed[kind].delete(key);
     // Every row was no newer than its series' last: nothing happened.
     if (kinds.every((kind) => rows[kind].size === 0 && removed[kind].size === 0)) return;
     const tick: Tick = { seq: ++this.seq, rows: listed(rows), removed: listed(removed) };
@@ -612,10 +614,10 @@ export class LiveHub {
     for (const row of tick.removed.tools) removed.tools.set(row.toolId, { row, seq: tick.seq });
     for (const row of tick.removed.toolUsage)
       removed.toolUsage.set(row.machineId, { row, seq: tick.seq });
-    // A series with a value again is owed that value, not its removal.
-    for (const row of tick.rows.axis) removed.axis.delete(row.axisId);
-    for (const row of tick.rows.tools) removed.tools.delete(row.toolId);
-    for (const row of tick.rows.toolUsage) removed.toolUsage.delete(row.machineId);
+    // A series with a value again in the same place is owed that value, not its removal.
+    for (const row of tick.rows.axis) unremove(removed.axis, row.axisId, row);
+    for (const row of tick.rows.tools) unremove(removed.tools, row.toolId, row);
+    for (const row of tick.rows.toolUsage) unremove(removed.toolUsage, row.machineId, row);
     this.ring.push(tick);
     this.ringRowCount += changeCount(tick);
     while (
@@ -888,6 +890,14 @@ const permittedKinds = (principal: Principal) => ({
 
 const kinds = ["axis", "tools", "toolUsage"] as const;
 
+/** Every row belongs to a machine, which decides who is sent it. */
+type Placed = { machineId: number };
+
+/** Forgets the removal of `key` once it has a value again on the same machine. */
+function unremove(removed: Map<number, Committed<Placed>>, key: number, row: Placed): void {
+  if (removed.get(key)?.row.machineId === row.machineId) removed.delete(key);
+}
+
 const noRows: Rows = { axis: [], tools: [], toolUsage: [] };
 
 const emptySeries = (): Series => ({ axis: new Map(), tools: new Map(), toolUsage: new Map() });
@@ -995,11 +1005,12 @@ function encodeMessages(
  * Makes the latest values of `keys` what the database holds (`stored`), unless ingest published
  * newer ones while it was read, and puts what changed in the coming tick in place of whatever it
  * held for those series: the stored row (`rows`), or, for a series that had a value and has
- * nothing stored now, its removal (`removed`). Their pushed (committed) rows are dropped, so the
- * tick carries the changed ones even where the stored row is older: after a correction or a
- * deletion the newest stored value is the news.
+ * nothing stored now, its removal (`removed`); a series now on another machine (a tool moved) has
+ * both, so its old machine's subscribers hear it left. Their pushed (committed) rows are dropped,
+ * so the tick carries the changed ones even where the stored row is older: after a correction or
+ * a deletion the newest stored value is the news.
  */
-function reconcile<Row extends { time: string }>(
+function reconcile<Row extends Placed & { time: string }>(
   maps: {
     latest: Map<number, Row>;
     committed: Map<number, Committed<Row>>;
@@ -1026,6 +1037,7 @@ function reconcile<Row extends { time: string }>(
       latest.set(key, row);
       committed.delete(key);
       rows.set(key, row);
+      if (before && before.machineId !== row.machineId) removed.set(key, before);
     }
   }
 }

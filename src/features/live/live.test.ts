@@ -633,13 +633,17 @@ describe("machine data written through the CRUD endpoints", () => {
       feedrate: 100,
       update_timestamp: "2021-01-01T00:00:00Z",
     });
-    const watchers = [first, second].map(async (machine) => {
+    const watchers = [[first], [second], [first, second]].map(async (machines) => {
       const client = track((await signedIn(f)).client);
-      client.send({ type: "subscribe", machines: [machine] });
+      client.send({ type: "subscribe", machines });
       await client.next((m) => m.type === "tool_data" && m.snapshot);
       return client;
     });
-    const [onFirst, onSecond] = (await Promise.all(watchers)) as [LiveTestClient, LiveTestClient];
+    const [onFirst, onSecond, onBoth] = (await Promise.all(watchers)) as LiveTestClient[] as [
+      LiveTestClient,
+      LiveTestClient,
+      LiveTestClient,
+    ];
     const listed = async () =>
       (await onFirst.ask({ type: "get_tool_data" }, "tool_data")).data.find(
         (row: Message) => row.tool_id === tool.tool_id,
@@ -659,9 +663,23 @@ describe("machine data written through the CRUD endpoints", () => {
     expect(moved.data).toEqual([
       expect.objectContaining({ tool_id: tool.tool_id, machine: second }),
     ]);
+    expect(moved.deleted).toBeUndefined();
+    // The first machine's subscriber hears it left; one watching both, that it left and where it
+    // is (deletions apply before rows).
+    const left = await onFirst.next((m) => m.type === "tool_data" && !m.snapshot);
+    expect(left).toMatchObject({ deleted: [tool.tool_id], data: [] });
+    await onBoth.next((m) => m.type === "tool_data" && !m.snapshot); // the edit
+    const both = await onBoth.next((m) => m.type === "tool_data" && !m.snapshot);
+    expect(both.deleted).toEqual([tool.tool_id]);
+    expect(both.data).toEqual([moved.data[0]]);
+    expect(Object.keys(both)).toEqual(["type", "seq", "deleted", "data"]);
     expect(await listed()).toMatchObject({ machine: second });
 
     await rest("DELETE", `/data/tools/${tool.tool_id}/`);
+    expect(await onSecond.next((m) => m.type === "tool_data" && !m.snapshot)).toMatchObject({
+      deleted: [tool.tool_id],
+      data: [],
+    });
     expect(await listed()).toBeUndefined();
     const late = track((await signedIn(f)).client);
     late.send({ type: "subscribe", machines: [second] });
@@ -811,15 +829,19 @@ describe("deletions", () => {
     const { client } = await watching(own.machine, { window: 1 });
     await ingestAxes(f, 3, [own.machine], ["X"]);
     const first = await client.next((m) => m.type === "axis_data" && !m.snapshot);
-    await rest("DELETE", `/data/tools/${own.tool}/`);
-    // Held: the window is full, so the removal waits, kept for it.
+    // Held, the window being full: a second tool comes and goes, and the first moves away.
+    const other = (await createMachine(f.t)).machine_id as number;
+    const second = (await createTool(f.t, own.machine)).tool_id as number;
+    await rest("DELETE", `/data/tools/${second}/`);
+    await rest("PATCH", `/data/tools/${own.tool}/`, { machine: other });
     await sleep(200);
-    expect(client.messages.some((m) => m.deleted)).toBe(false);
+    expect(client.messages.some((m) => m.type === "tool_data" && !m.snapshot)).toBe(false);
     expect(live.stats().removals).toBeGreaterThan(0);
 
     client.send({ type: "ack", seq: first.seq });
-    const owed = await client.next(deletion("tool_data", own.tool));
-    expect(owed).toMatchObject({ deleted: [own.tool], data: [] });
+    const owed = await client.next((m) => m.type === "tool_data" && !m.snapshot);
+    expect(new Set(owed.deleted)).toEqual(new Set([own.tool, second]));
+    expect(owed.data).toEqual([]);
     // Nobody is held from before it any more: the sweep lets it go.
     await until(() => live.stats().removals === 0);
   });
