@@ -9,6 +9,7 @@ import {
   type RawBatch,
   type RowProblem,
   rowCount,
+  type ToolRow,
   type ValidBatch,
 } from "./ingest-batch.ts";
 import { namedToolIds, validateBatch } from "./ingest-validation.ts";
@@ -62,7 +63,13 @@ export class IngestUnavailable extends DomainError {
   }
 }
 
-type WriteOutcome = { results: IngestResult[] } | { error: unknown };
+/** A submission written: its answer, and its rows as stored (what the latest values and the feed get). */
+interface Written {
+  result: IngestResult;
+  stored: ValidBatch;
+}
+
+type WriteOutcome = { written: Written[] } | { error: unknown };
 
 interface Submission {
   batch: ValidBatch;
@@ -259,9 +266,10 @@ export class IngestPipeline {
     outcome: WriteOutcome,
     attempt = 1,
   ): Promise<void> {
-    if ("results" in outcome) {
-      for (const [i, submission] of submissions.entries()) submission.resolve(outcome.results[i]!);
-      this.publish(submissions);
+    if ("written" in outcome) {
+      for (const [i, submission] of submissions.entries())
+        submission.resolve(outcome.written[i]!.result);
+      this.publish(outcome.written);
       return;
     }
     const { error } = outcome;
@@ -295,21 +303,23 @@ export class IngestPipeline {
 
   private attempt(submissions: Submission[]): Promise<WriteOutcome> {
     return this.write(submissions).then(
-      (results) => ({ results }),
+      (written) => ({ written }),
       (error: unknown) => ({ error }),
     );
   }
 
-  private async write(submissions: Submission[]): Promise<IngestResult[]> {
+  private async write(submissions: Submission[]): Promise<Written[]> {
     const times: number[] = [];
     for (const { batch } of submissions) for (const row of batch.axis) times.push(row.timeMs);
     await this.deps.partitions.ensure(times);
-    const store = async (db: Queryable, { batch, rows }: Submission): Promise<IngestResult> => {
-      const stored =
-        (await insertAxisSamples(db, batch)) +
-        (await insertToolUsage(db, batch)) +
-        (await updateTools(db, batch));
-      return { accepted: rows, duplicates: rows - stored };
+    const store = async (db: Queryable, { batch, rows }: Submission): Promise<Written> => {
+      const samples = await insertAxisSamples(db, batch);
+      const usage = await insertToolUsage(db, batch);
+      const tools = await updateTools(db, batch);
+      return {
+        result: { accepted: rows, duplicates: rows - samples - usage - tools.length },
+        stored: { ...batch, tools },
+      };
     };
     const [sole] = submissions;
     if (submissions.length === 1 && statementsOf(sole!.batch) <= 1) {
@@ -318,9 +328,9 @@ export class IngestPipeline {
       return [await store(this.deps.db, sole!)];
     }
     return this.deps.db.transaction(async (tx) => {
-      const results: IngestResult[] = [];
-      for (const submission of submissions) results.push(await store(tx, submission));
-      return results;
+      const written: Written[] = [];
+      for (const submission of submissions) written.push(await store(tx, submission));
+      return written;
     });
   }
 
@@ -329,11 +339,11 @@ export class IngestPipeline {
    * a snapshot never shows a row that a refused or failed flush did not store, nor one that a
    * flush still in flight may yet overtake.
    */
-  private publish(submissions: Submission[]): void {
-    for (const { batch } of submissions) {
-      this.deps.latest.apply(batch);
+  private publish(written: Written[]): void {
+    for (const { stored } of written) {
+      this.deps.latest.apply(stored);
       try {
-        this.events.emit("committed", batch);
+        this.events.emit("committed", stored);
       } catch (error) {
         this.deps.onError?.(error);
       }
@@ -429,15 +439,27 @@ async function insertToolUsage(tx: Queryable, batch: ValidBatch): Promise<number
   return rowCount;
 }
 
-/** A tool row holds the tool's current offset and feedrate; an older report never overwrites a newer one. */
-async function updateTools(tx: Queryable, batch: ValidBatch): Promise<number> {
-  if (batch.tools.length === 0) return 0;
-  const rows = batch.tools;
-  const { rowCount } = await tx.query(
+/**
+ * A tool row holds the tool's current offset and feedrate; an older report never overwrites a
+ * newer one. Of one tool's reports in a batch the newest is applied (the last of equal times).
+ * Returns the reports applied, each on the machine its tool is on now: a tool deleted since the
+ * batch was validated takes none, and one moved meanwhile is where it went, so the latest values
+ * and the live feed never bring back a deleted tool nor put one on its old machine.
+ */
+async function updateTools(tx: Queryable, batch: ValidBatch): Promise<ToolRow[]> {
+  if (batch.tools.length === 0) return [];
+  const newest = new Map<number, ToolRow>();
+  for (const row of batch.tools) {
+    const held = newest.get(row.toolId);
+    if (!held || held.timeMs <= row.timeMs) newest.set(row.toolId, row);
+  }
+  const rows = [...newest.values()];
+  const { rows: applied } = await tx.query<{ tool_id: number; machine_id: number }>(
     `update tool t set tool_offset = u.tool_offset, feedrate = u.feedrate, update_timestamp = u.at
-     from (select distinct on (tool_id) * from unnest($1::bigint[], $2::float8[], $3::float8[], $4::timestamptz[])
-           as r (tool_id, tool_offset, feedrate, at) order by tool_id, at desc) u
-     where t.tool_id = u.tool_id and t.update_timestamp < u.at`,
+     from unnest($1::bigint[], $2::float8[], $3::float8[], $4::timestamptz[])
+          as u (tool_id, tool_offset, feedrate, at)
+     where t.tool_id = u.tool_id and t.update_timestamp < u.at
+     returning t.tool_id, t.machine_id`,
     [
       column(rows, (row) => row.toolId),
       column(rows, (row) => row.toolOffset),
@@ -446,5 +468,8 @@ async function updateTools(tx: Queryable, batch: ValidBatch): Promise<number> {
     ],
   );
   // A report no newer than what is stored is a repeat: accepted, not applied.
-  return rowCount;
+  return applied.map(({ tool_id, machine_id }) => ({
+    ...newest.get(tool_id)!,
+    machineId: machine_id,
+  }));
 }
