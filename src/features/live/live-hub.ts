@@ -95,8 +95,8 @@ interface Rows {
 
 /**
  * What changed: the newest row of each series that has a new one, and the last row of each series
- * that no longer has any (a tool deleted, an axis's samples deleted, an axis or machine deleted),
- * which subscribers get as its key in `deleted`.
+ * that no longer has one on its machine (a tool deleted or moved to another machine, an axis's
+ * samples deleted, an axis or machine deleted), which subscribers get as its key in `deleted`.
  */
 interface Changes {
   rows: Rows;
@@ -115,16 +115,33 @@ interface Series {
   toolUsage: Map<number, ToolUsageRow>;
 }
 
-/** The newest committed row of one series, and the tick that brought it. */
-interface Committed<Row> {
+/** A row and the tick that brought it (for a removal: the tick that said it was gone). */
+interface Stamped<Row> {
   row: Row;
   seq: number;
 }
 
+/** The newest committed row of each series, of each kind. */
 interface CommittedSeries {
-  axis: Map<number, Committed<AxisSampleRow>>;
-  tools: Map<number, Committed<ToolRow>>;
-  toolUsage: Map<number, Committed<ToolUsageRow>>;
+  axis: Map<number, Stamped<AxisSampleRow>>;
+  tools: Map<number, Stamped<ToolRow>>;
+  toolUsage: Map<number, Stamped<ToolUsageRow>>;
+}
+
+/**
+ * Removed rows of each kind by place (`placeOf`: the series and the machine it was on), so a tool
+ * moved from one machine and then deleted on another is gone from both.
+ */
+interface Removals {
+  axis: Map<string, AxisSampleRow>;
+  tools: Map<string, ToolRow>;
+  toolUsage: Map<string, ToolUsageRow>;
+}
+
+interface StampedRemovals {
+  axis: Map<string, Stamped<AxisSampleRow>>;
+  tools: Map<string, Stamped<ToolRow>>;
+  toolUsage: Map<string, Stamped<ToolUsageRow>>;
 }
 
 interface Group {
@@ -155,14 +172,23 @@ export class LiveHub {
   /** Ticks waiting for the catalog to load, fanned out in order once it has. */
   private waiting: Promise<void> | undefined;
   /** The newest committed row per series: what a held-back socket is owed is read from here. */
-  private readonly committed: CommittedSeries = emptyCommitted();
+  private readonly committed: CommittedSeries = {
+    axis: new Map(),
+    tools: new Map(),
+    toolUsage: new Map(),
+  };
   /**
-   * The last row of each series that lost its value, and the tick that said so: held-back sockets
-   * are owed these too. Kept only while a socket is held from before it (see `sweep`).
+   * The last row of each series that lost its value on a machine, and the tick that said so:
+   * held-back sockets are owed these too. Kept only while a socket is held from before that tick
+   * (see `sweep`).
    */
-  private readonly removed: CommittedSeries = emptyCommitted();
+  private readonly removed: StampedRemovals = {
+    axis: new Map(),
+    tools: new Map(),
+    toolUsage: new Map(),
+  };
   /** The changes of the coming tick. */
-  private gathering: { rows: Series; removed: Series } | undefined;
+  private gathering: { rows: Series; removed: Removals } | undefined;
   private tickTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
   private fleet: Fleet | undefined;
   /** Counts catalog changes: a load that began before one must not be taken as current. */
@@ -172,6 +198,7 @@ export class LiveHub {
   /** A catalog load after a change is under way; `refreshAgain`: another change came meanwhile. */
   private refreshing = false;
   private refreshAgain = false;
+  private refreshRetry: NodeJS.Timeout | undefined;
   private rechecking: Promise<void> | undefined;
   private recheckAgain = false;
   private readonly sweeper: NodeJS.Timeout;
@@ -244,6 +271,7 @@ export class LiveHub {
     clearInterval(this.heartbeat);
     if (this.recheck) clearImmediate(this.recheck);
     if (this.recheckRetry) clearTimeout(this.recheckRetry);
+    if (this.refreshRetry) clearTimeout(this.refreshRetry);
     this.cancelTick();
     for (const connection of [...this.connections]) connection.close(1001, "Server shutting down");
   }
@@ -477,13 +505,16 @@ export class LiveHub {
     this.scheduleTick();
   }
 
-  private startGathering(): { rows: Series; removed: Series } {
-    this.gathering ??= { rows: emptySeries(), removed: emptySeries() };
+  private startGathering(): { rows: Series; removed: Removals } {
+    this.gathering ??= {
+      rows: { axis: new Map(), tools: new Map(), toolUsage: new Map() },
+      removed: { axis: new Map(), tools: new Map(), toolUsage: new Map() },
+    };
     return this.gathering;
   }
 
   private scheduleTick(): void {
-    if (this.tickTimer) return;
+    if (this.tickTimer || this.closed) return;
     this.tickTimer =
       this.options.tickMs > 0
         ? setTimeout(() => this.flushTick(), this.options.tickMs)
@@ -503,11 +534,11 @@ export class LiveHub {
     this.gathering = undefined;
     if (!gathering || this.closed) return;
     const { rows, removed } = gathering;
-    // A series that lost its value and then got a new one in the same place within the tick has
-    // that one (a removal after a new row takes the row out of `rows`: see `reconcile`).
+    // A series that lost its value and then got a new one on the same machine within the tick
+    // has that one (a removal after a new row takes the row out of `rows`: `reconcile`, `drop`).
     for (const kind of kinds)
       for (const [key, row] of rows[kind] as Map<number, Placed>)
-        if (removed[kind].get(key)?.machineId === row.machineId) removed[kind].delete(key);
+        removed[kind].delete(placeOf(key, row));
     // Every row was no newer than its series' last: nothing happened.
     if (kinds.every((kind) => rows[kind].size === 0 && removed[kind].size === 0)) return;
     const tick: Tick = { seq: ++this.seq, rows: listed(rows), removed: listed(removed) };
@@ -585,10 +616,10 @@ export class LiveHub {
    * committed rows, and the series that lost their value.
    */
   private owed(after: number, filter: LiveFilter): Changes {
-    const changed = (series: CommittedSeries): Rows => {
-      const since = <Row>(map: Map<number, Committed<Row>>) => {
+    const changed = (series: CommittedSeries | StampedRemovals): Rows => {
+      const since = <Row>(stamped: Map<unknown, Stamped<Row>>) => {
         const rows: Row[] = [];
-        for (const { row, seq } of map.values())
+        for (const { row, seq } of stamped.values())
           if (seq > after && seq <= this.fanned) rows.push(row);
         return rows;
       };
@@ -610,14 +641,9 @@ export class LiveHub {
     for (const row of tick.rows.tools) newestCommitted(committed.tools, row.toolId, row, tick.seq);
     for (const row of tick.rows.toolUsage)
       newestCommitted(committed.toolUsage, row.machineId, row, tick.seq);
-    for (const row of tick.removed.axis) removed.axis.set(row.axisId, { row, seq: tick.seq });
-    for (const row of tick.removed.tools) removed.tools.set(row.toolId, { row, seq: tick.seq });
-    for (const row of tick.removed.toolUsage)
-      removed.toolUsage.set(row.machineId, { row, seq: tick.seq });
-    // A series with a value again in the same place is owed that value, not its removal.
-    for (const row of tick.rows.axis) unremove(removed.axis, row.axisId, row);
-    for (const row of tick.rows.tools) unremove(removed.tools, row.toolId, row);
-    for (const row of tick.rows.toolUsage) unremove(removed.toolUsage, row.machineId, row);
+    stampRemovals(removed.axis, tick, "axis", (row) => row.axisId);
+    stampRemovals(removed.tools, tick, "tools", (row) => row.toolId);
+    stampRemovals(removed.toolUsage, tick, "toolUsage", (row) => row.machineId);
     this.ring.push(tick);
     this.ringRowCount += changeCount(tick);
     while (
@@ -657,7 +683,8 @@ export class LiveHub {
     const fleet = this.fleet;
     // Sockets of one group held since the same tick are owed the same bytes: encoded once.
     const owedFrames = new Map<string, Frame[]>();
-    // Removals no held socket is owed any more: every other socket has had their tick.
+    // Removals are kept for held sockets only: a socket that is not held has been sent every tick
+    // fanned out, and one held later is marked at `fanned` or after.
     let oldestHeld = this.fanned;
     for (const connection of this.connections) {
       if (connection.heldSince !== null) oldestHeld = Math.min(oldestHeld, connection.heldSince);
@@ -692,7 +719,7 @@ export class LiveHub {
       // (Never below its snapshot: ticks may still be waiting for the catalog.)
       connection.heldSince = rateLimited ? Math.max(this.fanned, connection.subscribedAt) : null;
     }
-    for (const map of Object.values(this.removed) as Map<number, { seq: number }>[])
+    for (const map of Object.values(this.removed) as Map<string, { seq: number }>[])
       for (const [key, { seq }] of map) if (seq <= oldestHeld) map.delete(key);
   }
 
@@ -824,17 +851,38 @@ export class LiveHub {
   private forgetDeleted(fleet: Fleet): void {
     const { latest } = this.deps;
     const { committed } = this;
-    const removed = this.startGathering().removed;
-    const gone = (row: { machineId: number }) => !fleet.machines.has(row.machineId);
-    drop(latest.axes, committed.axis, removed.axis, (row) => !fleet.axes.has(row.axisId));
-    drop(latest.tools, committed.tools, removed.tools, gone);
-    drop(latest.toolUsage, committed.toolUsage, removed.toolUsage, gone);
+    const { rows, removed } = this.startGathering();
+    const gone = (row: Placed) => !fleet.machines.has(row.machineId);
+    drop(
+      { latest: latest.axes, committed: committed.axis, rows: rows.axis, removed: removed.axis },
+      (row) => !fleet.axes.has(row.axisId),
+    );
+    drop(
+      {
+        latest: latest.tools,
+        committed: committed.tools,
+        rows: rows.tools,
+        removed: removed.tools,
+      },
+      gone,
+    );
+    drop(
+      {
+        latest: latest.toolUsage,
+        committed: committed.toolUsage,
+        rows: rows.toolUsage,
+        removed: removed.toolUsage,
+      },
+      gone,
+    );
     this.scheduleTick();
   }
 
   /**
    * The machine catalog changed: loads it, so subscribers hear of deleted machines and axes
-   * without waiting for the next data. One load at a time; changes during one make one more.
+   * without waiting for the next data. On the next turn, after every listener of the change (the
+   * catalog's own among them) has run; one load at a time, and changes during one make one more.
+   * A load that fails is tried again a second later.
    */
   private refreshFleet(): void {
     if (this.refreshing) {
@@ -844,12 +892,23 @@ export class LiveHub {
     if (this.closed || this.groups.size === 0) return;
     this.refreshing = true;
     this.refreshAgain = false;
-    void this.currentFleet()
-      .catch((error: unknown) => this.reportError(error))
-      .finally(() => {
-        this.refreshing = false;
-        if (this.refreshAgain) this.refreshFleet();
-      });
+    setImmediate(() => {
+      if (this.closed) return;
+      void this.currentFleet()
+        .catch((error: unknown) => {
+          this.reportError(error);
+          if (this.closed) return;
+          this.refreshRetry ??= setTimeout(() => {
+            this.refreshRetry = undefined;
+            this.refreshFleet();
+          }, refreshRetryMs);
+          this.refreshRetry.unref();
+        })
+        .finally(() => {
+          this.refreshing = false;
+          if (this.refreshAgain) this.refreshFleet();
+        });
+    });
   }
 
   private joinGroup(connection: LiveConnection): void {
@@ -876,6 +935,8 @@ export class LiveHub {
 const recheckConcurrency = 4;
 /** How soon a recheck that could not reach the database runs again. */
 const recheckRetryMs = 1000;
+/** How soon a catalog load after a change that failed runs again. */
+const refreshRetryMs = 1000;
 
 const allFields = filterOf(
   { type: "subscribe" },
@@ -893,22 +954,27 @@ const kinds = ["axis", "tools", "toolUsage"] as const;
 /** Every row belongs to a machine, which decides who is sent it. */
 type Placed = { machineId: number };
 
-/** Forgets the removal of `key` once it has a value again on the same machine. */
-function unremove(removed: Map<number, Committed<Placed>>, key: number, row: Placed): void {
-  if (removed.get(key)?.row.machineId === row.machineId) removed.delete(key);
+/** Where a removal applies: the series `key`, on the machine the row was on. */
+const placeOf = (key: number, row: Placed) => `${key}@${row.machineId}`;
+
+/**
+ * Keeps `tick`'s removals of one kind, stamped with its seq, for held-back sockets; a series with
+ * a value again on the same machine is owed that value, not its removal.
+ */
+function stampRemovals<Kind extends (typeof kinds)[number], Row extends Rows[Kind][number]>(
+  removed: Map<string, Stamped<Row>>,
+  tick: Tick,
+  kind: Kind,
+  keyOf: (row: Row) => number,
+): void {
+  for (const row of tick.removed[kind] as Row[])
+    removed.set(placeOf(keyOf(row), row), { row, seq: tick.seq });
+  for (const row of tick.rows[kind] as Row[]) removed.delete(placeOf(keyOf(row), row));
 }
 
 const noRows: Rows = { axis: [], tools: [], toolUsage: [] };
 
-const emptySeries = (): Series => ({ axis: new Map(), tools: new Map(), toolUsage: new Map() });
-
-const emptyCommitted = (): CommittedSeries => ({
-  axis: new Map(),
-  tools: new Map(),
-  toolUsage: new Map(),
-});
-
-const listed = (series: Series): Rows => ({
+const listed = (series: Series | Removals): Rows => ({
   axis: [...series.axis.values()],
   tools: [...series.tools.values()],
   toolUsage: [...series.toolUsage.values()],
@@ -949,7 +1015,8 @@ function encodeMessages(
 ): Frame[] {
   const all = flags.snapshot === true;
   const frames: Frame[] = [];
-  const deleted = (keys: number[]) => (keys.length > 0 ? { deleted: keys } : {});
+  // A series may have left two machines a subscriber watches (a tool moved, then deleted).
+  const deleted = (keys: number[]) => (keys.length > 0 ? { deleted: [...new Set(keys)] } : {});
   if (rows.axis.length > 0 || removed.axis.length > 0 || (all && filter.axisData)) {
     const data = rows.axis.map((row) =>
       axisRow(row, fleet.machines.get(row.machineId), filter.fields),
@@ -1013,9 +1080,9 @@ function encodeMessages(
 function reconcile<Row extends Placed & { time: string }>(
   maps: {
     latest: Map<number, Row>;
-    committed: Map<number, Committed<Row>>;
+    committed: Map<number, Stamped<Row>>;
     rows: Map<number, Row>;
-    removed: Map<number, Row>;
+    removed: Map<string, Row>;
   },
   keys: number[],
   held: (Row | undefined)[],
@@ -1032,32 +1099,37 @@ function reconcile<Row extends Placed & { time: string }>(
       latest.delete(key);
       committed.delete(key);
       rows.delete(key);
-      if (before) removed.set(key, before);
+      if (before) removed.set(placeOf(key, before), before);
     } else if (!before || !sameValues(before, row)) {
       latest.set(key, row);
       committed.delete(key);
       rows.set(key, row);
-      if (before && before.machineId !== row.machineId) removed.set(key, before);
+      if (before && before.machineId !== row.machineId) removed.set(placeOf(key, before), before);
     }
   }
 }
 
 /**
  * Moves the rows `gone` picks out of `latest` into `removed` (the coming tick's removals), and
- * forgets their pushed rows.
+ * forgets their pushed rows and any gathered for the coming tick.
  */
-function drop<Row>(
-  latest: Map<number, Row>,
-  committed: Map<number, Committed<Row>>,
-  removed: Map<number, Row>,
+function drop<Row extends Placed>(
+  maps: {
+    latest: Map<number, Row>;
+    committed: Map<number, Stamped<Row>>;
+    rows: Map<number, Row>;
+    removed: Map<string, Row>;
+  },
   gone: (row: Row) => boolean,
 ): void {
+  const { latest, committed, rows, removed } = maps;
   for (const [key, row] of latest)
     if (gone(row)) {
       latest.delete(key);
-      removed.set(key, row);
+      removed.set(placeOf(key, row), row);
     }
   for (const [key, { row }] of committed) if (gone(row)) committed.delete(key);
+  for (const [key, row] of rows) if (gone(row)) rows.delete(key);
 }
 
 /** The same values, at the same millisecond (a time's text may differ in its digits). */
@@ -1073,7 +1145,7 @@ function sameValues<Row extends { time: string }>(a: Row, b: Row): boolean {
 }
 
 function newestCommitted<Row extends { timeMs: number }>(
-  map: Map<number, Committed<Row>>,
+  map: Map<number, Stamped<Row>>,
   key: number,
   row: Row,
   seq: number,
@@ -1088,7 +1160,7 @@ function newestCommitted<Row extends { timeMs: number }>(
  */
 function newer<Row extends { timeMs: number }>(
   gathering: Map<number, Row>,
-  committed: Map<number, Committed<Row>>,
+  committed: Map<number, Stamped<Row>>,
   key: number,
   row: Row,
 ) {

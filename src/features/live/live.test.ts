@@ -829,11 +829,13 @@ describe("deletions", () => {
     const { client } = await watching(own.machine, { window: 1 });
     await ingestAxes(f, 3, [own.machine], ["X"]);
     const first = await client.next((m) => m.type === "axis_data" && !m.snapshot);
-    // Held, the window being full: a second tool comes and goes, and the first moves away.
+    // Held, the window being full: a second tool comes and goes, and the first moves to another
+    // machine and is deleted there (its removal from this machine must not be lost to that one).
     const other = (await createMachine(f.t)).machine_id as number;
     const second = (await createTool(f.t, own.machine)).tool_id as number;
     await rest("DELETE", `/data/tools/${second}/`);
     await rest("PATCH", `/data/tools/${own.tool}/`, { machine: other });
+    await rest("DELETE", `/data/tools/${own.tool}/`);
     await sleep(200);
     expect(client.messages.some((m) => m.type === "tool_data" && !m.snapshot)).toBe(false);
     expect(live.stats().removals).toBeGreaterThan(0);
@@ -862,6 +864,89 @@ describe("deletions", () => {
     expect(replayed.deleted).toEqual([own.tool]);
     expect(rowsOf(replayed)).toEqual([]);
     expect((await again.next((m) => m.type === "subscribed")).resumed).toBe(true);
+  });
+});
+
+describe.runIf(testDatabaseKind() === "postgres")("tool reports racing another session", () => {
+  /** Another session on the test's schema, which takes a tool's row lock before ingest does. */
+  async function otherSession() {
+    const url = new URL(f.t.database.url!);
+    url.searchParams.set("options", `-c search_path=${f.t.database.schema}`);
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    return client;
+  }
+
+  /** Resolves once ingest's update of a tool waits for `other`'s lock. */
+  async function ingestWaitsFor(other: pg.Client) {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      // Inside a transaction pg_stat_activity is a snapshot taken at first use: clear it each time.
+      await other.query("select pg_stat_clear_snapshot()");
+      const { rows } = await other.query<{ n: number }>(
+        `select count(*)::int as n from pg_stat_activity
+         where pg_backend_pid() = any(pg_blocking_pids(pid)) and query like 'update tool %'`,
+      );
+      if (rows[0]!.n > 0) return;
+      expect(Date.now()).toBeLessThan(deadline);
+      await sleep(10);
+    }
+  }
+
+  /** Ingests one report of `tool` while `other` changes it (`change`), validated before and stored after. */
+  async function reportDuring(tool: number, offset: number, change: string, values: unknown[]) {
+    const other = await otherSession();
+    try {
+      await other.query("begin");
+      await other.query(change, values);
+      const ingesting = f.t.services.ingest.ingest({
+        tool_data: [{ tool_id: tool, tool_offset: offset, feedrate: 8, timestamp: at() }],
+      });
+      await ingestWaitsFor(other);
+      await other.query("commit");
+      return await ingesting;
+    } finally {
+      await other.query("rollback").catch(() => {});
+      await other.end();
+    }
+  }
+
+  it("push a report on the machine its tool moved to meanwhile", async () => {
+    const [first, second] = f.machines as [number, number];
+    const tool = (await createTool(f.t, first, { update_timestamp: "2020-01-01T00:00:00Z" }))
+      .tool_id as number;
+    const onSecond = track((await signedIn(f)).client);
+    onSecond.send({ type: "subscribe", machines: [second] });
+    await onSecond.next((m) => m.type === "tool_data" && m.snapshot);
+    const result = await reportDuring(
+      tool,
+      7,
+      "update tool set machine_id = $1 where tool_id = $2",
+      [second, tool],
+    );
+    expect(result.duplicates).toBe(0);
+    const push = await onSecond.next(
+      (m) => m.type === "tool_data" && !m.snapshot && m.data[0]?.tool_id === tool,
+    );
+    expect(push.data[0]).toMatchObject({ machine: second, tool_offset: 7 });
+  });
+
+  it("do not bring back a tool deleted meanwhile", async () => {
+    const machine = f.machines[0]!;
+    const tool = (await createTool(f.t, machine, { update_timestamp: "2020-01-01T00:00:00Z" }))
+      .tool_id as number;
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine] });
+    await client.next((m) => m.type === "tool_data" && m.snapshot);
+    const result = await reportDuring(tool, 9, "delete from tool where tool_id = $1", [tool]);
+    // Validated against the tool, stored as nothing: a report of a tool that is not there.
+    expect(result.duplicates).toBe(1);
+    const answer = await client.ask({ type: "get_tool_data" }, "tool_data");
+    expect(answer.data.find((row: Message) => row.tool_id === tool)?.tool_offset).not.toBe(9);
+    // Data committed after it comes after anything it pushed: nothing of the tool came.
+    await ingestAxes(f, 5, [machine], ["X"]);
+    await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(pushes(client, "tool_data")).toEqual([]);
   });
 });
 
@@ -916,6 +1001,48 @@ describe("while a tick gathers", () => {
     expect(patched.statusCode, patched.body).toBe(200);
     const push = await client.next((m) => m.type === "axis_data" && !m.snapshot);
     expect(push.data.map((row: Message) => row.actual_position)).toEqual([601]);
+  });
+
+  it("pushes a machine deleted while its data gathers as deleted, without the data", async () => {
+    const machine = (await createMachine(slowTicks.t)).machine_id as number;
+    const axis = (await createAxis(slowTicks.t, machine, { axis_name: "X" })).axis_id as number;
+    const client = track((await signedIn(slowTicks)).client);
+    client.send({ type: "subscribe", machines: [machine] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    await ingestAxes(slowTicks, 1, [machine], ["X"]);
+    await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    // Within one 300 ms tick: a sample, then the machine deleted.
+    await ingestAxes(slowTicks, 2, [machine], ["X"]);
+    const deleted = await slowTicks.t.inject({
+      method: "DELETE",
+      url: `/data/machines/${machine}/`,
+      headers: slowTicks.t.adminAuth,
+    });
+    expect(deleted.statusCode).toBe(204);
+    const push = await client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(push).toMatchObject({ deleted: [axis], data: [] });
+  });
+
+  it("tells a tool's first machine it left when it moves and is deleted within one tick", async () => {
+    const [first, second] = slowTicks.machines as [number, number];
+    const tool = (await createTool(slowTicks.t, first)).tool_id as number;
+    const client = track((await signedIn(slowTicks)).client);
+    client.send({ type: "subscribe", machines: [first] });
+    const snapshot = await client.next((m) => m.type === "tool_data" && m.snapshot);
+    expect(snapshot.data.map((row: Message) => row.tool_id)).toContain(tool);
+    const send = async (method: "PATCH" | "DELETE", payload?: object) => {
+      const answer = await slowTicks.t.inject({
+        method,
+        url: `/data/tools/${tool}/`,
+        headers: slowTicks.t.adminAuth,
+        ...(payload ? { payload } : {}),
+      });
+      expect(answer.statusCode, answer.body).toBeLessThan(300);
+    };
+    await send("PATCH", { machine: second });
+    await send("DELETE");
+    const push = await client.next((m) => m.type === "tool_data" && !m.snapshot);
+    expect(push).toMatchObject({ deleted: [tool], data: [] });
   });
 
   it("pushes a series deleted and given a new value in one tick as that value, not as deleted", async () => {
