@@ -125,6 +125,8 @@ interface Measured {
   peakRssMb: number;
   ingestP50?: number;
   ingestP99?: number;
+  /** The slowest request: a stall before the push shows here, one after it does not. */
+  ingestMax?: number;
 }
 
 export async function benchLive({
@@ -136,7 +138,7 @@ export async function benchLive({
   if (wanted && selected.length !== wanted.length)
     throw new Error(`LIVE_SCENARIOS: known are ${scenarios.map((s) => s.id).join(", ")}`);
   const rows: string[] = [
-    "| scenario | server | delay p50 ms | p99 ms | ingest→202 p50 / p99 ms | 202→receipt p50 / p99 ms | pushes received | KB/push | CPU % | RSS end / peak MB | p99 ÷ bare |",
+    "| scenario | server | delay p50 ms | p99 ms | ingest→202 p50 / p99 / max ms | 202→receipt p50 / p99 ms | pushes received | KB/push | CPU % | RSS end / peak MB | p99 ÷ bare |",
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const scenario of selected) {
@@ -157,9 +159,9 @@ export async function benchLive({
 }
 
 function row(scenario: string, server: string, m: Measured, bareP99: number): string {
-  const pair = (a: number | undefined, b: number | undefined) =>
-    a === undefined ? "" : `${fixed(a, 0)} / ${fixed(b!, 0)}`;
-  return `| ${scenario} | ${server} | ${fixed(m.p50, 0)} | ${fixed(m.p99, 0)} | ${pair(m.ingestP50, m.ingestP99)} | ${pair(m.ackP50, m.ackP99)} | ${m.received}${m.closed > 0 ? ` (${m.closed} closed)` : ""} | ${fixed(m.bytesPerPush / 1024, 1)} | ${fixed(m.cpu, 0)} | ${fixed(m.rssMb, 0)} / ${fixed(m.peakRssMb, 0)} | ${server === "bare ws" ? "1" : fixed(ratio(m.p99, bareP99))} |`;
+  const pair = (a: number | undefined, ...more: (number | undefined)[]) =>
+    a === undefined ? "" : [a, ...more].map((x) => fixed(x!, 0)).join(" / ");
+  return `| ${scenario} | ${server} | ${fixed(m.p50, 0)} | ${fixed(m.p99, 0)} | ${pair(m.ingestP50, m.ingestP99, m.ingestMax)} | ${pair(m.ackP50, m.ackP99)} | ${m.received}${m.closed > 0 ? ` (${m.closed} closed)` : ""} | ${fixed(m.bytesPerPush / 1024, 1)} | ${fixed(m.cpu, 0)} | ${fixed(m.rssMb, 0)} / ${fixed(m.peakRssMb, 0)} | ${server === "bare ws" ? "1" : fixed(ratio(m.p99, bareP99))} |`;
 }
 
 /** A fresh database and Spindle with the bench's fleet, for one scenario. */
@@ -211,7 +213,7 @@ async function createFleet(server: Server, token: string): Promise<void> {
 interface Producer {
   start(): void;
   /** Stops, lets requests in flight finish, and gives the 202s' timing. */
-  stop(): Promise<{ p50: number; p99: number; acks: Record<number, number> }>;
+  stop(): Promise<{ p50: number; p99: number; max: number; acks: Record<number, number> }>;
 }
 
 /**
@@ -293,7 +295,7 @@ function producer(server: Server, token: string): Producer {
       agent.destroy();
       latencies.sort((a, b) => a - b);
       const at = (q: number) => latencies[Math.floor(q * (latencies.length - 1))] ?? 0;
-      return { p50: at(0.5), p99: at(0.99), acks };
+      return { p50: at(0.5), p99: at(0.99), max: at(1), acks };
     },
   };
 }
@@ -363,7 +365,9 @@ async function measure(
     ...result,
     cpu,
     ...memory,
-    ...(produced ? { ingestP50: produced.p50, ingestP99: produced.p99 } : {}),
+    ...(produced
+      ? { ingestP50: produced.p50, ingestP99: produced.p99, ingestMax: produced.max }
+      : {}),
   };
 }
 
