@@ -168,7 +168,11 @@ export class IngestPipeline {
   }
 
   /** Committed batches, in commit order: the live feed subscribes here. */
-  onCommitted(listener: (batch: ValidBatch) => void): () => void {
+  /**
+   * `listener` gets each committed batch as stored, and the rows the latest values held of tools
+   * the batch found on another machine (see `LatestValues.apply`).
+   */
+  onCommitted(listener: (batch: ValidBatch, left: ToolRow[]) => void): () => void {
     this.events.on("committed", listener);
     return () => this.events.off("committed", listener);
   }
@@ -341,9 +345,9 @@ export class IngestPipeline {
    */
   private publish(written: Written[]): void {
     for (const { stored } of written) {
-      this.deps.latest.apply(stored);
+      const left = this.deps.latest.apply(stored);
       try {
-        this.events.emit("committed", stored);
+        this.events.emit("committed", stored, left);
       } catch (error) {
         this.deps.onError?.(error);
       }
@@ -441,25 +445,23 @@ async function insertToolUsage(tx: Queryable, batch: ValidBatch): Promise<number
 
 /**
  * A tool row holds the tool's current offset and feedrate; an older report never overwrites a
- * newer one. Of one tool's reports in a batch the newest is applied (the last of equal times).
- * Returns the reports applied, each on the machine its tool is on now: a tool deleted since the
- * batch was validated takes none, and one moved meanwhile is where it went, so the latest values
- * and the live feed never bring back a deleted tool nor put one on its old machine.
+ * newer one. Of one tool's reports in a batch the newest is applied (the last of equal times, to
+ * the microsecond). Returns the reports applied, each
+ * on the machine its tool is on now: a tool deleted since the batch was validated takes none, and
+ * one moved meanwhile is where it went, so the latest values and the live feed never bring back a
+ * deleted tool nor put one on its old machine.
  */
 async function updateTools(tx: Queryable, batch: ValidBatch): Promise<ToolRow[]> {
   if (batch.tools.length === 0) return [];
-  const newest = new Map<number, ToolRow>();
-  for (const row of batch.tools) {
-    const held = newest.get(row.toolId);
-    if (!held || held.timeMs <= row.timeMs) newest.set(row.toolId, row);
-  }
-  const rows = [...newest.values()];
-  const { rows: applied } = await tx.query<{ tool_id: number; machine_id: number }>(
+  const rows = batch.tools;
+  const { rows: applied } = await tx.query<{ tool_id: number; machine_id: number; n: number }>(
     `update tool t set tool_offset = u.tool_offset, feedrate = u.feedrate, update_timestamp = u.at
-     from unnest($1::bigint[], $2::float8[], $3::float8[], $4::timestamptz[])
-          as u (tool_id, tool_offset, feedrate, at)
+     from (select distinct on (tool_id) *
+           from unnest($1::bigint[], $2::float8[], $3::float8[], $4::timestamptz[])
+                with ordinality as r (tool_id, tool_offset, feedrate, at, n)
+           order by tool_id, at desc, n desc) u
      where t.tool_id = u.tool_id and t.update_timestamp < u.at
-     returning t.tool_id, t.machine_id`,
+     returning t.tool_id, t.machine_id, u.n::int as n`,
     [
       column(rows, (row) => row.toolId),
       column(rows, (row) => row.toolOffset),
@@ -468,8 +470,5 @@ async function updateTools(tx: Queryable, batch: ValidBatch): Promise<ToolRow[]>
     ],
   );
   // A report no newer than what is stored is a repeat: accepted, not applied.
-  return applied.map(({ tool_id, machine_id }) => ({
-    ...newest.get(tool_id)!,
-    machineId: machine_id,
-  }));
+  return applied.map(({ machine_id, n }) => ({ ...rows[n - 1]!, machineId: machine_id }));
 }

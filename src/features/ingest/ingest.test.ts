@@ -229,6 +229,40 @@ describe("POST /api/ingest/", () => {
     ).toBe(101.5);
   });
 
+  it("applies the newest of one tool's reports in a batch, to the microsecond, the last of equal times", async () => {
+    const tool = (await createTool(t, machineId, { update_timestamp: "2021-01-01T00:00:00Z" }))
+      .tool_id as number;
+    const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 19);
+    const stamp = (micros: string) => `${day}.${micros}Z`;
+    const report = (tool_offset: number, micros: string) => ({
+      tool_id: tool,
+      tool_offset,
+      feedrate: 1,
+      timestamp: stamp(micros),
+    });
+    const published: ValidBatch[] = [];
+    const stop = t.services.ingest.onCommitted((batch) => published.push(batch));
+    const stored = async () =>
+      (await t.inject({ method: "GET", url: `/data/tools/${tool}/`, headers: t.adminAuth })).json()
+        .tool_offset;
+    try {
+      // Within one millisecond, the later microsecond first.
+      const sub = { tool_data: [report(21, "000200"), report(22, "000100")] };
+      expect((await ingest(sub)).json()).toEqual({ accepted: 2, duplicates: 1 });
+      expect(await stored()).toBe(21);
+      const equal = { tool_data: [report(31, "000300"), report(32, "000300")] };
+      expect((await ingest(equal)).json()).toEqual({ accepted: 2, duplicates: 1 });
+      expect(await stored()).toBe(32);
+      // What is published is what was applied.
+      expect(published.map((batch) => batch.tools.map((row) => row.toolOffset))).toEqual([
+        [21],
+        [32],
+      ]);
+    } finally {
+      stop();
+    }
+  });
+
   it("keeps the newest value of every series in memory and publishes each committed batch", async () => {
     const published: ValidBatch[] = [];
     const stop = t.services.ingest.onCommitted((batch) => published.push(batch));

@@ -11,10 +11,21 @@ export class LatestValues {
   readonly tools = new Map<number, ToolRow>();
   readonly toolUsage = new Map<number, ToolUsageRow>();
 
-  apply(batch: ValidBatch): void {
+  /**
+   * Takes a committed batch's rows where they are newer. Returns the rows it replaced of tools now
+   * on another machine: where those tools were, which the live feed tells has lost them.
+   */
+  apply(batch: ValidBatch): ToolRow[] {
     for (const row of batch.axis) keepNewest(this.axes, row.axisId, row);
-    for (const row of batch.tools) keepNewest(this.tools, row.toolId, row);
+    const left: ToolRow[] = [];
+    for (const row of batch.tools) {
+      const before = this.tools.get(row.toolId);
+      keepNewest(this.tools, row.toolId, row);
+      if (before && this.tools.get(row.toolId) === row && before.machineId !== row.machineId)
+        left.push(before);
+    }
     for (const row of batch.toolUsage) keepNewest(this.toolUsage, row.machineId, row);
+    return left;
   }
 
   /**
