@@ -214,7 +214,7 @@ export class LiveHub {
   constructor(private readonly deps: LiveDeps) {
     this.options = { ...defaultLiveOptions, ...deps.options };
     this.seq = this.fanned = deps.clock.now().getTime() * 1000;
-    this.stops.push(deps.ingest.onCommitted((batch) => this.gather(batch)));
+    this.stops.push(deps.ingest.onCommitted((batch, left) => this.gather(batch, left)));
     this.stops.push(
       deps.changes.onChange((table) => {
         if (table === "machine" || table === "axis" || table === "*") {
@@ -493,9 +493,11 @@ export class LiveHub {
 
   // --- ticks ---
 
-  private gather(batch: ValidBatch): void {
+  /** A committed batch; `left`: where tools it found on another machine were (they moved). */
+  private gather(batch: ValidBatch, left: ToolRow[]): void {
     if (this.closed) return;
-    const { rows } = this.startGathering();
+    const { rows, removed } = this.startGathering();
+    for (const row of left) removed.tools.set(placeOf(row.toolId, row), row);
     // A live push moves a series forward: a sample no newer than the one last pushed for its
     // series (a late or repeated report) is history, not news, and is left to history queries.
     const { axis, tools, toolUsage } = this.committed;
@@ -893,7 +895,10 @@ export class LiveHub {
     this.refreshing = true;
     this.refreshAgain = false;
     setImmediate(() => {
-      if (this.closed) return;
+      if (this.closed) {
+        this.refreshing = false;
+        return;
+      }
       void this.currentFleet()
         .catch((error: unknown) => {
           this.reportError(error);
@@ -1007,12 +1012,19 @@ const filterChanges = (changes: Changes, filter: LiveFilter): Changes => ({
  */
 function encodeMessages(
   seq: number,
-  { rows, removed }: Changes,
+  { rows: committed, removed }: Changes,
   filter: LiveFilter,
   encoding: LiveEncoding,
   fleet: Fleet,
   flags: { snapshot?: true; reset?: true } = {},
 ): Frame[] {
+  // A row committed before its axis or machine was deleted may be published after the deletion
+  // was told: it is not news any more.
+  const rows: Rows = {
+    axis: committed.axis.filter((row) => fleet.axes.has(row.axisId)),
+    tools: committed.tools.filter((row) => fleet.machines.has(row.machineId)),
+    toolUsage: committed.toolUsage.filter((row) => fleet.machines.has(row.machineId)),
+  };
   const all = flags.snapshot === true;
   const frames: Frame[] = [];
   // A series may have left two machines a subscriber watches (a tool moved, then deleted).

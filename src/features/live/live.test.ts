@@ -867,7 +867,7 @@ describe("deletions", () => {
   });
 });
 
-describe.runIf(testDatabaseKind() === "postgres")("tool reports racing another session", () => {
+describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session", () => {
   /** Another session on the test's schema, which takes a tool's row lock before ingest does. */
   async function otherSession() {
     const url = new URL(f.t.database.url!);
@@ -911,13 +911,18 @@ describe.runIf(testDatabaseKind() === "postgres")("tool reports racing another s
     }
   }
 
-  it("push a report on the machine its tool moved to meanwhile", async () => {
+  it("push a report on the machine its tool moved to meanwhile, and tell the first it left", async () => {
     const [first, second] = f.machines as [number, number];
     const tool = (await createTool(f.t, first, { update_timestamp: "2020-01-01T00:00:00Z" }))
       .tool_id as number;
-    const onSecond = track((await signedIn(f)).client);
-    onSecond.send({ type: "subscribe", machines: [second] });
-    await onSecond.next((m) => m.type === "tool_data" && m.snapshot);
+    const [onFirst, onSecond] = await Promise.all(
+      [first, second].map(async (machine) => {
+        const client = track((await signedIn(f)).client);
+        client.send({ type: "subscribe", machines: [machine] });
+        await client.next((m) => m.type === "tool_data" && m.snapshot);
+        return client;
+      }),
+    );
     const result = await reportDuring(
       tool,
       7,
@@ -925,10 +930,72 @@ describe.runIf(testDatabaseKind() === "postgres")("tool reports racing another s
       [second, tool],
     );
     expect(result.duplicates).toBe(0);
-    const push = await onSecond.next(
+    const push = await onSecond!.next(
       (m) => m.type === "tool_data" && !m.snapshot && m.data[0]?.tool_id === tool,
     );
     expect(push.data[0]).toMatchObject({ machine: second, tool_offset: 7 });
+    expect(await onFirst!.next((m) => m.type === "tool_data" && !m.snapshot)).toMatchObject({
+      deleted: [tool],
+      data: [],
+    });
+  });
+
+  it("does not push a sample committed before its machine was deleted and published after", async () => {
+    const machine = (await createMachine(f.t)).machine_id as number;
+    const x = (await createAxis(f.t, machine, { axis_name: "X" })).axis_id as number;
+    const tool = (
+      await createTool(f.t, f.machines[0]!, { update_timestamp: "2020-01-01T00:00:00Z" })
+    ).tool_id as number;
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine, f.machines[1]], axes: ["X"] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    const other = await otherSession();
+    try {
+      // A first flush waits for the tool's lock; a second commits the sample, and waits for the
+      // first to publish.
+      await other.query("begin");
+      await other.query("select 1 from tool where tool_id = $1 for update", [tool]);
+      const first = f.t.services.ingest.ingest({
+        tool_data: [{ tool_id: tool, tool_offset: 3, feedrate: 3, timestamp: at() }],
+      });
+      await ingestWaitsFor(other);
+      const second = f.t.services.ingest.ingest({
+        axis_data: [
+          {
+            machine_id: machine,
+            axis_name: "X",
+            actual_position: 66,
+            target_position: 66,
+            velocity: 0,
+            acceleration: 0,
+            homed: true,
+            timestamp: at(),
+          },
+        ],
+      });
+      const stored = async () =>
+        (await f.t.inject({ url: `/data/axises/?axis=${x}`, headers: f.t.adminAuth })).json()
+          .length as number;
+      const deadline = Date.now() + 10_000;
+      while ((await stored()) === 0) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(10);
+      }
+      await rest("DELETE", `/data/machines/${machine}/`);
+      // The feed has loaded the catalog without the machine before the sample is published.
+      const machines = await client.ask({ type: "get_machine_data" }, "machine_data");
+      expect(machines.data.map((row: Message) => row.machine_id)).not.toContain(machine);
+      await other.query("commit");
+      await Promise.all([first, second]);
+    } finally {
+      await other.query("rollback").catch(() => {});
+      await other.end();
+    }
+    // Data committed after it comes after anything it pushed.
+    await ingestAxes(f, 67, [f.machines[1]!], ["X"]);
+    await client.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 67);
+    const rowsOfX = pushes(client).flatMap((m) => m.data.filter((row: Message) => row.axis === x));
+    expect(rowsOfX).toEqual([]);
   });
 
   it("do not bring back a tool deleted meanwhile", async () => {
