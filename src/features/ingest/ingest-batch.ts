@@ -44,6 +44,17 @@ export interface ValidBatch {
   toolUsage: ToolUsageRow[];
 }
 
+/**
+ * Epoch milliseconds of a UTC ISO 8601 time (`…Z`), with its microseconds as the fraction. Rows
+ * compare their times by this, so it is taken from the text by whichever path a row came (ingest,
+ * or read back from the database) and the same instant gives the same number.
+ */
+export function epochMs(utcIso: string): number {
+  const dot = utcIso.indexOf(".");
+  const micros = dot < 0 ? "" : utcIso.slice(dot + 4, utcIso.length - 1);
+  return Date.parse(utcIso) + Number(micros.padEnd(3, "0")) / 1000;
+}
+
 export const rowCount = (batch: ValidBatch): number =>
   batch.axis.length + batch.tools.length + batch.toolUsage.length;
 

@@ -167,10 +167,10 @@ export class IngestPipeline {
     });
   }
 
-  /** Committed batches, in commit order: the live feed subscribes here. */
   /**
-   * `listener` gets each committed batch as stored, and the rows the latest values held of tools
-   * the batch found on another machine (see `LatestValues.apply`).
+   * Committed batches, as stored, in the order their flushes were taken: the live feed subscribes
+   * here. With each, the rows the latest values held of tools the batch found on another machine
+   * (see `LatestValues.apply`).
    */
   onCommitted(listener: (batch: ValidBatch, left: ToolRow[]) => void): () => void {
     this.events.on("committed", listener);
@@ -339,9 +339,9 @@ export class IngestPipeline {
   }
 
   /**
-   * Committed rows become the latest values and go to the live feed together, in commit order:
-   * a snapshot never shows a row that a refused or failed flush did not store, nor one that a
-   * flush still in flight may yet overtake.
+   * Committed rows become the latest values and go to the live feed together, in the order the
+   * flushes were taken: a snapshot never shows a row that a refused or failed flush did not
+   * store, nor one that a flush still in flight may yet overtake.
    */
   private publish(written: Written[]): void {
     for (const { stored } of written) {

@@ -2,7 +2,13 @@ import type { Clock } from "../../platform/context.ts";
 import { isoTimeParts } from "../../platform/validation.ts";
 import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
 import type { Fleet } from "../machines/fleet-catalog.ts";
-import type { RawBatch, RowKind, RowProblem, ValidBatch } from "./ingest-batch.ts";
+import {
+  epochMs,
+  type RawBatch,
+  type RowKind,
+  type RowProblem,
+  type ValidBatch,
+} from "./ingest-batch.ts";
 
 export const maxRowsPerBatch = 100_000;
 const measurementLimit = 1e12;
@@ -235,7 +241,8 @@ class RowReader {
       );
     const outside = checkSampleTime(timeMs, receivedAt.getTime(), context.retentionDays);
     if (outside) return this.fail(field, outside);
-    return { time: utcTime(value as string, parts!, timeMs), timeMs };
+    const time = utcTime(value as string, parts!, timeMs);
+    return { time, timeMs: epochMs(time) };
   }
 }
 

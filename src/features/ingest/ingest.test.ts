@@ -250,9 +250,11 @@ describe("POST /api/ingest/", () => {
       const sub = { tool_data: [report(21, "000200"), report(22, "000100")] };
       expect((await ingest(sub)).json()).toEqual({ accepted: 2, duplicates: 1 });
       expect(await stored()).toBe(21);
+      // A microsecond later, in the same millisecond: the newest, in the database and in memory.
       const equal = { tool_data: [report(31, "000300"), report(32, "000300")] };
       expect((await ingest(equal)).json()).toEqual({ accepted: 2, duplicates: 1 });
       expect(await stored()).toBe(32);
+      expect(t.services.latest.tools.get(tool)?.toolOffset).toBe(32);
       // What is published is what was applied.
       expect(published.map((batch) => batch.tools.map((row) => row.toolOffset))).toEqual([
         [21],

@@ -1,5 +1,11 @@
 import { isoMicrosFormat, type Queryable } from "../../platform/database.ts";
-import type { AxisSampleRow, ToolRow, ToolUsageRow, ValidBatch } from "./ingest-batch.ts";
+import {
+  type AxisSampleRow,
+  epochMs,
+  type ToolRow,
+  type ToolUsageRow,
+  type ValidBatch,
+} from "./ingest-batch.ts";
 
 /**
  * The newest value of every series, in memory: what the live feed answers `get_axis_data` and
@@ -58,16 +64,15 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
   // null: every key; otherwise the keys listed.
   const only = (ids: number[] | undefined) => (ids === undefined ? null : `{${ids.join(",")}}`);
   const read = (ids: number[] | undefined) => ids === undefined || ids.length > 0;
-  /** A row's time as `t` (exact ISO 8601 text) and `ms` (epoch milliseconds, with fraction). */
+  /** A row's time as `t`: exact ISO 8601 text, to the microsecond (`epochMs` reads it). */
   const times = (column: string) =>
-    `to_char(${column} at time zone 'UTC', ${isoMicrosFormat}) as t, (extract(epoch from ${column}) * 1000)::float8 as ms`;
+    `to_char(${column} at time zone 'UTC', ${isoMicrosFormat}) as t`;
   const axes = read(keys.axes)
     ? await db.query<{
         axis_id: number;
         machine_id: number;
         axis_name: string;
         t: string;
-        ms: number;
         actual_position: number;
         target_position: number;
         velocity: number;
@@ -88,7 +93,6 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
         tool_id: number;
         machine_id: number;
         t: string;
-        ms: number;
         tool_offset: number;
         feedrate: number;
       }>(
@@ -102,7 +106,6 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
         machine_id: number;
         tool_in_use: number;
         t: string;
-        ms: number;
       }>(
         `select m.machine_id, u.tool_in_use, ${times("u.update_timestamp")}
          from machine m cross join lateral (
@@ -118,7 +121,7 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
       machineId: row.machine_id,
       axisName: row.axis_name,
       time: row.t,
-      timeMs: row.ms,
+      timeMs: epochMs(row.t),
       actualPosition: row.actual_position,
       targetPosition: row.target_position,
       velocity: row.velocity,
@@ -129,7 +132,7 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
       toolId: row.tool_id,
       machineId: row.machine_id,
       time: row.t,
-      timeMs: row.ms,
+      timeMs: epochMs(row.t),
       toolOffset: row.tool_offset,
       feedrate: row.feedrate,
     })),
@@ -137,7 +140,7 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
       machineId: row.machine_id,
       toolInUse: row.tool_in_use,
       time: row.t,
-      timeMs: row.ms,
+      timeMs: epochMs(row.t),
     })),
   };
 }
