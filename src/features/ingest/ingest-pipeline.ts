@@ -446,10 +446,10 @@ async function insertToolUsage(tx: Queryable, batch: ValidBatch): Promise<number
 /**
  * A tool row holds the tool's current offset and feedrate; an older report never overwrites a
  * newer one. Of one tool's reports in a batch the newest is applied (the last of equal times, to
- * the microsecond). Returns the reports applied, each
- * on the machine its tool is on now: a tool deleted since the batch was validated takes none, and
- * one moved meanwhile is where it went, so the latest values and the live feed never bring back a
- * deleted tool nor put one on its old machine.
+ * the microsecond). Returns the reports applied, each on the machine its tool is on now: a tool
+ * deleted since the batch was validated takes none, and one moved meanwhile is where it went, so
+ * the latest values and the live feed never bring back a deleted tool nor put one on its old
+ * machine.
  */
 async function updateTools(tx: Queryable, batch: ValidBatch): Promise<ToolRow[]> {
   if (batch.tools.length === 0) return [];

@@ -342,24 +342,16 @@ export class LiveHub {
       connection.sendJson({ type: "subscribed", seq: this.seq, resumed: true });
       return;
     }
-    const latest = this.deps.latest;
-    const rows: Rows = {
-      axis: filter.axisData
-        ? [...latest.axes.values()].filter(
-            (row) => fleet.axes.has(row.axisId) && axisMatches(filter, row),
-          )
-        : [],
-      tools: filter.tools
-        ? [...latest.tools.values()].filter(
-            (row) => fleet.machines.has(row.machineId) && machineMatches(filter, row.machineId),
-          )
-        : [],
-      toolUsage: filter.toolUsage
-        ? [...latest.toolUsage.values()].filter(
-            (row) => fleet.machines.has(row.machineId) && machineMatches(filter, row.machineId),
-          )
-        : [],
-    };
+    // The newest values the filter matches; `encodeMessages` leaves out what the catalog lacks.
+    const { latest } = this.deps;
+    const rows = filterRows(
+      {
+        axis: [...latest.axes.values()],
+        tools: [...latest.tools.values()],
+        toolUsage: [...latest.toolUsage.values()],
+      },
+      filter,
+    );
     // A snapshot of each kind the principal may see, even an empty one: it marks the start.
     const frames = encodeMessages(this.seq, { rows, removed: noRows }, filter, encoding, fleet, {
       snapshot: true,
@@ -1018,8 +1010,8 @@ function encodeMessages(
   fleet: Fleet,
   flags: { snapshot?: true; reset?: true } = {},
 ): Frame[] {
-  // A row committed before its axis or machine was deleted may be published after the deletion
-  // was told: it is not news any more.
+  // Only what the catalog has: a row committed before its axis or machine was deleted may be
+  // published after the deletion was told, and the latest values keep it until the next reload.
   const rows: Rows = {
     axis: committed.axis.filter((row) => fleet.axes.has(row.axisId)),
     tools: committed.tools.filter((row) => fleet.machines.has(row.machineId)),
