@@ -145,6 +145,9 @@ export function bucketGrid(
   return candidates.find((grid) => holds(grid.rollup.table)) ?? grids[0]!;
 }
 
+/** How many widths `rollupGrid` tries for a grid that starts on a multiple of its width. */
+const alignedGridTries = 1000;
+
 /** The grid of one rollup tier: at most `maxPoints` buckets of a multiple of its resolution. */
 function rollupGrid(
   rollup: RollupTier,
@@ -154,13 +157,24 @@ function rollupGrid(
   maxPoints: number,
 ): BucketGrid & { rollup: RollupTier } {
   const step = rollup.resolutionMs;
+  const steps = (ms: number) => Math.ceil(ms / step) * step;
   // The grid starts on a multiple of the width, so a window that slides (a dashboard asking
   // for the last hours again) keeps the same buckets, and finished ones can be cached; but not
   // before year 1, which PostgreSQL would refuse mid-answer (year 1 starts on the tier's grid).
   const origin = (widthMs: number) =>
     Math.max(firstInstant, Math.floor(fromMs / widthMs) * widthMs);
-  let widthMs = Math.ceil(rawWidthMs / step) * step;
-  while (Math.ceil((toMs - origin(widthMs)) / widthMs) > maxPoints) widthMs += step;
+  const fits = (widthMs: number) => Math.ceil((toMs - origin(widthMs)) / widthMs) <= maxPoints;
+  let widthMs = steps(rawWidthMs);
+  for (let tries = 0; !fits(widthMs); tries++) {
+    if (tries === alignedGridTries) {
+      // Few points over a window that no such grid covers in time (one point across 1970-01-01,
+      // a multiple of every width, has none at all): a grid that starts on the tier's own grid,
+      // which always fits, and still puts every rollup row in one bucket.
+      const originMs = Math.max(firstInstant, Math.floor(fromMs / step) * step);
+      return { rollup, widthMs: steps((toMs - originMs) / maxPoints), originMs };
+    }
+    widthMs += step;
+  }
   return { rollup, widthMs, originMs: origin(widthMs) };
 }
 

@@ -548,6 +548,43 @@ describe("downsampling (max_points)", () => {
     ).toEqual([]);
   });
 
+  it("a few points over a window across 1970-01-01, a multiple of every width, answer at once", async () => {
+    // No grid that starts on a multiple of its width puts such a window in one bucket: the
+    // search for one ran until the width reached back to year 1, billions of steps that held
+    // the whole process for minutes.
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const epoch = 0;
+    await insertSamples(axes.X!.axis_id, curve(epoch - day, 30, second));
+    await insertSamples(axes.X!.axis_id, curve(epoch + day, 20, second));
+    const from = Date.parse("1969-12-01T00:00:00Z");
+    const to = Date.parse("1970-01-31T00:00:00Z");
+    const query = `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}`;
+    expect(
+      (await rows(`${query}&max_points=1`)).map((row) => [row.update_timestamp, row.samples]),
+    ).toEqual([[iso(from), 50]]);
+    const two = await rows(`${query}&max_points=2`);
+    expect(two.length).toBeLessThanOrEqual(2);
+    expect(two.reduce((sum, row) => sum + (row.samples as number), 0)).toBe(50);
+    // Awkward windows far from 1970 too: each grid fits, on its tier's grid, from `from` on.
+    const windows: [string, string, number][] = [
+      ["1969-12-31T23:59:59.999Z", "1970-01-01T00:00:00.001Z", 1],
+      ["1000-03-01T00:00:00.123Z", "1001-04-01T00:00:00Z", 1],
+      ["1000-03-01T00:00:00.123Z", "1001-04-01T00:00:00Z", 2],
+      ["0001-01-01T00:00:00Z", "0002-01-01T00:00:00Z", 1],
+      ["2026-11-24T23:59:59.999Z", "2026-11-25T00:00:00.001Z", 1],
+    ];
+    for (const [start, end, maxPoints] of windows) {
+      const [fromMs, toMs] = [Date.parse(start), Date.parse(end)];
+      const grid = bucketGrid(fromMs, toMs, maxPoints);
+      const resolution = grid.rollup?.resolutionMs ?? 1;
+      expect(Math.ceil((toMs - grid.originMs) / grid.widthMs)).toBeLessThanOrEqual(maxPoints);
+      expect(grid.originMs).toBeLessThanOrEqual(fromMs);
+      expect(grid.originMs).toBeGreaterThanOrEqual(Date.parse("0001-01-01T00:00:00Z"));
+      expect(Math.abs(grid.originMs % resolution)).toBe(0);
+      expect(grid.widthMs % resolution).toBe(0);
+    }
+  });
+
   it("groups series and slices long ones into several queries without losing or repeating a bucket", async () => {
     const { machine, axes } = await machineWithAxes(["X", "Y", "Z"]);
     const from = freshDay();
