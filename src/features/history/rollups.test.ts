@@ -219,6 +219,56 @@ describe("rollups", () => {
   });
 });
 
+describe("a late sample beside live data", () => {
+  it("recomputes its own minute and the live ones, not every minute between them", async () => {
+    const axisZ = (await createAxis(t, machineId, { axis_name: "Z" })).axis_id;
+    const minute = (at: number) => Math.floor(at / 60_000) * 60_000;
+    const now = minute(Date.now()) - 60_000 + 15_000;
+    const late = minute(now - 20 * 86_400_000) + 30_000;
+    // A sample the maintainer never heard of, between the two: recomputing every minute from
+    // `late` to `now` would roll it up.
+    const between = minute(now - 10 * 86_400_000) + 30_000;
+    await t.services.partitions.ensure([between]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
+       values ($1, $2, 1, 1, 0, 0, true)`,
+      [axisZ, new Date(between)],
+    );
+    const sample = (at: number, actual_position: number) => ({
+      machine_id: machineId,
+      axis_name: "Z",
+      timestamp: new Date(at).toISOString(),
+      actual_position,
+      target_position: 0,
+      velocity: 0,
+      acceleration: 0,
+      homed: true,
+    });
+    const answer = await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: t.adminAuth,
+      payload: { axis_data: [sample(late, 7), sample(now, 3), sample(now + 100, 5)] },
+    });
+    expect(answer.statusCode, answer.body).toBe(202);
+    await t.services.rollups.flush();
+    expect(t.services.rollups.pendingSince()).toBeUndefined();
+    const minutes = await stored("axis_data_1m", axisZ);
+    expect(minutes.map((row) => [row.bucket, row.samples, row.actual_position_max])).toEqual([
+      [minute(late), 1, 7],
+      [minute(now), 2, 5],
+    ]);
+    // Once told, it rolls that minute up too.
+    t.services.rollups.noteSample(axisZ, between);
+    await t.services.rollups.flush();
+    expect((await stored("axis_data_1m", axisZ)).map((row) => row.bucket)).toEqual([
+      minute(late),
+      minute(between),
+      minute(now),
+    ]);
+  });
+});
+
 describe("closing", () => {
   it("rolls up the rows committed while the server closes", async () => {
     const closing = await buildTestApp();

@@ -8,8 +8,26 @@ const measurements = axisMeasurements;
 
 const minuteMs = 60_000;
 
-/** Per axis, the span of sample times committed since the rollups were last brought up to date. */
-type Dirty = Map<number, { from: number; to: number }>;
+/** Sample times [from, to], both ends included. */
+interface Span {
+  from: number;
+  to: number;
+}
+
+/**
+ * Per axis, per minute it touched (the minute's start), the span of sample times in that minute
+ * committed since the rollups were last brought up to date. Minute by minute, so one late sample
+ * (an adapter sending what it buffered while offline, beside its live data) costs its own
+ * minute's recompute, not every minute between it and now.
+ */
+type Dirty = Map<number, Map<number, Span>>;
+
+/** Axes whose rollups are recomputed over one span of sample times [from, to). */
+interface Recompute {
+  from: number;
+  to: number;
+  axisIds: number[];
+}
 
 function aggregateColumns(from: "raw" | "seconds"): string {
   const parts: string[] = [];
@@ -84,6 +102,45 @@ const coarserTiers = [
   },
 ] as const;
 
+/** The earliest sample time marked dirty, if any. */
+function earliest(dirty: Dirty): number | undefined {
+  let since: number | undefined;
+  for (const minutes of dirty.values())
+    for (const span of minutes.values())
+      if (since === undefined || span.from < since) since = span.from;
+  return since;
+}
+
+/**
+ * What to recompute for what was marked dirty. The axes that touched a minute share its
+ * statements (in steady state, all of them), over the seconds they touched in it: recomputing
+ * whole minutes from raw samples read 60 times the samples that changed, every second. Adjacent
+ * minutes touched by the same axes (a second that crosses a minute) are one span.
+ */
+function recomputes(dirty: Dirty): Recompute[] {
+  const byMinute = new Map<number, Recompute>();
+  for (const [axisId, minutes] of dirty)
+    for (const [minute, span] of minutes) {
+      const group = byMinute.get(minute);
+      if (!group) byMinute.set(minute, { from: span.from, to: span.to + 1, axisIds: [axisId] });
+      else {
+        group.from = Math.min(group.from, span.from);
+        group.to = Math.max(group.to, span.to + 1);
+        group.axisIds.push(axisId);
+      }
+    }
+  const merged: (Recompute & { minute: number; axes: string })[] = [];
+  for (const [minute, group] of [...byMinute].sort(([a], [b]) => a - b)) {
+    const axes = group.axisIds.sort((a, b) => a - b).join(",");
+    const last = merged.at(-1);
+    if (last && last.minute + minuteMs === minute && last.axes === axes) {
+      last.to = group.to;
+      last.minute = minute;
+    } else merged.push({ ...group, minute, axes });
+  }
+  return merged.map(({ from, to, axisIds }) => ({ from, to, axisIds }));
+}
+
 /** [from, to) widened to whole buckets of `resolutionMs`. */
 function wholeBuckets(from: number, to: number, resolutionMs: number) {
   return {
@@ -128,8 +185,14 @@ export class RollupMaintainer {
 
   /** A sample written, changed or deleted some other way (the CRUD endpoints). */
   noteSample(axisId: number, timeMs: number): void {
-    const span = this.dirty.get(axisId);
-    if (!span) this.dirty.set(axisId, { from: timeMs, to: timeMs });
+    let minutes = this.dirty.get(axisId);
+    if (!minutes) {
+      minutes = new Map();
+      this.dirty.set(axisId, minutes);
+    }
+    const minute = Math.floor(timeMs / minuteMs) * minuteMs;
+    const span = minutes.get(minute);
+    if (!span) minutes.set(minute, { from: timeMs, to: timeMs });
     else {
       if (timeMs < span.from) span.from = timeMs;
       if (timeMs > span.to) span.to = timeMs;
@@ -141,10 +204,9 @@ export class RollupMaintainer {
    * Readers take raw samples from there on, so an answer never misses a fresh sample.
    */
   pendingSince(): number | undefined {
-    let since = this.inFlightSince;
-    for (const span of this.dirty.values())
-      if (since === undefined || span.from < since) since = span.from;
-    return since;
+    const since = earliest(this.dirty);
+    if (since === undefined || this.inFlightSince === undefined) return since ?? this.inFlightSince;
+    return Math.min(since, this.inFlightSince);
   }
 
   start(intervalMs = 1000): void {
@@ -160,14 +222,15 @@ export class RollupMaintainer {
     const dirty = this.dirty;
     this.dirty = new Map();
     if (dirty.size === 0) return Promise.resolve();
-    this.inFlightSince = Math.min(...[...dirty.values()].map((span) => span.from));
-    this.running = this.recompute(dirty)
+    this.inFlightSince = earliest(dirty);
+    this.running = this.recompute(recomputes(dirty))
       .catch((error: unknown) => {
         // Keep what failed for the next run, so no bucket stays stale.
-        for (const [axisId, span] of dirty) {
-          this.noteSample(axisId, span.from);
-          this.noteSample(axisId, span.to);
-        }
+        for (const [axisId, minutes] of dirty)
+          for (const span of minutes.values()) {
+            this.noteSample(axisId, span.from);
+            this.noteSample(axisId, span.to);
+          }
         throw error;
       })
       .finally(() => {
@@ -184,10 +247,7 @@ export class RollupMaintainer {
       (await this.db.query<{ axis_id: number }>("select axis_id from axis")).rows.map(
         (row) => row.axis_id,
       );
-    const dirty: Dirty = new Map(
-      ids.map((id) => [id, { from: from.getTime(), to: to.getTime() - 1 }]),
-    );
-    await this.recompute(dirty);
+    await this.recompute([{ from: from.getTime(), to: to.getTime(), axisIds: ids }]);
   }
 
   async close(): Promise<void> {
@@ -195,21 +255,8 @@ export class RollupMaintainer {
     await this.flush();
   }
 
-  private async recompute(dirty: Dirty): Promise<void> {
-    // Axes touched in the same minutes share statements (in steady state, all of them), each
-    // over the seconds its axes touched: recomputing whole minutes from raw samples read 60
-    // times the samples that changed, every second.
-    const groups = new Map<string, { from: number; to: number; axisIds: number[] }>();
-    for (const [axisId, span] of dirty) {
-      const minutes = wholeBuckets(span.from, span.to + 1, minuteMs);
-      const key = `${minutes.from}:${minutes.to}`;
-      const group = groups.get(key) ?? { from: span.from, to: span.to + 1, axisIds: [] };
-      group.from = Math.min(group.from, span.from);
-      group.to = Math.max(group.to, span.to + 1);
-      group.axisIds.push(axisId);
-      groups.set(key, group);
-    }
-    for (const group of groups.values()) {
+  private async recompute(groups: Recompute[]): Promise<void> {
+    for (const group of groups) {
       const { axisIds } = group;
       const seconds = wholeBuckets(group.from, group.to, 1000);
       const minutes = wholeBuckets(group.from, group.to, minuteMs);
