@@ -490,12 +490,33 @@ export class LiveHub {
     if (this.closed) return;
     const { rows, removed } = this.startGathering();
     for (const row of left) removed.tools.set(placeOf(row.toolId, row), row);
-    // A live push moves a series forward: a sample no newer than the one last pushed for its
-    // series (a late or repeated report) is history, not news, and is left to history queries.
-    const { axis, tools, toolUsage } = this.committed;
-    for (const row of batch.axis) newer(rows.axis, axis, row.axisId, row);
-    for (const row of batch.tools) newer(rows.tools, tools, row.toolId, row);
-    for (const row of batch.toolUsage) newer(rows.toolUsage, toolUsage, row.machineId, row);
+    const { committed, fleet } = this;
+    const { latest } = this.deps;
+    const onMachine = (row: Placed) => fleet?.machines.has(row.machineId) ?? true;
+    gatherNews(
+      batch.axis,
+      (row) => row.axisId,
+      latest.axes,
+      committed.axis,
+      rows.axis,
+      (row) => fleet?.axes.has(row.axisId) ?? true,
+    );
+    gatherNews(
+      batch.tools,
+      (row) => row.toolId,
+      latest.tools,
+      committed.tools,
+      rows.tools,
+      onMachine,
+    );
+    gatherNews(
+      batch.toolUsage,
+      (row) => row.machineId,
+      latest.toolUsage,
+      committed.toolUsage,
+      rows.toolUsage,
+      onMachine,
+    );
     this.scheduleTick();
   }
 
@@ -1156,6 +1177,31 @@ function newestCommitted<Row extends { timeMs: number }>(
 ) {
   const held = map.get(key);
   if (!held || held.row.timeMs <= row.timeMs) map.set(key, { row, seq });
+}
+
+/**
+ * Gathers a committed batch's rows of one kind that are news. A live push moves a series
+ * forward: a row that did not become its series' latest value, or is no newer than the one last
+ * pushed (a late or repeated report, or one from before a restart that the latest values were
+ * loaded past), is history, not news, and is left to history queries. A row of an axis or
+ * machine the loaded catalog no longer has (committed before the deletion, published after the
+ * catalog without it was loaded, so after `forgetDeleted`) leaves the latest values again, and
+ * neither goes out nor cancels the removal the coming tick carries.
+ */
+function gatherNews<Row extends Placed & { timeMs: number }>(
+  batch: Row[],
+  keyOf: (row: Row) => number,
+  latest: Map<number, Row>,
+  committed: Map<number, Stamped<Row>>,
+  gathering: Map<number, Row>,
+  inCatalog: (row: Row) => boolean,
+): void {
+  for (const row of batch) {
+    const key = keyOf(row);
+    if (latest.get(key) !== row) continue;
+    if (inCatalog(row)) newer(gathering, committed, key, row);
+    else latest.delete(key);
+  }
 }
 
 /**

@@ -430,6 +430,57 @@ describe("subscriptions", () => {
     expect(values()).toEqual([50, 53]);
   });
 
+  it("after a restart, push nothing older than the values loaded at start", async () => {
+    const machine = (await createMachine(f.t)).machine_id as number;
+    await createAxis(f.t, machine, { axis_name: "X" });
+    const axis = (await createAxis(f.t, machine, { axis_name: "Y" })).axis_id as number;
+    const [first, second] = [
+      (await createTool(f.t, machine)).tool_id as number,
+      (await createTool(f.t, machine)).tool_id as number,
+    ];
+    // What a previous run stored, and this one loads at start (server.ts): nothing pushed yet.
+    const stored = at();
+    const before = new Date(Date.parse(stored) - 1000).toISOString();
+    await f.t.services.partitions.ensure([Date.parse(stored)]);
+    await f.t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
+       values ($1, $2, 7, 7, 0, 0, true)`,
+      [axis, stored],
+    );
+    await f.t.database.db.query(
+      "insert into tool_usage (machine_id, tool_in_use, update_timestamp) values ($1, $2, $3)",
+      [machine, second, stored],
+    );
+    await f.t.services.latest.load(f.t.database.db, new Date(Date.now() - 86_400_000));
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine] });
+    const snapshot = await client.next((m) => m.type === "tool_usage" && m.snapshot);
+    expect(snapshot.data.map((row: Message) => row.tool_in_use)).toEqual([second]);
+    // A producer's batch from before the restart, sent again: stored or not, it is history.
+    await f.t.services.ingest.ingest({
+      axis_data: [
+        {
+          machine_id: machine,
+          axis_name: "Y",
+          actual_position: 1,
+          target_position: 1,
+          velocity: 0,
+          acceleration: 0,
+          homed: true,
+          timestamp: before,
+        },
+      ],
+      tool_usage: [{ machine_id: machine, tool_in_use: first, timestamp: before }],
+    });
+    // Then news.
+    await ingestAxes(f, 8, [machine], ["X"]);
+    await until(() => pushes(client).length > 0);
+    expect(pushes(client).map((m) => m.data.map((row: Message) => row.axis_name))).toEqual([["X"]]);
+    expect(pushes(client, "tool_usage")).toEqual([]);
+    const answer = await client.ask({ type: "get_axis_data" }, "axis_data");
+    expect(answer.data.find((row: Message) => row.axis === axis).actual_position).toBe(7);
+  });
+
   it("keep ticks in order, each once, while the catalog reloads between them", async () => {
     const { client } = await signedIn(f);
     track(client);
@@ -940,7 +991,7 @@ describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session
     });
   });
 
-  it("does not push a sample committed before its machine was deleted and published after", async () => {
+  it("does not push or keep a sample committed before its machine was deleted and published after", async () => {
     const machine = (await createMachine(f.t)).machine_id as number;
     const x = (await createAxis(f.t, machine, { axis_name: "X" })).axis_id as number;
     const tool = (
@@ -996,6 +1047,8 @@ describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session
     await client.next((m) => !m.snapshot && m.data?.[0]?.actual_position === 67);
     const rowsOfX = pushes(client).flatMap((m) => m.data.filter((row: Message) => row.axis === x));
     expect(rowsOfX).toEqual([]);
+    // Nor is it kept as a latest value, to come back with a machine made again under that id.
+    expect(f.t.services.latest.axes.has(x)).toBe(false);
   });
 
   it("do not bring back a tool deleted meanwhile", async () => {
