@@ -398,7 +398,8 @@ export class LiveHub {
     if (!connection.isOpen) return;
     if (!connection.principal!.permissions.has("axisdata.view"))
       return connection.error("You do not have permission to view axis data.");
-    // Everyone asking between two ticks (and catalog changes) gets the same bytes.
+    // Everyone asking between two changes of the latest values (or of the catalog) gets the
+    // same bytes.
     if (this.snapshotCache?.seq !== this.seq || this.snapshotCache.fleet !== fleet) {
       const rows = [...this.deps.latest.axes.values()]
         .filter((row) => fleet.axes.has(row.axisId))
@@ -488,6 +489,8 @@ export class LiveHub {
   /** A committed batch; `left`: where tools it found on another machine were (they moved). */
   private gather(batch: ValidBatch, left: ToolRow[]): void {
     if (this.closed) return;
+    // The answers hold what was committed at once, before the tick that pushes it.
+    this.snapshotCache = undefined;
     const { rows, removed } = this.startGathering();
     for (const row of left) removed.tools.set(placeOf(row.toolId, row), row);
     const { committed, fleet } = this;

@@ -1096,6 +1096,20 @@ describe("while a tick gathers", () => {
     expect(new Set(next.data.map((row: Message) => row.actual_position))).toEqual(new Set([501]));
   });
 
+  it("get_axis_data answers what was committed, before the tick pushes it", async () => {
+    const client = track((await signedIn(slowTicks)).client);
+    const x = slowTicks.axes.get(`${slowTicks.machines[1]}:X`)!;
+    const valueOfX = async () =>
+      (await client.ask({ type: "get_axis_data" }, "axis_data")).data.find(
+        (row: Message) => row.axis === x,
+      )?.actual_position;
+    await ingestAxes(slowTicks, 700, [slowTicks.machines[1]!], ["X"]);
+    expect(await valueOfX()).toBe(700);
+    // Asked again within the same tick, after another commit.
+    await ingestAxes(slowTicks, 701, [slowTicks.machines[1]!], ["X"]);
+    expect(await valueOfX()).toBe(701);
+  });
+
   it("pushes a CRUD correction of a sample still waiting in the tick, not the sample", async () => {
     const machine = slowTicks.machines[0]!;
     const x = slowTicks.axes.get(`${machine}:X`)!;
