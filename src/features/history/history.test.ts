@@ -1,5 +1,7 @@
+import { execFile } from "node:child_process";
 import { get as httpGet, type IncomingMessage } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import Fastify from "fastify";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -95,6 +97,7 @@ async function machineWithAxes(names: string[], overrides: Record<string, unknow
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const execFileAsync = promisify(execFile);
 const get = (query: string, headers = t.adminAuth) =>
   t.inject({ method: "GET", url: `/api/axis-data/?${query}`, headers });
 const post = (payload: unknown, headers = t.adminAuth) =>
@@ -819,6 +822,57 @@ describe("streaming", () => {
       expect(pageQueries).toBe(166);
     } finally {
       response?.destroy();
+      await app.close();
+    }
+  }, 60_000);
+
+  it("lets other requests in between its pages, to a client that reads as fast as it can", async () => {
+    // The embedded database answers in the server's own thread without any I/O: an export read
+    // at once by its client never waited for anything, so nothing else (ingest, the live feed,
+    // /healthz) was served until it ended.
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const from = freshDay();
+    await t.services.partitions.ensure([from]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                              acceleration, velocity)
+       select $1, $2::timestamptz + n * interval '1 millisecond', n, n, true, 0, 0
+       from generate_series(0, 39999) n`,
+      [axes.X!.axis_id, iso(from)],
+    );
+    const app = Fastify();
+    app.setValidatorCompiler(validatorCompiler);
+    await app.register(historyRoutes, {
+      history: createHistoryService({ db: t.database.db, clock: t.clock, pageSize: 500 }),
+    });
+    app.get("/ping", async () => "pong");
+    const address = await app.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      // The client in a process of its own, so its reads do not share the server's thread: once
+      // the export has begun, it asks /ping on another connection, and says which ended first.
+      const client = `
+        const http = require("node:http");
+        const order = [];
+        http.get(process.argv[1], (response) => {
+          let pinged = false;
+          response.on("data", () => {
+            if (pinged) return;
+            pinged = true;
+            http.get(process.argv[2], (ping) => ping.resume().on("end", () => order.push("ping")));
+          });
+          response.on("end", () => {
+            order.push("export");
+            setTimeout(() => console.log(JSON.stringify(order)), 500);
+          });
+        });`;
+      const { stdout } = await execFileAsync(process.execPath, [
+        "-e",
+        client,
+        `${address}/api/axis-data/?machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(from + day)}&format=csv`,
+        `${address}/ping`,
+      ]);
+      expect(JSON.parse(stdout)).toEqual(["ping", "export"]);
+    } finally {
       await app.close();
     }
   }, 60_000);
