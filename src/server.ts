@@ -6,6 +6,7 @@ import {
   type RunningSimulator,
   startSimulator,
 } from "./features/simulator/simulator-runner.ts";
+import { redactedUrl } from "./platform/redaction.ts";
 import { openRuntime } from "./runtime.ts";
 
 /** `spindle serve`: migrate, then serve until SIGTERM or SIGINT, then close cleanly. */
@@ -19,7 +20,7 @@ export async function serve(config: Config): Promise<void> {
       serializers: {
         req: (request) => ({
           method: request.method,
-          url: request.url.replace(/([?&](?:token|access_token)=)[^&]*/gi, "$1[redacted]"),
+          url: redactedUrl(request.url),
           remoteAddress: request.ip,
         }),
       },

@@ -223,6 +223,9 @@ describe("spindle serve", { timeout: 180_000 }, () => {
     });
     const health = await fetch(`${address}/readyz`);
     expect(await health.json()).toEqual({ status: "ready", database: testDatabaseKind() });
+    // Credentials in a query string, however spelled, are logged as [redacted].
+    for (const query of ["token=spa_1", "token[]=spa_2", "Access_Token=spa_3", "%74oken=spa_4"])
+      await (await fetch(`${address}/ws/machine_data/?${query}`)).arrayBuffer();
 
     if (testDatabaseKind() === "embedded") {
       const second = await spindle(["migrate"]);
@@ -234,6 +237,7 @@ describe("spindle serve", { timeout: 180_000 }, () => {
     server.kill("SIGTERM");
     expect(await exited).toBe(0);
     expect(log).not.toMatch(/spa_|spr_|password/i);
+    expect(log.match(/\[redacted\]/g)).toHaveLength(4);
     // Once it is gone, the directory is free again.
     expect((await spindle(["migrate"])).code).toBe(0);
 
