@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { AxisDataPartitions } from "../src/features/axis-data/partitions.ts";
 import { openDatabase } from "../src/platform/database.ts";
 import { loadMigrations, migrate } from "../src/platform/migrations.ts";
@@ -223,6 +224,15 @@ describe("spindle serve", { timeout: 180_000 }, () => {
     });
     const health = await fetch(`${address}/readyz`);
     expect(await health.json()).toEqual({ status: "ready", database: testDatabaseKind() });
+    // A message above the live feed's maximum payload closes its socket with 1009, even while
+    // the client is still sending it, and is no error of the server's.
+    for (const message of ["x".repeat(100 * 1024), Buffer.alloc(10 * 1024 * 1024)]) {
+      const socket = new WebSocket(`${address.replace("http", "ws")}/ws/machine_data/`);
+      socket.on("error", () => {});
+      const closed = new Promise<number>((resolve) => socket.on("close", resolve));
+      socket.on("open", () => socket.send(message));
+      expect(await closed).toBe(1009);
+    }
     // Credentials in a query string, however spelled, are logged as [redacted].
     for (const query of ["token=spa_1", "token[]=spa_2", "Access_Token=spa_3", "%74oken=spa_4"])
       await (await fetch(`${address}/ws/machine_data/?${query}`)).arrayBuffer();
@@ -238,6 +248,8 @@ describe("spindle serve", { timeout: 180_000 }, () => {
     expect(await exited).toBe(0);
     expect(log).not.toMatch(/spa_|spr_|password/i);
     expect(log.match(/\[redacted\]/g)).toHaveLength(4);
+    expect(log).not.toMatch(/"level":50/);
+    expect(log.match(/websocket client broke the protocol/g)).toHaveLength(2);
     // Once it is gone, the directory is free again.
     expect((await spindle(["migrate"])).code).toBe(0);
 

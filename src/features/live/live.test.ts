@@ -1500,11 +1500,21 @@ describe("bad input", () => {
     );
   });
 
-  it("closes 1009 on a frame above the maximum payload", async () => {
-    const { client } = await signedIn(f);
-    track(client);
-    client.send({ type: "subscribe", pad: "x".repeat(70 * 1024) });
-    expect((await client.closedWith()).code).toBe(1009);
+  it("closes 1009 on a message above the maximum payload: one frame, a huge one, or fragments", async () => {
+    const senders: ((client: LiveTestClient) => void)[] = [
+      (client) => client.send({ type: "subscribe", pad: "x".repeat(70 * 1024) }),
+      (client) => client.ws.send(Buffer.alloc(10 * 1024 * 1024)),
+      (client) => {
+        for (let i = 0; i < 16; i++) client.ws.send("x".repeat(8 * 1024), { fin: i === 15 });
+      },
+    ];
+    for (const send of senders) {
+      const { client } = await signedIn(f);
+      track(client);
+      send(client);
+      // The close handshake completes, so the client learns why, even while it is still sending.
+      expect((await client.closedWith()).code).toBe(1009);
+    }
     const other = track((await signedIn(f)).client);
     expect((await other.ask({ type: "get_machine_data" }, "machine_data")).type).toBe(
       "machine_data",
