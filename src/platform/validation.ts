@@ -71,9 +71,56 @@ function isCalendarDate(year: number, month: number, day: number): boolean {
 }
 
 export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema, httpPart }) => {
-  const ajv = httpPart === "body" ? bodyAjv : textAjv;
-  return ajv.compile(schema as object) as ReturnType<FastifySchemaCompiler<FastifySchema>>;
+  if (httpPart !== "body") {
+    return textAjv.compile(schema as object) as ReturnType<FastifySchemaCompiler<FastifySchema>>;
+  }
+  const validate = bodyAjv.compile(schema as object);
+  const validateBody = (data: unknown): boolean => {
+    const path = illFormedString(data);
+    if (path !== undefined) {
+      validateBody.errors = [
+        {
+          keyword: "wellFormed",
+          instancePath: path,
+          schemaPath: "",
+          params: {},
+          message: "Not valid text: it holds half of a UTF-16 surrogate pair (\\ud800-\\udfff).",
+        },
+      ];
+      return false;
+    }
+    const valid = validate(data);
+    validateBody.errors = validate.errors ?? null;
+    return valid;
+  };
+  validateBody.errors = null as ErrorObject[] | null;
+  return validateBody as ReturnType<FastifySchemaCompiler<FastifySchema>>;
 };
+
+/**
+ * The JSON pointer of the first string (value or key) in `data` that is not well-formed UTF-16:
+ * JSON's `"\ud800"` escape makes one, which no database text can hold. PostgreSQL would store it
+ * as U+FFFD, so a name sent would not be the name stored (and found again). Iterative: a body
+ * may nest as deep as its size allows.
+ */
+function illFormedString(data: unknown): string | undefined {
+  const loneSurrogate = /\p{Cs}/u;
+  const stack: [unknown, string][] = [[data, ""]];
+  while (stack.length > 0) {
+    const [value, path] = stack.pop()!;
+    if (typeof value === "string") {
+      if (loneSurrogate.test(value)) return path;
+    } else if (Array.isArray(value)) {
+      for (const [i, item] of value.entries()) stack.push([item, `${path}/${i}`]);
+    } else if (value !== null && typeof value === "object") {
+      for (const [key, item] of Object.entries(value)) {
+        if (loneSurrogate.test(key)) return path;
+        stack.push([item, `${path}/${key}`]);
+      }
+    }
+  }
+  return undefined;
+}
 
 /** Turns Ajv's errors into DRF's `{field: ["reason", …]}`. */
 export function fieldErrors(errors: ErrorObject[]): Record<string, string[]> {

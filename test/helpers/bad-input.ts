@@ -216,6 +216,24 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
         }
       }
 
+      if (kind === "string") {
+        for (const method of ["POST", "PATCH"] as const) {
+          it(`${method}: ${field} holding half a surrogate pair is 400 naming ${field}`, async () => {
+            const t = getT();
+            const body = method === "POST" ? await spec.validBody() : {};
+            const target = method === "POST" ? spec.path : await one();
+            // JSON.stringify writes the lone surrogate as the escape "\udbff"; a pair is fine.
+            const text = JSON.stringify({ ...body, [field]: "Mill \udbff" });
+            const answer = await expectRefused(t, rawJson(t, method, target, text), 400);
+            expect(answer.json()).toEqual({
+              [field]: [
+                "Not valid text: it holds half of a UTF-16 surrogate pair (\\ud800-\\udfff).",
+              ],
+            });
+          });
+        }
+      }
+
       if (numeric(kind)) {
         for (const huge of ["1e400", "-1e400", "1e300", "99999999999999999999999"]) {
           it(`POST: ${field} = ${huge} in the JSON text is 400 naming ${field}`, async () => {

@@ -394,6 +394,43 @@ describe("groups and membership", () => {
   });
 });
 
+describe("text that is not valid Unicode", () => {
+  it("is refused in a group, a user and a membership, and nothing is stored", async () => {
+    const lone = "\udbff";
+    for (const [url, body, field] of [
+      ["/groups/", { name: `Auditors ${lone}` }, "name"],
+      ["/register/", { username: `ann${lone}`, password: testPassword }, "username"],
+      ["/add-user-to-group/", { username: "admin", group: `Admin${lone}` }, "group"],
+    ] as const) {
+      const before = await snapshot(t);
+      const answer = await t.inject({
+        method: "POST",
+        url,
+        headers: { ...t.adminAuth, "content-type": "application/json" },
+        // JSON.stringify writes the lone surrogate as the escape "\udbff".
+        payload: JSON.stringify(body),
+      });
+      expect(answer.statusCode, answer.body).toBe(400);
+      expect(Object.keys(answer.json())).toEqual([field]);
+      expect(await snapshot(t)).toBe(before);
+    }
+    // A whole pair (an emoji) is text like any other.
+    const created = await t.inject({
+      method: "POST",
+      url: "/groups/",
+      headers: t.adminAuth,
+      payload: { name: "Auditors 🛠" },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const found = await t.inject({
+      method: "GET",
+      url: `/groups/${encodeURIComponent("Auditors 🛠")}/`,
+      headers: t.adminAuth,
+    });
+    expect(found.json().name).toBe("Auditors 🛠");
+  });
+});
+
 describe("the last active Admin", () => {
   it("cannot be deactivated, deleted or taken out of Admin; with another Admin it can", async () => {
     const app = await buildTestApp();
