@@ -176,6 +176,40 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     expect((await ingestAt(late, authorization)).json()).toEqual({ accepted: 1, duplicates: 1 });
   });
 
+  it("makes a day that writers race to make once, and none of them fails", async () => {
+    // Overlapping flushes (or processes) each find the day missing. The first makes it and waits
+    // to attach it (behind other DDL here); the rest wait on its uncommitted catalog rows and,
+    // once it commits, fail on them (23505). One that looks a moment later finds the table's row
+    // type taken instead (42710): too narrow a window to hold open, it made about one run in
+    // five of the overlapping-flushes ingest test mark the database unavailable.
+    const late = freshDays() - 20 * day;
+    const writers = Array.from({ length: 4 }, () => new AxisDataPartitions(t.database.db));
+    const waitingOn = async (statement: string) => {
+      await reader.query("select pg_stat_clear_snapshot()");
+      const { rows } = await reader.query<{ n: number }>(
+        `select count(*)::int as n from pg_stat_activity
+         where wait_event_type = 'Lock' and query like $1`,
+        [`${statement}%`],
+      );
+      return rows[0]!.n;
+    };
+    await reader.query("begin");
+    let made: Promise<unknown>;
+    try {
+      await reader.query("lock table axis_data in share update exclusive mode");
+      made = Promise.allSettled(writers.map((writer) => writer.ensure([late])));
+      const deadline = Date.now() + 10_000;
+      while ((await waitingOn("alter table")) < 1 || (await waitingOn("create table")) < 3) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    } finally {
+      await reader.query("commit");
+    }
+    expect(await made).toEqual(writers.map(() => ({ status: "fulfilled", value: undefined })));
+    expect(await partitionsOf("axis_data")).toContain(nameOf("axis_data", late));
+  });
+
   it("finds a day another process made without taking any lock", async () => {
     const today = freshDays();
     await t.services.maintain();

@@ -89,9 +89,11 @@ export class AxisDataPartitions {
         );
       });
     } catch (error) {
-      // Another process made it first (42P07 duplicate table, or 23505 on its catalog row).
+      // Another flush or process made it first: which error the loser gets depends on where it
+      // was when the winner committed (42P07 duplicate table, 42710 its row type, 23505 a
+      // catalog row it was inserting). Refusing ingest for it marked the database unavailable.
       const code = pgErrorCode(error);
-      if (code !== "42P07" && code !== "23505") throw error;
+      if (code !== "42P07" && code !== "42710" && code !== "23505") throw error;
     }
   }
 
