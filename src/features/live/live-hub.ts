@@ -493,33 +493,24 @@ export class LiveHub {
     this.snapshotCache = undefined;
     const { rows, removed } = this.startGathering();
     for (const row of left) removed.tools.set(placeOf(row.toolId, row), row);
-    const { committed, fleet } = this;
+    const { committed } = this;
     const { latest } = this.deps;
-    const onMachine = (row: Placed) => fleet?.machines.has(row.machineId) ?? true;
-    gatherNews(
-      batch.axis,
-      (row) => row.axisId,
-      latest.axes,
-      committed.axis,
-      rows.axis,
-      (row) => fleet?.axes.has(row.axisId) ?? true,
-    );
-    gatherNews(
-      batch.tools,
-      (row) => row.toolId,
-      latest.tools,
-      committed.tools,
-      rows.tools,
-      onMachine,
-    );
+    gatherNews(batch.axis, (row) => row.axisId, latest.axes, committed.axis, rows.axis);
+    gatherNews(batch.tools, (row) => row.toolId, latest.tools, committed.tools, rows.tools);
     gatherNews(
       batch.toolUsage,
       (row) => row.machineId,
       latest.toolUsage,
       committed.toolUsage,
       rows.toolUsage,
-      onMachine,
     );
+    // A row of an axis or machine the loaded catalog lacks was committed before its deletion and
+    // published after the reload that told of it, or belongs to one another process made, whose
+    // notice is still on its way (a tool moved onto a new machine). The catalog is read again,
+    // and decides: the tick waits for it, and forgetDeleted drops what is gone from the latest
+    // values and tells subscribers so, again if need be.
+    const { fleet } = this;
+    if (fleet && !inCatalog(fleet, batch)) this.deps.changes.changed("machine");
     this.scheduleTick();
   }
 
@@ -1186,25 +1177,28 @@ function newestCommitted<Row extends { timeMs: number }>(
  * Gathers a committed batch's rows of one kind that are news. A live push moves a series
  * forward: a row that did not become its series' latest value, or is no newer than the one last
  * pushed (a late or repeated report, or one from before a restart that the latest values were
- * loaded past), is history, not news, and is left to history queries. A row of an axis or
- * machine the loaded catalog no longer has (committed before the deletion, published after the
- * catalog without it was loaded, so after `forgetDeleted`) leaves the latest values again, and
- * neither goes out nor cancels the removal the coming tick carries.
+ * loaded past), is history, not news, and is left to history queries.
  */
-function gatherNews<Row extends Placed & { timeMs: number }>(
+function gatherNews<Row extends { timeMs: number }>(
   batch: Row[],
   keyOf: (row: Row) => number,
   latest: Map<number, Row>,
   committed: Map<number, Stamped<Row>>,
   gathering: Map<number, Row>,
-  inCatalog: (row: Row) => boolean,
 ): void {
   for (const row of batch) {
     const key = keyOf(row);
-    if (latest.get(key) !== row) continue;
-    if (inCatalog(row)) newer(gathering, committed, key, row);
-    else latest.delete(key);
+    if (latest.get(key) === row) newer(gathering, committed, key, row);
   }
+}
+
+/** Whether `fleet` has every axis and machine the batch's rows are of. */
+function inCatalog(fleet: Fleet, batch: ValidBatch): boolean {
+  return (
+    batch.axis.every((row) => fleet.axes.has(row.axisId)) &&
+    batch.tools.every((row) => fleet.machines.has(row.machineId)) &&
+    batch.toolUsage.every((row) => fleet.machines.has(row.machineId))
+  );
 }
 
 /**
