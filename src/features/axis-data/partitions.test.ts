@@ -182,7 +182,7 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     // once it commits, fail on them (23505). One that looks a moment later finds the table's row
     // type taken instead (42710): too narrow a window to hold open, it made about one run in
     // five of the overlapping-flushes ingest test mark the database unavailable.
-    const late = freshDays() - 20 * day;
+    const late = freshDays() - 300 * day;
     const writers = Array.from({ length: 4 }, () => new AxisDataPartitions(t.database.db));
     const waitingOn = async (statement: string) => {
       await reader.query("select pg_stat_clear_snapshot()");
@@ -208,6 +208,22 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
     }
     expect(await made).toEqual(writers.map(() => ({ status: "fulfilled", value: undefined })));
     expect(await partitionsOf("axis_data")).toContain(nameOf("axis_data", late));
+  });
+
+  it("reports, rather than takes as made, a day whose name something else holds", async () => {
+    const late = freshDays() - 400 * day;
+    const name = nameOf("axis_data", late);
+    const writer = new AxisDataPartitions(t.database.db);
+    await t.database.db.query(`create type ${name} as enum ('stray')`);
+    try {
+      const error = await writer.ensure([late]).catch((caught: unknown) => caught);
+      expect(pgErrorCode(error)).toBe("42710");
+    } finally {
+      await t.database.db.query(`drop type ${name}`);
+    }
+    // Not remembered as made: once the name is free, the next write makes it.
+    await writer.ensure([late]);
+    expect(await partitionsOf("axis_data")).toContain(name);
   });
 
   it("finds a day another process made without taking any lock", async () => {

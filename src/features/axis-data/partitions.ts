@@ -92,9 +92,21 @@ export class AxisDataPartitions {
       // Another flush or process made it first: which error the loser gets depends on where it
       // was when the winner committed (42P07 duplicate table, 42710 its row type, 23505 a
       // catalog row it was inserting). Refusing ingest for it marked the database unavailable.
+      // The winner attached it in the same transaction; anything else holding the name (a stray
+      // type or table) is a fault to report, not a day to take as made.
       const code = pgErrorCode(error);
       if (code !== "42P07" && code !== "42710" && code !== "23505") throw error;
+      if (!(await this.attached(name))) throw error;
     }
+  }
+
+  private async attached(name: string): Promise<boolean> {
+    const { rows } = await this.db.query(
+      `select 1 from pg_inherits i join pg_class p on p.oid = i.inhparent
+       where i.inhrelid = to_regclass($1) and p.relname = $2`,
+      [name, this.table],
+    );
+    return rows.length > 0;
   }
 
   /** The days that have a partition, oldest first. */
