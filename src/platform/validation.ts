@@ -98,7 +98,7 @@ export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema
 };
 
 /**
- * The JSON pointer of the first string (value or key) in `data` that is not well-formed UTF-16:
+ * The JSON pointer of a string (value or key) in `data` that is not well-formed UTF-16, if any:
  * JSON's `"\ud800"` escape makes one, which no database text can hold. PostgreSQL would store it
  * as U+FFFD, so a name sent would not be the name stored (and found again). Iterative: a body
  * may nest as deep as its size allows.

@@ -114,7 +114,7 @@ function requireValid(request: FastifyRequest): void {
   if (request.validationError) {
     throw new OAuthError(
       "invalid_request",
-      "Parameters must be strings of at most 4096 characters.",
+      "Parameters must be valid text of at most 4096 characters.",
     );
   }
 }

@@ -111,8 +111,9 @@ export interface BucketGrid {
 
 /**
  * The buckets of a downsampled window. With a rollup tier, the width rounds up to a multiple of
- * its resolution and the grid starts on a multiple of the width, so every rollup row falls in
- * one bucket; still at most max_points buckets. The tier is the coarsest one whose grid keeps at
+ * its resolution and the grid starts on a multiple of the width (or, for a few points over a long
+ * window when no such grid fits, on a multiple of the resolution: see `rollupGrid`), so every
+ * rollup row falls in one bucket; still at most max_points buckets. The tier is the coarsest one whose grid keeps at
  * least 2/3 of the points asked for (reading one row per 5 s, 10 s or minute instead of every
  * second or sample costs far less than the third of the points it may give up); none does
  * (buckets well under a second): raw samples in buckets of ⌈window ÷ max_points⌉ ms from `from`.
@@ -167,9 +168,11 @@ function rollupGrid(
   let widthMs = steps(rawWidthMs);
   for (let tries = 0; !fits(widthMs); tries++) {
     if (tries === alignedGridTries) {
-      // Few points over a window that no such grid covers in time (one point across 1970-01-01,
-      // a multiple of every width, has none at all): a grid that starts on the tier's own grid,
-      // which always fits, and still puts every rollup row in one bucket.
+      // No such grid near the width asked for: common for a few points over a long window (at
+      // max_points 1, about half of windows up to 400 days on the minute tier), and for one
+      // point across 1970-01-01, a multiple of every width, there is none at all. A grid that
+      // starts on the tier's own grid always fits, and still puts every rollup row in one
+      // bucket; only its buckets do not slide with the window, so they are not cached.
       const originMs = Math.max(firstInstant, Math.floor(fromMs / step) * step);
       return { rollup, widthMs: steps((toMs - originMs) / maxPoints), originMs };
     }
