@@ -173,7 +173,8 @@ async function withSpindle<T>(
   let spindle: Server | undefined;
   try {
     await provision(target);
-    spindle = await startSpindle(target);
+    // Every client signs in with one token: one user holding thousands of sockets.
+    spindle = await startSpindle(target, { LIVE_SOCKETS_PER_USER: "100000" });
     const token = await signIn(spindle);
     await createFleet(spindle, token);
     const wsUrl = `${spindle.url.replace("http", "ws")}/ws/machine_data/?token=${token}`;

@@ -16,6 +16,7 @@ describe("parseConfig", () => {
       rollupFiveSecondRetentionDays: 180,
       rollupTenSecondRetentionDays: 365,
       rollupMinuteRetentionDays: 730,
+      liveSocketsPerUser: 100,
     });
   });
 
@@ -32,6 +33,7 @@ describe("parseConfig", () => {
       ACCESS_TOKEN_LIFETIME: "60",
       ROLLUP_5S_RETENTION_DAYS: "200",
       ROLLUP_10S_RETENTION_DAYS: "400",
+      LIVE_SOCKETS_PER_USER: "5",
     });
     expect(config).toMatchObject({
       port: 9000,
@@ -41,6 +43,7 @@ describe("parseConfig", () => {
       logLevel: "debug",
       rollupFiveSecondRetentionDays: 200,
       rollupTenSecondRetentionDays: 400,
+      liveSocketsPerUser: 5,
     });
   });
 
@@ -71,6 +74,9 @@ describe("parseConfig", () => {
     [{ ROLLUP_10S_RETENTION_DAYS: "'; drop table axis_data_10s; --" }, "ROLLUP_10S_RETENTION_DAYS"],
     [{ ROLLUP_1S_RETENTION_DAYS: "29" }, "ROLLUP_1S_RETENTION_DAYS"],
     [{ RETENTION_DAYS: "91" }, "ROLLUP_1S_RETENTION_DAYS"],
+    [{ LIVE_SOCKETS_PER_USER: "0" }, "LIVE_SOCKETS_PER_USER"],
+    [{ LIVE_SOCKETS_PER_USER: "many" }, "LIVE_SOCKETS_PER_USER"],
+    [{ LIVE_SOCKETS_PER_USER: "1000001" }, "LIVE_SOCKETS_PER_USER"],
   ])("refuses %j naming %s", (env, variable) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {

@@ -22,6 +22,8 @@ export interface Config {
   loginAttemptsPerAddress: number;
   loginWindowSeconds: number;
   registrationsPerAddress: number;
+  /** Live WebSocket connections one user (or one client, without a user) may hold at once. */
+  liveSocketsPerUser: number;
   /** Raw axis data older than this many days is dropped. */
   retentionDays: number;
   /** 1 s, 5 s, 10 s and 1 min rollups are kept this many days. */
@@ -77,6 +79,7 @@ function readConfig(env: Env): Config {
     loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),
     registrationsPerAddress: integer(env, "REGISTRATIONS_PER_ADDRESS", 10, 1, 1_000_000),
+    liveSocketsPerUser: integer(env, "LIVE_SOCKETS_PER_USER", 100, 1, 1_000_000),
     retentionDays: integer(env, "RETENTION_DAYS", 30, 1, 36500),
     rollupSecondRetentionDays: integer(env, "ROLLUP_1S_RETENTION_DAYS", 90, 1, 36500),
     rollupFiveSecondRetentionDays: integer(env, "ROLLUP_5S_RETENTION_DAYS", 180, 1, 36500),

@@ -179,7 +179,7 @@ export function createServices({
       oauth,
       changes,
       clock,
-      ...(live ? { options: live } : {}),
+      options: { maxSocketsPerUser: config.liveSocketsPerUser, ...live },
       ...(onError ? { onError } : {}),
     }),
   };

@@ -53,6 +53,11 @@ export interface LiveOptions {
   messageBurst: number;
   subscribesPerSecond: number;
   subscribeBurst: number;
+  /**
+   * Authenticated sockets one user (or one client, for a token without a user) may hold: what
+   * keeps one account's sockets, each within its own bounds, from adding up without end.
+   */
+  maxSocketsPerUser: number;
 }
 
 export const defaultLiveOptions: LiveOptions = {
@@ -71,6 +76,7 @@ export const defaultLiveOptions: LiveOptions = {
   messageBurst: 100,
   subscribesPerSecond: 2,
   subscribeBurst: 10,
+  maxSocketsPerUser: 100,
 };
 
 export interface LiveDeps {
@@ -823,6 +829,15 @@ export class LiveHub {
     }
   }
 
+  /** Whether `principal` may authenticate one more socket. */
+  hasRoomFor(principal: Principal): boolean {
+    const owner = ownerOf(principal);
+    let held = 0;
+    for (const connection of this.connections)
+      if (connection.principal && ownerOf(connection.principal) === owner) held += 1;
+    return held < this.options.maxSocketsPerUser;
+  }
+
   /**
    * `principal` now acts on the socket: its subscription keeps only the kinds it may see. It
    * never widens: a kind regained would come without its snapshot, so it takes a new subscribe.
@@ -954,6 +969,10 @@ const allFields = filterOf(
   { type: "subscribe" },
   { axisData: true, tools: true, toolUsage: true },
 ).fields;
+
+/** Whose sockets count together: the user's, or for a token without one, its client's. */
+const ownerOf = (principal: Principal): string =>
+  principal.userId === null ? `client:${principal.clientId}` : `user:${principal.userId}`;
 
 const permittedKinds = (principal: Principal) => ({
   axisData: principal.permissions.has("axisdata.view"),

@@ -233,6 +233,42 @@ describe("authentication", () => {
     );
     expect(client.closed).toBeUndefined();
   });
+
+  it("closes 4429 on a user's socket beyond maxSocketsPerUser, and no other", async () => {
+    const small = await fixture({ maxSocketsPerUser: 2 });
+    const open: LiveTestClient[] = [];
+    const connect = async (authorization: string) => {
+      const client = await LiveTestClient.open(small.url, { authorization });
+      open.push(client);
+      return client;
+    };
+    try {
+      const ann = await small.t.userAuth(["Operator"]);
+      const [first, second] = [await connect(ann.authorization), await connect(ann.authorization)];
+      for (const client of [first, second]) await client.next((m) => m.type === "authenticated");
+      const third = await connect(ann.authorization);
+      expect(await third.closedWith()).toEqual({
+        code: 4429,
+        reason: "Too many live connections for this user",
+      });
+      // A renewal on an open socket is still one socket.
+      first.send({ type: "authenticate", token: ann.authorization.slice("Bearer ".length) });
+      await first.next((m) => m.type === "authenticated");
+      expect(first.closed).toBeUndefined();
+      // Another user has places of their own.
+      const bob = await connect((await small.t.userAuth(["Operator"])).authorization);
+      await bob.next((m) => m.type === "authenticated");
+      // A socket that closes frees its place.
+      second.close();
+      await until(() => small.t.services.live.stats().connections === 2);
+      const again = await connect(ann.authorization);
+      await again.next((m) => m.type === "authenticated");
+      expect(again.closed).toBeUndefined();
+    } finally {
+      for (const client of open) client.close();
+      await small.t.close();
+    }
+  });
 });
 
 describe("seed messages", () => {
