@@ -54,7 +54,7 @@ export interface HistoryServiceOptions {
   db: Database;
   clock: Clock;
   /** Where rollups may lag: from this sample time on, raw samples are read instead. */
-  rollups?: { pendingSince(): number | undefined };
+  rollups?: { pendingSince(axisIds?: Iterable<number>): number | undefined };
   /** Rows per query for raw windows (keyset pagination). */
   pageSize?: number;
   /** At most this many buckets (result rows) per downsampling query. */
@@ -469,7 +469,9 @@ export function createHistoryService({
       ) g`;
     const bucketMs = grid.widthMs;
     const step = grid.rollup?.resolutionMs ?? 1;
-    const pending = rollups?.pendingSince();
+    /** Where the rollups of these series may lag: raw samples are read from there on. */
+    const pendingOf = (group: HistorySeries[]) =>
+      rollups?.pendingSince(group.map((one) => one.axisId));
     const now = clock.now().getTime();
     const buckets = Math.ceil((to.getTime() - grid.originMs) / bucketMs);
     // Series spread over `concurrency` queries even when they would fit in one: one backend
@@ -481,7 +483,7 @@ export function createHistoryService({
     );
     const sliceMs = bucketMs * Math.floor(bucketsPerQuery / perQuery);
     /** Where rollup rows serve [start, end): whole ones, before anything not rolled up yet. */
-    const interior = (start: number, end: number) => {
+    const interior = (start: number, end: number, pending: number | undefined) => {
       // A window within one rollup row has no interior: all of it is raw, and nothing past `end`.
       // But an edge whose raw samples retention has dropped is served by the whole rollup row
       // it falls in: a little from outside the window rather than a gap inside it.
@@ -503,7 +505,7 @@ export function createHistoryService({
         // The planner cannot know how few buckets there are; with the default work_mem
         // it sorts the samples to group them instead of hashing them.
         await tx.query("set local work_mem = '32MB'");
-        const { interiorFrom, interiorTo } = interior(start, end);
+        const { interiorFrom, interiorTo } = interior(start, end, pendingOf(group));
         const { rows } = await tx.query(sql, [
           group.map((one) => one.axisId),
           new Date(start).toISOString(),
@@ -522,11 +524,11 @@ export function createHistoryService({
      * The whole buckets of [start, end) that only rollup rows make, finished (ended before now
      * and before anything not rolled up yet): these may come from and go to the cache.
      */
-    const cacheSpan = (start: number, end: number) => {
+    const cacheSpan = (group: HistorySeries[], start: number, end: number) => {
       if (!bucketCache || !grid.rollup) return undefined;
       const origin = grid.originMs;
       const first = origin + Math.ceil((start - origin) / bucketMs) * bucketMs;
-      const limit = Math.min(interior(start, end).interiorTo, end, now);
+      const limit = Math.min(interior(start, end, pendingOf(group)).interiorTo, end, now);
       const last = origin + Math.floor((limit - origin) / bucketMs) * bucketMs;
       return last > first ? { cache: bucketCache, from: first, to: last } : undefined;
     };
@@ -540,7 +542,7 @@ export function createHistoryService({
       format,
     });
     const bucketsOf = async (group: HistorySeries[], start: number, end: number) => {
-      const span = cacheSpan(start, end);
+      const span = cacheSpan(group, start, end);
       if (!span) return fetch(group, start, end);
       const { cache } = span;
       const cached = group.map((one) => cache.get(cacheKey(one), span.from, span.to));

@@ -102,11 +102,12 @@ const coarserTiers = [
   },
 ] as const;
 
-/** The earliest sample time marked dirty, if any. */
-function earliest(dirty: Dirty): number | undefined {
+/** The earliest sample time marked dirty, of these axes (all when absent), if any. */
+function earliest(dirty: Dirty, axisIds?: Iterable<number>): number | undefined {
   let since: number | undefined;
-  for (const minutes of dirty.values())
-    for (const span of minutes.values())
+  const marked = axisIds === undefined ? dirty.values() : [...axisIds].map((id) => dirty.get(id));
+  for (const minutes of marked)
+    for (const span of minutes?.values() ?? [])
       if (since === undefined || span.from < since) since = span.from;
   return since;
 }
@@ -176,7 +177,8 @@ export class RollupMaintainer {
     ) => void = () => {},
   ) {}
 
-  private inFlightSince: number | undefined;
+  /** What the recompute under way was given. */
+  private inFlight: Dirty | undefined;
 
   /** Call with each committed batch (IngestPipeline.onCommitted). */
   note(batch: ValidBatch): void {
@@ -200,13 +202,16 @@ export class RollupMaintainer {
   }
 
   /**
-   * The earliest sample time whose rollups may not be up to date yet (undefined: all are).
-   * Readers take raw samples from there on, so an answer never misses a fresh sample.
+   * The earliest sample time, of these axes (all when absent), whose rollups may not be up to
+   * date yet (undefined: all are). Readers take raw samples of them from there on, so an answer
+   * never misses a fresh sample; one machine's backfill does not send every other machine's
+   * series to raw samples.
    */
-  pendingSince(): number | undefined {
-    const since = earliest(this.dirty);
-    if (since === undefined || this.inFlightSince === undefined) return since ?? this.inFlightSince;
-    return Math.min(since, this.inFlightSince);
+  pendingSince(axisIds?: Iterable<number>): number | undefined {
+    const ids = axisIds === undefined ? undefined : [...axisIds];
+    const times = [earliest(this.dirty, ids), this.inFlight && earliest(this.inFlight, ids)];
+    const known = times.filter((time): time is number => time !== undefined);
+    return known.length === 0 ? undefined : Math.min(...known);
   }
 
   start(intervalMs = 1000): void {
@@ -222,7 +227,7 @@ export class RollupMaintainer {
     const dirty = this.dirty;
     this.dirty = new Map();
     if (dirty.size === 0) return Promise.resolve();
-    this.inFlightSince = earliest(dirty);
+    this.inFlight = dirty;
     this.running = this.recompute(recomputes(dirty))
       .catch((error: unknown) => {
         // Keep what failed for the next run, so no bucket stays stale.
@@ -235,7 +240,7 @@ export class RollupMaintainer {
       })
       .finally(() => {
         this.running = undefined;
-        this.inFlightSince = undefined;
+        this.inFlight = undefined;
       });
     return this.running;
   }
