@@ -64,6 +64,18 @@ export async function createAxisData(
   });
 }
 
+/** Sends samples through `POST /api/ingest/` as a producer would; they must be accepted. */
+export async function ingestAxisData(t: TestApp, rows: Record<string, unknown>[]): Promise<void> {
+  const answer = await t.inject({
+    method: "POST",
+    url: "/api/ingest/",
+    headers: t.adminAuth,
+    payload: { axis_data: rows },
+  });
+  if (answer.statusCode !== 202)
+    throw new Error(`ingest answered ${answer.statusCode}: ${answer.body}`);
+}
+
 /** Every row of every machine-data table, to show that a refused request changed nothing. */
 export async function snapshot(t: TestApp): Promise<string> {
   const tables = [

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
-import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
+import { createAxis, createMachine, ingestAxisData } from "../../../test/helpers/factories.ts";
 import { encodeJson } from "./history-encoding.ts";
 
 // Finished downsampled buckets are kept between requests (bucket-cache.ts). These tests check
@@ -34,13 +34,7 @@ const sample = (at: number, actual: number) => ({
 });
 
 async function ingest(rows: ReturnType<typeof sample>[]) {
-  const answer = await t.inject({
-    method: "POST",
-    url: "/api/ingest/",
-    headers: t.adminAuth,
-    payload: { axis_data: rows },
-  });
-  expect(answer.statusCode, answer.body).toBe(202);
+  await ingestAxisData(t, rows);
   await t.services.rollups.flush();
 }
 

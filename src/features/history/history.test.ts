@@ -72,6 +72,21 @@ async function insertSamples(axisId: number, samples: Sample[], app = t): Promis
   await app.services.rollups.flush();
 }
 
+/**
+ * `count` samples of one axis from `from`, `step` apart (an SQL interval), the nth at position n
+ * (homed, at rest): made in the database, as many as a test needs.
+ */
+async function insertRun(axisId: number, from: number, count: number, step: string) {
+  await t.services.partitions.ensure([from]);
+  await t.database.db.query(
+    `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                            acceleration, velocity)
+     select $1, $2::timestamptz + n * $4::interval, n, n, true, 0, 0
+     from generate_series(0, $3::int - 1) n`,
+    [axisId, iso(from), count, step],
+  );
+}
+
 /** A smooth curve with deterministic spikes, so a bucket's extremes are not its neighbours'. */
 function curve(start: number, count: number, stepMs: number, seed = 1): Sample[] {
   return Array.from({ length: count }, (_, i) => {
@@ -768,14 +783,7 @@ describe("streaming", () => {
     // A long name makes each CSV row ~350 bytes: 28 MB in all, far more than socket buffers hold.
     const { machine, axes } = await machineWithAxes(["X"], { machine_name: "M".repeat(255) });
     const from = freshDay();
-    await t.services.partitions.ensure([from]);
-    await t.database.db.query(
-      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
-                              acceleration, velocity)
-       select $1, $2::timestamptz + n * interval '1 millisecond', n, n, true, 0, 0
-       from generate_series(0, 79999) n`,
-      [axes.X!.axis_id, iso(from)],
-    );
+    await insertRun(axes.X!.axis_id, from, 80_000, "1 millisecond");
     // The real service and routes on a real socket; only the page queries are counted.
     let pageQueries = 0;
     const db = new Proxy(t.database.db, {
@@ -832,14 +840,7 @@ describe("streaming", () => {
     // /healthz) was served until it ended.
     const { machine, axes } = await machineWithAxes(["X"]);
     const from = freshDay();
-    await t.services.partitions.ensure([from]);
-    await t.database.db.query(
-      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
-                              acceleration, velocity)
-       select $1, $2::timestamptz + n * interval '1 millisecond', n, n, true, 0, 0
-       from generate_series(0, 39999) n`,
-      [axes.X!.axis_id, iso(from)],
-    );
+    await insertRun(axes.X!.axis_id, from, 40_000, "1 millisecond");
     const app = Fastify();
     app.setValidatorCompiler(validatorCompiler);
     await app.register(historyRoutes, {
@@ -880,14 +881,7 @@ describe("streaming", () => {
   it("pages by the exact timestamp, so samples microseconds apart are neither lost nor repeated", async () => {
     const { machine, axes } = await machineWithAxes(["X"]);
     const from = freshDay();
-    await t.services.partitions.ensure([from]);
-    await t.database.db.query(
-      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
-                              acceleration, velocity)
-       select $1, $2::timestamptz + n * interval '1 microsecond', n, n, true, 0, 0
-       from generate_series(0, 10) n`,
-      [axes.X!.axis_id, iso(from)],
-    );
+    await insertRun(axes.X!.axis_id, from, 11, "1 microsecond");
     const history = createHistoryService({ db: t.database.db, clock: t.clock, pageSize: 3 });
     const answer = await history.query({
       machineIds: [machine.machine_id],

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
-import { createAxis, createMachine } from "../../../test/helpers/factories.ts";
+import { createAxis, createMachine, ingestAxisData } from "../../../test/helpers/factories.ts";
 import { changeChannel } from "../../platform/change-feed.ts";
 import { encodeJson } from "./history-encoding.ts";
 import { createHistoryService } from "./history-service.ts";
@@ -247,13 +247,7 @@ describe("a late sample beside live data", () => {
       acceleration: 0,
       homed: true,
     });
-    const answer = await t.inject({
-      method: "POST",
-      url: "/api/ingest/",
-      headers: t.adminAuth,
-      payload: { axis_data: [sample(late, 7), sample(now, 3), sample(now + 100, 5)] },
-    });
-    expect(answer.statusCode, answer.body).toBe(202);
+    await ingestAxisData(t, [sample(late, 7), sample(now, 3), sample(now + 100, 5)]);
     await t.services.rollups.flush();
     expect(t.services.rollups.pendingSince()).toBeUndefined();
     const minutes = await stored("axis_data_1m", axisZ);
@@ -292,13 +286,7 @@ describe("what the rollups have not caught up with yet", () => {
         homed: true,
       })),
     );
-    const answer = await t.inject({
-      method: "POST",
-      url: "/api/ingest/",
-      headers: t.adminAuth,
-      payload: { axis_data: rows },
-    });
-    expect(answer.statusCode, answer.body).toBe(202);
+    await ingestAxisData(t, rows);
     await t.services.rollups.flush();
     // Only the rollups know these samples now: whatever is read raw comes back empty.
     await t.database.db.query("delete from axis_data where axis_id = any($1::bigint[])", [
