@@ -126,7 +126,11 @@ export async function buildApp(
     registrations: services.registrations,
   });
   await app.register(historyRoutes, { history: createHistoryService(services) });
-  await app.register(ingestRoutes, { ingest: services.ingest, bodyLimit: config.ingestBodyLimit });
+  await app.register(ingestRoutes, {
+    ingest: services.ingest,
+    bodyLimit: config.ingestBodyLimit,
+    bytesInFlight: config.ingestBytesInFlight,
+  });
   await app.register(async (data) => {
     // Machine data written here reaches the live feed as ingested data does.
     const live = (keys: Partial<Record<"axes" | "tools" | "machines", unknown[]>>) =>

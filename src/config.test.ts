@@ -17,6 +17,7 @@ describe("parseConfig", () => {
       rollupTenSecondRetentionDays: 365,
       rollupMinuteRetentionDays: 730,
       liveSocketsPerUser: 100,
+      ingestBytesInFlight: 268_435_456,
     });
   });
 
@@ -77,6 +78,8 @@ describe("parseConfig", () => {
     [{ LIVE_SOCKETS_PER_USER: "0" }, "LIVE_SOCKETS_PER_USER"],
     [{ LIVE_SOCKETS_PER_USER: "many" }, "LIVE_SOCKETS_PER_USER"],
     [{ LIVE_SOCKETS_PER_USER: "1000001" }, "LIVE_SOCKETS_PER_USER"],
+    [{ INGEST_BYTES_IN_FLIGHT: "1000" }, "INGEST_BYTES_IN_FLIGHT"],
+    [{ INGEST_BYTES_IN_FLIGHT: "256MB" }, "INGEST_BYTES_IN_FLIGHT"],
   ])("refuses %j naming %s", (env, variable) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {

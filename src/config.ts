@@ -17,6 +17,8 @@ export interface Config {
   bodyLimit: number;
   /** Largest ingest body in bytes (batches are larger than other requests). */
   ingestBodyLimit: number;
+  /** Bytes of ingest bodies in flight at once; a request beyond it is refused before it is read. */
+  ingestBytesInFlight: number;
   /** Failed logins allowed per username, and per client address, in each window. */
   loginAttemptsPerUser: number;
   loginAttemptsPerAddress: number;
@@ -75,6 +77,13 @@ function readConfig(env: Env): Config {
     refreshTokenLifetime: integer(env, "REFRESH_TOKEN_LIFETIME", 14 * 86400, 1, 3650 * 86400),
     bodyLimit: integer(env, "BODY_LIMIT", 1024 * 1024, 1024, 1024 * 1024 * 1024),
     ingestBodyLimit: integer(env, "INGEST_BODY_LIMIT", 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    ingestBytesInFlight: integer(
+      env,
+      "INGEST_BYTES_IN_FLIGHT",
+      256 * 1024 * 1024,
+      1024,
+      64 * 1024 * 1024 * 1024,
+    ),
     loginAttemptsPerUser: integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000),
     loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),

@@ -85,10 +85,44 @@ const Problem = Type.Object({
   reason: Type.String(),
 });
 
+/**
+ * Bytes of ingest bodies being read, parsed, validated or committed at once. A body becomes
+ * objects several times its size; the pipeline bounds the rows queued for commit, but only
+ * after a body is parsed, so without this many large requests at once could each hold their
+ * hundreds of megabytes before any was refused. A request is taken if the budget has room for
+ * its declared length (or, without one, `bodyLimit`), or if it is the only one; otherwise it is
+ * refused before its body is read: 503 with Retry-After.
+ */
+class BodyBudget {
+  private used = 0;
+  private readonly held = new WeakMap<object, number>();
+
+  constructor(private readonly bytes: number) {}
+
+  take(request: object, bytes: number): boolean {
+    if (this.used > 0 && this.used + bytes > this.bytes) return false;
+    this.used += bytes;
+    this.held.set(request, bytes);
+    return true;
+  }
+
+  release(request: object): void {
+    const bytes = this.held.get(request);
+    if (bytes === undefined) return;
+    this.held.delete(request);
+    this.used -= bytes;
+  }
+}
+
 export async function ingestRoutes(
   app: FastifyInstance,
-  { ingest, bodyLimit }: { ingest: IngestPipeline; bodyLimit: number },
+  {
+    ingest,
+    bodyLimit,
+    bytesInFlight,
+  }: { ingest: IngestPipeline; bodyLimit: number; bytesInFlight: number },
 ) {
+  const budget = new BodyBudget(bytesInFlight);
   app.addContentTypeParser(
     ndjsonTypes,
     { parseAs: "string", bodyLimit },
@@ -106,6 +140,15 @@ export async function ingestRoutes(
     {
       bodyLimit,
       config: { anyPermission: ["axisdata.add"] },
+      preParsing: async (request, _reply, payload) => {
+        const declared = Number(request.headers["content-length"]);
+        const bytes = Number.isSafeInteger(declared) && declared >= 0 ? declared : bodyLimit;
+        if (!budget.take(request, Math.min(bytes, bodyLimit)))
+          throw new IngestUnavailable("Ingest is saturated; retry later.");
+        return payload;
+      },
+      onResponse: async (request) => budget.release(request),
+      onRequestAbort: async (request) => budget.release(request),
       schema: {
         tags: ["ingest"],
         summary: "Send machine data; answered once it is committed",

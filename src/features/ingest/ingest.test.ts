@@ -1,3 +1,4 @@
+import { type ClientRequest, request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
 import {
@@ -618,6 +619,89 @@ describe("back-pressure", () => {
       expect((await send([row(4)])).statusCode).toBe(202);
     } finally {
       await slow.close();
+    }
+  });
+});
+
+describe("bodies in flight", () => {
+  it("refuses a request beyond INGEST_BYTES_IN_FLIGHT before reading it, and takes it once there is room", async () => {
+    const small = await buildTestApp({ INGEST_BYTES_IN_FLIGHT: "4096" });
+    const address = await small.app.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const machine = (await createMachine(small)).machine_id;
+      await createAxis(small, machine, { axis_name: "X" });
+      let i = 0;
+      const body = (rows: number) =>
+        JSON.stringify({
+          axis_data: Array.from({ length: rows }, () =>
+            sample({
+              machine_id: machine,
+              timestamp: new Date(Date.now() - 5000 + ++i).toISOString(),
+            }),
+          ),
+        });
+      const headers = { ...small.adminAuth, "content-type": "application/json" };
+      /** A request whose body is sent only in part: in flight until it is ended or destroyed. */
+      const halfSent = (text: string) => {
+        let request: ClientRequest | undefined;
+        const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+          request = httpRequest(
+            `${address}/api/ingest/`,
+            { method: "POST", headers: { ...headers, "content-length": String(text.length) } },
+            (response) => {
+              let received = "";
+              response.on("data", (chunk) => {
+                received += chunk;
+              });
+              response.on("end", () => resolve({ status: response.statusCode!, body: received }));
+            },
+          );
+          request.on("error", reject);
+          request.write(text.slice(0, 100));
+        });
+        return { answer, request: request! };
+      };
+      const send = (text: string) =>
+        fetch(`${address}/api/ingest/`, { method: "POST", headers, body: text });
+      const stored = async () =>
+        Number(
+          (await small.database.db.query<{ n: number }>("select count(*)::int as n from axis_data"))
+            .rows[0]!.n,
+        );
+
+      const large = body(16);
+      expect(large.length).toBeGreaterThan(2048);
+      const first = halfSent(large);
+      const second = body(10);
+      // The first holds more than half the budget until its body is in: the second is turned
+      // away, before its body is read. (Sent until then: the server may not have reached the
+      // first request yet.)
+      const refusedWhile = async () => {
+        const deadline = Date.now() + 10_000;
+        for (;;) {
+          const answer = await send(second);
+          if (answer.status === 503) return answer;
+          expect(answer.status).toBe(202);
+          expect(Date.now()).toBeLessThan(deadline);
+        }
+      };
+      const refused = await refusedWhile();
+      expect(refused.headers.get("retry-after")).toBe("1");
+      expect(await refused.json()).toEqual({ detail: "Ingest is saturated; retry later." });
+      const before = await stored();
+      first.request.end(large.slice(100));
+      expect((await first.answer).status).toBe(202);
+      expect(await stored()).toBe(before + 16);
+      expect((await send(body(10))).status).toBe(202);
+      // A client that goes away mid-body gives its place back.
+      const gone = halfSent(body(16));
+      gone.answer.catch(() => {});
+      await refusedWhile();
+      gone.request.destroy();
+      const until = Date.now() + 10_000;
+      while ((await send(body(10))).status !== 202) expect(Date.now()).toBeLessThan(until);
+    } finally {
+      await small.close();
     }
   });
 });
