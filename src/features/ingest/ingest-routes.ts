@@ -1,3 +1,4 @@
+import { finished } from "node:stream";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { DomainError, forbidden } from "../../platform/errors.ts";
@@ -140,15 +141,16 @@ export async function ingestRoutes(
     {
       bodyLimit,
       config: { anyPermission: ["axisdata.add"] },
-      preParsing: async (request, _reply, payload) => {
+      preParsing: async (request, reply, payload) => {
         const declared = Number(request.headers["content-length"]);
         const bytes = Number.isSafeInteger(declared) && declared >= 0 ? declared : bodyLimit;
         if (!budget.take(request, Math.min(bytes, bodyLimit)))
           throw new IngestUnavailable("Ingest is saturated; retry later.");
+        // Given back when the response is done with, however: sent, failed, or its client gone
+        // (mid-body, after the body, or before this hook ran: then at once).
+        finished(reply.raw, () => budget.release(request));
         return payload;
       },
-      onResponse: async (request) => budget.release(request),
-      onRequestAbort: async (request) => budget.release(request),
       schema: {
         tags: ["ingest"],
         summary: "Send machine data; answered once it is committed",
