@@ -216,8 +216,7 @@ export class LiveConnection {
     if (outcome === "failed") return this.close(1011, "The token could not be checked");
     if (!this.hub.mayView(outcome))
       return this.close(closeCodes.forbidden, "No permission to view machine data");
-    // A renewal is the same socket; a first authentication is one more for its user.
-    if (!this.principal && !this.hub.hasRoomFor(outcome))
+    if (!this.hub.hasRoomFor(this, outcome))
       return this.close(closeCodes.tooMany, "Too many live connections for this user");
     // A renewal may carry fewer permissions: the subscription narrows to what this one sees.
     this.hub.grant(this, outcome);

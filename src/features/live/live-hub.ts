@@ -829,12 +829,17 @@ export class LiveHub {
     }
   }
 
-  /** Whether `principal` may authenticate one more socket. */
-  hasRoomFor(principal: Principal): boolean {
+  /**
+   * Whether `connection` may act for `principal`: it already counts against that user (a
+   * renewal), or the user holds fewer sockets than allowed. A renewal with another user's token
+   * moves the socket to that user, so it takes a place of theirs.
+   */
+  hasRoomFor(connection: LiveConnection, principal: Principal): boolean {
     const owner = ownerOf(principal);
+    if (connection.principal && ownerOf(connection.principal) === owner) return true;
     let held = 0;
-    for (const connection of this.connections)
-      if (connection.principal && ownerOf(connection.principal) === owner) held += 1;
+    for (const other of this.connections)
+      if (other.principal && ownerOf(other.principal) === owner) held += 1;
     return held < this.options.maxSocketsPerUser;
   }
 

@@ -264,6 +264,13 @@ describe("authentication", () => {
       const again = await connect(ann.authorization);
       await again.next((m) => m.type === "authenticated");
       expect(again.closed).toBeUndefined();
+      // A renewal with another user's token moves the socket to them: it takes a place of
+      // theirs, and Ann has none left.
+      bob.send({ type: "authenticate", token: ann.authorization.slice("Bearer ".length) });
+      expect(await bob.closedWith()).toEqual({
+        code: 4429,
+        reason: "Too many live connections for this user",
+      });
     } finally {
       for (const client of open) client.close();
       await small.t.close();
