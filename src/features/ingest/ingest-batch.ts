@@ -51,8 +51,12 @@ export interface ValidBatch {
  */
 export function epochMs(utcIso: string): number {
   const dot = utcIso.indexOf(".");
-  const micros = dot < 0 ? "" : utcIso.slice(dot + 4, utcIso.length - 1);
-  return Date.parse(utcIso) + Number(micros.padEnd(3, "0")) / 1000;
+  return withMicros(Date.parse(utcIso), dot < 0 ? "" : utcIso.slice(dot + 1, utcIso.length - 1));
+}
+
+/** `ms` (whole milliseconds, as Date.parse gives them) with the digits of `fraction` past them. */
+export function withMicros(ms: number, fraction: string): number {
+  return ms + Number(fraction.slice(3).padEnd(3, "0")) / 1000;
 }
 
 export const rowCount = (batch: ValidBatch): number =>

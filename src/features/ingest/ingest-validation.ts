@@ -3,11 +3,11 @@ import { isoTimeParts } from "../../platform/validation.ts";
 import { checkSampleTime } from "../axis-data/axis-data-resource.ts";
 import type { Fleet } from "../machines/fleet-catalog.ts";
 import {
-  epochMs,
   type RawBatch,
   type RowKind,
   type RowProblem,
   type ValidBatch,
+  withMicros,
 } from "./ingest-batch.ts";
 
 export const maxRowsPerBatch = 100_000;
@@ -241,8 +241,10 @@ class RowReader {
       );
     const outside = checkSampleTime(timeMs, receivedAt.getTime(), context.retentionDays);
     if (outside) return this.fail(field, outside);
-    const time = utcTime(value as string, parts!, timeMs);
-    return { time, timeMs: epochMs(time) };
+    return {
+      time: utcTime(value as string, parts!, timeMs),
+      timeMs: withMicros(timeMs, parts![7] ?? ""),
+    };
   }
 }
 

@@ -454,34 +454,11 @@ export class LiveHub {
     if (this.closed) return;
     // Answers must show the write at once, before the tick that pushes it.
     this.snapshotCache = undefined;
-    const { committed } = this;
-    const { rows, removed } = this.startGathering();
+    const maps = this.seriesMaps();
+    reconcile(maps.axis, keys.axes, held.axes, stored.axis, (row) => row.axisId);
+    reconcile(maps.tools, keys.tools, held.tools, stored.tools, (row) => row.toolId);
     reconcile(
-      { latest: latest.axes, committed: committed.axis, rows: rows.axis, removed: removed.axis },
-      keys.axes,
-      held.axes,
-      stored.axis,
-      (row) => row.axisId,
-    );
-    reconcile(
-      {
-        latest: latest.tools,
-        committed: committed.tools,
-        rows: rows.tools,
-        removed: removed.tools,
-      },
-      keys.tools,
-      held.tools,
-      stored.tools,
-      (row) => row.toolId,
-    );
-    reconcile(
-      {
-        latest: latest.toolUsage,
-        committed: committed.toolUsage,
-        rows: rows.toolUsage,
-        removed: removed.toolUsage,
-      },
+      maps.toolUsage,
       keys.machines,
       held.machines,
       stored.toolUsage,
@@ -497,19 +474,11 @@ export class LiveHub {
     if (this.closed) return;
     // The answers hold what was committed at once, before the tick that pushes it.
     this.snapshotCache = undefined;
-    const { rows, removed } = this.startGathering();
-    for (const row of left) removed.tools.set(placeOf(row.toolId, row), row);
-    const { committed } = this;
-    const { latest } = this.deps;
-    gatherNews(batch.axis, (row) => row.axisId, latest.axes, committed.axis, rows.axis);
-    gatherNews(batch.tools, (row) => row.toolId, latest.tools, committed.tools, rows.tools);
-    gatherNews(
-      batch.toolUsage,
-      (row) => row.machineId,
-      latest.toolUsage,
-      committed.toolUsage,
-      rows.toolUsage,
-    );
+    const maps = this.seriesMaps();
+    for (const row of left) maps.tools.removed.set(placeOf(row.toolId, row), row);
+    gatherNews(batch.axis, (row) => row.axisId, maps.axis);
+    gatherNews(batch.tools, (row) => row.toolId, maps.tools);
+    gatherNews(batch.toolUsage, (row) => row.machineId, maps.toolUsage);
     // A row of an axis or machine the loaded catalog lacks was committed before its deletion and
     // published after the reload that told of it, or belongs to one another process made, whose
     // notice is still on its way (a tool moved onto a new machine). The catalog is read again,
@@ -518,6 +487,36 @@ export class LiveHub {
     const { fleet } = this;
     if (fleet && !inCatalog(fleet, batch)) this.deps.changes.changed("machine");
     this.scheduleTick();
+  }
+
+  /**
+   * Per kind of series, the maps a series lives in: its latest value, the row last pushed, and
+   * the coming tick's rows and removals.
+   */
+  private seriesMaps() {
+    const { latest } = this.deps;
+    const { committed } = this;
+    const { rows, removed } = this.startGathering();
+    return {
+      axis: {
+        latest: latest.axes,
+        committed: committed.axis,
+        rows: rows.axis,
+        removed: removed.axis,
+      },
+      tools: {
+        latest: latest.tools,
+        committed: committed.tools,
+        rows: rows.tools,
+        removed: removed.tools,
+      },
+      toolUsage: {
+        latest: latest.toolUsage,
+        committed: committed.toolUsage,
+        rows: rows.toolUsage,
+        removed: removed.toolUsage,
+      },
+    };
   }
 
   private startGathering(): { rows: Series; removed: Removals } {
@@ -878,32 +877,11 @@ export class LiveHub {
    * `fleet`; the next tick tells subscribers they are gone.
    */
   private forgetDeleted(fleet: Fleet): void {
-    const { latest } = this.deps;
-    const { committed } = this;
-    const { rows, removed } = this.startGathering();
+    const maps = this.seriesMaps();
     const gone = (row: Placed) => !fleet.machines.has(row.machineId);
-    drop(
-      { latest: latest.axes, committed: committed.axis, rows: rows.axis, removed: removed.axis },
-      (row) => !fleet.axes.has(row.axisId),
-    );
-    drop(
-      {
-        latest: latest.tools,
-        committed: committed.tools,
-        rows: rows.tools,
-        removed: removed.tools,
-      },
-      gone,
-    );
-    drop(
-      {
-        latest: latest.toolUsage,
-        committed: committed.toolUsage,
-        rows: rows.toolUsage,
-        removed: removed.toolUsage,
-      },
-      gone,
-    );
+    drop(maps.axis, (row) => !fleet.axes.has(row.axisId));
+    drop(maps.tools, gone);
+    drop(maps.toolUsage, gone);
     this.scheduleTick();
   }
 
@@ -1206,13 +1184,15 @@ function newestCommitted<Row extends { timeMs: number }>(
 function gatherNews<Row extends { timeMs: number }>(
   batch: Row[],
   keyOf: (row: Row) => number,
-  latest: Map<number, Row>,
-  committed: Map<number, Stamped<Row>>,
-  gathering: Map<number, Row>,
+  {
+    latest,
+    committed,
+    rows,
+  }: { latest: Map<number, Row>; committed: Map<number, Stamped<Row>>; rows: Map<number, Row> },
 ): void {
   for (const row of batch) {
     const key = keyOf(row);
-    if (latest.get(key) === row) newer(gathering, committed, key, row);
+    if (latest.get(key) === row) newer(rows, committed, key, row);
   }
 }
 
