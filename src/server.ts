@@ -44,9 +44,9 @@ export async function serve(config: Config): Promise<void> {
     }
   };
   const purge = setInterval(() => void maintenance(), 3_600_000);
-  // Rollups of the last minutes may have missed a crash; recompute them, then maintain.
+  // Rollups may have missed a crash: recompute what it may have kept from them, then maintain.
   const now = services.clock.now().getTime();
-  await services.rollups.rebuild(new Date(now - 15 * 60_000), new Date(now + 60_000));
+  await services.rollups.recover(now);
   // The live feed answers from memory: give it every series' newest value of the last day.
   await services.latest.load(services.db, new Date(now - 86_400_000));
   await maintenance();

@@ -40,7 +40,8 @@ export interface Services {
   applyRetention(): Promise<RetentionResult>;
   /**
    * The hourly upkeep: purges expired tokens, makes the day partitions of today and the next
-   * two days (so ingest does not wait to make them at midnight), then applies retention. Its
+   * two days (so ingest does not wait to make them at midnight), rolls up what the database
+   * marks as waiting (a stopped process's backfill), then applies retention. Its
    * DDL gives up rather than wait long behind readers; the next run tries again. Every step
    * runs; if any failed, it throws them all together after the last.
    */
@@ -149,6 +150,8 @@ export function createServices({
       const days = daysFrom(clock.now(), partitionDaysAhead);
       for (const table of [partitions, secondPartitions, fiveSecondPartitions, tenSecondPartitions])
         await step(() => table.prepare(days));
+      // What the database marks as waiting is rolled up before retention can drop its samples.
+      await step(() => rollups.takeMarked().then(() => rollups.flush()));
       const retained = await step(retain);
       if (failures.length > 0)
         throw new AggregateError(failures, `${failures.length} maintenance step(s) failed`);

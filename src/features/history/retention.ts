@@ -67,6 +67,10 @@ export async function applyRetention(
     ...(await partitions.fiveSeconds.dropBefore(cutoff(policy.fiveSecondDays))),
     ...(await partitions.tenSeconds.dropBefore(cutoff(policy.tenSecondDays))),
   ];
+  // A mark of samples past retention (a process stopped before rolling them up, and nothing
+  // recomputed them since) would recompute from raw days dropped, replacing rollups with nothing.
+  // A minute lies in one day, so no mark kept refers to a day dropped.
+  await db.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]);
   const { rowCount } = await db.query("delete from axis_data_1m where update_timestamp < $1", [
     cutoff(policy.minuteDays),
   ]);

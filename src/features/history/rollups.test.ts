@@ -1,7 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
+import { testDatabaseKind } from "../../../test/helpers/database.ts";
 import { createAxis, createMachine, ingestAxisData } from "../../../test/helpers/factories.ts";
 import { changeChannel } from "../../platform/change-feed.ts";
+import { AxisDataPartitions } from "../axis-data/partitions.ts";
 import { encodeJson } from "./history-encoding.ts";
 import { createHistoryService } from "./history-service.ts";
 import { RollupMaintainer } from "./rollups.ts";
@@ -314,6 +317,176 @@ describe("what the rollups have not caught up with yet", () => {
   });
 });
 
+/** The rollup maintainer of another process, or of this one restarted: it has heard of nothing. */
+const anotherProcess = (onRecomputed?: (axisIds: number[], fromMs: number, toMs: number) => void) =>
+  new RollupMaintainer(
+    t.database.db,
+    new AxisDataPartitions(t.database.db, "axis_data_1s"),
+    [
+      new AxisDataPartitions(t.database.db, "axis_data_5s"),
+      new AxisDataPartitions(t.database.db, "axis_data_10s"),
+    ],
+    undefined,
+    onRecomputed,
+  );
+
+describe("after a crash", () => {
+  const minute = (at: number) => Math.floor(at / 60_000) * 60_000;
+  let axis: number;
+  // Each test's own axis: a sample another test wrote an hour ahead would be its newest.
+  beforeEach(async () => {
+    const machine = (await createMachine(t)).machine_id as number;
+    axis = (await createAxis(t, machine, { axis_name: "X" })).axis_id as number;
+  });
+
+  /** A sample written as a producer's commit writes it, and never heard of by this process. */
+  async function commitBehindItsBack(time: number, actualPosition = 1) {
+    await t.services.partitions.ensure([time]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
+       values ($1, $2, $3, 0, 0, 0, true)`,
+      [axis, new Date(time), actualPosition],
+    );
+  }
+
+  const marked = async () =>
+    (
+      await t.database.db.query<{ minute: Date }>(
+        "select minute from rollup_pending where axis_id = $1 order by minute",
+        [axis],
+      )
+    ).rows.map((row) => row.minute.getTime());
+
+  const minuteRows = async () =>
+    (await stored("axis_data_1m", axis)).map((row) => [row.bucket, row.samples]);
+
+  it("a late sample's minute is marked in its own commit and rolled up after a restart", async () => {
+    const late = minute(Date.now() - 3 * 86_400_000) + 20_250;
+    const ahead = minute(Date.now() + 3_600_000) + 5_000;
+    const live = Date.now() - 1000;
+    await commitBehindItsBack(late);
+    await commitBehindItsBack(late + 30_000);
+    await commitBehindItsBack(ahead);
+    await commitBehindItsBack(live);
+    // A live sample is not marked: the restart's window covers it, without a write per commit.
+    expect(await marked()).toEqual([minute(late), minute(ahead)]);
+    await anotherProcess().recover(Date.now());
+    expect(await minuteRows()).toEqual([
+      [minute(late), 2],
+      [minute(live), 1],
+      [minute(ahead), 1],
+    ]);
+    // Recomputed, the marks are gone.
+    expect(await marked()).toEqual([]);
+  });
+
+  it("a restart long after the crash still finds the live samples before it", async () => {
+    const live = Date.now() - 2000;
+    await commitBehindItsBack(live, 42);
+    expect(await marked()).toEqual([]);
+    // Restarted two hours on: the window before now misses the sample, the one before the
+    // newest sample holds it.
+    await anotherProcess().recover(Date.now() + 2 * 3_600_000);
+    expect(await minuteRows()).toContainEqual([minute(live), expect.any(Number)]);
+    const { rows } = await t.database.db.query<{ max: number }>(
+      "select actual_position_max as max from axis_data_1s where axis_id = $1 and update_timestamp = $2",
+      [axis, new Date(Math.floor(live / 1000) * 1000)],
+    );
+    expect(rows).toEqual([{ max: 42 }]);
+  });
+
+  it("a running process's sweep rolls up what a stopped one marked", async () => {
+    const late = minute(Date.now() - 2 * 86_400_000) + 7_000;
+    await commitBehindItsBack(late);
+    const running = anotherProcess();
+    running.start(60_000, 20);
+    try {
+      const deadline = Date.now() + 10_000;
+      while ((await marked()).length > 0) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      await running.close();
+    }
+    expect(await minuteRows()).toContainEqual([minute(late), 1]);
+  });
+
+  it("a rebuild goes an hour per transaction, and misses nothing at the hours' edges", async () => {
+    const hour = 3_600_000;
+    const start = Math.floor((Date.now() - 2 * 86_400_000) / hour) * hour;
+    const edges = [start + hour - 1, start + hour, start + 2 * hour - 1, start + 2 * hour];
+    for (const time of edges) await commitBehindItsBack(time);
+    await t.database.db.query("delete from rollup_pending where axis_id = $1", [axis]);
+    const recomputed: [number, number][] = [];
+    const rebuilding = anotherProcess((_axes, from, to) => recomputed.push([from, to]));
+    await rebuilding.rebuild(new Date(start + 30 * 60_000), new Date(start + 2 * hour + 60_000));
+    expect(recomputed).toEqual([
+      [start + 30 * 60_000, start + hour],
+      [start + hour, start + 2 * hour],
+      [start + 2 * hour, start + 2 * hour + 60_000],
+    ]);
+    expect(await minuteRows()).toEqual(edges.map((time) => [minute(time), 1]));
+  });
+
+  it("maintenance rolls up what is marked before retention drops anything", async () => {
+    const late = minute(Date.now() - 86_400_000) + 9_000;
+    await commitBehindItsBack(late);
+    await t.services.maintain();
+    expect(await marked()).toEqual([]);
+    expect(await minuteRows()).toContainEqual([minute(late), 1]);
+  });
+});
+
+describe.runIf(testDatabaseKind() === "postgres")("a mark recomputed under a commit", () => {
+  it("waits for the commit that holds it and reads its samples", async () => {
+    const machine = (await createMachine(t)).machine_id as number;
+    const axis = (await createAxis(t, machine, { axis_name: "X" })).axis_id as number;
+    const second = Math.floor((Date.now() - 86_400_000) / 1000) * 1000;
+    await t.services.partitions.ensure([second]);
+    const insert = `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
+                    values ($1, $2, 0, 0, 0, 0, true)`;
+    await t.database.db.query(insert, [axis, new Date(second + 100)]);
+    const url = new URL(t.database.url!);
+    url.searchParams.set("options", `-c search_path=${t.database.schema}`);
+    const producer = new pg.Client({ connectionString: url.toString() });
+    await producer.connect();
+    try {
+      // A producer's commit in flight, holding the mark it extended to its sample.
+      await producer.query("begin");
+      await producer.query(insert, [axis, new Date(second + 200)]);
+      // Meanwhile a process sweeps the mark and recomputes its second.
+      const sweeper = anotherProcess();
+      await sweeper.takeMarked();
+      const recomputing = sweeper.flush();
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        await producer.query("select pg_stat_clear_snapshot()");
+        const { rows } = await producer.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity
+           where pg_backend_pid() = any(pg_blocking_pids(pid)) and query like '%rollup_pending%'`,
+        );
+        if (rows[0]!.n > 0) break;
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await producer.query("commit");
+      await recomputing;
+      const { rows } = await t.database.db.query<{ samples: number }>(
+        "select samples from axis_data_1s where axis_id = $1",
+        [axis],
+      );
+      expect(rows).toEqual([{ samples: 2 }]);
+      expect(
+        (await t.database.db.query("select 1 from rollup_pending where axis_id = $1", [axis])).rows,
+      ).toEqual([]);
+    } finally {
+      await producer.query("rollback").catch(() => {});
+      await producer.end();
+    }
+  });
+});
+
 describe("closing", () => {
   it("rolls up the rows committed while the server closes", async () => {
     const closing = await buildTestApp();
@@ -395,6 +568,22 @@ describe("retention", () => {
     for (const time of kept) expect(left.has(time)).toBe(true);
     for (const time of old) expect(left.has(time)).toBe(false);
     expect((await t.services.applyRetention()).dropped).toEqual([]);
+  });
+
+  it("forgets marks of samples past RETENTION_DAYS, whose rollups a recompute would wipe", async () => {
+    const old = today - 40 * day + 60_000;
+    const kept = today - 20 * day + 60_000;
+    for (const minute of [old, kept])
+      await t.database.db.query(
+        "insert into rollup_pending (axis_id, minute, first_time, last_time) values ($1, $2, $2, $2)",
+        [axisY, new Date(minute)],
+      );
+    await t.services.applyRetention();
+    const { rows } = await t.database.db.query<{ minute: Date }>(
+      "select minute from rollup_pending where axis_id = $1",
+      [axisY],
+    );
+    expect(rows.map((row) => row.minute.getTime())).toEqual([kept]);
   });
 
   it("drops 1 s, 5 s and 10 s rollup days each past its own ROLLUP_*_RETENTION_DAYS", async () => {

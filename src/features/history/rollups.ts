@@ -7,6 +7,17 @@ import { rollupChannel } from "./bucket-cache.ts";
 const measurements = axisMeasurements;
 
 const minuteMs = 60_000;
+const hourMs = 60 * minuteMs;
+
+/** `pg_advisory_xact_lock` key every process's recomputes take turns on. */
+const recomputeLock = 7347111;
+
+/**
+ * How far back of a restart's now, and of the newest sample before it, the rollups are
+ * recomputed: live samples are not marked in the database (migration 0008 marks those more than
+ * five minutes late), so this is what finds the ones a crash kept from being rolled up.
+ */
+const restartWindowMs = 15 * minuteMs;
 
 /** Sample times [from, to], both ends included. */
 interface Span {
@@ -156,11 +167,13 @@ function wholeBuckets(from: number, to: number, resolutionMs: number) {
  * recomputes those seconds' 1 s buckets from the raw samples, and the 5 s, 10 s and 1 min
  * buckets that enclose them from the 1 s ones. Buckets are recomputed
  * (replaced), never incremented, so a retried batch or a late sample can never count twice, and
- * the work stays off the path that acknowledges producers.
+ * the work stays off the path that acknowledges producers. What a crash takes from memory is
+ * found again from marks the database keeps (migration 0008) and by `recover` at start.
  */
 export class RollupMaintainer {
   private dirty: Dirty = new Map();
   private timer: NodeJS.Timeout | undefined;
+  private sweep: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
 
   constructor(
@@ -214,11 +227,69 @@ export class RollupMaintainer {
     return known.length === 0 ? undefined : Math.min(...known);
   }
 
-  start(intervalMs = 1000): void {
+  /**
+   * Every second, recomputes what this process committed; every minute, also what the database
+   * marks as waiting, which only a process that stopped before its recompute leaves there (a
+   * crashed `spindle simulate` beside this server, say).
+   */
+  start(intervalMs = 1000, sweepIntervalMs = 60_000): void {
     this.timer = setInterval(() => {
       void this.flush().catch(this.onError);
     }, intervalMs);
     this.timer.unref();
+    this.sweep = setInterval(() => {
+      void this.takeMarked()
+        .then(() => this.flush())
+        .catch(this.onError);
+    }, sweepIntervalMs);
+    this.sweep.unref();
+  }
+
+  /**
+   * After a restart: recomputes what the database marks as waiting, and every axis over the
+   * last minutes before `nowMs` and before its newest sample at or before it (a server restarted
+   * an hour after a crash finds the live samples of its last second there). Per axis: one
+   * producer's clock ahead of the others must not move the window away from theirs.
+   */
+  async recover(nowMs: number): Promise<void> {
+    await this.takeMarked();
+    const { rows } = await this.db.query<{ axis_id: number; newest: number }>(
+      `select axis.axis_id, extract(epoch from latest.update_timestamp) * 1000 as newest
+       from axis cross join lateral (
+         select update_timestamp from axis_data
+         where axis_data.axis_id = axis.axis_id and update_timestamp <= $1
+         order by update_timestamp desc limit 1
+       ) latest
+       where latest.update_timestamp < $2`,
+      [new Date(nowMs), new Date(nowMs - restartWindowMs)],
+    );
+    const byMinute = new Map<number, number[]>();
+    for (const row of rows) {
+      const minute = Math.floor(Number(row.newest) / minuteMs) * minuteMs;
+      byMinute.set(minute, [...(byMinute.get(minute) ?? []), Number(row.axis_id)]);
+    }
+    await this.recompute(
+      [...byMinute].map(([minute, axisIds]) => ({
+        from: minute - restartWindowMs,
+        to: minute + minuteMs,
+        axisIds,
+      })),
+    );
+    await this.rebuild(new Date(nowMs - restartWindowMs), new Date(nowMs + minuteMs));
+    await this.flush();
+  }
+
+  /** Notes every span the database marks as waiting to be rolled up (migration 0008). */
+  async takeMarked(): Promise<void> {
+    const { rows } = await this.db.query<{ axis_id: number; first: number; last: number }>(
+      `select axis_id, floor(extract(epoch from first_time) * 1000) as first,
+              floor(extract(epoch from last_time) * 1000) as last
+       from rollup_pending`,
+    );
+    for (const row of rows) {
+      this.noteSample(Number(row.axis_id), Number(row.first));
+      this.noteSample(Number(row.axis_id), Number(row.last));
+    }
   }
 
   /** Brings every touched bucket up to date; concurrent calls share one run. */
@@ -252,11 +323,20 @@ export class RollupMaintainer {
       (await this.db.query<{ axis_id: number }>("select axis_id from axis")).rows.map(
         (row) => row.axis_id,
       );
-    await this.recompute([{ from: from.getTime(), to: to.getTime(), axisIds: ids }]);
+    // An hour per transaction: each takes its turn with the live recomputes of every process,
+    // which would otherwise wait for the whole window (minutes for a day).
+    const chunks: Recompute[] = [];
+    for (let start = from.getTime(); start < to.getTime(); ) {
+      const end = Math.min(to.getTime(), Math.floor(start / hourMs) * hourMs + hourMs);
+      chunks.push({ from: start, to: end, axisIds: ids });
+      start = end;
+    }
+    await this.recompute(chunks);
   }
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.sweep) clearInterval(this.sweep);
     await this.flush();
   }
 
@@ -271,6 +351,22 @@ export class RollupMaintainer {
       await this.secondPartitions.ensure(days);
       for (const tier of this.coarserPartitions) await tier.ensure(days);
       await this.db.transaction(async (tx) => {
+        // Processes take turns: two recomputes of one bucket at once would both insert it.
+        await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
+        // The marks this covers go first, so that a commit holding one (migration 0008) is
+        // waited for and its samples read below; one made after is not seen, and stays.
+        await tx.query(
+          `delete from rollup_pending
+           where axis_id = any($1::bigint[]) and minute >= $2 and minute < $3
+             and first_time >= $4 and last_time < $5`,
+          [
+            axisIds,
+            new Date(minutes.from),
+            new Date(minutes.to),
+            new Date(seconds.from),
+            new Date(seconds.to),
+          ],
+        );
         // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
         const replace = async (
           table: string,
