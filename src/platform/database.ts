@@ -2,10 +2,18 @@ import { PGlite } from "@electric-sql/pglite";
 import { Semaphore, withTimeout } from "async-mutex";
 import pg from "pg";
 
-/** What every data-access function needs: run one statement. A transaction is also one. */
 /** to_char format of a timestamptz as ISO 8601 UTC with microseconds (exact, unlike a JS Date). */
 export const isoMicrosFormat = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
+/**
+ * SQL reading a timestamptz `column` as ISO 8601 UTC text, exact: milliseconds always, the
+ * microseconds past them when it has any, the form ingest stores and the live feed sends. A
+ * JS Date (what the drivers give) would cut them off.
+ */
+export const exactIsoSql = (column: string) =>
+  `regexp_replace(to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '000$', '') || 'Z'`;
+
+/** What every data-access function needs: run one statement. A transaction is also one. */
 export interface Queryable {
   query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<QueryResult<Row>>;
 }

@@ -35,6 +35,11 @@ export interface ResourceDefinition {
    */
   filters: Record<string, { sql: (param: string, value: unknown) => string; schema: TSchema }>;
   orderable: string[];
+  /**
+   * Orderable field → SQL expression to order by, where it is not the column read: a time read
+   * as exact text still orders by the timestamp itself, on its index.
+   */
+  orderExpressions?: Record<string, string>;
   defaultOrdering: string[];
   defaultLimit: number;
   /** Counting a huge table exactly would take minutes; past this many rows the total is left out. */
@@ -237,7 +242,8 @@ function orderBy(def: ResourceDefinition, ordering: string | undefined): string 
         ordering: [`Cannot order by "${field}". Choose from: ${def.orderable.join(", ")}.`],
       });
     }
-    return `"${field}" ${term.startsWith("-") ? "desc" : "asc"}`;
+    const expression = def.orderExpressions?.[field] ?? `"${field}"`;
+    return `${expression} ${term.startsWith("-") ? "desc" : "asc"}`;
   });
   // The primary key last makes every page boundary stable.
   return [...sql, `"${def.idField}" asc`].join(", ");

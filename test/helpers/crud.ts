@@ -49,7 +49,7 @@ export const rawJson = (
 });
 
 /** An ISO 8601 UTC timestamp as Spindle answers it. */
-export const isoUtc = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$/;
+export const isoUtc = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}(\d{3})?)?Z$/;
 
 /** Parses a `Link` header into rel → URL. */
 export function links(answer: LightMyRequestResponse): Record<string, string> {

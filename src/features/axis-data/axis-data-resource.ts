@@ -1,5 +1,6 @@
 import { Type } from "@sinclair/typebox";
 import type { Clock } from "../../platform/context.ts";
+import { exactIsoSql } from "../../platform/database.ts";
 import { invalid } from "../../platform/errors.ts";
 import type { ResourceDefinition } from "../../platform/resource.ts";
 import { Id, Measurement, Timestamp } from "../../platform/schema-types.ts";
@@ -52,7 +53,7 @@ export function axisDataResource(rules: AxisDataRules): ResourceDefinition {
       homed: "d.homed",
       acceleration: "d.acceleration",
       velocity: "d.velocity",
-      update_timestamp: "d.update_timestamp",
+      update_timestamp: exactIsoSql("d.update_timestamp"),
     },
     writable: {
       axis: "axis_id",
@@ -78,6 +79,7 @@ export function axisDataResource(rules: AxisDataRules): ResourceDefinition {
     },
     // Ordering by anything but the (axis, time) key would sort the whole series.
     orderable: ["axis", "update_timestamp", "axis_data_id"],
+    orderExpressions: { update_timestamp: "d.update_timestamp" },
     defaultOrdering: ["axis", "update_timestamp"],
     defaultLimit: 100,
     countCap: 100_000,
@@ -130,7 +132,8 @@ export function axisDataResource(rules: AxisDataRules): ResourceDefinition {
         rules.retentionDays,
       );
       if (problem) throw invalid({ update_timestamp: [problem] });
-      input.update_timestamp = time;
+      // The text as given: a Date would cut it to milliseconds, where ingest keeps microseconds.
+      input.update_timestamp = given ?? time;
       await rules.partitions.ensure([time]);
     },
   };

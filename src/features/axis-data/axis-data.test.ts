@@ -195,6 +195,40 @@ describe("axis data CRUD", () => {
     expect((await send(t, "GET", `/data/axises/${first.axis_data_id}/`)).json()).toEqual(first);
   });
 
+  it("keeps a time's microseconds, as ingest does: two samples within one millisecond are two", async () => {
+    const { axis } = await newAxis();
+    const milli = at(-2 * minute).replace("Z", "");
+    const first = await createAxisData(t, axis.axis_id, { update_timestamp: `${milli}100Z` });
+    const second = await createAxisData(t, axis.axis_id, {
+      update_timestamp: `${milli}900+00:00`,
+    });
+    expect([first.update_timestamp, second.update_timestamp]).toEqual([
+      `${milli}100Z`,
+      `${milli}900Z`,
+    ]);
+    // The sample ingest would store at that instant is the same row, not a third.
+    const ingested = await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: t.adminAuth,
+      payload: {
+        axis_data: [
+          {
+            machine_id: axis.machine,
+            axis_name: axis.axis_name,
+            timestamp: `${milli}100Z`,
+            actual_position: 0,
+            target_position: 0,
+            velocity: 0,
+            acceleration: 0,
+            homed: true,
+          },
+        ],
+      },
+    });
+    expect(ingested.json()).toMatchObject({ accepted: 1, duplicates: 1 });
+  });
+
   it("deleting an axis deletes its samples", async () => {
     const { axis } = await newAxis();
     const sample = await createAxisData(t, axis.axis_id, { update_timestamp: at(-minute) });

@@ -1,4 +1,4 @@
-import { isoMicrosFormat, type Queryable } from "../../platform/database.ts";
+import { exactIsoSql, type Queryable } from "../../platform/database.ts";
 import {
   type AxisSampleRow,
   epochMs,
@@ -65,8 +65,7 @@ export async function readStored(db: Queryable, keys: StoredKeys): Promise<Valid
   const only = (ids: number[] | undefined) => (ids === undefined ? null : `{${ids.join(",")}}`);
   const read = (ids: number[] | undefined) => ids === undefined || ids.length > 0;
   /** A row's time as `t`: exact ISO 8601 text, to the microsecond (`epochMs` reads it). */
-  const times = (column: string) =>
-    `to_char(${column} at time zone 'UTC', ${isoMicrosFormat}) as t`;
+  const times = (column: string) => `${exactIsoSql(column)} as t`;
   const axes = read(keys.axes)
     ? await db.query<{
         axis_id: number;

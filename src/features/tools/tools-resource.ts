@@ -1,5 +1,6 @@
 import { Type } from "@sinclair/typebox";
 import type { Database } from "../../platform/database.ts";
+import { exactIsoSql } from "../../platform/database.ts";
 import { invalid } from "../../platform/errors.ts";
 import type { ResourceDefinition } from "../../platform/resource.ts";
 import { Id, Measurement, Timestamp } from "../../platform/schema-types.ts";
@@ -32,7 +33,7 @@ export const toolsResource: ResourceDefinition = {
     machine: "t.machine_id",
     tool_offset: "t.tool_offset",
     feedrate: "t.feedrate",
-    update_timestamp: "t.update_timestamp",
+    update_timestamp: exactIsoSql("t.update_timestamp"),
   },
   writable: {
     machine: "machine_id",
@@ -45,6 +46,7 @@ export const toolsResource: ResourceDefinition = {
     ...timeFilters("t.update_timestamp"),
   },
   orderable: ["tool_id", "machine", "tool_offset", "feedrate", "update_timestamp"],
+  orderExpressions: { update_timestamp: "t.update_timestamp" },
   defaultOrdering: ["tool_id"],
   defaultLimit: 1000,
   cachedUntilChanged: ["tool", "machine"],
@@ -80,7 +82,7 @@ export const toolUsageResource: ResourceDefinition = {
     usage_id: "u.usage_id",
     machine: "u.machine_id",
     tool_in_use: "u.tool_in_use",
-    update_timestamp: "u.update_timestamp",
+    update_timestamp: exactIsoSql("u.update_timestamp"),
   },
   writable: {
     machine: "machine_id",
@@ -103,6 +105,7 @@ export const toolUsageResource: ResourceDefinition = {
     },
   },
   orderable: ["usage_id", "machine", "tool_in_use", "update_timestamp"],
+  orderExpressions: { update_timestamp: "u.update_timestamp" },
   defaultOrdering: ["usage_id"],
   defaultLimit: 1000,
   row: Type.Object({
