@@ -423,6 +423,36 @@ describe("refused batches store nothing", () => {
     ]);
   });
 
+  it("refuses a row that names its axis or its tool's machine two ways that disagree", async () => {
+    const otherMachine = (await createMachine(t)).machine_id;
+    await createAxis(t, otherMachine, { axis_name: "X" });
+    const errors = await problemsOf({
+      axis_data: [
+        sample({ axis: axisIds.X, machine_id: otherMachine }),
+        sample({ axis: axisIds.X, axis_name: "Y" }),
+        sample({ axis: axisIds.X, machine_id: "one", axis_name: 7 }),
+        // Agreeing, they are taken: the batch is refused for the rows above only.
+        sample({ axis: axisIds.X }),
+      ],
+      tool_data: [
+        { tool_id: toolId, tool_offset: 1, feedrate: 1, machine_id: otherMachine },
+        { tool_id: toolId, tool_offset: 1, feedrate: 1, machine: otherMachine },
+        { tool_id: toolId, tool_offset: 1, feedrate: 1, machine_id: machineId },
+      ],
+    });
+    expect(errors.map(({ kind, index, field }) => `${kind}:${index}:${field}`)).toEqual([
+      "axis_data:0:machine_id",
+      "axis_data:1:axis_name",
+      "axis_data:2:machine_id",
+      "axis_data:2:axis_name",
+      "tool_data:0:machine_id",
+      "tool_data:1:machine",
+    ]);
+    expect(errors[0]!.reason).toBe(`Axis ${axisIds.X} is an axis of machine ${machineId}.`);
+    expect(errors[1]!.reason).toBe(`Axis ${axisIds.X} is named "X".`);
+    expect(errors[4]!.reason).toBe(`Tool ${toolId} is a tool of machine ${machineId}.`);
+  });
+
   it.each([
     [[sample()], "Expected an object"],
     [{ axis_data: sample() }, "bad row"],
