@@ -7,7 +7,7 @@ import { parseUpdateInterval } from "./features/simulator/field-spec.ts";
 import { parseAxisList } from "./features/simulator/fleet.ts";
 import { httpTarget } from "./features/simulator/http-target.ts";
 import { databaseTarget, startSimulator } from "./features/simulator/simulator-runner.ts";
-import { DataDirLockedError } from "./platform/data-dir-lock.ts";
+import { DataDirError, DataDirLockedError } from "./platform/data-dir-lock.ts";
 import { DomainError } from "./platform/errors.ts";
 import { openRuntime } from "./runtime.ts";
 import { serve } from "./server.ts";
@@ -356,6 +356,7 @@ try {
     const known =
       error instanceof ConfigError ||
       error instanceof DataDirLockedError ||
+      error instanceof DataDirError ||
       error instanceof DomainError;
     process.stderr.write(`spindle: ${known ? reasonOf(error) : `failed: ${reasonOf(error)}`}\n`);
     process.exitCode = exit.failure;

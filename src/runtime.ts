@@ -38,12 +38,14 @@ export async function openRuntime(config: Config): Promise<Runtime> {
   }
   try {
     const migrated = await migrate(db);
+    let closing: Promise<void> | undefined;
     return {
       services: createServices({ config, db }),
       migrated,
-      async close() {
-        await db.close();
-        await release?.();
+      // Once, however many paths end the process (a failed start, then a signal).
+      close() {
+        closing ??= db.close().then(() => release?.());
+        return closing;
       },
     };
   } catch (error) {

@@ -1,5 +1,5 @@
 import { buildApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import { type Config, ConfigError } from "./config.ts";
 import { ensureConsoleClient } from "./features/console/console-client.ts";
 import {
   databaseTarget,
@@ -75,10 +75,20 @@ export async function serve(config: Config): Promise<void> {
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
+    // The services' listeners (the change feed's connection) hold the process until closed.
+    await app.close();
     await runtime.close();
-    const reason =
-      (error as { code?: string }).code === "EADDRINUSE" ? "address already in use" : String(error);
-    throw new Error(`cannot listen on ${config.host}:${config.port}: ${reason}`);
+    const code = (error as { code?: string }).code;
+    const where = `cannot listen on ${config.host}:${config.port}`;
+    // Name the variable to change where one is to blame.
+    if (code === "EADDRINUSE" || code === "EACCES")
+      throw new ConfigError(
+        "PORT",
+        `${where}: ${code === "EACCES" ? "not permitted" : "address already in use"}`,
+      );
+    if (code === "ENOTFOUND" || code === "EADDRNOTAVAIL" || code === "EAI_AGAIN")
+      throw new ConfigError("HOST", `${where}: no such address here (${code})`);
+    throw new Error(`${where}: ${String(error)}`);
   }
   if (config.simulator) {
     // The built-in machines feed the same ingest pipeline as every other source.

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -75,6 +75,8 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
   });
 
   it("stops on bad configuration with one line naming the variable", async () => {
+    const aFile = join(dataDir, "a-file");
+    await writeFile(aFile, "");
     const cases: [Record<string, string>, RegExp][] = [
       [{ PORT: "eighty" }, /^spindle: PORT: expected a whole number, got "eighty"\n$/],
       [{ PORT: "70000" }, /^spindle: PORT: expected a number from 0 to 65535, got 70000\n$/],
@@ -89,6 +91,15 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
       [{ LOG_LEVEL: "loud" }, /^spindle: LOG_LEVEL: expected one of/],
       [{ SIMULATOR: "maybe" }, /^spindle: SIMULATOR: expected on or off/],
       [{ ADMIN_USERNAME: "boss" }, /^spindle: ADMIN_PASSWORD: required when ADMIN_USERNAME is set/],
+      // Node's own recursive mkdir retried this for ever.
+      [
+        { DATA_DIR: "/proc/spindle-nowhere", DATABASE_URL: "" },
+        /^spindle: DATA_DIR: cannot make \/proc\/spindle-nowhere \(ENOENT\)\n$/,
+      ],
+      [
+        { DATA_DIR: join(aFile, "data"), DATABASE_URL: "" },
+        /^spindle: DATA_DIR: .*spindle-cli-.*\/a-file is not a directory\n$/,
+      ],
     ];
     for (const [extra, message] of cases) {
       const run = await spindle(["migrate"], extra);
@@ -106,6 +117,14 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     expect(first.stdout).toBe(`applied: ${names.join(", ")}\n`);
     const second = await spindle(["migrate"]);
     expect(second.stdout).toBe("up to date\n");
+  });
+
+  it("stops with one line naming HOST when it cannot listen there, and exits", async () => {
+    const unlistenable = await spindle(["serve"], { HOST: "999.1.1.1", PORT: "0" });
+    expect(unlistenable.code).toBe(1);
+    expect(unlistenable.stderr).toMatch(
+      /^spindle: HOST: cannot listen on 999\.1\.1\.1:0: no such address here \((ENOTFOUND|EAI_AGAIN)\)\n$/,
+    );
   });
 
   it("creates users and clients, and explains refusals in one line", async () => {

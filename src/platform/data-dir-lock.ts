@@ -1,6 +1,14 @@
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { join, parse, resolve } from "node:path";
+
+/** DATA_DIR cannot be used: one line naming it and why, never a stack. */
+export class DataDirError extends Error {
+  constructor(reason: string) {
+    super(`DATA_DIR: ${reason}`);
+    this.name = "DataDirError";
+  }
+}
 
 export class DataDirLockedError extends Error {
   constructor(
@@ -37,7 +45,7 @@ function alive(pid: number): boolean {
  * SIGKILL) is taken over at once, so a restart after a crash never has to wait.
  */
 export async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
-  await mkdir(dataDir, { recursive: true });
+  await makeDirectory(dataDir);
   const path = join(dataDir, ".spindle.lock");
   const me: LockOwner = { pid: process.pid, host: hostname() };
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -49,7 +57,8 @@ export async function lockDataDir(dataDir: string): Promise<() => Promise<void>>
         await rm(path, { force: true });
       };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST") throw new DataDirError(`cannot write ${path} (${code ?? error})`);
     }
     const owner = await readOwner(path);
     if (owner && owner.host === me.host && alive(owner.pid) && owner.pid !== me.pid) {
@@ -59,6 +68,29 @@ export async function lockDataDir(dataDir: string): Promise<() => Promise<void>>
     await rm(path, { force: true });
   }
   throw new Error(`could not lock ${dataDir}`);
+}
+
+/**
+ * Makes `dataDir` and any missing parents, one level at a time: Node's recursive mkdir retries
+ * for ever where mkdir answers ENOENT under a parent that exists (`/proc/x`).
+ */
+async function makeDirectory(dataDir: string): Promise<void> {
+  const full = resolve(dataDir);
+  let path = parse(full).root;
+  for (const part of full.slice(path.length).split("/").filter(Boolean)) {
+    path = join(path, part);
+    const code = await mkdir(path).then(
+      () => undefined,
+      (error: NodeJS.ErrnoException) => error.code ?? String(error),
+    );
+    if (code === undefined) continue;
+    if (code !== "EEXIST") throw new DataDirError(`cannot make ${path} (${code})`);
+    const isDirectory = await stat(path).then(
+      (found) => found.isDirectory(),
+      () => false,
+    );
+    if (!isDirectory) throw new DataDirError(`${path} is not a directory`);
+  }
 }
 
 async function readOwner(path: string): Promise<LockOwner | undefined> {
