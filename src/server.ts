@@ -6,6 +6,7 @@ import {
   type RunningSimulator,
   startSimulator,
 } from "./features/simulator/simulator-runner.ts";
+import { DomainError } from "./platform/errors.ts";
 import { redactedUrl } from "./platform/redaction.ts";
 import { openRuntime } from "./runtime.ts";
 
@@ -29,11 +30,6 @@ export async function serve(config: Config): Promise<void> {
   });
   if (runtime.migrated.length > 0)
     app.log.info({ migrations: runtime.migrated }, "database migrated");
-  if (config.adminUsername && config.adminPassword) {
-    const created = await services.users.ensureAdmin(config.adminUsername, config.adminPassword);
-    if (created) app.log.info({ username: config.adminUsername }, "admin user created");
-  }
-  await ensureConsoleClient(services.oauth);
   // A failed run (its DDL gave up waiting behind readers) is tried again at the next one.
   const maintenance = async () => {
     try {
@@ -44,13 +40,30 @@ export async function serve(config: Config): Promise<void> {
     }
   };
   const purge = setInterval(() => void maintenance(), 3_600_000);
-  // Rollups may have missed a crash: recompute what it may have kept from them, then maintain.
-  const now = services.clock.now().getTime();
-  await services.rollups.recover(now);
-  // The live feed answers from memory: give it every series' newest value of the last day.
-  await services.latest.load(services.db, new Date(now - 86_400_000));
-  await maintenance();
   purge.unref();
+  try {
+    if (config.adminUsername && config.adminPassword) {
+      const created = await services.users
+        .ensureAdmin(config.adminUsername, config.adminPassword)
+        .catch((error: unknown) => {
+          throw adminConfigError(error);
+        });
+      if (created) app.log.info({ username: config.adminUsername }, "admin user created");
+    }
+    await ensureConsoleClient(services.oauth);
+    // Rollups may have missed a crash: recompute what it may have kept from them, then maintain.
+    const now = services.clock.now().getTime();
+    await services.rollups.recover(now);
+    // The live feed answers from memory: give it every series' newest value of the last day.
+    await services.latest.load(services.db, new Date(now - 86_400_000));
+    await maintenance();
+  } catch (error) {
+    // The services' listeners (the change feed's connection) hold the process until closed.
+    clearInterval(purge);
+    await app.close();
+    await runtime.close();
+    throw error;
+  }
 
   // Settles with the simulator once it has started (undefined: none), so a shutdown that comes
   // while the fleet is being created waits for it and stops it.
@@ -75,7 +88,7 @@ export async function serve(config: Config): Promise<void> {
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
-    // The services' listeners (the change feed's connection) hold the process until closed.
+    clearInterval(purge);
     await app.close();
     await runtime.close();
     const code = (error as { code?: string }).code;
@@ -116,4 +129,14 @@ export async function serve(config: Config): Promise<void> {
     );
     if (!app.closing) app.log.info({ machines: config.simulatorMachines }, "simulator running");
   }
+}
+
+/** ADMIN_USERNAME's or ADMIN_PASSWORD's account refused: one line naming the variable. */
+function adminConfigError(error: unknown): unknown {
+  if (!(error instanceof DomainError) || !error.fields) return error;
+  const [field, reasons] = Object.entries(error.fields)[0] ?? ["", []];
+  return new ConfigError(
+    field === "password" ? "ADMIN_PASSWORD" : "ADMIN_USERNAME",
+    reasons.join(" ") || error.message,
+  );
 }

@@ -119,7 +119,16 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     expect(second.stdout).toBe("up to date\n");
   });
 
-  it("stops with one line naming HOST when it cannot listen there, and exits", async () => {
+  it("stops serving with one line naming HOST or ADMIN_USERNAME when either is unusable, and exits", async () => {
+    const badAdmin = await spindle(["serve"], {
+      ADMIN_USERNAME: "bad name",
+      ADMIN_PASSWORD: "Granite-Owl-5521",
+      PORT: "0",
+    });
+    expect(badAdmin.code).toBe(1);
+    expect(badAdmin.stderr).toBe(
+      "spindle: ADMIN_USERNAME: Enter a valid username of at most 150 characters: letters, numbers and @/./+/-/_ only.\n",
+    );
     const unlistenable = await spindle(["serve"], { HOST: "999.1.1.1", PORT: "0" });
     expect(unlistenable.code).toBe(1);
     expect(unlistenable.stderr).toMatch(
@@ -147,6 +156,39 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     const weak = await spindle(["createuser", "--username", "weak", "--password", "123"]);
     expect(weak.code).toBe(1);
     expect(weak.stderr).toMatch(/^spindle: password: This password is too short/);
+    // The API's rules, which a CLI account skipped: a name no Admin could then manage, or an
+    // invisible character making a twin of another.
+    for (const username of ["a b;drop", "admin\u200b", "", "x".repeat(151)]) {
+      const refused = await spindle([
+        "createuser",
+        "--username",
+        username,
+        "--password",
+        "Marble-Kite-4410",
+      ]);
+      expect({ username, code: refused.code }).toEqual({ username, code: 1 });
+      expect(refused.stderr).toBe(
+        "spindle: username: Enter a valid username of at most 150 characters: letters, numbers and @/./+/-/_ only.\n",
+      );
+    }
+    const badEmail = await spindle([
+      "createuser",
+      "--username",
+      "mailer",
+      "--password",
+      "Marble-Kite-4410",
+      "--email",
+      "notanemail",
+    ]);
+    expect(badEmail.stderr).toBe("spindle: email: Enter a valid email address.\n");
+    const longPassword = await spindle(
+      ["createuser", "--username", "verbose", "--password", "-"],
+      {},
+      `${"Marble-Kite-4410".repeat(100)}\n`,
+    );
+    expect(longPassword.stderr).toBe(
+      "spindle: password: This password is too long. It must contain at most 1024 characters.\n",
+    );
     const noGroup = await spindle([
       "createuser",
       "--username",

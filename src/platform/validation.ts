@@ -12,9 +12,12 @@ const shared: Options = {
 // path parameters are text by nature, so only they are coerced.
 const bodyAjv = new Ajv({ ...shared, coerceTypes: false });
 const textAjv = new Ajv({ ...shared, coerceTypes: "array" });
+/** What the `email` format takes: one @, a dot after it, no spaces. */
+export const emailPattern = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
 for (const ajv of [bodyAjv, textAjv]) {
   ajv.addFormat("date-time", { type: "string", validate: isDateTime });
-  ajv.addFormat("email", /^[^\s@]+@[^\s@]+\.[^\s@]+$/);
+  ajv.addFormat("email", emailPattern);
 }
 
 /** ISO 8601 with a zone: year, month, day, hour, minute, second, fraction, zone, zone hour, zone minute. */

@@ -45,10 +45,18 @@ const commonPasswords = new Set([
 ]);
 
 /** Django's default password validators, in spirit: reasons a password is refused. */
+export const maxPasswordLength = 1024;
+
 export function passwordProblems(password: string, username: string): string[] {
   const problems: string[] = [];
   if (password.length < 8) {
     problems.push("This password is too short. It must contain at least 8 characters.");
+  }
+  // The API's schema holds this too; the CLI and ADMIN_PASSWORD come here only.
+  if (password.length > maxPasswordLength) {
+    problems.push(
+      `This password is too long. It must contain at most ${maxPasswordLength} characters.`,
+    );
   }
   if (/^\d+$/.test(password)) problems.push("This password is entirely numeric.");
   if (commonPasswords.has(password.toLowerCase())) problems.push("This password is too common.");

@@ -3,9 +3,9 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { rowIdOrNotFound } from "../../platform/resource.ts";
 import type { RegistrationThrottle } from "./registration-throttle.ts";
-import type { User, UsersService } from "./users-service.ts";
+import { type User, type UsersService, usernamePattern } from "./users-service.ts";
 
-const Username = Type.String({ minLength: 1, maxLength: 150, pattern: "^[\\w.@+-]+$" });
+const Username = Type.String({ minLength: 1, maxLength: 150, pattern: usernamePattern });
 const GroupName = Type.String({ minLength: 1, maxLength: 150 });
 const Email = Type.Union([Type.Literal(""), Type.String({ format: "email", maxLength: 254 })]);
 const Name = Type.String({ maxLength: 150 });

@@ -7,6 +7,7 @@ import {
   pgErrorCode,
   pgErrorCodes,
 } from "../../platform/errors.ts";
+import { emailPattern } from "../../platform/validation.ts";
 import { hashPassword, passwordProblems } from "../auth/passwords.ts";
 
 export interface NewUser {
@@ -42,6 +43,15 @@ export interface Group {
   permissions: string[];
 }
 
+/**
+ * Django's rule for a username, in ASCII only: letters that look alike in other scripts (or an
+ * invisible one) would let an account pass for another in every list.
+ */
+export const usernamePattern = "^[\\w.@+-]{1,150}$";
+const validUsername = new RegExp(usernamePattern);
+const usernameRule =
+  "Enter a valid username of at most 150 characters: letters, numbers and @/./+/-/_ only.";
+
 const userSelect = `
   select u.id, u.username, u.email, u.first_name, u.last_name, u.is_active, u.date_joined,
          u.last_login,
@@ -54,6 +64,10 @@ export type UsersService = ReturnType<typeof createUsersService>;
 export function createUsersService({ db, changes }: { db: Database; changes: ChangeFeed }) {
   /** Creates a user, optionally in groups; self-registration passes no groups (no access). */
   async function createUser(input: NewUser, groups: string[] = []): Promise<User> {
+    // The API's schemas check these first; the CLI and ADMIN_USERNAME reach only this.
+    if (!validUsername.test(input.username)) throw invalid({ username: [usernameRule] });
+    if (input.email && !emailPattern.test(input.email))
+      throw invalid({ email: ["Enter a valid email address."] });
     const problems = passwordProblems(input.password, input.username);
     if (problems.length > 0) throw invalid({ password: problems });
     const passwordHash = await hashPassword(input.password);
