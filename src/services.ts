@@ -2,6 +2,7 @@ import type { Config } from "./config.ts";
 import { LoginThrottle } from "./features/auth/login-throttle.ts";
 import { createOAuthService } from "./features/auth/oauth-service.ts";
 import { AxisDataPartitions, daysFrom } from "./features/axis-data/partitions.ts";
+import { consoleClient } from "./features/console/console-client.ts";
 import { BucketCache } from "./features/history/bucket-cache.ts";
 import {
   applyRetention,
@@ -96,7 +97,14 @@ export function createServices({
   const fiveSecondPartitions = new AxisDataPartitions(db, "axis_data_5s");
   const tenSecondPartitions = new AxisDataPartitions(db, "axis_data_10s");
   const bucketCache = new BucketCache();
-  const oauth = createOAuthService({ db, clock, config, loginThrottle, changes });
+  const oauth = createOAuthService({
+    db,
+    clock,
+    config,
+    loginThrottle,
+    changes,
+    reservedClientIds: [consoleClient.clientId],
+  });
   const pipeline = new IngestPipeline({
     db,
     clock,

@@ -226,6 +226,31 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     );
     const badScope = await spindle(["createclient", "--client-id", "x", "--scope", "root"]);
     expect(badScope.stderr).toBe("spindle: scope: Unknown scope: root.\n");
+    // Clients no one could use, or send as typed, or one the server keeps for itself.
+    for (const [args, reason] of [
+      [["--grant", ""], "grant_types: At least one grant type, each once."],
+      [["--grant", "password,password"], "grant_types: At least one grant type, each once."],
+      [["--scope", ""], "scope: At least one scope, each once."],
+      [["--client-secret", "x"], "client_secret: 16 to 256 characters."],
+    ] as const) {
+      const refused = await spindle(["createclient", "--client-id", "y", ...args]);
+      expect({ args, code: refused.code }).toEqual({ args, code: 1 });
+      expect(refused.stderr).toBe(`spindle: ${reason}\n`);
+    }
+    const unsendable = await spindle(["createclient", "--client-id", "a:b c/../"]);
+    expect(unsendable.stderr).toBe(
+      "spindle: client_id: 1 to 100 letters, digits or . _ ~ - only.\n",
+    );
+    const console = await spindle([
+      "createclient",
+      "--client-id",
+      "spindle-console",
+      "--client-secret",
+      "abcdefghijklmnopqrstu",
+    ]);
+    expect(console.stderr).toBe(
+      "spindle: client_id: Reserved: the server registers this client itself.\n",
+    );
   });
 });
 

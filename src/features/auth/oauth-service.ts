@@ -49,6 +49,11 @@ export interface OAuthDeps {
   config: Pick<Config, "accessTokenLifetime" | "refreshTokenLifetime">;
   loginThrottle: LoginThrottle;
   changes: ChangeFeed;
+  /**
+   * Client ids only the server registers (the console's): one made first by hand, with a secret
+   * say, would be kept and break what the server expects of it.
+   */
+  reservedClientIds?: readonly string[];
 }
 
 /** Tables whose change can end a token or alter what it permits (ChangeFeed table names). */
@@ -75,7 +80,14 @@ interface StoredToken {
 
 export type OAuthService = ReturnType<typeof createOAuthService>;
 
-export function createOAuthService({ db, clock, config, loginThrottle, changes }: OAuthDeps) {
+export function createOAuthService({
+  db,
+  clock,
+  config,
+  loginThrottle,
+  changes,
+  reservedClientIds = [],
+}: OAuthDeps) {
   // Resolving a token costs a query; requests repeat the same few tokens. Any change to tokens,
   // users or permissions, here or in another process, empties the cache (see ChangeFeed).
   const principals = new Map<string, Principal>();
@@ -398,17 +410,21 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
     };
   }
 
+  /** `reserved`: the server registering a client of its own (`reservedClientIds`). */
   async function createClient(
     input: NewClient,
+    { reserved = false } = {},
   ): Promise<{ client: OAuthClient; secret: string | null }> {
+    if (!reserved && reservedClientIds.includes(input.clientId))
+      throw new DomainError("validation", "Invalid input.", {
+        client_id: ["Reserved: the server registers this client itself."],
+      });
     const secret = input.public ? null : (input.secret ?? newClientSecret());
     const scopes = input.scopes ?? ["read", "write", "groups"];
-    const unknown = scopes.filter((scope) => !(knownScopes as readonly string[]).includes(scope));
-    if (unknown.length > 0) {
-      throw new DomainError("validation", "Invalid input.", {
-        scope: [`Unknown scope: ${unknown.join(" ")}.`],
-      });
-    }
+    const grants = input.grantTypes ?? ["password", "refresh_token"];
+    const problems = clientProblems(input, grants, scopes);
+    if (Object.keys(problems).length > 0)
+      throw new DomainError("validation", "Invalid input.", problems);
     try {
       const { rows } = await db.query<ClientRow>(
         `insert into oauth_client (client_id, secret_hash, name, grant_types, scopes)
@@ -418,7 +434,7 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
           input.clientId,
           secret === null ? null : await hashPassword(secret),
           input.name ?? "",
-          input.grantTypes ?? ["password", "refresh_token"],
+          grants,
           scopes,
         ],
       );
@@ -467,6 +483,38 @@ export function createOAuthService({ db, clock, config, loginThrottle, changes }
     deleteClient,
     purgeExpiredTokens,
   };
+}
+
+/**
+ * What makes a client unusable or unsendable, by field. The API's schema checks the same first;
+ * the CLI reaches only this.
+ */
+function clientProblems(
+  input: NewClient,
+  grants: readonly string[],
+  scopes: readonly string[],
+): Record<string, string[]> {
+  const problems: Record<string, string[]> = {};
+  // No ':' (HTTP Basic splits there), no space or '/': what a client can send as typed.
+  if (!/^[A-Za-z0-9._~-]{1,100}$/.test(input.clientId))
+    problems.client_id = ["1 to 100 letters, digits or . _ ~ - only."];
+  if (input.secret !== undefined && (input.secret.length < 16 || input.secret.length > 256))
+    problems.client_secret = ["16 to 256 characters."];
+  if ((input.name ?? "").length > 255) problems.name = ["At most 255 characters."];
+  const unknownGrants = grants.filter(
+    (grant) => !(grantTypes as readonly string[]).includes(grant),
+  );
+  if (unknownGrants.length > 0)
+    problems.grant_types = [`Unknown grant type: ${unknownGrants.join(" ")}.`];
+  else if (grants.length === 0 || new Set(grants).size < grants.length)
+    problems.grant_types = ["At least one grant type, each once."];
+  else if (input.public && grants.includes("client_credentials"))
+    problems.grant_types = ["A public client cannot use client_credentials: it has no secret."];
+  const unknown = scopes.filter((scope) => !(knownScopes as readonly string[]).includes(scope));
+  if (unknown.length > 0) problems.scope = [`Unknown scope: ${unknown.join(" ")}.`];
+  else if (scopes.length === 0 || new Set(scopes).size < scopes.length)
+    problems.scope = ["At least one scope, each once."];
+  return problems;
 }
 
 export interface NewClient {

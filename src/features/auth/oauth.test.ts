@@ -424,11 +424,20 @@ describe("client_credentials grant", () => {
       "pw-only-secret-1234567890",
     ]);
     expect(denied.json().error).toBe("unauthorized_client");
-    await t.services.oauth.createClient({
+    const publicWithCredentials = {
       clientId: "browser",
       public: true,
-      grantTypes: ["password", "client_credentials"],
+      grantTypes: ["password" as const, "client_credentials" as const],
+    };
+    await expect(t.services.oauth.createClient(publicWithCredentials)).rejects.toMatchObject({
+      fields: { grant_types: [expect.stringContaining("public client")] },
     });
+    // One stored all the same (by SQL, or before the rule): the token endpoint refuses it too.
+    await t.database.db.query(
+      `insert into oauth_client (client_id, secret_hash, name, grant_types, scopes)
+       values ('browser', null, '', $1, $2)`,
+      [publicWithCredentials.grantTypes, ["read"]],
+    );
     const publicClient = await t.inject({
       method: "POST",
       url: "/o/token/",
@@ -625,6 +634,25 @@ describe("OAuth2 client administration", () => {
       (await t.inject({ method: "DELETE", url: "/o/clients/adapter-7/", headers: admin }))
         .statusCode,
     ).toBe(404);
+  });
+
+  it("refuses the console's id, which the server registers, and a client with no scope", async () => {
+    const admin = { authorization: (await t.userAuth(["Admin"])).authorization };
+    const register = (payload: object) =>
+      t.inject({ method: "POST", url: "/o/clients/", headers: admin, payload });
+    const reserved = await register({
+      client_id: "spindle-console",
+      client_secret: "s".repeat(20),
+    });
+    expect(reserved.statusCode).toBe(400);
+    expect(reserved.json()).toEqual({
+      client_id: ["Reserved: the server registers this client itself."],
+    });
+    const scopeless = await register({ client_id: "mute", scopes: [] });
+    expect(scopeless.statusCode).toBe(400);
+    expect(scopeless.json()).toEqual({ scope: ["At least one scope, each once."] });
+    const listed = await t.inject({ method: "GET", url: "/o/clients/", headers: admin });
+    expect(JSON.stringify(listed.json())).not.toContain('"mute"');
   });
 
   it("is Admin only", async () => {

@@ -16,11 +16,14 @@ export const consoleClient = {
 export async function ensureConsoleClient(oauth: OAuthService): Promise<boolean> {
   if (await oauth.findClient(consoleClient.clientId)) return false;
   try {
-    await oauth.createClient({
-      ...consoleClient,
-      grantTypes: [...consoleClient.grantTypes],
-      scopes: [...consoleClient.scopes],
-    });
+    await oauth.createClient(
+      {
+        ...consoleClient,
+        grantTypes: [...consoleClient.grantTypes],
+        scopes: [...consoleClient.scopes],
+      },
+      { reserved: true },
+    );
     return true;
   } catch (error) {
     // Another process sharing the database registered it first.
