@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { can } from "../../platform/context.ts";
 import { OAuthError } from "../../platform/errors.ts";
 import { actorOf } from "./authenticate.ts";
 import {
@@ -206,13 +207,22 @@ export async function oauthRoutes(app: FastifyInstance, { oauth }: { oauth: OAut
       const body = (request.body ?? {}) as Record<string, string | undefined>;
       // RFC 7662 §2.1: the caller must be authorized, lest anyone probe tokens.
       const bearer = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? "")?.[1];
-      if (bearer) await oauth.authenticateAccessToken(bearer);
-      else {
+      const holder = bearer ? await oauth.authenticateAccessToken(bearer) : undefined;
+      if (!holder) {
         const credentials = clientCredentials(request, body);
         if (!credentials) throw new OAuthError("invalid_client", "Client authentication failed.");
         await oauth.authenticateClient(credentials);
       }
-      return oauth.introspect(body.token);
+      const answer = await oauth.introspect(body.token);
+      // A client (a resource server) may look at any token; a token's holder at its own person's
+      // (or, without a person, its own client's), unless an Admin: else whose a token is, and
+      // what it may do, would be anyone's to learn.
+      if (!holder || !answer.active || can(holder, "oauthclient.view")) return answer;
+      const own =
+        holder.userId === null
+          ? answer.sub === undefined && answer.client_id === holder.clientId
+          : answer.sub === String(holder.userId);
+      return own ? answer : { active: false as const };
     },
   );
 

@@ -547,6 +547,25 @@ describe("POST /o/introspect/", () => {
       payload: { token: access_token },
     });
     expect(byBearer.json().active).toBe(true);
+    // Another person's token: inactive to a token holder, as if unknown; an Admin sees it.
+    const other = await newUser();
+    const { refresh_token } = (
+      await t.token({ grant_type: "password", username: other, password: testPassword })
+    ).json();
+    const probed = await t.inject({
+      method: "POST",
+      url: "/o/introspect/",
+      headers: bearer(access_token),
+      payload: { token: refresh_token },
+    });
+    expect(probed.json()).toEqual({ active: false });
+    const byAdmin = await t.inject({
+      method: "POST",
+      url: "/o/introspect/",
+      headers: { authorization: (await t.userAuth(["Admin"])).authorization },
+      payload: { token: refresh_token },
+    });
+    expect(byAdmin.json()).toMatchObject({ active: true, username: other });
   });
 
   it("refuses callers that are neither a client nor a token holder", async () => {
