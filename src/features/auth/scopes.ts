@@ -4,8 +4,15 @@ export type Scope = (typeof knownScopes)[number];
 
 export const machineDataResources = ["machine", "tool", "axis", "axisdata", "toolusage"];
 
-/** What a machine adapter's `ingest` scope lets it write. */
-export const ingestPermissions = ["axisdata.add", "tool.add", "tool.change", "toolusage.add"];
+/**
+ * Reporting a tool's offset and feedrate through ingest: what `tool.change` allows there, without
+ * what it allows through `/data/tools/` (moving a tool to another machine). Granted by the
+ * `ingest` scope only; no group holds it.
+ */
+export const toolReport = "tool.report";
+
+/** What a machine adapter's `ingest` scope lets it write: samples, tool reports, tool usage. */
+export const ingestPermissions = ["axisdata.add", toolReport, "toolusage.add"];
 
 export function parseScope(scope: string): string[] {
   return [...new Set(scope.split(" ").filter(Boolean))];
@@ -34,6 +41,8 @@ export function effectivePermissions(
       (action !== "view" && has("write")) ||
       (has("ingest") && ingestPermissions.includes(permission));
     if (allowed) granted.add(permission);
+    // A user who may change tools may report them through ingest with an `ingest` token.
+    if (has("ingest") && permission === "tool.change") granted.add(toolReport);
   }
   return granted;
 }

@@ -3,6 +3,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { DomainError, forbidden } from "../../platform/errors.ts";
 import { actorOf } from "../auth/authenticate.ts";
+import { toolReport } from "../auth/scopes.ts";
 import { type RawBatch, type RowKind, rowKinds } from "./ingest-batch.ts";
 import { type IngestPipeline, IngestRefused, IngestUnavailable } from "./ingest-pipeline.ts";
 
@@ -19,12 +20,13 @@ const unknownKindsDetail = (keys: string[]) =>
  * What each kind of row does, as the CRUD endpoints name it: a sample is added, a tool's offset
  * and feedrate changed, a tool-usage report added. Ingest asks for the same permission, so it
  * is not a way around the matrix (a Supervisor may send samples but not change a tool's offset).
- * An adapter's `ingest` scope holds all three.
+ * Any one of a kind's permissions will do: an `ingest` token reports tools with `tool.report`,
+ * which allows nothing through `/data/tools/`.
  */
-const kindPermissions: Record<RowKind, string> = {
-  axis_data: "axisdata.add",
-  tool_data: "tool.change",
-  tool_usage: "toolusage.add",
+const kindPermissions: Record<RowKind, string[]> = {
+  axis_data: ["axisdata.add"],
+  tool_data: ["tool.change", toolReport],
+  tool_usage: ["toolusage.add"],
 };
 
 /** A kind the batch sends rows of: present and not an empty list. */
@@ -177,8 +179,8 @@ export async function ingestRoutes(
       const unknown = unknownKinds(body);
       if (unknown.length > 0) return reply.code(400).send({ detail: unknownKindsDetail(unknown) });
       const { permissions } = actorOf(request);
-      if (rowKinds.some((kind) => sends(body, kind) && !permissions.has(kindPermissions[kind])))
-        throw forbidden();
+      const allowed = (kind: RowKind) => kindPermissions[kind].some((p) => permissions.has(p));
+      if (rowKinds.some((kind) => sends(body, kind) && !allowed(kind))) throw forbidden();
       try {
         return reply.code(202).send(await ingest.ingest(body as RawBatch));
       } catch (error) {

@@ -503,10 +503,28 @@ describe("who may ingest", () => {
     const client = await t.token({ grant_type: "client_credentials", scope: "ingest" });
     const adapter = { authorization: `Bearer ${client.json().access_token}` };
     expect((await ingest({ axis_data: [sample()] }, adapter)).statusCode).toBe(202);
-    // The adapter's token cannot read anything.
+    expect(
+      (
+        await ingest(
+          { tool_data: [{ tool_id: toolId, tool_offset: 3, feedrate: 4, timestamp: at() }] },
+          adapter,
+        )
+      ).statusCode,
+    ).toBe(202);
+    // The adapter's token cannot read anything, nor make or move a tool through CRUD.
     expect(
       (await t.inject({ method: "GET", url: "/data/machines/", headers: adapter })).statusCode,
     ).toBe(403);
+    const tool = { machine: machineId, tool_offset: 1, feedrate: 1 };
+    for (const [method, url] of [
+      ["POST", "/data/tools/"],
+      ["PUT", `/data/tools/${toolId}/`],
+      ["PATCH", `/data/tools/${toolId}/`],
+    ] as const)
+      expect(
+        (await t.inject({ method, url, headers: adapter, payload: tool })).statusCode,
+        `${method} ${url}`,
+      ).toBe(403);
     for (const group of ["Manager", "Supervisor"]) {
       const { authorization } = await t.userAuth([group]);
       expect((await ingest({ axis_data: [sample()] }, { authorization })).statusCode).toBe(202);
