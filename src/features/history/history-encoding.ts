@@ -36,8 +36,14 @@ const seriesValues = (series: HistorySeries): Record<string, unknown> => ({
   axis_name: series.axisName,
 });
 
-/** `t` carries microseconds for exact paging; answers show milliseconds, as the CRUD API does. */
-const millis = (t: unknown) => `${String(t).slice(0, 23)}Z`;
+/**
+ * `t` carries six digits past the second, for exact paging; answers show milliseconds, and the
+ * microseconds when there are any, as ingest stores times and the CRUD API and live feed show them.
+ */
+const millis = (t: unknown) => {
+  const text = String(t);
+  return text.slice(23, 26) === "000" ? `${text.slice(0, 23)}Z` : text;
+};
 
 /** A series column (an id or a name) as JSON. */
 const jsonValue = (value: unknown): string => JSON.stringify(value) ?? "null";

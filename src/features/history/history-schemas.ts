@@ -1,6 +1,7 @@
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { invalid } from "../../platform/errors.ts";
 import { Timestamp } from "../../platform/schema-types.ts";
+import { isoTimeParts } from "../../platform/validation.ts";
 import { axisSampleFields } from "../axis-data/axis-sample-fields.ts";
 
 /** The measured fields of an axis sample, in the seed's order. */
@@ -28,6 +29,9 @@ export interface HistoryInput {
   minutes?: number | undefined;
   from?: Date | undefined;
   to?: Date | undefined;
+  /** The digits of `from` and `to` past their milliseconds, as given (`"400"` for 400 µs). */
+  fromMicros?: string | undefined;
+  toMicros?: string | undefined;
   fields?: string[] | undefined;
   maxPoints?: number | undefined;
 }
@@ -172,6 +176,8 @@ export function parseHistoryParams(params: HistoryParams): {
       minutes: params.minutes,
       from: params.from === undefined ? undefined : new Date(params.from),
       to: params.to === undefined ? undefined : new Date(params.to),
+      fromMicros: params.from === undefined ? undefined : microsOf(params.from),
+      toMicros: params.to === undefined ? undefined : microsOf(params.to),
       fields,
       maxPoints: params.max_points,
     },
@@ -234,3 +240,8 @@ export const HistoryAnswer = Type.Union([Type.Array(HistorySample), Type.Array(H
   description:
     "Ordered by axis, then time. Raw samples without max_points; time buckets with it (empty buckets are left out). format=csv gives the same columns as text/csv.",
 });
+
+/** The digits of a valid ISO 8601 time past its milliseconds: a Date keeps none of them. */
+function microsOf(time: string): string {
+  return (isoTimeParts(time)?.[7] ?? "").slice(3, 6);
+}

@@ -1,6 +1,7 @@
 import type { Clock } from "../../platform/context.ts";
 import { type Database, isoMicrosFormat, limited } from "../../platform/database.ts";
 import { DomainError, invalid } from "../../platform/errors.ts";
+import { withMicros } from "../ingest/ingest-batch.ts";
 import type { BucketCache } from "./bucket-cache.ts";
 import {
   emptyFields,
@@ -101,6 +102,49 @@ export function tierHorizons(policy: RetentionPolicy, nowMs: number): TierHorizo
   return horizons;
 }
 
+/**
+ * A window [from, to) to the microsecond. `from` and `to` are its whole milliseconds, what grids
+ * and slices work in; a bound computed in them is written for SQL by `startText` (a range's
+ * start: the window's own start exactly) or `endText` (a range's end: the window's end exactly).
+ */
+class Window {
+  readonly from: Date;
+  readonly to: Date;
+  constructor(
+    readonly fromExact: number,
+    readonly toExact: number,
+  ) {
+    this.from = new Date(Math.floor(fromExact));
+    this.to = new Date(Math.floor(toExact));
+  }
+
+  /** A range's start, at or after the window's. */
+  start(ms: number): number {
+    return ms === this.from.getTime() ? this.fromExact : ms;
+  }
+
+  /** A range's end, at or before the window's. */
+  end(ms: number): number {
+    return ms === this.to.getTime() ? this.toExact : ms;
+  }
+
+  startText(ms: number): string {
+    return isoText(this.start(ms));
+  }
+
+  endText(ms: number): string {
+    return isoText(this.end(ms));
+  }
+}
+
+/** ISO 8601 UTC of milliseconds with microseconds as a fraction, as ingest writes times. */
+function isoText(exact: number): string {
+  const whole = Math.floor(exact);
+  const micros = Math.round((exact - whole) * 1000);
+  const iso = new Date(whole).toISOString();
+  return micros === 0 ? iso : iso.replace("Z", `${String(micros).padStart(3, "0")}Z`);
+}
+
 export interface BucketGrid {
   /** The rollup table read for whole rollup rows inside the window, if any. */
   rollup: RollupTier | undefined;
@@ -172,7 +216,8 @@ function rollupGrid(
       // max_points 1, about half of windows up to 400 days on the minute tier), and for one
       // point across 1970-01-01, a multiple of every width, there is none at all. A grid that
       // starts on the tier's own grid always fits, and still puts every rollup row in one
-      // bucket; only its buckets do not slide with the window, so they are not cached.
+      // bucket; only its buckets do not slide with the window: cached under it, they are
+      // seldom asked for again.
       const originMs = Math.max(firstInstant, Math.floor(fromMs / step) * step);
       return { rollup, widthMs: steps((toMs - originMs) / maxPoints), originMs };
     }
@@ -269,34 +314,35 @@ export function createHistoryService({
       : { db: database, patient: database };
   const retention = config && retentionPolicy(config);
   /** The window asked for: `from`/`to`, or `minutes` ending at `to` (or now), or from `from`. */
-  function resolveWindow(input: HistoryInput): { from: Date; to: Date } {
-    const { minutes, from, to } = input;
-    if (minutes !== undefined && from && to) {
+  function resolveWindow(input: HistoryInput): Window {
+    const { minutes } = input;
+    // Exact: milliseconds with the microseconds given as a fraction (a Date has none).
+    const from = input.from && withMicros(input.from.getTime(), `000${input.fromMicros ?? ""}`);
+    const to = input.to && withMicros(input.to.getTime(), `000${input.toMicros ?? ""}`);
+    if (minutes !== undefined && from !== undefined && to !== undefined) {
       throw invalid({ minutes: ["Give minutes, or from and to, not all three."] });
     }
     const length = (minutes ?? historyLimits.defaultMinutes) * 60_000;
-    let range: { from: Date; to: Date };
-    if (from && to) range = { from, to };
-    else if (from && minutes !== undefined) range = { from, to: new Date(from.getTime() + length) };
-    else if (from) range = { from, to: clock.now() };
+    let range: { from: number; to: number };
+    if (from !== undefined && to !== undefined) range = { from, to };
+    else if (from !== undefined && minutes !== undefined) range = { from, to: from + length };
+    else if (from !== undefined) range = { from, to: clock.now().getTime() };
     else {
-      const end = to ?? clock.now();
-      range = { from: new Date(end.getTime() - length), to: end };
+      const end = to ?? clock.now().getTime();
+      range = { from: end - length, to: end };
     }
-    if (range.from.getTime() >= range.to.getTime()) {
-      throw invalid({ to: ["Must be after from."] });
-    }
-    if (range.to.getTime() - range.from.getTime() > historyLimits.maxWindowDays * dayMs) {
+    if (range.from >= range.to) throw invalid({ to: ["Must be after from."] });
+    if (range.to - range.from > historyLimits.maxWindowDays * dayMs) {
       throw invalid({
         from: [`The window may span at most ${historyLimits.maxWindowDays} days.`],
       });
     }
     // A window reaching before year 1 or past 9999 has no ISO 8601 form PostgreSQL reads; it
     // would fail after the answer had begun.
-    if (range.from.getTime() < firstInstant || range.to.getTime() > lastInstant) {
+    if (range.from < firstInstant || range.to > lastInstant) {
       throw invalid({ from: ["The window must lie between the years 1 and 9999."] });
     }
-    return range;
+    return new Window(range.from, range.to);
   }
 
   async function findSeries(input: HistoryInput): Promise<HistorySeries[]> {
@@ -343,7 +389,8 @@ export function createHistoryService({
         max_points: [`Ensure this value is between 1 and ${historyLimits.maxPoints}.`],
       });
     }
-    const { from, to } = resolveWindow(input);
+    const window = resolveWindow(input);
+    const { from, to } = window;
     const requested = new Set(input.fields ?? historyFields);
     const fields = historyFields.filter((field) => requested.has(field));
     const series = await findSeries(input);
@@ -356,8 +403,8 @@ export function createHistoryService({
     const rawSince = horizons?.axis_data ?? Number.NEGATIVE_INFINITY;
     const pages =
       grid === undefined
-        ? () => rawPages(series, fields, from, to)
-        : () => bucketPages(series, fields, from, to, grid, rawSince, format);
+        ? () => rawPages(series, fields, window)
+        : () => bucketPages(series, fields, window, grid, rawSince, format);
     return { from, to, fields, bucketMs, series, pages };
   }
 
@@ -378,8 +425,7 @@ export function createHistoryService({
   async function* rawPages(
     series: HistorySeries[],
     fields: HistoryField[],
-    from: Date,
-    to: Date,
+    window: Window,
   ): AsyncGenerator<HistoryPage> {
     const columns = ["axis_data_id", ...fields.map((field) => `${field}::text as ${field}`)].join(
       ", ",
@@ -391,16 +437,16 @@ export function createHistoryService({
          and update_timestamp < (select $3::timestamptz)
        order by update_timestamp
        limit ${pageSize}`;
-    const toMs = to.getTime();
+    const toMs = window.to.getTime();
     /** The page from `cursor` (after it, or at it) to at most `sliceMs` later. */
     const fetchPage = (axisId: number, cursor: string, after: boolean, sliceMs: number) => {
       const startMs = Date.parse(cursor);
       const endMs = Math.min(startMs + sliceMs, toMs);
-      const params = [axisId, cursor, new Date(endMs).toISOString()];
+      const params = [axisId, cursor, window.endText(endMs)];
       return { rows: settled(patient.query(select(after), params)), startMs, endMs, sliceMs };
     };
     for (const one of series) {
-      let page = fetchPage(one.axisId, from.toISOString(), false, initialSliceMs);
+      let page = fetchPage(one.axisId, isoText(window.fromExact), false, initialSliceMs);
       for (;;) {
         const { rows } = await page.rows;
         const last = rows.at(-1);
@@ -435,13 +481,13 @@ export function createHistoryService({
   async function* bucketPages(
     series: HistorySeries[],
     fields: HistoryField[],
-    from: Date,
-    to: Date,
+    window: Window,
     grid: BucketGrid,
     /** Raw samples older than this are past their retention. */
     rawSince: number,
     format: HistoryFormat,
   ): AsyncGenerator<HistoryPage> {
+    const { from, to } = window;
     const aggregates = bucketAggregates(fields);
     const rawSamples = `select ${sampleColumns(fields, "raw")} from axis_data where axis_id = any($1::bigint[])`;
     // Whole rollup rows for the interior [$6, $7); raw samples for the edges and for whatever the
@@ -505,16 +551,15 @@ export function createHistoryService({
         // The planner cannot know how few buckets there are; with the default work_mem
         // it sorts the samples to group them instead of hashing them.
         await tx.query("set local work_mem = '32MB'");
-        const { interiorFrom, interiorTo } = interior(start, end, pendingOf(group));
+        // A start a few microseconds into a rollup row leaves that row to raw samples.
+        const { interiorFrom, interiorTo } = interior(window.start(start), end, pendingOf(group));
         const { rows } = await tx.query(sql, [
           group.map((one) => one.axisId),
-          new Date(start).toISOString(),
-          new Date(end).toISOString(),
+          window.startText(start),
+          window.endText(end),
           `${bucketMs} milliseconds`,
           new Date(grid.originMs).toISOString(),
-          ...(grid.rollup
-            ? [new Date(interiorFrom).toISOString(), new Date(interiorTo).toISOString()]
-            : []),
+          ...(grid.rollup ? [isoText(interiorFrom), isoText(interiorTo)] : []),
         ]);
         const bySeries = new Map(group.map((one) => [one.axisId, [] as typeof rows]));
         for (const row of rows) bySeries.get(Number(row.axis_id))!.push(row);

@@ -898,6 +898,40 @@ describe("streaming", () => {
     expect(pages).toBe(4);
   });
 
+  it("keeps the microseconds of from and to, raw and downsampled", async () => {
+    const { machine, axes } = await machineWithAxes(["X"]);
+    const axis = axes.X!.axis_id;
+    const start = freshDay() + 10 * minute;
+    const at = (ms: number, micros: string) => iso(start + ms).replace("Z", `${micros}Z`);
+    const times = [at(0, "200"), at(0, "600"), at(30 * second, ""), at(minute, "300")];
+    await t.services.partitions.ensure([start]);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
+                              acceleration, velocity)
+       select $1, t, 0, 0, true, 0, 0 from unnest($2::timestamptz[]) t`,
+      [axis, times],
+    );
+    for (const time of times) t.services.rollups.noteSample(axis, Date.parse(time));
+    await t.services.rollups.flush();
+    const window = (from: string, to: string, extra = "") =>
+      rows(`machine_id=${machine.machine_id}&from=${from}&to=${to}${extra}`);
+    const stamps = (answer: Record<string, unknown>[]) => answer.map((row) => row.update_timestamp);
+    // From inclusive and to exclusive, to the microsecond: not the samples' milliseconds.
+    expect(stamps(await window(at(0, "400"), at(minute, "300")))).toEqual([
+      at(0, "600"),
+      at(30 * second, ""),
+    ]);
+    // A window within one millisecond is a window, not "to before from".
+    expect((await window(at(0, "100"), at(0, "700"))).length).toBe(2);
+    expect((await window(at(0, "100"), at(0, "500"))).length).toBe(1);
+    // Downsampled, a window starting 400 µs into a rollup's second leaves that row to raw
+    // samples, which hold one of its two.
+    const [bucket] = await window(at(0, "400"), iso(start + 60 * minute), "&max_points=1");
+    expect(bucket).toMatchObject({ samples: 3 });
+    const [whole] = await window(iso(start), iso(start + 60 * minute), "&max_points=1");
+    expect(whole).toMatchObject({ samples: 4 });
+  });
+
   it("pages a series dense in one part of the window and sparse in the rest, every sample once, in order", async () => {
     const { machine, axes } = await machineWithAxes(["X"]);
     const from = freshDay();
