@@ -159,7 +159,7 @@ export function createServices({
       for (const table of [partitions, secondPartitions, fiveSecondPartitions, tenSecondPartitions])
         await step(() => table.prepare(days));
       // What the database marks as waiting is rolled up before retention can drop its samples.
-      await step(() => rollups.takeMarked().then(() => rollups.flush()));
+      await step(() => rollups.sweepMarked());
       const retained = await step(retain);
       if (failures.length > 0)
         throw new AggregateError(failures, `${failures.length} maintenance step(s) failed`);

@@ -27,6 +27,7 @@ begin
   where update_timestamp < now() - interval '5 minutes'
      or update_timestamp > now() + interval '1 minute'
   group by 1, 2
+  order by 1, 2  -- rows locked in key order, as a recompute's delete meets them
   on conflict (axis_id, minute) do update set
     first_time = least(rollup_pending.first_time, excluded.first_time),
     last_time = greatest(rollup_pending.last_time, excluded.last_time);

@@ -61,16 +61,17 @@ export async function applyRetention(
 ): Promise<RetentionResult> {
   const now = clock.now().getTime();
   const cutoff = (days: number) => new Date(now - days * 86_400_000);
+  // A mark of samples past retention (a process stopped before rolling them up, and nothing
+  // recomputed them since) would recompute from raw days dropped, replacing rollups with
+  // nothing. Forgotten before any day is dropped, and a minute lies in one day, so no mark a
+  // sweep can find refers to a day dropped.
+  await db.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]);
   const dropped = [
     ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
     ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),
     ...(await partitions.fiveSeconds.dropBefore(cutoff(policy.fiveSecondDays))),
     ...(await partitions.tenSeconds.dropBefore(cutoff(policy.tenSecondDays))),
   ];
-  // A mark of samples past retention (a process stopped before rolling them up, and nothing
-  // recomputed them since) would recompute from raw days dropped, replacing rollups with nothing.
-  // A minute lies in one day, so no mark kept refers to a day dropped.
-  await db.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]);
   const { rowCount } = await db.query("delete from axis_data_1m where update_timestamp < $1", [
     cutoff(policy.minuteDays),
   ]);

@@ -370,7 +370,9 @@ describe("after a crash", () => {
     await commitBehindItsBack(live);
     // A live sample is not marked: the restart's window covers it, without a write per commit.
     expect(await marked()).toEqual([minute(late), minute(ahead)]);
-    await anotherProcess().recover(Date.now());
+    const restarted = anotherProcess();
+    await restarted.recover(Date.now());
+    await restarted.sweepMarked();
     expect(await minuteRows()).toEqual([
       [minute(late), 2],
       [minute(live), 1],
@@ -429,6 +431,20 @@ describe("after a crash", () => {
     expect(await minuteRows()).toEqual(edges.map((time) => [minute(time), 1]));
   });
 
+  it("a sweep goes an hour of marks per transaction", async () => {
+    const hour = 3_600_000;
+    const start = Math.floor((Date.now() - 3 * 86_400_000) / hour) * hour;
+    const times = [start + 5_000, start + hour + 5_000, start + 3 * hour - 5_000];
+    for (const time of times) await commitBehindItsBack(time);
+    const recomputed: number[] = [];
+    await anotherProcess((axes, from) => {
+      if (axes.includes(axis)) recomputed.push(from);
+    }).sweepMarked();
+    expect(recomputed).toEqual(times.map(minute));
+    expect(await marked()).toEqual([]);
+    expect(await minuteRows()).toEqual(times.map((time) => [minute(time), 1]));
+  });
+
   it("maintenance rolls up what is marked before retention drops anything", async () => {
     const late = minute(Date.now() - 86_400_000) + 9_000;
     await commitBehindItsBack(late);
@@ -457,8 +473,7 @@ describe.runIf(testDatabaseKind() === "postgres")("a mark recomputed under a com
       await producer.query(insert, [axis, new Date(second + 200)]);
       // Meanwhile a process sweeps the mark and recomputes its second.
       const sweeper = anotherProcess();
-      await sweeper.takeMarked();
-      const recomputing = sweeper.flush();
+      const recomputing = sweeper.sweepMarked();
       const deadline = Date.now() + 10_000;
       for (;;) {
         await producer.query("select pg_stat_clear_snapshot()");

@@ -1,4 +1,4 @@
-import type { Database } from "../../platform/database.ts";
+import type { Database, Queryable } from "../../platform/database.ts";
 import { axisMeasurements } from "../axis-data/axis-sample-fields.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import type { ValidBatch } from "../ingest/ingest-batch.ts";
@@ -174,6 +174,8 @@ export class RollupMaintainer {
   private dirty: Dirty = new Map();
   private timer: NodeJS.Timeout | undefined;
   private sweep: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private closed = false;
   private running: Promise<void> | undefined;
 
   constructor(
@@ -228,31 +230,29 @@ export class RollupMaintainer {
   }
 
   /**
-   * Every second, recomputes what this process committed; every minute, also what the database
-   * marks as waiting, which only a process that stopped before its recompute leaves there (a
-   * crashed `spindle simulate` beside this server, say).
+   * Every second, recomputes what this process committed. At once and then every minute, also
+   * what the database marks as waiting (`sweepMarked`), which a process that stopped before its
+   * recompute leaves there (a crash; a crashed `spindle simulate` beside this server).
    */
   start(intervalMs = 1000, sweepIntervalMs = 60_000): void {
     this.timer = setInterval(() => {
       void this.flush().catch(this.onError);
     }, intervalMs);
     this.timer.unref();
-    this.sweep = setInterval(() => {
-      void this.takeMarked()
-        .then(() => this.flush())
-        .catch(this.onError);
-    }, sweepIntervalMs);
+    const sweep = () => void this.sweepMarked().catch(this.onError);
+    this.sweep = setInterval(sweep, sweepIntervalMs);
     this.sweep.unref();
+    sweep();
   }
 
   /**
-   * After a restart: recomputes what the database marks as waiting, and every axis over the
-   * last minutes before `nowMs` and before its newest sample at or before it (a server restarted
-   * an hour after a crash finds the live samples of its last second there). Per axis: one
-   * producer's clock ahead of the others must not move the window away from theirs.
+   * After a restart: recomputes every axis over the last minutes before `nowMs` and before its
+   * newest sample at or before it (a server restarted an hour after a crash finds the live
+   * samples of its last second there). Per axis: one producer's clock ahead of the others must
+   * not move the window away from theirs. Marked samples are the sweep's (`start`), which runs
+   * beside serving: a backlog of them must not hold the server from listening.
    */
   async recover(nowMs: number): Promise<void> {
-    await this.takeMarked();
     const { rows } = await this.db.query<{ axis_id: number; newest: number }>(
       `select axis.axis_id, extract(epoch from latest.update_timestamp) * 1000 as newest
        from axis cross join lateral (
@@ -276,19 +276,52 @@ export class RollupMaintainer {
       })),
     );
     await this.rebuild(new Date(nowMs - restartWindowMs), new Date(nowMs + minuteMs));
-    await this.flush();
   }
 
-  /** Notes every span the database marks as waiting to be rolled up (migration 0008). */
-  async takeMarked(): Promise<void> {
-    const { rows } = await this.db.query<{ axis_id: number; first: number; last: number }>(
-      `select axis_id, floor(extract(epoch from first_time) * 1000) as first,
-              floor(extract(epoch from last_time) * 1000) as last
-       from rollup_pending`,
-    );
-    for (const row of rows) {
-      this.noteSample(Number(row.axis_id), Number(row.first));
-      this.noteSample(Number(row.axis_id), Number(row.last));
+  /**
+   * Rolls up what the database marks as waiting (migration 0008), an hour of sample times at a
+   * time, oldest first: each hour's marks are read in the transaction that recomputes them,
+   * after the lock, so another process's sweep that got there first leaves nothing to redo, and
+   * a month loaded by COPY is never in memory or in one transaction at once.
+   */
+  sweepMarked(): Promise<void> {
+    this.sweeping ??= this.sweepHours().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async sweepHours(): Promise<void> {
+    let from: Date | null = null;
+    while (!this.closed) {
+      const found: { rows: { next: number | null }[] } = await this.db.query(
+        `select floor(extract(epoch from min(minute)) * 1000) as next from rollup_pending
+         where $1::timestamptz is null or minute >= $1`,
+        [from],
+      );
+      const next = found.rows[0]?.next;
+      if (next == null) return;
+      const hour: number = Math.floor(Number(next) / hourMs) * hourMs;
+      await this.ensureDays({ from: hour, to: hour + hourMs, axisIds: [] });
+      const swept = await this.db.transaction(async (tx) => {
+        await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
+        const marks = await tx.query<{ axis_id: number; first: number; last: number }>(
+          `select axis_id, floor(extract(epoch from first_time) * 1000) as first,
+                  floor(extract(epoch from last_time) * 1000) as last
+           from rollup_pending where minute >= $1 and minute < $2`,
+          [new Date(hour), new Date(hour + hourMs)],
+        );
+        if (marks.rows.length === 0) return undefined;
+        const group: Recompute = {
+          from: Math.min(...marks.rows.map((row) => Number(row.first))),
+          to: Math.max(...marks.rows.map((row) => Number(row.last))) + 1,
+          axisIds: [...new Set(marks.rows.map((row) => Number(row.axis_id)))],
+        };
+        await this.recomputeIn(tx, group);
+        return group;
+      });
+      if (swept) this.recomputed(swept);
+      from = new Date(hour + hourMs);
     }
   }
 
@@ -323,89 +356,98 @@ export class RollupMaintainer {
       (await this.db.query<{ axis_id: number }>("select axis_id from axis")).rows.map(
         (row) => row.axis_id,
       );
-    // An hour per transaction: each takes its turn with the live recomputes of every process,
-    // which would otherwise wait for the whole window (minutes for a day).
-    const chunks: Recompute[] = [];
-    for (let start = from.getTime(); start < to.getTime(); ) {
-      const end = Math.min(to.getTime(), Math.floor(start / hourMs) * hourMs + hourMs);
-      chunks.push({ from: start, to: end, axisIds: ids });
-      start = end;
-    }
-    await this.recompute(chunks);
+    await this.recompute([{ from: from.getTime(), to: to.getTime(), axisIds: ids }]);
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     if (this.sweep) clearInterval(this.sweep);
+    await this.sweeping?.catch(() => {});
     await this.flush();
   }
 
+  /**
+   * Recomputes each group an hour at a time, one transaction each: every process's recomputes
+   * take turns (an advisory lock), so a day's backfill must not hold the live ones for minutes.
+   */
   private async recompute(groups: Recompute[]): Promise<void> {
-    for (const group of groups) {
-      const { axisIds } = group;
-      const seconds = wholeBuckets(group.from, group.to, 1000);
-      const minutes = wholeBuckets(group.from, group.to, minuteMs);
-      const days: number[] = [];
-      for (let day = minutes.from; day < minutes.to; day += 86_400_000) days.push(day);
-      days.push(minutes.to - 1);
-      await this.secondPartitions.ensure(days);
-      for (const tier of this.coarserPartitions) await tier.ensure(days);
-      await this.db.transaction(async (tx) => {
-        // Processes take turns: two recomputes of one bucket at once would both insert it.
-        await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
-        // The marks this covers go first, so that a commit holding one (migration 0008) is
-        // waited for and its samples read below; one made after is not seen, and stays.
-        await tx.query(
-          `delete from rollup_pending
-           where axis_id = any($1::bigint[]) and minute >= $2 and minute < $3
-             and first_time >= $4 and last_time < $5`,
-          [
-            axisIds,
-            new Date(minutes.from),
-            new Date(minutes.to),
-            new Date(seconds.from),
-            new Date(seconds.to),
-          ],
-        );
-        // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
-        const replace = async (
-          table: string,
-          span: { from: number; to: number },
-          insert: string,
-        ) => {
-          const range = [axisIds, new Date(span.from), new Date(span.to)];
-          await tx.query(
-            `delete from ${table} where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3`,
-            range,
-          );
-          await tx.query(`insert into ${table} (${rollupColumns.join(", ")}) ${insert}`, range);
-        };
-        await replace(
-          "axis_data_1s",
-          seconds,
-          `select axis_id, date_trunc('second', update_timestamp), count(*)::int, max(update_timestamp), ${aggregateColumns("raw")}
-           from axis_data
-           where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
-           group by 1, 2`,
-        );
-        // Each coarser bucket that holds a recomputed second, from its 1 s rows.
-        for (const { table, resolutionMs, bucketStart } of coarserTiers) {
-          await replace(
-            table,
-            wholeBuckets(seconds.from, seconds.to, resolutionMs),
-            `select axis_id, ${bucketStart}, sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
-             from axis_data_1s
-             where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
-             group by 1, 2`,
-          );
-        }
-        // Other processes' caches of finished buckets hear it at commit (bucket-cache.ts).
-        await tx.query("select pg_notify($1, $2)", [
-          rollupChannel,
-          `${minutes.from}:${minutes.to}`,
-        ]);
-      });
-      this.onRecomputed(axisIds, minutes.from, minutes.to);
+    for (const group of groups)
+      for (let start = group.from; start < group.to; ) {
+        const end = Math.min(group.to, Math.floor(start / hourMs) * hourMs + hourMs);
+        const chunk = { from: start, to: end, axisIds: group.axisIds };
+        await this.ensureDays(chunk);
+        await this.db.transaction(async (tx) => {
+          await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
+          await this.recomputeIn(tx, chunk);
+        });
+        this.recomputed(chunk);
+        start = end;
+      }
+  }
+
+  private async ensureDays(group: Recompute): Promise<void> {
+    const minutes = wholeBuckets(group.from, group.to, minuteMs);
+    const days: number[] = [];
+    for (let day = minutes.from; day < minutes.to; day += 86_400_000) days.push(day);
+    days.push(minutes.to - 1);
+    await this.secondPartitions.ensure(days);
+    for (const tier of this.coarserPartitions) await tier.ensure(days);
+  }
+
+  private recomputed(group: Recompute): void {
+    const minutes = wholeBuckets(group.from, group.to, minuteMs);
+    this.onRecomputed(group.axisIds, minutes.from, minutes.to);
+  }
+
+  /** One group's buckets, in a transaction that holds `recomputeLock`. */
+  private async recomputeIn(tx: Queryable, group: Recompute): Promise<void> {
+    const { axisIds } = group;
+    const seconds = wholeBuckets(group.from, group.to, 1000);
+    const minutes = wholeBuckets(group.from, group.to, minuteMs);
+    // The marks this covers go first, so that a commit holding one (migration 0008) is waited
+    // for and its samples read below; one made after is not seen, and stays.
+    await tx.query(
+      `delete from rollup_pending
+       where axis_id = any($1::bigint[]) and minute >= $2 and minute < $3
+         and first_time >= $4 and last_time < $5`,
+      [
+        axisIds,
+        new Date(minutes.from),
+        new Date(minutes.to),
+        new Date(seconds.from),
+        new Date(seconds.to),
+      ],
+    );
+    // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
+    const replace = async (table: string, span: { from: number; to: number }, insert: string) => {
+      const range = [axisIds, new Date(span.from), new Date(span.to)];
+      await tx.query(
+        `delete from ${table} where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3`,
+        range,
+      );
+      await tx.query(`insert into ${table} (${rollupColumns.join(", ")}) ${insert}`, range);
+    };
+    await replace(
+      "axis_data_1s",
+      seconds,
+      `select axis_id, date_trunc('second', update_timestamp), count(*)::int, max(update_timestamp), ${aggregateColumns("raw")}
+       from axis_data
+       where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
+       group by 1, 2`,
+    );
+    // Each coarser bucket that holds a recomputed second, from its 1 s rows.
+    for (const { table, resolutionMs, bucketStart } of coarserTiers) {
+      await replace(
+        table,
+        wholeBuckets(seconds.from, seconds.to, resolutionMs),
+        `select axis_id, ${bucketStart}, sum(samples)::int, max(last_timestamp), ${aggregateColumns("seconds")}
+         from axis_data_1s
+         where axis_id = any($1::bigint[]) and update_timestamp >= $2 and update_timestamp < $3
+         group by 1, 2`,
+      );
     }
+    // Other processes' caches of finished buckets hear it at commit (bucket-cache.ts).
+    await tx.query("select pg_notify($1, $2)", [rollupChannel, `${minutes.from}:${minutes.to}`]);
   }
 }
