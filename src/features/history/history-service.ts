@@ -103,7 +103,7 @@ export function tierHorizons(policy: RetentionPolicy, nowMs: number): TierHorizo
 }
 
 /**
- * A window [from, to) to the microsecond. `from` and `to` are its whole milliseconds, what grids
+ * A window [from, to) to the microsecond. `from` and `to` are the whole milliseconds around it, what grids
  * and slices work in; a bound computed in them is written for SQL by `startText` (a range's
  * start: the window's own start exactly) or `endText` (a range's end: the window's end exactly).
  */
@@ -114,8 +114,10 @@ class Window {
     readonly fromExact: number,
     readonly toExact: number,
   ) {
+    // Whole milliseconds around the exact window: a bucket or slice holding its last
+    // microseconds is counted, and its bounds for SQL are written exactly.
     this.from = new Date(Math.floor(fromExact));
-    this.to = new Date(Math.floor(toExact));
+    this.to = new Date(Math.ceil(toExact));
   }
 
   /** A range's start, at or after the window's. */
@@ -572,8 +574,11 @@ export function createHistoryService({
     const cacheSpan = (group: HistorySeries[], start: number, end: number) => {
       if (!bucketCache || !grid.rollup) return undefined;
       const origin = grid.originMs;
-      const first = origin + Math.ceil((start - origin) / bucketMs) * bucketMs;
-      const limit = Math.min(interior(start, end, pendingOf(group)).interiorTo, end, now);
+      // From the exact edges: a bucket the window cuts by microseconds is not whole.
+      const exactStart = window.start(start);
+      const exactEnd = window.end(end);
+      const first = origin + Math.ceil((exactStart - origin) / bucketMs) * bucketMs;
+      const limit = Math.min(interior(exactStart, end, pendingOf(group)).interiorTo, exactEnd, now);
       const last = origin + Math.floor((limit - origin) / bucketMs) * bucketMs;
       return last > first ? { cache: bucketCache, from: first, to: last } : undefined;
     };

@@ -930,6 +930,14 @@ describe("streaming", () => {
     expect(bucket).toMatchObject({ samples: 3 });
     const [whole] = await window(iso(start), iso(start + 60 * minute), "&max_points=1");
     expect(whole).toMatchObject({ samples: 4 });
+    // Minute buckets from `start`: cut by 400 µs, the first is not whole, so it is not cached
+    // for the window that starts on the minute.
+    const minutes = (from: string) => window(from, iso(start + 60 * minute), "&max_points=60");
+    expect((await minutes(at(0, "400")))[0]).toMatchObject({ samples: 2 });
+    expect((await minutes(iso(start)))[0]).toMatchObject({ samples: 3 });
+    // And a window that ends 300 µs into a millisecond counts the sample before that.
+    const [ending] = await window(iso(start), at(minute, "400"), "&max_points=1");
+    expect(ending).toMatchObject({ samples: 4 });
   });
 
   it("pages a series dense in one part of the window and sparse in the rest, every sample once, in order", async () => {
