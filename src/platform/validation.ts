@@ -45,7 +45,10 @@ export function isoTimeParts(value: string): RegExpExecArray | undefined {
 }
 
 export function isDateTime(value: string): boolean {
-  return isoTimeParts(value) !== undefined;
+  // At most microseconds, as PostgreSQL keeps: it would round a seventh digit, perhaps into the
+  // next day, past the checks made on the time as given.
+  const parts = isoTimeParts(value);
+  return parts !== undefined && (parts[7]?.length ?? 0) <= 6;
 }
 
 /**

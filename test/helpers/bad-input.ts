@@ -60,6 +60,7 @@ const wrongValues: Record<FieldKind, [string, unknown][]> = {
     ["an impossible date", "2026-13-45T99:00:00Z"],
     ["before year 1 in UTC", "0001-01-01T00:00:00+01:00"],
     ["after year 9999 in UTC", "9999-12-31T23:00:00-15:00"],
+    ["finer than microseconds", "2026-03-01T23:59:59.9999999Z"],
     ["SQL", "'; drop table machine; --"],
     ["null", null],
   ],

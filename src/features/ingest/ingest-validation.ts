@@ -93,11 +93,7 @@ export function validateBatch(
     // A report does not move a tool (`PATCH /data/tools/<id>/` does): a machine it names must be
     // the one holding the tool, or the report would be filed as that machine's.
     for (const field of ["machine_id", "machine"])
-      if (
-        machineId !== undefined &&
-        row.value[field] !== undefined &&
-        row.value[field] !== machineId
-      )
+      if (machineId !== undefined && row.value[field] != null && row.value[field] !== machineId)
         row.fail(field, `Tool ${toolId} is a tool of machine ${machineId}.`);
     if (!row.ok || toolId === undefined || machineId === undefined || !time) return;
     batch.tools.push({
@@ -155,9 +151,9 @@ function resolveAxis(row: RowReader, fleet: Fleet) {
     const axis = fleet.axes.get(axisId);
     if (!axis) return row.fail("axis", `Axis ${axisId} does not exist.`);
     // Named both ways, the two must agree: which one the producer meant is not for us to guess.
-    if (record.machine_id !== undefined && record.machine_id !== axis.machineId)
+    if (record.machine_id != null && record.machine_id !== axis.machineId)
       row.fail("machine_id", `Axis ${axisId} is an axis of machine ${axis.machineId}.`);
-    if (record.axis_name !== undefined && record.axis_name !== axis.axisName)
+    if (record.axis_name != null && record.axis_name !== axis.axisName)
       row.fail("axis_name", `Axis ${axisId} is named "${axis.axisName}".`);
     return axis;
   }
