@@ -102,12 +102,16 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
       const known = new Set(
         (await list<{ machine_id: number }>("/data/machines/")).map((row) => row.machine_id),
       );
-      for (const machine of machines) {
-        if (known.has(machine.machineId)) continue;
+      // An adapter's ingest scope sends data; making what it lacks takes a user who may.
+      const needUser = (what: string) => {
         if (!credentials.username)
           throw new Error(
-            `machine ${machine.machineId} does not exist on ${base}; pass --username/--password of a user who may add machines, axes and tools and send every kind of row (with the default permissions: an Admin, or in both Manager and Operator), through a client with the password grant and the write scope`,
+            `${what} does not exist on ${base}; pass --username/--password of a user who may add machines, axes and tools and send every kind of row (with the default permissions: an Admin, or in both Manager and Operator), through a client with the password grant and the write scope`,
           );
+      };
+      for (const machine of machines) {
+        if (known.has(machine.machineId)) continue;
+        needUser(`machine ${machine.machineId}`);
         await create("/data/machines/", {
           machine_id: machine.machineId,
           machine_name: machine.machineName,
@@ -133,6 +137,7 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
         );
         for (const axis of machine.axes) {
           if (haveAxes.has(axis.axisName)) continue;
+          needUser(`axis ${axis.axisName} of machine ${machine.machineId}`);
           await create("/data/axes/", {
             machine: machine.machineId,
             axis_name: axis.axisName,
@@ -143,6 +148,7 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
         }
         const haveTools = tools.filter((tool) => tool.machine === machine.machineId).length;
         for (const tool of machine.tools.slice(haveTools)) {
+          needUser(`a tool of machine ${machine.machineId}`);
           await create("/data/tools/", {
             machine: machine.machineId,
             tool_offset: tool.toolOffset,

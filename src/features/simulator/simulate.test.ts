@@ -226,6 +226,13 @@ describe("the simulator in a server and against a remote one", () => {
     await expect(startSimulator(adapter, { machines: 50, durationMs: 500 })).rejects.toThrow(
       /does not exist/,
     );
+    // Nor make a tool its fleet lacks: its ingest scope reports tools, it does not make them.
+    await t.database.db.query(
+      "delete from tool where tool_id = (select max(tool_id) from tool where machine_id = 81258856)",
+    );
+    await expect(
+      startSimulator(adapter, { machines: 2, seed: 7, durationMs: 500, axes: ["X", "Y", "Z"] }),
+    ).rejects.toThrow(/^a tool of machine 81258856 does not exist on .*pass --username/);
     // A user who may not add tool usage (a Manager alone) is told what the rows need.
     const managerOnly = await t.userAuth(["Manager"]);
     const { rows } = await t.database.db.query<{ tool_id: number; machine_id: number }>(
