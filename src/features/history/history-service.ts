@@ -554,7 +554,11 @@ export function createHistoryService({
         // it sorts the samples to group them instead of hashing them.
         await tx.query("set local work_mem = '32MB'");
         // A start a few microseconds into a rollup row leaves that row to raw samples.
-        const { interiorFrom, interiorTo } = interior(window.start(start), end, pendingOf(group));
+        const { interiorFrom, interiorTo } = interior(
+          window.start(start),
+          window.end(end),
+          pendingOf(group),
+        );
         const { rows } = await tx.query(sql, [
           group.map((one) => one.axisId),
           window.startText(start),
@@ -578,7 +582,11 @@ export function createHistoryService({
       const exactStart = window.start(start);
       const exactEnd = window.end(end);
       const first = origin + Math.ceil((exactStart - origin) / bucketMs) * bucketMs;
-      const limit = Math.min(interior(exactStart, end, pendingOf(group)).interiorTo, exactEnd, now);
+      const limit = Math.min(
+        interior(exactStart, exactEnd, pendingOf(group)).interiorTo,
+        exactEnd,
+        now,
+      );
       const last = origin + Math.floor((limit - origin) / bucketMs) * bucketMs;
       return last > first ? { cache: bucketCache, from: first, to: last } : undefined;
     };

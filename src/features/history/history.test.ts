@@ -903,7 +903,13 @@ describe("streaming", () => {
     const axis = axes.X!.axis_id;
     const start = freshDay() + 10 * minute;
     const at = (ms: number, micros: string) => iso(start + ms).replace("Z", `${micros}Z`);
-    const times = [at(0, "200"), at(0, "600"), at(30 * second, ""), at(minute, "300")];
+    const times = [
+      at(0, "200"),
+      at(0, "600"),
+      at(30 * second, ""),
+      at(minute - 1, "700"),
+      at(minute, "300"),
+    ];
     await t.services.partitions.ensure([start]);
     await t.database.db.query(
       `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, homed,
@@ -920,6 +926,7 @@ describe("streaming", () => {
     expect(stamps(await window(at(0, "400"), at(minute, "300")))).toEqual([
       at(0, "600"),
       at(30 * second, ""),
+      at(minute - 1, "700"),
     ]);
     // A window within one millisecond is a window, not "to before from".
     expect((await window(at(0, "100"), at(0, "700"))).length).toBe(2);
@@ -927,17 +934,21 @@ describe("streaming", () => {
     // Downsampled, a window starting 400 µs into a rollup's second leaves that row to raw
     // samples, which hold one of its two.
     const [bucket] = await window(at(0, "400"), iso(start + 60 * minute), "&max_points=1");
-    expect(bucket).toMatchObject({ samples: 3 });
+    expect(bucket).toMatchObject({ samples: 4 });
     const [whole] = await window(iso(start), iso(start + 60 * minute), "&max_points=1");
-    expect(whole).toMatchObject({ samples: 4 });
+    expect(whole).toMatchObject({ samples: 5 });
     // Minute buckets from `start`: cut by 400 µs, the first is not whole, so it is not cached
     // for the window that starts on the minute.
     const minutes = (from: string) => window(from, iso(start + 60 * minute), "&max_points=60");
-    expect((await minutes(at(0, "400")))[0]).toMatchObject({ samples: 2 });
-    expect((await minutes(iso(start)))[0]).toMatchObject({ samples: 3 });
-    // And a window that ends 300 µs into a millisecond counts the sample before that.
+    expect((await minutes(at(0, "400")))[0]).toMatchObject({ samples: 3 });
+    expect((await minutes(iso(start)))[0]).toMatchObject({ samples: 4 });
+    // A window that ends 400 µs into a millisecond counts the sample 100 µs before; one that
+    // ends 500 µs before a second leaves a sample 200 µs later out of that second's rollup row.
     const [ending] = await window(iso(start), at(minute, "400"), "&max_points=1");
-    expect(ending).toMatchObject({ samples: 4 });
+    expect(ending).toMatchObject({ samples: 5 });
+    const total = (answer: Record<string, unknown>[]) =>
+      answer.reduce((sum, row) => sum + Number(row.samples), 0);
+    expect(total(await window(iso(start), at(minute - 1, "500"), "&max_points=60"))).toBe(3);
   });
 
   it("pages a series dense in one part of the window and sparse in the rest, every sample once, in order", async () => {
