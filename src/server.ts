@@ -51,12 +51,11 @@ export async function serve(config: Config): Promise<void> {
       if (created) app.log.info({ username: config.adminUsername }, "admin user created");
     }
     await ensureConsoleClient(services.oauth);
-    // Rollups may have missed a crash: recompute what it may have kept from them, then maintain.
+    // Rollups may have missed a crash: recompute what it may have kept from them.
     const now = services.clock.now().getTime();
     await services.rollups.recover(now);
     // The live feed answers from memory: give it every series' newest value of the last day.
     await services.latest.load(services.db, new Date(now - 86_400_000));
-    await maintenance();
   } catch (error) {
     // The services' listeners (the change feed's connection) hold the process until closed.
     clearInterval(purge);
@@ -103,6 +102,8 @@ export async function serve(config: Config): Promise<void> {
       throw new ConfigError("HOST", `${where}: no such address here (${code})`);
     throw new Error(`${where}: ${String(error)}`);
   }
+  // Beside serving: its sweep of rollup marks may have a month loaded by COPY to go through.
+  void maintenance();
   if (config.simulator) {
     // The built-in machines feed the same ingest pipeline as every other source.
     const starting = startSimulator(

@@ -15,6 +15,8 @@ create table rollup_pending (
   last_time timestamptz not null,
   primary key (axis_id, minute)
 );
+-- The sweep goes by minute, oldest first, whatever the axis.
+create index rollup_pending_minute on rollup_pending (minute);
 
 -- Updates, not `do nothing`, on a mark that exists: the row lock makes a recompute that deletes
 -- the mark meanwhile wait for this commit, and so read its samples; a mark left alone would be
@@ -27,7 +29,7 @@ begin
   where update_timestamp < now() - interval '5 minutes'
      or update_timestamp > now() + interval '1 minute'
   group by 1, 2
-  order by 1, 2  -- rows locked in key order, as a recompute's delete meets them
+  order by 1, 2  -- two commits marking alike lock their marks in one order
   on conflict (axis_id, minute) do update set
     first_time = least(rollup_pending.first_time, excluded.first_time),
     last_time = greatest(rollup_pending.last_time, excluded.last_time);

@@ -3,6 +3,7 @@ import type { Clock } from "../../platform/context.ts";
 import type { Database } from "../../platform/database.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import { type BucketCache, rollupChannel } from "./bucket-cache.ts";
+import { recomputeLock } from "./rollups.ts";
 
 export interface RetentionPolicy {
   /** Raw samples. */
@@ -65,7 +66,11 @@ export async function applyRetention(
   // recomputed them since) would recompute from raw days dropped, replacing rollups with
   // nothing. Forgotten before any day is dropped, and a minute lies in one day, so no mark a
   // sweep can find refers to a day dropped.
-  await db.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]);
+  // Under the recomputes' lock: a sweep that read such a mark finishes before any day goes.
+  await db.transaction(async (tx) => {
+    await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
+    await tx.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]);
+  });
   const dropped = [
     ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
     ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),

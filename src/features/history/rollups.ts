@@ -9,8 +9,8 @@ const measurements = axisMeasurements;
 const minuteMs = 60_000;
 const hourMs = 60 * minuteMs;
 
-/** `pg_advisory_xact_lock` key every process's recomputes take turns on. */
-const recomputeLock = 7347111;
+/** `pg_advisory_xact_lock` key every process's recomputes (and retention's marks) take turns on. */
+export const recomputeLock = 7347111;
 
 /**
  * How far back of a restart's now, and of the newest sample before it, the rollups are
@@ -305,17 +305,23 @@ export class RollupMaintainer {
       await this.ensureDays({ from: hour, to: hour + hourMs, axisIds: [] });
       const swept = await this.db.transaction(async (tx) => {
         await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
-        const marks = await tx.query<{ axis_id: number; first: number; last: number }>(
-          `select axis_id, floor(extract(epoch from first_time) * 1000) as first,
-                  floor(extract(epoch from last_time) * 1000) as last
+        const { rows } = await tx.query<{
+          axis_ids: number[] | null;
+          first: number | null;
+          last: number | null;
+        }>(
+          `select array_agg(distinct axis_id) as axis_ids,
+                  floor(extract(epoch from min(first_time)) * 1000) as first,
+                  floor(extract(epoch from max(last_time)) * 1000) as last
            from rollup_pending where minute >= $1 and minute < $2`,
           [new Date(hour), new Date(hour + hourMs)],
         );
-        if (marks.rows.length === 0) return undefined;
+        const marked = rows[0];
+        if (!marked?.axis_ids || marked.first == null || marked.last == null) return undefined;
         const group: Recompute = {
-          from: Math.min(...marks.rows.map((row) => Number(row.first))),
-          to: Math.max(...marks.rows.map((row) => Number(row.last))) + 1,
-          axisIds: [...new Set(marks.rows.map((row) => Number(row.axis_id)))],
+          from: Number(marked.first),
+          to: Number(marked.last) + 1,
+          axisIds: marked.axis_ids.map(Number),
         };
         await this.recomputeIn(tx, group);
         return group;
