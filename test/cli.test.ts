@@ -137,6 +137,8 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
   });
 
   it("creates users and clients, and explains refusals in one line", async () => {
+    const createuser = (username: string, password: string, ...more: string[]) =>
+      spindle(["createuser", "--username", username, "--password", password, ...more]);
     const created = await spindle(
       ["createuser", "--username", "foreman", "--password", "-", "--group", "Admin"],
       {},
@@ -144,42 +146,22 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     );
     expect(created.code).toBe(0);
     expect(created.stdout).toMatch(/^created user foreman \(id \d+\) in Admin\n$/);
-    const duplicate = await spindle([
-      "createuser",
-      "--username",
-      "FOREMAN",
-      "--password",
-      "Another-Pass-99",
-    ]);
+    const duplicate = await createuser("FOREMAN", "Another-Pass-99");
     expect(duplicate.code).toBe(1);
     expect(duplicate.stderr).toBe("spindle: username: A user with that username already exists.\n");
-    const weak = await spindle(["createuser", "--username", "weak", "--password", "123"]);
+    const weak = await createuser("weak", "123");
     expect(weak.code).toBe(1);
     expect(weak.stderr).toMatch(/^spindle: password: This password is too short/);
     // The API's rules, which a CLI account skipped: a name no Admin could then manage, or an
     // invisible character making a twin of another.
     for (const username of ["a b;drop", "admin\u200b", "", "x".repeat(151)]) {
-      const refused = await spindle([
-        "createuser",
-        "--username",
-        username,
-        "--password",
-        "Marble-Kite-4410",
-      ]);
+      const refused = await createuser(username, "Marble-Kite-4410");
       expect({ username, code: refused.code }).toEqual({ username, code: 1 });
       expect(refused.stderr).toBe(
         "spindle: username: Enter a valid username of at most 150 characters: letters, numbers and @/./+/-/_ only.\n",
       );
     }
-    const badEmail = await spindle([
-      "createuser",
-      "--username",
-      "mailer",
-      "--password",
-      "Marble-Kite-4410",
-      "--email",
-      "notanemail",
-    ]);
+    const badEmail = await createuser("mailer", "Marble-Kite-4410", "--email", "notanemail");
     expect(badEmail.stderr).toBe("spindle: email: Enter a valid email address.\n");
     const longPassword = await spindle(
       ["createuser", "--username", "verbose", "--password", "-"],
@@ -189,15 +171,7 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     expect(longPassword.stderr).toBe(
       "spindle: password: This password is too long. It must contain at most 1024 characters.\n",
     );
-    const noGroup = await spindle([
-      "createuser",
-      "--username",
-      "wanderer",
-      "--password",
-      "Lost-in-Space-1",
-      "--group",
-      "Wizards",
-    ]);
+    const noGroup = await createuser("wanderer", "Lost-in-Space-1", "--group", "Wizards");
     expect(noGroup.stderr).toBe('spindle: group: Group "Wizards" does not exist.\n');
 
     const client = await spindle([

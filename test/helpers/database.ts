@@ -50,3 +50,35 @@ export async function openTestDatabase({ migrated = true } = {}): Promise<TestDa
     },
   };
 }
+
+/**
+ * Another session on `database`'s schema (PostgreSQL only): it holds locks a test races the
+ * server's statements against.
+ */
+export async function otherSession(database: TestDatabase): Promise<pg.Client> {
+  const url = new URL(database.url!);
+  url.searchParams.set("options", `-c search_path=${database.schema}`);
+  const client = new pg.Client({ connectionString: url.toString() });
+  await client.connect();
+  return client;
+}
+
+/**
+ * Resolves once a statement whose text is `like` (an SQL LIKE pattern) waits for a lock
+ * `holder` holds; throws after 10 s. Inside a transaction pg_stat_activity is read from a
+ * snapshot taken at its first use, so each look clears it.
+ */
+export async function blockedBy(holder: pg.Client, like: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    await holder.query("select pg_stat_clear_snapshot()");
+    const { rows } = await holder.query<{ n: number }>(
+      `select count(*)::int as n from pg_stat_activity
+       where pg_backend_pid() = any(pg_blocking_pids(pid)) and query like $1`,
+      [like],
+    );
+    if (rows[0]!.n > 0) return;
+    if (Date.now() > deadline) throw new Error(`no statement like ${like} waited for the lock`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -1,7 +1,6 @@
-import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
-import { testDatabaseKind } from "../../../test/helpers/database.ts";
+import { blockedBy, otherSession, testDatabaseKind } from "../../../test/helpers/database.ts";
 import { createAxis, createMachine, ingestAxisData } from "../../../test/helpers/factories.ts";
 import { changeChannel } from "../../platform/change-feed.ts";
 import { AxisDataPartitions } from "../axis-data/partitions.ts";
@@ -463,10 +462,7 @@ describe.runIf(testDatabaseKind() === "postgres")("a mark recomputed under a com
     const insert = `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
                     values ($1, $2, 0, 0, 0, 0, true)`;
     await t.database.db.query(insert, [axis, new Date(second + 100)]);
-    const url = new URL(t.database.url!);
-    url.searchParams.set("options", `-c search_path=${t.database.schema}`);
-    const producer = new pg.Client({ connectionString: url.toString() });
-    await producer.connect();
+    const producer = await otherSession(t.database);
     try {
       // A producer's commit in flight, holding the mark it extended to its sample.
       await producer.query("begin");
@@ -474,17 +470,7 @@ describe.runIf(testDatabaseKind() === "postgres")("a mark recomputed under a com
       // Meanwhile a process sweeps the mark and recomputes its second.
       const sweeper = anotherProcess();
       const recomputing = sweeper.sweepMarked();
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        await producer.query("select pg_stat_clear_snapshot()");
-        const { rows } = await producer.query<{ n: number }>(
-          `select count(*)::int as n from pg_stat_activity
-           where pg_backend_pid() = any(pg_blocking_pids(pid)) and query like '%rollup_pending%'`,
-        );
-        if (rows[0]!.n > 0) break;
-        expect(Date.now()).toBeLessThan(deadline);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await blockedBy(producer, "%rollup_pending%");
       await producer.query("commit");
       await recomputing;
       const { rows } = await t.database.db.query<{ samples: number }>(

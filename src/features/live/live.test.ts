@@ -1,8 +1,7 @@
 import { connect } from "node:net";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testClient, uniqueName } from "../../../test/helpers/app.ts";
-import { testDatabaseKind } from "../../../test/helpers/database.ts";
+import { blockedBy, otherSession, testDatabaseKind } from "../../../test/helpers/database.ts";
 import {
   createAxis,
   createAxisData,
@@ -962,41 +961,16 @@ describe("deletions", () => {
 });
 
 describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session", () => {
-  /** Another session on the test's schema, which takes a tool's row lock before ingest does. */
-  async function otherSession() {
-    const url = new URL(f.t.database.url!);
-    url.searchParams.set("options", `-c search_path=${f.t.database.schema}`);
-    const client = new pg.Client({ connectionString: url.toString() });
-    await client.connect();
-    return client;
-  }
-
-  /** Resolves once ingest's update of a tool waits for `other`'s lock. */
-  async function ingestWaitsFor(other: pg.Client) {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      // Inside a transaction pg_stat_activity is a snapshot taken at first use: clear it each time.
-      await other.query("select pg_stat_clear_snapshot()");
-      const { rows } = await other.query<{ n: number }>(
-        `select count(*)::int as n from pg_stat_activity
-         where pg_backend_pid() = any(pg_blocking_pids(pid)) and query like 'update tool %'`,
-      );
-      if (rows[0]!.n > 0) return;
-      expect(Date.now()).toBeLessThan(deadline);
-      await sleep(10);
-    }
-  }
-
   /** Ingests one report of `tool` while `other` changes it (`change`), validated before and stored after. */
   async function reportDuring(tool: number, offset: number, change: string, values: unknown[]) {
-    const other = await otherSession();
+    const other = await otherSession(f.t.database);
     try {
       await other.query("begin");
       await other.query(change, values);
       const ingesting = f.t.services.ingest.ingest({
         tool_data: [{ tool_id: tool, tool_offset: offset, feedrate: 8, timestamp: at() }],
       });
-      await ingestWaitsFor(other);
+      await blockedBy(other, "update tool %");
       await other.query("commit");
       return await ingesting;
     } finally {
@@ -1043,7 +1017,7 @@ describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session
     const client = track((await signedIn(f)).client);
     client.send({ type: "subscribe", machines: [machine, f.machines[1]], axes: ["X"] });
     await client.next((m) => m.type === "axis_data" && m.snapshot);
-    const other = await otherSession();
+    const other = await otherSession(f.t.database);
     try {
       // A first flush waits for the tool's lock; a second commits the sample, and waits for the
       // first to publish.
@@ -1052,7 +1026,7 @@ describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session
       const first = f.t.services.ingest.ingest({
         tool_data: [{ tool_id: tool, tool_offset: 3, feedrate: 3, timestamp: at() }],
       });
-      await ingestWaitsFor(other);
+      await blockedBy(other, "update tool %");
       const second = f.t.services.ingest.ingest({
         axis_data: [
           {
@@ -1701,10 +1675,8 @@ describe.runIf(testDatabaseKind() === "postgres")("a recheck the database cannot
       }),
     );
     await until(() => held === 4);
-    const other = new pg.Client({ connectionString: f.t.database.url });
-    await other.connect();
+    const other = await otherSession(f.t.database);
     try {
-      await other.query(`set search_path = ${f.t.database.schema}`);
       await other.query("update oauth_token set revoked_at = now() where token_hash = $1", [
         tokenHash(token),
       ]);

@@ -1,9 +1,8 @@
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp } from "../../../test/helpers/app.ts";
 import { describeBadInput } from "../../../test/helpers/bad-input.ts";
 import { expectRefused, links, send } from "../../../test/helpers/crud.ts";
-import { testDatabaseKind } from "../../../test/helpers/database.ts";
+import { blockedBy, otherSession, testDatabaseKind } from "../../../test/helpers/database.ts";
 import {
   createAxis,
   createAxisData,
@@ -343,10 +342,7 @@ describe.runIf(testDatabaseKind() === "postgres")("a deadlock with another sessi
   it("answers 503 with Retry-After, changes nothing, and the same request then succeeds", async () => {
     const machine = await createMachine(t);
     const tool = await createTool(t, machine.machine_id);
-    const url = new URL(t.database.url!);
-    url.searchParams.set("options", `-c search_path=${t.database.schema}`);
-    const other = new pg.Client({ connectionString: url.toString() });
-    await other.connect();
+    const other = await otherSession(t.database);
     try {
       // Another session holds the tool; deleting the machine takes the machine's row, then
       // waits for the tool's to cascade to it.
@@ -359,22 +355,7 @@ describe.runIf(testDatabaseKind() === "postgres")("a deadlock with another sessi
           headers: t.adminAuth,
         });
       const deleting = remove();
-      // Inside a transaction, pg_stat_activity is read from a snapshot taken at its first use;
-      // each look clears it, or a first look before the DELETE waits would be all it ever saw.
-      const blocked = async () => {
-        await other.query("select pg_stat_clear_snapshot()");
-        return (
-          await other.query<{ n: number }>(
-            `select count(*)::int as n from pg_stat_activity
-             where pg_backend_pid() = any(pg_blocking_pids(pid)) and query like 'delete from machine %'`,
-          )
-        ).rows[0]!.n;
-      };
-      const deadline = Date.now() + 10_000;
-      while ((await blocked()) === 0) {
-        expect(Date.now()).toBeLessThan(deadline);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await blockedBy(other, "delete from machine %");
       // The other session now wants the machine's row: each waits for the other. Each backend
       // looks for a deadlock once it has waited deadlock_timeout (1 s); the request's started
       // waiting 300 ms earlier, so it finds the cycle first and is the one aborted.
