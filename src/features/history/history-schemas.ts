@@ -29,9 +29,9 @@ export interface HistoryInput {
   minutes?: number | undefined;
   from?: Date | undefined;
   to?: Date | undefined;
-  /** The digits of `from` and `to` past their milliseconds, as given (`"400"` for 400 µs). */
-  fromMicros?: string | undefined;
-  toMicros?: string | undefined;
+  /** The digits of `from` and `to` past the second, as given (`"000400"`): a Date keeps three. */
+  fromFraction?: string | undefined;
+  toFraction?: string | undefined;
   fields?: string[] | undefined;
   maxPoints?: number | undefined;
 }
@@ -176,8 +176,8 @@ export function parseHistoryParams(params: HistoryParams): {
       minutes: params.minutes,
       from: params.from === undefined ? undefined : new Date(params.from),
       to: params.to === undefined ? undefined : new Date(params.to),
-      fromMicros: params.from === undefined ? undefined : microsOf(params.from),
-      toMicros: params.to === undefined ? undefined : microsOf(params.to),
+      fromFraction: params.from === undefined ? undefined : fractionOf(params.from),
+      toFraction: params.to === undefined ? undefined : fractionOf(params.to),
       fields,
       maxPoints: params.max_points,
     },
@@ -241,7 +241,7 @@ export const HistoryAnswer = Type.Union([Type.Array(HistorySample), Type.Array(H
     "Ordered by axis, then time. Raw samples without max_points; time buckets with it (empty buckets are left out). format=csv gives the same columns as text/csv.",
 });
 
-/** The digits of a valid ISO 8601 time past its milliseconds: a Date keeps none of them. */
-function microsOf(time: string): string {
-  return (isoTimeParts(time)?.[7] ?? "").slice(3, 6);
+/** The digits of a valid ISO 8601 time past the second. */
+function fractionOf(time: string): string {
+  return isoTimeParts(time)?.[7] ?? "";
 }

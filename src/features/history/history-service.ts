@@ -319,8 +319,8 @@ export function createHistoryService({
   function resolveWindow(input: HistoryInput): Window {
     const { minutes } = input;
     // Exact: milliseconds with the microseconds given as a fraction (a Date has none).
-    const from = input.from && withMicros(input.from.getTime(), `000${input.fromMicros ?? ""}`);
-    const to = input.to && withMicros(input.to.getTime(), `000${input.toMicros ?? ""}`);
+    const from = input.from && withMicros(input.from.getTime(), input.fromFraction ?? "");
+    const to = input.to && withMicros(input.to.getTime(), input.toFraction ?? "");
     if (minutes !== undefined && from !== undefined && to !== undefined) {
       throw invalid({ minutes: ["Give minutes, or from and to, not all three."] });
     }

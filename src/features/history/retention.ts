@@ -3,7 +3,7 @@ import type { Clock } from "../../platform/context.ts";
 import type { Database } from "../../platform/database.ts";
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import { type BucketCache, rollupChannel } from "./bucket-cache.ts";
-import { recomputeLock } from "./rollups.ts";
+import { inTurn } from "./rollups.ts";
 
 export interface RetentionPolicy {
   /** Raw samples. */
@@ -67,10 +67,9 @@ export async function applyRetention(
   // nothing. Forgotten before any day is dropped, and a minute lies in one day, so no mark a
   // sweep can find refers to a day dropped.
   // Under the recomputes' lock: a sweep that read such a mark finishes before any day goes.
-  await db.transaction(async (tx) => {
-    await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
-    await tx.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]);
-  });
+  await inTurn(db, (tx) =>
+    tx.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]),
+  );
   const dropped = [
     ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
     ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),

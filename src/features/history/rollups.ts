@@ -10,7 +10,15 @@ const minuteMs = 60_000;
 const hourMs = 60 * minuteMs;
 
 /** `pg_advisory_xact_lock` key every process's recomputes (and retention's marks) take turns on. */
-export const recomputeLock = 7347111;
+const recomputeLock = 7347111;
+
+/** `work` in a transaction that waits its turn with every process's recomputes. */
+export function inTurn<T>(db: Database, work: (tx: Queryable) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
+    return work(tx);
+  });
+}
 
 /**
  * How far back of a restart's now, and of the newest sample before it, the rollups are
@@ -266,7 +274,9 @@ export class RollupMaintainer {
     const byMinute = new Map<number, number[]>();
     for (const row of rows) {
       const minute = Math.floor(Number(row.newest) / minuteMs) * minuteMs;
-      byMinute.set(minute, [...(byMinute.get(minute) ?? []), Number(row.axis_id)]);
+      const axes = byMinute.get(minute);
+      if (axes) axes.push(Number(row.axis_id));
+      else byMinute.set(minute, [Number(row.axis_id)]);
     }
     await this.recompute(
       [...byMinute].map(([minute, axisIds]) => ({
@@ -303,8 +313,7 @@ export class RollupMaintainer {
       if (next == null) return;
       const hour: number = Math.floor(Number(next) / hourMs) * hourMs;
       await this.ensureDays({ from: hour, to: hour + hourMs, axisIds: [] });
-      const swept = await this.db.transaction(async (tx) => {
-        await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
+      const swept = await inTurn(this.db, async (tx) => {
         const { rows } = await tx.query<{
           axis_ids: number[] | null;
           first: number | null;
@@ -383,10 +392,7 @@ export class RollupMaintainer {
         const end = Math.min(group.to, Math.floor(start / hourMs) * hourMs + hourMs);
         const chunk = { from: start, to: end, axisIds: group.axisIds };
         await this.ensureDays(chunk);
-        await this.db.transaction(async (tx) => {
-          await tx.query("select pg_advisory_xact_lock($1)", [recomputeLock]);
-          await this.recomputeIn(tx, chunk);
-        });
+        await inTurn(this.db, (tx) => this.recomputeIn(tx, chunk));
         this.recomputed(chunk);
         start = end;
       }
@@ -406,7 +412,7 @@ export class RollupMaintainer {
     this.onRecomputed(group.axisIds, minutes.from, minutes.to);
   }
 
-  /** One group's buckets, in a transaction that holds `recomputeLock`. */
+  /** One group's buckets, in a transaction `inTurn`. */
   private async recomputeIn(tx: Queryable, group: Recompute): Promise<void> {
     const { axisIds } = group;
     const seconds = wholeBuckets(group.from, group.to, 1000);
