@@ -277,11 +277,20 @@ export class IngestPipeline {
       return;
     }
     const { error } = outcome;
-    if (isConflictError(error) && attempt < 5) {
+    if (isConflictError(error)) {
       // Two overlapping flushes held the same new keys (a batch retried while its first
       // attempt was still in flight) and the server aborted this one; the other has committed
       // or is about to, and this one, run again, finds those keys stored.
-      return this.settle(submissions, await this.attempt(submissions), attempt + 1);
+      if (attempt < conflictAttempts)
+        return this.settle(submissions, await this.attempt(submissions), attempt + 1);
+      // Aborted every time: contention over these rows, not a database that is away. Only
+      // they are refused; the next flush is taken as usual.
+      this.deps.onError?.(error);
+      for (const submission of submissions)
+        submission.reject(
+          new IngestUnavailable("The batch kept conflicting with other writes; retry later."),
+        );
+      return;
     }
     if (isDataError(error) && submissions.length > 1) {
       // One producer's rows broke the shared transaction (say, its axis was deleted since it
@@ -380,6 +389,9 @@ export class IngestPipeline {
     return new Map(rows.map((row) => [row.tool_id, row.machine_id]));
   }
 }
+
+/** How often a flush the database aborts as a conflict is run before its batches are refused. */
+const conflictAttempts = 5;
 
 /** A deadlock or serialization failure: the transaction did nothing and may simply run again. */
 function isConflictError(error: unknown): boolean {

@@ -903,3 +903,38 @@ describe("overlapping flushes", () => {
     expect(pipeline.status().available).toBe(true);
   });
 });
+
+describe("a flush the database aborts as a conflict every time", () => {
+  it("refuses that batch with 503 and takes the next one, the database still counted available", async () => {
+    const db = t.database.db;
+    // The database's own abort, every time, for one marked sample: what a batch caught in
+    // contention it never wins would meet.
+    await db.query(`create function abort_marked() returns trigger language plpgsql as $$
+      begin
+        if new.actual_position = -4040 then
+          raise exception 'deadlock detected' using errcode = '40P01';
+        end if;
+        return new;
+      end $$`);
+    await db.query(
+      "create trigger abort_marked before insert on axis_data for each row execute function abort_marked()",
+    );
+    try {
+      const before = await count();
+      const refused = await ingest({ axis_data: [sample({ actual_position: -4040 }), sample()] });
+      expect(refused.statusCode).toBe(503);
+      expect(refused.headers["retry-after"]).toBe("1");
+      expect(refused.json()).toEqual({
+        detail: "The batch kept conflicting with other writes; retry later.",
+      });
+      expect(await count()).toBe(before);
+      expect(t.services.ingest.status().available).toBe(true);
+      const next = await ingest({ axis_data: [sample()] });
+      expect(next.statusCode).toBe(202);
+      expect(await count()).toBe(before + 1);
+    } finally {
+      await db.query("drop trigger abort_marked on axis_data");
+      await db.query("drop function abort_marked()");
+    }
+  });
+});
