@@ -140,14 +140,21 @@ export async function buildApp(
         machines: distinctIds(keys.machines),
       });
     for (const resource of [
-      machinesResource,
+      alsoAfterWrite(machinesResource, ({ before, after }) => {
+        if (before && before.machine_id !== after?.machine_id)
+          return services.live.machinesChanged([Number(before.machine_id)]);
+      }),
       alsoAfterWrite(toolsResource, ({ before, after }) =>
         live({ tools: [before?.tool_id, after?.tool_id] }),
       ),
       alsoAfterWrite(toolUsageResource, ({ before, after }) =>
         live({ machines: [before?.machine, after?.machine] }),
       ),
-      axesResource,
+      // An axis moved to another machine or renamed: its latest sample is read again in its new
+      // place (the catalog would only tell that it still exists).
+      alsoAfterWrite(axesResource, ({ before, after }) =>
+        live({ axes: [before?.axis_id, after?.axis_id] }),
+      ),
       alsoAfterWrite(
         axisDataResource({
           clock: services.clock,

@@ -435,6 +435,25 @@ export class LiveHub {
     return done;
   }
 
+  /**
+   * Machines deleted (or given another id) through the CRUD endpoints: everything the latest
+   * values hold of them is read again, so their axes' samples, tools and tool in use, which the
+   * delete cascaded to, are gone from answers at once and their subscribers told. The catalog
+   * cannot be waited for: it is loaded only while someone subscribes, and the same id may be made
+   * again before then.
+   */
+  machinesChanged(machineIds: number[]): Promise<void> {
+    const machines = new Set(machineIds);
+    const on = (series: Map<number, Placed>) =>
+      [...series].filter(([, row]) => machines.has(row.machineId)).map(([key]) => key);
+    const { latest } = this.deps;
+    return this.storedChanged({
+      axes: on(latest.axes),
+      tools: on(latest.tools),
+      machines: machineIds,
+    });
+  }
+
   private async restore(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
     const { latest } = this.deps;
     const held = {

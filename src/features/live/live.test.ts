@@ -811,6 +811,80 @@ describe("machine data written through the CRUD endpoints", () => {
       Date.parse(earlier.update_timestamp),
     );
   });
+
+  it("an axis moved to another machine leaves the first machine's subscribers and joins the second's", async () => {
+    const [from, to] = [
+      (await createMachine(f.t)).machine_id as number,
+      (await createMachine(f.t)).machine_id as number,
+    ];
+    const axis = (await createAxis(f.t, from, { axis_name: "X" })).axis_id as number;
+    await ingestAxes(f, 31, [from], ["X"]);
+    const watch = async (machine: number) => {
+      const client = track((await signedIn(f)).client);
+      client.send({ type: "subscribe", machines: [machine] });
+      return { client, snapshot: await client.next((m) => m.type === "axis_data" && m.snapshot) };
+    };
+    const onFrom = await watch(from);
+    const onTo = await watch(to);
+    expect(onFrom.snapshot.data.map((row: Message) => row.axis)).toEqual([axis]);
+    expect(onTo.snapshot.data).toEqual([]);
+
+    await rest("PATCH", `/data/axes/${axis}/`, { machine: to });
+    expect(
+      await onFrom.client.next((m) => m.type === "axis_data" && m.deleted?.includes(axis)),
+    ).toMatchObject({ deleted: [axis], data: [] });
+    const joined = await onTo.client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(joined.data).toEqual([
+      expect.objectContaining({ axis, machine_id: to, axis_name: "X", actual_position: 31 }),
+    ]);
+    // Later snapshots and answers have it on its new machine.
+    expect((await watch(from)).snapshot.data).toEqual([]);
+    expect((await watch(to)).snapshot.data).toEqual([
+      expect.objectContaining({ axis, machine_id: to }),
+    ]);
+    const asker = track((await signedIn(f)).client);
+    const answer = await asker.ask({ type: "get_axis_data" }, "axis_data");
+    expect(answer.data.find((row: Message) => row.axis === axis)).toMatchObject({ machine_id: to });
+  });
+
+  it("a machine deleted while no one subscribes takes its values with it, though its id is made again", async () => {
+    const quiet = await fixture();
+    try {
+      const machine = quiet.machines[0]!;
+      await ingestAxes(quiet, 5, [machine]);
+      await createToolUsage(quiet.t, machine, quiet.tool);
+      const answered = async (type: string) => {
+        const client = track((await signedIn(quiet)).client);
+        const answer = await client.ask({ type: `get_${type}` }, type);
+        client.close();
+        return answer.data as Message[];
+      };
+      expect((await answered("tool_data")).map((row) => row.tool_id)).toEqual([quiet.tool]);
+
+      const remove = await quiet.t.inject({
+        method: "DELETE",
+        url: `/data/machines/${machine}/`,
+        headers: quiet.t.adminAuth,
+      });
+      expect(remove.statusCode).toBe(204);
+      const again = await quiet.t.inject({
+        method: "POST",
+        url: "/data/machines/",
+        headers: quiet.t.adminAuth,
+        payload: { machine_id: machine, machine_name: "made again", tool_capacity: 4 },
+      });
+      expect(again.statusCode).toBe(201);
+
+      expect(await answered("tool_data")).toEqual([]);
+      expect((await answered("axis_data")).filter((row) => row.machine_id === machine)).toEqual([]);
+      const client = track((await signedIn(quiet)).client);
+      client.send({ type: "subscribe", machines: [machine] });
+      for (const type of ["axis_data", "tool_data", "tool_usage"])
+        expect((await client.next((m) => m.type === type && m.snapshot)).data).toEqual([]);
+    } finally {
+      await quiet.t.close();
+    }
+  });
 });
 
 describe("deletions", () => {
