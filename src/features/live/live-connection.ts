@@ -54,6 +54,8 @@ export class LiveConnection {
   private closed = false;
   private authenticating: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
+  /** Messages received and not yet handled (each held whole until its turn). */
+  private queued = 0;
   private readonly authTimer: NodeJS.Timeout;
   private readonly messages: TokenBucket;
   private readonly subscribes: TokenBucket;
@@ -151,18 +153,24 @@ export class LiveConnection {
 
   private received(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
-    if (!this.messages.take()) {
+    // The rate bounds how fast messages come, and this how many wait while one is handled (a
+    // token check or a catalog load that takes its time): what a socket holds stays bounded.
+    if (!this.messages.take() || this.queued >= this.hub.options.maxQueuedMessages) {
       // Before authenticating, a client hears nothing but that it has not.
       this.error(this.principal ? "Too many messages; slow down." : "Not authenticated");
       return;
     }
     // Messages are handled one at a time, in order, even those arriving during a token check.
+    this.queued += 1;
     this.chain = this.chain
       .then(() => this.authenticating)
       .then(() => this.handle(data, isBinary))
       .catch((error: unknown) => {
         this.hub.reportError(error);
         this.error("The message could not be handled.");
+      })
+      .finally(() => {
+        this.queued -= 1;
       });
   }
 

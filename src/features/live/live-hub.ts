@@ -51,6 +51,8 @@ export interface LiveOptions {
   maxPayloadBytes: number;
   messagesPerSecond: number;
   messageBurst: number;
+  /** Messages one socket may have waiting to be handled; more are refused with an error. */
+  maxQueuedMessages: number;
   subscribesPerSecond: number;
   subscribeBurst: number;
   /**
@@ -74,6 +76,7 @@ export const defaultLiveOptions: LiveOptions = {
   maxPayloadBytes: 64 * 1024,
   messagesPerSecond: 50,
   messageBurst: 100,
+  maxQueuedMessages: 16,
   subscribesPerSecond: 2,
   subscribeBurst: 10,
   maxSocketsPerUser: 100,

@@ -1765,6 +1765,30 @@ describe.runIf(testDatabaseKind() === "postgres")("a recheck the database cannot
   }, 30_000);
 });
 
+describe.runIf(testDatabaseKind() === "postgres")("messages waiting for a token check", () => {
+  it("are held up to 16; more are refused at once, and the held ones answered in order", async () => {
+    const auth = await f.t.userAuth(["Operator"]);
+    const other = await otherSession(f.t.database);
+    try {
+      await other.query("begin");
+      await other.query("lock table oauth_token in access exclusive mode");
+      const client = track(await LiveTestClient.open(f.url, { authorization: auth.authorization }));
+      await blockedBy(other, "%oauth_token%");
+      for (let i = 0; i < 20; i++) client.send({ type: "get_machine_data" });
+      await until(() => client.messages.length === 4);
+      expect(client.messages).toEqual(
+        Array(4).fill({ type: "error", message: "Not authenticated" }),
+      );
+      await other.query("rollback");
+      await until(() => client.messages.length === 4 + 1 + 16);
+      expect(client.messages[4]).toMatchObject({ type: "authenticated" });
+      expect(client.messages.slice(5).map((m) => m.type)).toEqual(Array(16).fill("machine_data"));
+    } finally {
+      await other.end();
+    }
+  });
+});
+
 describe("timers", () => {
   let timed: Fixture;
   beforeAll(async () => {
