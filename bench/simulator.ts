@@ -20,14 +20,11 @@ export async function benchSimulator({
         try {
           // Spec rate × speed far above what any database here takes: the simulator runs flat out.
           const speed = Math.min(100, Math.ceil(400_000 / (machines * 50)));
-          const simulator = await startSimulator(
-            databaseTarget(services.db, services.changes, services.ingest),
-            {
-              machines,
-              speed,
-              durationMs: seconds * 1000,
-            },
-          );
+          const simulator = await startSimulator(databaseTarget(services), {
+            machines,
+            speed,
+            durationMs: seconds * 1000,
+          });
           const stats = await simulator.fleet.done;
           await services.ingest.close();
           const simulated = stats.samplesPerSecond;

@@ -310,7 +310,7 @@ program
     // As in a server: the rollup maintainer runs beside the pipeline, and on the way out the
     // pipeline's last rows are committed before the rollups' last recompute.
     await services.start();
-    await run(databaseTarget(services.db, services.changes, services.ingest), async () => {
+    await run(databaseTarget(services), async () => {
       try {
         await services.close();
       } finally {

@@ -107,7 +107,7 @@ export async function serve(config: Config): Promise<void> {
   if (config.simulator) {
     // The built-in machines feed the same ingest pipeline as every other source.
     const starting = startSimulator(
-      databaseTarget(services.db, services.changes, services.ingest),
+      databaseTarget(services),
       { machines: config.simulatorMachines },
       {
         onReport: (report) =>

@@ -11,6 +11,7 @@ import {
   type TestDatabase,
   testDatabaseKind,
 } from "../../../test/helpers/database.ts";
+import { LiveTestClient } from "../../../test/helpers/live-client.ts";
 import { runSpindle, spindleBin } from "../../../test/helpers/spindle-process.ts";
 import { openDatabase } from "../../platform/database.ts";
 import { httpTarget, retryAfterSeconds } from "./http-target.ts";
@@ -154,10 +155,11 @@ describe("the simulator in a server and against a remote one", () => {
 
   it("feeds the ingest pipeline with physically consistent rows within the database's axis limits", async () => {
     const { services } = t;
-    const simulator = await startSimulator(
-      databaseTarget(services.db, services.changes, services.ingest),
-      { machines: 3, speed: 5, durationMs: 3000 },
-    );
+    const simulator = await startSimulator(databaseTarget(services), {
+      machines: 3,
+      speed: 5,
+      durationMs: 3000,
+    });
     await simulator.fleet.done;
     await simulator.stop();
     const { rows } = await services.db.query<{
@@ -279,10 +281,11 @@ describe("the simulator when its fleet or its target changes under it", () => {
 
   it("leaves a machine or an axis deleted while it runs alone, and goes on with the rest", async () => {
     const { services } = t;
-    const simulator = await startSimulator(
-      databaseTarget(services.db, services.changes, services.ingest),
-      { machines: 4, speed: 5, durationMs: 8000 },
-    );
+    const simulator = await startSimulator(databaseTarget(services), {
+      machines: 4,
+      speed: 5,
+      durationMs: 8000,
+    });
     const [kept, , axisOwner, gone] = simulator.fleet.machines.map((m) => m.machineId) as [
       number,
       number,
@@ -395,7 +398,7 @@ describe("the simulator when its fleet or its target changes under it", () => {
 });
 
 describe("SIMULATOR=on", () => {
-  it("spindle serve runs the simulator: machines appear and their data flows in", async () => {
+  it("spindle serve runs the simulator: machines appear, their data flows in, every tool is live", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "spindle-serve-sim-"));
     const database =
       testDatabaseKind() === "postgres" ? await openTestDatabase({ migrated: false }) : undefined;
@@ -407,6 +410,8 @@ describe("SIMULATOR=on", () => {
       SIMULATOR: "on",
       SIMULATOR_MACHINES: "3",
       LOG_LEVEL: "info",
+      ADMIN_USERNAME: "sim-admin",
+      ADMIN_PASSWORD: "a-long-enough-password-for-the-test",
     } as Record<string, string>;
     if (database) {
       const url = new URL(database.url!);
@@ -424,6 +429,28 @@ describe("SIMULATOR=on", () => {
         server.on("exit", (code) => reject(new Error(`serve exited ${code}: ${log}`)));
       });
       await new Promise((resolve) => setTimeout(resolve, 1500));
+      // The live feed has every tool the simulator made (24 a machine), not only those in use.
+      const base = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(log)![1]!;
+      const token = await fetch(`${base}/o/token/`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "password",
+          client_id: "spindle-console",
+          username: env.ADMIN_USERNAME!,
+          password: env.ADMIN_PASSWORD!,
+        }),
+      }).then((answer) => answer.json() as Promise<{ access_token: string }>);
+      const live = await LiveTestClient.open(`${base.replace("http", "ws")}/ws/machine_data/`, {
+        authorization: `Bearer ${token.access_token}`,
+      });
+      try {
+        await live.next((m) => m.type === "authenticated");
+        const tools = await live.ask({ type: "get_tool_data" }, "tool_data");
+        expect(tools.data).toHaveLength(3 * 24);
+      } finally {
+        live.close();
+      }
     } finally {
       const exited = new Promise((resolve) => server.once("exit", resolve));
       server.kill("SIGTERM");

@@ -1,6 +1,7 @@
 import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Database } from "../../platform/database.ts";
 import { DomainError } from "../../platform/errors.ts";
+import type { LiveHub } from "../live/live-hub.ts";
 import { ensureFleet, type ProvisionedMachine } from "../machines/fleet-provisioning.ts";
 import { DEFAULT_FIELD_SPEC_FILE, readFieldSpec } from "./field-spec.ts";
 import {
@@ -40,12 +41,22 @@ export interface SimulatorTarget extends SinkTarget {
   provision(machines: MachineDescription[]): Promise<Map<number, ProvisionedMachine>>;
 }
 
-/** This process's own database, through the ingest pipeline every other source uses. */
-export function databaseTarget(
-  db: Database,
-  changes: ChangeFeed,
-  pipeline: BatchTarget,
-): SimulatorTarget {
+/**
+ * This process's own database, through the ingest pipeline every other source uses. The tools
+ * it makes are read into `live`'s latest values as a CRUD write's are: they are never ingested
+ * until put to use, and the values were loaded before they existed.
+ */
+export function databaseTarget({
+  db,
+  changes,
+  ingest,
+  live,
+}: {
+  db: Database;
+  changes: ChangeFeed;
+  ingest: BatchTarget;
+  live: Pick<LiveHub, "storedChanged">;
+}): SimulatorTarget {
   const present = async (table: "machine" | "axis" | "tool", ids: Set<number>) =>
     new Set(
       (
@@ -56,9 +67,16 @@ export function databaseTarget(
       ).rows.map((row) => Number(row.id)),
     );
   return {
-    provision: (machines) => ensureFleet(db, changes, machines),
+    provision: async (machines) => {
+      const provisioned = await ensureFleet(db, changes, machines);
+      const tools = [...provisioned.values()].flatMap((machine) =>
+        machine.toolIds.filter((id) => id !== undefined),
+      );
+      await live.storedChanged({ axes: [], tools, machines: [] });
+      return provisioned;
+    },
     submit: (batch) =>
-      pipeline.submit(batch).catch((error: unknown) => {
+      ingest.submit(batch).catch((error: unknown) => {
         // The pipeline refuses a batch only for what it holds: here, something deleted meanwhile.
         throw error instanceof DomainError && error.code === "validation"
           ? new BatchRefused(error.message)
