@@ -713,9 +713,13 @@ export class LiveHub {
 
   // --- slow sockets, heartbeat, tokens ---
 
-  /** Sends held-back rows to sockets that have drained (or whose rate allows), drops stalled ones. */
+  /**
+   * Sends held-back rows to sockets that have drained (or whose rate allows), drops stalled ones
+   * and closes those whose token has expired.
+   */
   private sweep(): void {
     const now = performance.now();
+    const wallClock = this.deps.clock.now();
     const fleet = this.fleet;
     // Sockets of one group held since the same tick are owed the same bytes: encoded once.
     const owedFrames = new Map<string, Frame[]>();
@@ -723,6 +727,11 @@ export class LiveHub {
     // fanned out, and one held later is marked at `fanned` or after.
     let oldestHeld = this.fanned;
     for (const connection of this.connections) {
+      // A token that expired gets nothing more: its socket is closed within a sweep.
+      if (connection.principal && connection.principal.expiresAt <= wallClock) {
+        connection.close(closeCodes.unauthorized, "Token expired");
+        continue;
+      }
       if (connection.heldSince !== null) oldestHeld = Math.min(oldestHeld, connection.heldSince);
       const backlog = connection.bufferedAmount;
       if (backlog > this.options.highWaterBytes) {
@@ -760,12 +769,7 @@ export class LiveHub {
   }
 
   private beat(): void {
-    const now = this.deps.clock.now();
     for (const connection of this.connections) {
-      if (connection.principal && connection.principal.expiresAt <= now) {
-        connection.close(closeCodes.unauthorized, "Token expired");
-        continue;
-      }
       if (!connection.alive) {
         connection.terminate();
         continue;

@@ -1612,6 +1612,13 @@ describe("bad input", () => {
     );
   });
 
+  it("closes 1007 on a text frame that is not UTF-8, as RFC 6455 requires", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    client.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
+    expect((await client.closedWith()).code).toBe(1007);
+  });
+
   it("rate-limits a flood of subscribe messages", async () => {
     const { client } = await signedIn(f);
     track(client);
@@ -1835,5 +1842,21 @@ describe("timers", () => {
     track(client);
     timed.t.clock.advance(36_001_000);
     expect(await client.closedWith()).toEqual({ code: 4401, reason: "Token expired" });
+  });
+});
+
+describe("a token that expires", () => {
+  it("closes its socket at once, not at the next heartbeat", async () => {
+    const quiet = await fixture({ heartbeatMs: 3_600_000 });
+    try {
+      const { client } = await signedIn(quiet);
+      track(client);
+      client.send({ type: "subscribe" });
+      await client.next((m) => m.type === "axis_data" && m.snapshot);
+      quiet.t.clock.advance(36_001_000);
+      expect(await client.closedWith()).toEqual({ code: 4401, reason: "Token expired" });
+    } finally {
+      await quiet.t.close();
+    }
   });
 });
