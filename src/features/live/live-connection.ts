@@ -34,9 +34,10 @@ export class LiveConnection {
   filter: LiveFilter | null = null;
   encoding: LiveEncoding = "json";
   groupKey: string | null = null;
-  /** Minimum milliseconds between pushes (`max_rate_hz`); 0 = as data arrives. */
+  /** Milliseconds between pushes (`max_rate_hz`); 0 = as data arrives. */
   minIntervalMs = 0;
-  lastPushAt = 0;
+  /** Under `max_rate_hz`, when (`performance.now()`) the next push is due. */
+  nextPushAt = 0;
   /**
    * Non-null while pushes are held back (slow reader or rate limit): the seq up to which the
    * socket has been sent everything. What it is owed is worked out when it is sent, from the

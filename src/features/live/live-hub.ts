@@ -336,7 +336,7 @@ export class LiveHub {
     connection.minIntervalMs = message.max_rate_hz ? 1000 / message.max_rate_hz : 0;
     // A rate-limited socket always holds; the sweep sends what it is owed when the rate allows.
     connection.heldSince = connection.minIntervalMs > 0 ? this.seq : null;
-    connection.lastPushAt = performance.now();
+    connection.nextPushAt = performance.now() + connection.minIntervalMs;
     connection.resetWindow(message.window ?? 0);
     // Everything up to here is in the snapshot or the replay: a tick still waiting for the
     // catalog must not come again.
@@ -618,7 +618,6 @@ export class LiveHub {
   }
 
   private fanOut(tick: Tick, fleet: Fleet): void {
-    const now = performance.now();
     for (const group of this.groups.values()) {
       let frames: Frame[] | undefined;
       for (const connection of group.members) {
@@ -631,7 +630,6 @@ export class LiveHub {
         }
         frames ??= this.encodeTick(tick, group.filter, group.encoding, fleet);
         connection.sendPush(tick.seq, frames);
-        connection.lastPushAt = now;
       }
     }
     this.fanned = tick.seq;
@@ -746,7 +744,7 @@ export class LiveHub {
       connection.stalledSince = undefined;
       const { heldSince, filter, groupKey } = connection;
       if (heldSince === null || !filter || groupKey === null || !fleet) continue;
-      if (now - connection.lastPushAt < connection.minIntervalMs) continue;
+      if (now < connection.nextPushAt) continue;
       if (connection.windowFull) continue;
       const rateLimited = connection.minIntervalMs > 0;
       if (heldSince < this.fanned) {
@@ -758,7 +756,14 @@ export class LiveHub {
           owedFrames.set(key, frames);
         }
         connection.sendPush(this.fanned, frames);
-        if (frames.length > 0) connection.lastPushAt = now;
+        // Due times step by the interval, so the rate asked is met on average although the
+        // sweep runs on its own grid; a socket that had nothing to send for a while gets no
+        // burst (at most one push more than the interval allows, a sweep early).
+        if (frames.length > 0)
+          connection.nextPushAt = Math.max(
+            connection.nextPushAt + connection.minIntervalMs,
+            now + connection.minIntervalMs - this.options.sweepMs,
+          );
       }
       // Caught up: a slow reader rejoins the shared pushes; a rate-limited one keeps holding.
       // (Never below its snapshot: ticks may still be waiting for the catalog.)
