@@ -6,7 +6,7 @@ import { authenticate } from "./features/auth/authenticate.ts";
 import { oauthRoutes } from "./features/auth/oauth-routes.ts";
 import { axesResource } from "./features/axes/axes-resource.ts";
 import { axisDataResource } from "./features/axis-data/axis-data-resource.ts";
-import { consoleRoutes } from "./features/console/console-routes.ts";
+import { consolePageNotFound, consoleRoutes } from "./features/console/console-routes.ts";
 import { historyRoutes } from "./features/history/history-routes.ts";
 import { createHistoryService } from "./features/history/history-service.ts";
 import { ingestRoutes } from "./features/ingest/ingest-routes.ts";
@@ -73,7 +73,7 @@ export async function buildApp(
       delete headers["content-type"];
     done();
   });
-  registerErrorHandler(app);
+  registerErrorHandler(app, { notFoundPage: consolePageNotFound() });
 
   await app.register(formbody, { bodyLimit: config.bodyLimit });
   await app.register(swagger, {

@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import {
   DomainError,
   type ErrorCode,
@@ -24,7 +24,18 @@ const statusOf: Record<ErrorCode, number> = {
  * The one place where errors become HTTP answers. Anything not recognised is a 500 whose body
  * says nothing of the cause; the cause goes to the log.
  */
-export function registerErrorHandler(app: FastifyInstance): void {
+export interface ErrorHandlerOptions {
+  /**
+   * Answers a request for which there is no route with a page of its own, if it is one a page
+   * suits (true when it has answered); otherwise, or when absent, the answer is the JSON 404.
+   */
+  notFoundPage?: (request: FastifyRequest, reply: FastifyReply) => Promise<boolean>;
+}
+
+export function registerErrorHandler(
+  app: FastifyInstance,
+  { notFoundPage }: ErrorHandlerOptions = {},
+): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     // The OAuth endpoints answer every error in RFC 6749's shape, which their schemas require.
     const oauth = /^\/o\/(token|revoke_token|introspect)\//.test(request.url);
@@ -108,5 +119,8 @@ export function registerErrorHandler(app: FastifyInstance): void {
     return reply.code(500).send({ detail: "Internal server error." });
   });
 
-  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ detail: "Not found." }));
+  app.setNotFoundHandler(async (request, reply) => {
+    if (await notFoundPage?.(request, reply)) return reply;
+    return reply.code(404).send({ detail: "Not found." });
+  });
 }

@@ -1,15 +1,17 @@
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 /** Where `npm run build:web` writes the console (web/dist), resolved from this file. */
 export const defaultConsoleRoot = fileURLToPath(new URL("../../../web/dist", import.meta.url));
 
 /**
  * The console's client-side routes. Listed, not a catch-all, so every API path keeps its JSON
- * 404 and a typo under /data/ never answers with a web page.
+ * 404 for API clients; only a browser asking for a page gets the console's own "Page not
+ * found" (`consolePageNotFound`).
  */
 export const consolePaths = [
   "/",
@@ -80,4 +82,23 @@ export async function consoleRoutes(app: FastifyInstance, options: ConsoleOption
       sendIndex(reply),
     );
   }
+}
+
+/**
+ * A browser asking for a page at an address that is no route (a mistyped console address, or an
+ * API path typed into the address bar): the console, answered 404, so its own "Page not found"
+ * shows with the way back. Anything else, an API client's request above all (they ask for JSON or
+ * for anything), keeps the JSON 404; so does every request while the console is not built.
+ */
+export function consolePageNotFound(root = defaultConsoleRoot) {
+  const index = join(root, "index.html");
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<boolean> => {
+    if (request.method !== "GET" || !/\btext\/html\b/.test(request.headers.accept ?? ""))
+      return false;
+    const page = await readFile(index, "utf8").catch(() => undefined);
+    if (page === undefined) return false;
+    reply.code(404).headers(securityHeaders).header("cache-control", "no-cache");
+    reply.type("text/html; charset=utf-8").send(page);
+    return true;
+  };
 }

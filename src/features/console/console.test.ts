@@ -4,8 +4,9 @@ import { join } from "node:path";
 import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testPassword } from "../../../test/helpers/app.ts";
+import { registerErrorHandler } from "../../platform/error-handler.ts";
 import { consoleClient, ensureConsoleClient } from "./console-client.ts";
-import { consoleRoutes } from "./console-routes.ts";
+import { consolePageNotFound, consoleRoutes } from "./console-routes.ts";
 
 let t: TestApp;
 let root: string;
@@ -91,6 +92,37 @@ describe("console", () => {
     }
     // Authentication still guards the API beside the console.
     expect((await t.inject({ url: "/data/machines/" })).statusCode).toBe(401);
+  });
+
+  it("answers a browser's page request for no route with the console, 404, and API clients with JSON", async () => {
+    const app = Fastify();
+    registerErrorHandler(app, { notFoundPage: consolePageNotFound(root) });
+    await app.register(consoleRoutes, { root });
+    const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    for (const url of ["/fleet", "/machine/81000001", "/data/machinez/"]) {
+      const page = await app.inject({ url, headers: { accept: browser } });
+      expect({ url, status: page.statusCode }).toEqual({ url, status: 404 });
+      expect(page.headers["content-type"]).toMatch(/^text\/html/);
+      expect(page.headers["content-security-policy"]).toContain("default-src 'self'");
+      expect(page.body).toContain("Spindle console");
+    }
+    for (const request of [
+      { url: "/fleet" },
+      { url: "/fleet", headers: { accept: "*/*" } },
+      { url: "/fleet", headers: { accept: "application/json" } },
+      { url: "/fleet", method: "POST" as const, headers: { accept: browser } },
+    ]) {
+      const answer = await app.inject(request);
+      expect(answer.statusCode).toBe(404);
+      expect(answer.json()).toEqual({ detail: "Not found." });
+    }
+    await app.close();
+    // Before the console is built, a browser gets the JSON 404 too.
+    const unbuilt = Fastify();
+    registerErrorHandler(unbuilt, { notFoundPage: consolePageNotFound(join(root, "nowhere")) });
+    const answer = await unbuilt.inject({ url: "/fleet", headers: { accept: browser } });
+    expect(answer.json()).toEqual({ detail: "Not found." });
+    await unbuilt.close();
   });
 
   it("registers its public OAuth2 client once, and signs people in without a secret", async () => {
