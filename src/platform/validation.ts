@@ -132,13 +132,35 @@ function illFormedString(data: unknown): string | undefined {
 export function fieldErrors(errors: ErrorObject[]): Record<string, string[]> {
   // Field names come from the request: `toString` must not find Object's.
   const fields: Record<string, string[]> = Object.create(null);
-  for (const error of errors) {
+  for (const error of withoutUnionNoise(errors)) {
     const [field, reason] = describe(error);
     const reasons = fields[field] ?? [];
     if (!reasons.includes(reason)) reasons.push(reason);
     fields[field] = reasons;
   }
   return fields;
+}
+
+const isUnion = (error: ErrorObject) => error.keyword === "anyOf" || error.keyword === "oneOf";
+const isChoice = (error: ErrorObject) => error.keyword === "const" || error.keyword === "enum";
+
+/**
+ * A value that matches no branch of a union gets an error per branch and one for the union
+ * ("must match a schema in anyOf"). Kept: the branches' reasons, less a literal branch's "Not a
+ * valid choice." where another branch says more (an email that may also be blank: "Enter a valid
+ * email address."); the union's own only when no branch gave one.
+ */
+function withoutUnionNoise(errors: ErrorObject[]): ErrorObject[] {
+  const unionOf = (error: ErrorObject) =>
+    errors.find((union) => isUnion(union) && error.schemaPath.startsWith(`${union.schemaPath}/`));
+  const kept = errors.filter((error) => {
+    if (isUnion(error) || !isChoice(error)) return true;
+    const union = unionOf(error);
+    return !errors.some(
+      (other) => !isUnion(other) && !isChoice(other) && union && unionOf(other) === union,
+    );
+  });
+  return kept.filter((error) => !isUnion(error) || !kept.some((other) => unionOf(other) === error));
 }
 
 function describe(error: ErrorObject): [string, string] {
@@ -177,6 +199,8 @@ function describe(error: ErrorObject): [string, string] {
     case "const":
       return [path, "Not a valid choice."];
     case "pattern":
+    case "anyOf":
+    case "oneOf":
       return [path, "Enter a valid value."];
     default:
       return [path || "non_field_errors", error.message ?? "Invalid value."];

@@ -101,6 +101,22 @@ describe("POST /register/", () => {
     expect(await snapshot(t)).toBe(before);
   });
 
+  it("gives one plain reason for a value that matches no branch of a union, not the schema's", async () => {
+    const email = await register({ username: "mail2", password: testPassword, email: "nope" });
+    expect(email.json()).toEqual({ email: ["Enter a valid email address."] });
+    const admin = { authorization: (await t.userAuth(["Admin"])).authorization };
+    const client = await t.inject({
+      method: "POST",
+      url: "/o/clients/",
+      headers: admin,
+      payload: { client_id: "union-check", scopes: ["read", "root"], grant_types: ["magic"] },
+    });
+    expect(client.json()).toEqual({
+      "scopes.1": ["Not a valid choice."],
+      "grant_types.0": ["Not a valid choice."],
+    });
+  });
+
   it("stores SQL-looking input verbatim and harmlessly", async () => {
     const username = uniqueName("robert.drop--");
     const answer = await register({
