@@ -342,6 +342,12 @@ function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+// A usage error shows the usage of the command it was made in, not the list of commands.
+let running: Command = program;
+program.hook("preSubcommand", (_program, command) => {
+  running = command;
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
@@ -350,7 +356,7 @@ try {
     process.exitCode = error.exitCode === 0 ? exit.ok : exit.usage;
   } else if (error instanceof UsageError) {
     process.stderr.write(`spindle: ${error.message}\n`);
-    program.outputHelp({ error: true });
+    running.outputHelp({ error: true });
     process.exitCode = exit.usage;
   } else {
     const known =

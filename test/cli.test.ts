@@ -63,6 +63,11 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     const badGrant = await spindle(["createclient", "--client-id", "c", "--grant", "implicit"]);
     expect(badGrant.code).toBe(2);
     expect(badGrant.stderr).toContain("--grant: unknown grant type implicit");
+    // The usage shown is the command's own, whether the flag failed its parser or its action.
+    expect(badGrant.stderr).toContain("Usage: spindle createclient [options]");
+    const badMachines = await spindle(["simulate", "--machines", "abc"]);
+    expect(badMachines.code).toBe(2);
+    expect(badMachines.stderr).toContain("Usage: spindle simulate [options]");
     const both = await spindle([
       "createclient",
       "--client-id",
