@@ -55,8 +55,8 @@ export class LiveConnection {
   private closed = false;
   private authenticating: Promise<void> | undefined;
   private chain: Promise<void> = Promise.resolve();
-  /** Messages received and not yet handled (each held whole until its turn). */
-  private queued = 0;
+  /** Bytes of the messages received and not yet handled (each held whole until its turn). */
+  private queuedBytes = 0;
   private readonly authTimer: NodeJS.Timeout;
   private readonly messages: TokenBucket;
   private readonly subscribes: TokenBucket;
@@ -154,15 +154,17 @@ export class LiveConnection {
 
   private received(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
-    // The rate bounds how fast messages come, and this how many wait while one is handled (a
-    // token check or a catalog load that takes its time): what a socket holds stays bounded.
-    if (!this.messages.take() || this.queued >= this.hub.options.maxQueuedMessages) {
+    // The rate bounds how fast messages come, and this how much waits while one is handled (a
+    // token check or a catalog load that takes its time): what a socket holds stays bounded,
+    // while a burst of small requests sent back to back is still taken whole.
+    const size = data.length;
+    if (!this.messages.take() || this.queuedBytes + size > this.hub.options.maxQueuedBytes) {
       // Before authenticating, a client hears nothing but that it has not.
       this.error(this.principal ? "Too many messages; slow down." : "Not authenticated");
       return;
     }
     // Messages are handled one at a time, in order, even those arriving during a token check.
-    this.queued += 1;
+    this.queuedBytes += size;
     this.chain = this.chain
       .then(() => this.authenticating)
       .then(() => this.handle(data, isBinary))
@@ -171,7 +173,7 @@ export class LiveConnection {
         this.error("The message could not be handled.");
       })
       .finally(() => {
-        this.queued -= 1;
+        this.queuedBytes -= size;
       });
   }
 

@@ -51,8 +51,8 @@ export interface LiveOptions {
   maxPayloadBytes: number;
   messagesPerSecond: number;
   messageBurst: number;
-  /** Messages one socket may have waiting to be handled; more are refused with an error. */
-  maxQueuedMessages: number;
+  /** Bytes of messages one socket may have waiting to be handled; more are refused with an error. */
+  maxQueuedBytes: number;
   subscribesPerSecond: number;
   subscribeBurst: number;
   /**
@@ -76,7 +76,7 @@ export const defaultLiveOptions: LiveOptions = {
   maxPayloadBytes: 64 * 1024,
   messagesPerSecond: 50,
   messageBurst: 100,
-  maxQueuedMessages: 16,
+  maxQueuedBytes: 1024 * 1024,
   subscribesPerSecond: 2,
   subscribeBurst: 10,
   maxSocketsPerUser: 100,
@@ -430,31 +430,33 @@ export class LiveHub {
    * of two writes to one series the later read wins.
    */
   storedChanged(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
-    // Never rejects: the write it follows is committed, and the next write must still run.
-    const done = this.storing
-      .then(() => this.restore(keys))
-      .catch((error: unknown) => this.reportError(error));
-    this.storing = done;
-    return done;
+    return this.restoreInTurn(() => keys);
   }
 
   /**
-   * Machines deleted (or given another id) through the CRUD endpoints: everything the latest
-   * values hold of them is read again, so their axes' samples, tools and tool in use, which the
-   * delete cascaded to, are gone from answers at once and their subscribers told. The catalog
-   * cannot be waited for: it is loaded only while someone subscribes, and the same id may be made
-   * again before then.
+   * Machines deleted through the CRUD endpoints: everything the latest values hold of them is
+   * read again, so their axes' samples, tools and tool in use, which the delete cascaded to, are
+   * gone from answers at once and their subscribers told. The catalog cannot be waited for: it is
+   * loaded only while someone subscribes, and the same id may be made again before then.
    */
-  machinesChanged(machineIds: number[]): Promise<void> {
+  machinesDeleted(machineIds: number[]): Promise<void> {
     const machines = new Set(machineIds);
     const on = (series: Map<number, Placed>) =>
       [...series].filter(([, row]) => machines.has(row.machineId)).map(([key]) => key);
-    const { latest } = this.deps;
-    return this.storedChanged({
-      axes: on(latest.axes),
-      tools: on(latest.tools),
-      machines: machineIds,
+    // Chosen in turn: a write read again before this one may still add a row of these machines.
+    return this.restoreInTurn(() => {
+      const { latest } = this.deps;
+      return { axes: on(latest.axes), tools: on(latest.tools), machines: machineIds };
     });
+  }
+
+  private restoreInTurn(keys: () => Required<Omit<StoredKeys, "since">>): Promise<void> {
+    // Never rejects: the write it follows is committed, and the next write must still run.
+    const done = this.storing
+      .then(() => this.restore(keys()))
+      .catch((error: unknown) => this.reportError(error));
+    this.storing = done;
+    return done;
   }
 
   private async restore(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {

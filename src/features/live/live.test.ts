@@ -1619,6 +1619,14 @@ describe("bad input", () => {
     expect((await client.closedWith()).code).toBe(1007);
   });
 
+  it("answers a burst of small requests sent back to back, every one", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    for (let i = 0; i < 60; i++) client.send({ type: "get_machine_data" });
+    await until(() => client.messages.filter((m) => m.type === "machine_data").length === 60);
+    expect(client.messages.some((m) => m.type === "error")).toBe(false);
+  });
+
   it("rate-limits a flood of subscribe messages", async () => {
     const { client } = await signedIn(f);
     track(client);
@@ -1773,7 +1781,7 @@ describe.runIf(testDatabaseKind() === "postgres")("a recheck the database cannot
 });
 
 describe.runIf(testDatabaseKind() === "postgres")("messages waiting for a token check", () => {
-  it("are held up to 16; more are refused at once, and the held ones answered in order", async () => {
+  it("are held up to 1 MiB; more are refused at once, and the held ones answered in order", async () => {
     const auth = await f.t.userAuth(["Operator"]);
     const other = await otherSession(f.t.database);
     try {
@@ -1781,7 +1789,9 @@ describe.runIf(testDatabaseKind() === "postgres")("messages waiting for a token 
       await other.query("lock table oauth_token in access exclusive mode");
       const client = track(await LiveTestClient.open(f.url, { authorization: auth.authorization }));
       await blockedBy(other, "%oauth_token%");
-      for (let i = 0; i < 20; i++) client.send({ type: "get_machine_data" });
+      // 65,000 bytes each (JSON allows the whitespace): 16 fit in 1 MiB, the 17th does not.
+      const ask = JSON.stringify({ type: "get_machine_data" });
+      for (let i = 0; i < 20; i++) client.send(ask.padEnd(65_000, " "));
       await until(() => client.messages.length === 4);
       expect(client.messages).toEqual(
         Array(4).fill({ type: "error", message: "Not authenticated" }),
