@@ -141,8 +141,7 @@ export async function buildApp(
       });
     for (const resource of [
       alsoAfterWrite(machinesResource, ({ before, after }) => {
-        if (before && before.machine_id !== after?.machine_id)
-          return services.live.machinesChanged([Number(before.machine_id)]);
+        if (before && !after) return services.live.machinesDeleted([Number(before.machine_id)]);
       }),
       alsoAfterWrite(toolsResource, ({ before, after }) =>
         live({ tools: [before?.tool_id, after?.tool_id] }),
