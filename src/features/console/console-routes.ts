@@ -93,12 +93,12 @@ export async function consoleRoutes(app: FastifyInstance, options: ConsoleOption
 export function consolePageNotFound(root = defaultConsoleRoot) {
   const index = join(root, "index.html");
   return async (request: FastifyRequest, reply: FastifyReply): Promise<boolean> => {
-    if (request.method !== "GET" || !/\btext\/html\b/.test(request.headers.accept ?? ""))
-      return false;
-    const page = await readFile(index, "utf8").catch(() => undefined);
-    if (page === undefined) return false;
+    const page = request.method === "GET" || request.method === "HEAD";
+    if (!page || !/\btext\/html\b/.test(request.headers.accept ?? "")) return false;
+    const html = await readFile(index, "utf8").catch(() => undefined);
+    if (html === undefined) return false;
     reply.code(404).headers(securityHeaders).header("cache-control", "no-cache");
-    reply.type("text/html; charset=utf-8").send(page);
+    reply.type("text/html; charset=utf-8").send(html);
     return true;
   };
 }

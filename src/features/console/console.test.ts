@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testPassword } from "../../../test/helpers/app.ts";
 import { registerErrorHandler } from "../../platform/error-handler.ts";
 import { consoleClient, ensureConsoleClient } from "./console-client.ts";
-import { consolePageNotFound, consoleRoutes } from "./console-routes.ts";
+import { consolePageNotFound, consoleRoutes, defaultConsoleRoot } from "./console-routes.ts";
 
 let t: TestApp;
 let root: string;
@@ -92,6 +93,12 @@ describe("console", () => {
     }
     // Authentication still guards the API beside the console.
     expect((await t.inject({ url: "/data/machines/" })).statusCode).toBe(401);
+    // A browser's mistyped address: the console's page once it is built (npm test builds it).
+    const mistyped = await t.inject({ url: "/fleet", headers: { accept: "text/html" } });
+    expect(mistyped.statusCode).toBe(404);
+    expect(mistyped.headers["content-type"]).toMatch(
+      existsSync(join(defaultConsoleRoot, "index.html")) ? /^text\/html/ : /^application\/json/,
+    );
   });
 
   it("answers a browser's page request for no route with the console, 404, and API clients with JSON", async () => {
@@ -106,6 +113,9 @@ describe("console", () => {
       expect(page.headers["content-security-policy"]).toContain("default-src 'self'");
       expect(page.body).toContain("Spindle console");
     }
+    const head = await app.inject({ method: "HEAD", url: "/fleet", headers: { accept: browser } });
+    expect(head.statusCode).toBe(404);
+    expect(head.headers["content-type"]).toMatch(/^text\/html/);
     for (const request of [
       { url: "/fleet" },
       { url: "/fleet", headers: { accept: "*/*" } },
