@@ -151,8 +151,15 @@ const isChoice = (error: ErrorObject) => error.keyword === "const" || error.keyw
  * email address."); the union's own only when no branch gave one.
  */
 function withoutUnionNoise(errors: ErrorObject[]): ErrorObject[] {
+  // Items of one array share a schema path: a branch's union is the one over its own value.
   const unionOf = (error: ErrorObject) =>
-    errors.find((union) => isUnion(union) && error.schemaPath.startsWith(`${union.schemaPath}/`));
+    errors.find(
+      (union) =>
+        isUnion(union) &&
+        error.schemaPath.startsWith(`${union.schemaPath}/`) &&
+        (error.instancePath === union.instancePath ||
+          error.instancePath.startsWith(`${union.instancePath}/`)),
+    );
   const kept = errors.filter((error) => {
     if (isUnion(error) || !isChoice(error)) return true;
     const union = unionOf(error);

@@ -109,10 +109,16 @@ describe("POST /register/", () => {
       method: "POST",
       url: "/o/clients/",
       headers: admin,
-      payload: { client_id: "union-check", scopes: ["read", "root"], grant_types: ["magic"] },
+      payload: {
+        client_id: "union-check",
+        scopes: ["read", "root", "magic", 1],
+        grant_types: ["magic"],
+      },
     });
     expect(client.json()).toEqual({
       "scopes.1": ["Not a valid choice."],
+      "scopes.2": ["Not a valid choice."],
+      "scopes.3": ["Not a valid string."],
       "grant_types.0": ["Not a valid choice."],
     });
   });
