@@ -258,6 +258,49 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await dark.context().close();
   });
 
+  it("fits a phone's width (390 px) on every page: nothing scrolls sideways", async () => {
+    const page = await newPage({ width: 390, height: 844 });
+    await signIn(page, people.admin);
+    const paths = [
+      "/",
+      `/machines/${fleet[0]!.machine_id}`,
+      "/history",
+      "/admin/users",
+      "/admin/groups",
+      "/admin/clients",
+      "/admin/machines",
+      "/admin/axes",
+      "/admin/tools",
+    ];
+    const wide: string[] = [];
+    for (const path of paths) {
+      await page.goto(`${base}${path}`);
+      await page.locator("main h1, main h2").first().waitFor();
+      await page.locator(".loading").waitFor({ state: "detached" });
+      await page.waitForTimeout(300);
+      const { scrollWidth, innerWidth, offenders } = await page.evaluate(() => ({
+        scrollWidth: document.documentElement.scrollWidth,
+        innerWidth: window.innerWidth,
+        // Named in the failure, to say what to fix.
+        offenders: [...document.querySelectorAll("body *")]
+          .filter((element) => {
+            if (element.getBoundingClientRect().right <= window.innerWidth + 1) return false;
+            for (let up = element.parentElement; up; up = up.parentElement)
+              if (getComputedStyle(up).overflowX !== "visible") return false;
+            return true;
+          })
+          .slice(0, 3)
+          .map((element) => `${element.tagName.toLowerCase()}.${[...element.classList].join(".")}`),
+      }));
+      if (scrollWidth > innerWidth) wide.push(`${path}: ${scrollWidth} px (${offenders})`);
+    }
+    await shot(page, "phone-admin-tools");
+    expect(wide).toEqual([]);
+    const signOut = (await page.getByRole("button", { name: "Sign out" }).boundingBox())!;
+    expect(signOut.x + signOut.width).toBeLessThanOrEqual(390);
+    await page.context().close();
+  });
+
   it("opens a machine's page: latest values per axis and a chart per axis that follows new data", async () => {
     const page = await newPage();
     await signIn(page, people.manager);

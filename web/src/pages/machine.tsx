@@ -229,7 +229,7 @@ function MachineView({ info }: { info: MachineInfo }) {
       </div>
       {error && <ErrorNotice error={error} action="see this machine's data" />}
 
-      <div class="panel">
+      <div class="panel table-scroll">
         <table class="table table-compact" aria-label="Latest axis values">
           <thead>
             <tr>
