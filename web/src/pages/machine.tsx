@@ -1,8 +1,8 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import type uPlot from "uplot";
 import { api } from "../api/instance.ts";
 import type { Axis, AxisSample, Machine, Tool, ToolUsage } from "../api/types.ts";
 import { Link } from "../router.tsx";
+import { AxisSeries } from "../state/axis-series.ts";
 import { type MachineLatest, statusLabel, statusOf } from "../state/latest.ts";
 import { useQuery } from "../state/query.ts";
 import { recentSamples } from "../state/recent.ts";
@@ -27,56 +27,6 @@ const chartSeries: ChartSeries[] = [
   { label: "Velocity", color: "#d1495b", scale: "velocity" },
   { label: "Acceleration", color: "#5b8c2a", scale: "acceleration", show: false },
 ];
-
-/** One axis' samples as columns, the shape uPlot draws without copying. */
-class AxisSeries {
-  time: number[] = [];
-  actual: number[] = [];
-  target: number[] = [];
-  toGo: number[] = [];
-  velocity: number[] = [];
-  acceleration: number[] = [];
-  last: AxisSample | undefined;
-
-  push(sample: AxisSample): void {
-    const t = Date.parse(sample.update_timestamp) / 1000;
-    if (this.time.length > 0 && t < this.time[this.time.length - 1]!) return;
-    this.time.push(t);
-    this.actual.push(sample.actual_position);
-    this.target.push(sample.target_position);
-    this.toGo.push(sample.distance_to_go);
-    this.velocity.push(sample.velocity);
-    this.acceleration.push(sample.acceleration);
-    this.last = sample;
-  }
-
-  trim(beforeSeconds: number): void {
-    let drop = 0;
-    while (drop < this.time.length && this.time[drop]! < beforeSeconds) drop++;
-    if (drop === 0) return;
-    for (const column of [
-      this.time,
-      this.actual,
-      this.target,
-      this.toGo,
-      this.velocity,
-      this.acceleration,
-    ]) {
-      column.splice(0, drop);
-    }
-  }
-
-  data(): uPlot.AlignedData {
-    return [
-      this.time.slice(),
-      this.actual.slice(),
-      this.target.slice(),
-      this.toGo.slice(),
-      this.velocity.slice(),
-      this.acceleration.slice(),
-    ];
-  }
-}
 
 interface MachineInfo {
   machine: Machine;

@@ -1,5 +1,6 @@
 import type uPlot from "uplot";
 import type { Query } from "../api/client.ts";
+import { breakAtGaps } from "./chart-gaps.ts";
 
 /** The fields a history chart can plot (`homed` is a flag, not a curve; the CSV carries it). */
 export const historyFields = [
@@ -75,7 +76,11 @@ export interface HistoryChartData {
 const asNumber = (value: unknown): number | null =>
   typeof value === "number" && Number.isFinite(value) ? value : null;
 
-/** Aligns every series' buckets on one time column (a missing bucket is a gap, not a zero). */
+/**
+ * Aligns every series' buckets on one time column. A bucket one series lacks is a null (a gap,
+ * not a zero), and so is a period where every series lacks them (Spindle stopped, say): uPlot
+ * draws a gap there instead of a straight line across.
+ */
 export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryField[]) {
   const seriesIndex = new Map<number, number>();
   const series: HistorySeries[] = [];
@@ -106,7 +111,13 @@ export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryF
       columns[s * 3 + 1]![at] = asNumber(row[`${field}_min`]);
       columns[s * 3 + 2]![at] = asNumber(row[`${field}_max`]);
     }
-    byField.set(field, [time.map((t) => t / 1000), ...columns] as uPlot.AlignedData);
+    byField.set(
+      field,
+      breakAtGaps(
+        time.map((t) => t / 1000),
+        columns,
+      ),
+    );
   }
   return { series, byField, buckets: rows.length, samples } satisfies HistoryChartData;
 }
