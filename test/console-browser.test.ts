@@ -426,10 +426,10 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     expect(query.searchParams.get("fields")).toBe("actual_position,velocity");
     await shot(page, "history");
 
-    // CSV: the same query with format=csv, fetched with the token and saved from a Blob.
+    // The buckets' CSV: the same query with format=csv, fetched with the token, saved from a Blob.
     const [download] = await Promise.all([
       page.waitForEvent("download"),
-      page.getByRole("button", { name: "Download CSV" }).click(),
+      page.getByRole("button", { name: "Download buckets (CSV)" }).click(),
     ]);
     const csvQuery = queries.at(-1)!;
     expect(csvQuery.searchParams.get("format")).toBe("csv");
@@ -453,6 +453,33 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
         else expect(cells[c]).toBe(String(value));
       });
     });
+
+    // The samples' CSV: every sample of the window (as many as the status line counts), with
+    // homed, which no chart shows.
+    const [samplesDownload] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "Download samples (CSV)" }).click(),
+    ]);
+    const samplesQuery = queries.at(-1)!;
+    expect(samplesQuery.searchParams.get("format")).toBe("csv");
+    expect(samplesQuery.searchParams.has("max_points")).toBe(false);
+    expect(samplesQuery.searchParams.get("fields")).toBe("actual_position,velocity,homed");
+    const samplesCsv = (await readFile(await samplesDownload.path())).toString("utf8");
+    const [samplesHeader, ...samples] = samplesCsv.trimEnd().split("\r\n");
+    expect(samplesHeader!.split(",")).toEqual(
+      expect.arrayContaining(["actual_position", "velocity", "homed", "update_timestamp"]),
+    );
+    const counted = await page.getByText(/buckets from [\d,]+ samples/).textContent();
+    expect(samples.length).toBe(
+      Number(/from ([\d,]+) samples/.exec(counted!)![1]!.replace(/,/g, "")),
+    );
+    expect(samplesHeader).not.toContain("velocity_max");
+    samplesQuery.searchParams.delete("format");
+    const raw = await t.inject({
+      url: `/api/axis-data/${samplesQuery.search}`,
+      headers: t.adminAuth,
+    });
+    expect(samples.length).toBe((raw.json() as unknown[]).length);
 
     // Drag across the chart: the page asks for that span, at finer buckets.
     const before = queries.length;

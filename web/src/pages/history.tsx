@@ -165,17 +165,14 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     [answer],
   );
 
-  const [downloading, setDownloading] = useState(false);
+  const [downloading, setDownloading] = useState<"buckets" | "samples">();
   const [downloadError, setDownloadError] = useState<Error>();
-  const downloadCsv = async () => {
+  const downloadCsv = async (rows: "buckets" | "samples") => {
     if (!request) return;
-    setDownloading(true);
+    setDownloading(rows);
     setDownloadError(undefined);
     try {
-      const { blob, filename } = await api.download(
-        "/api/axis-data/",
-        historyQuery(request, "csv"),
-      );
+      const { blob, filename } = await api.download("/api/axis-data/", historyQuery(request, rows));
       const url = URL.createObjectURL(blob);
       const link = document.createElement("a");
       link.href = url;
@@ -188,7 +185,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     } catch (failure) {
       setDownloadError(failure as Error);
     } finally {
-      setDownloading(false);
+      setDownloading(undefined);
     }
   };
 
@@ -243,10 +240,20 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           <button
             type="button"
             class="button button-primary"
-            onClick={() => void downloadCsv()}
-            disabled={!request || downloading}
+            onClick={() => void downloadCsv("samples")}
+            disabled={!request || downloading !== undefined}
+            title="Every sample in the window, with homed"
           >
-            {downloading ? "Preparing CSV…" : "Download CSV"}
+            {downloading === "samples" ? "Preparing CSV…" : "Download samples (CSV)"}
+          </button>
+          <button
+            type="button"
+            class="button"
+            onClick={() => void downloadCsv("buckets")}
+            disabled={!request || downloading !== undefined}
+            title="The buckets charted: per field its average, minimum and maximum"
+          >
+            {downloading === "buckets" ? "Preparing CSV…" : "Download buckets (CSV)"}
           </button>
         </div>
       </div>

@@ -2,7 +2,7 @@ import type uPlot from "uplot";
 import type { Query } from "../api/client.ts";
 import { breakAtGaps } from "./chart-gaps.ts";
 
-/** The fields a history chart can plot (`homed` is a flag, not a curve; the CSV carries it). */
+/** The fields a history chart can plot (`homed` is a flag, not a curve; the samples' CSV has it). */
 export const historyFields = [
   { name: "actual_position", label: "Actual position", unit: "mm" },
   { name: "target_position", label: "Target position", unit: "mm" },
@@ -33,18 +33,19 @@ export interface HistoryRequest {
 }
 
 /**
- * The query string of `/api/axis-data/` for a request. The chart and the CSV download use the
- * same one, so the file holds exactly the buckets on screen.
+ * The query string of `/api/axis-data/` for a request: the buckets charted (JSON, or the same as
+ * CSV), or (`samples`) every sample of the window as CSV, with `homed`, which no chart shows.
  */
-export function historyQuery(request: HistoryRequest, format?: "csv"): Query {
+export function historyQuery(request: HistoryRequest, csv?: "buckets" | "samples"): Query {
+  const samples = csv === "samples";
   return {
     machine_id: request.machines,
     axis_name: request.axes,
-    fields: request.fields,
+    fields: samples ? [...request.fields, "homed"] : request.fields,
     from: new Date(request.from).toISOString(),
     to: new Date(request.to).toISOString(),
-    max_points: request.maxPoints,
-    format,
+    max_points: samples ? undefined : request.maxPoints,
+    format: csv ? "csv" : undefined,
   };
 }
 
