@@ -549,6 +549,39 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     }
   });
 
+  it("says degrees for rotary axes (A, C), millimetres for linear ones, and a feed in mm/min", async () => {
+    const page = await newPage();
+    await signIn(page, people.manager);
+    const machine = fleet[0]!;
+    // A path feed, like the tools' feed rates entered in mm/min.
+    const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+    await expect.poll(() => tile.locator(".feed-value").textContent()).toMatch(/^\d+ mm\/min$/);
+
+    await page.goto(`${base}/machines/${machine.machine_id}`);
+    const legend = (axis: string) =>
+      page
+        .getByRole("figure", { name: new RegExp(`^Axis ${axis}:`) })
+        .locator(".u-legend th")
+        .allTextContents();
+    await expect
+      .poll(() => legend("A"))
+      .toEqual(expect.arrayContaining(["Actual (°)", "Velocity (°/s)", "Acceleration (°/s²)"]));
+    expect(await legend("C")).toContain("Velocity (°/s)");
+    expect(await legend("X")).toEqual(
+      expect.arrayContaining(["Actual (mm)", "Velocity (mm/s)", "Acceleration (mm/s²)"]),
+    );
+
+    // History: each chart's heading names its unit, both when linear and rotary axes are mixed.
+    await page.goto(
+      `${base}/history?machine_id=${machine.machine_id}&axis_name=A&fields=actual_position,velocity`,
+    );
+    const headings = () => page.locator(".chart-panel h2").allTextContents();
+    await expect.poll(headings).toEqual(["Actual position (°)", "Velocity (°/s)"]);
+    await page.getByRole("checkbox", { name: "X", exact: true }).check();
+    await expect.poll(headings).toEqual(["Actual position (mm · °)", "Velocity (mm/s · °/s)"]);
+    await page.context().close();
+  });
+
   it("pushes live values over the WebSocket to the fleet tiles", async () => {
     const page = await newPage();
     const pushed: string[] = [];

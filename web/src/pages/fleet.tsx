@@ -212,6 +212,7 @@ function MachineTile({
   const axisNames = (fleet.axesByMachine.get(machine.machine_id) ?? [])
     .map((axis) => axis.axis_name)
     .sort((a, b) => rankAxis(a) - rankAxis(b));
+  // Axis velocities are mm/s; a feed is said in mm/min, like the tools' feed rates.
   const feed = latest?.feed.at(-1);
   return (
     <Link
@@ -241,7 +242,7 @@ function MachineTile({
       <div class="tile-feed">
         <Sparkline values={latest?.feed ?? []} label={`Feed trend of ${machine.machine_name}`} />
         <span class="feed-value">
-          {feed === undefined ? "—" : feed.toFixed(0)} <small>mm/s</small>
+          {feed === undefined ? "—" : (feed * 60).toFixed(0)} <small>mm/min</small>
         </span>
       </div>
       <div class="tile-foot muted">

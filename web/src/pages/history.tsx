@@ -20,6 +20,7 @@ import {
   type WindowId,
 } from "../state/history.ts";
 import { useQuery } from "../state/query.ts";
+import { unitOfAxes } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { HistoryChart, seriesColors } from "../ui/history-chart.tsx";
 
@@ -447,12 +448,18 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           <div class="charts">
             {answer.request.fields.map((name) => {
               const field = historyFields.find((f) => f.name === name)!;
+              const unit = unitOfAxes(
+                field.quantity,
+                shown.series.map((series) => series.axisName),
+              );
               return (
                 <article key={name} class="panel chart-panel" aria-label={field.label}>
-                  <h2>{field.label}</h2>
+                  <h2>
+                    {field.label} <span class="muted">({unit})</span>
+                  </h2>
                   <HistoryChart
-                    title={`${field.label} of ${shown.series.map((s) => s.label).join(", ")}`}
-                    unit={field.unit}
+                    title={`${field.label} (${unit}) of ${shown.series.map((s) => s.label).join(", ")}`}
+                    unit={unit}
                     series={shown.series}
                     data={shown.byField.get(name)!}
                     from={answer.request.from}

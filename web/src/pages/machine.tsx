@@ -7,6 +7,7 @@ import { type MachineLatest, statusLabel, statusOf } from "../state/latest.ts";
 import { useQuery } from "../state/query.ts";
 import { recentSamples } from "../state/recent.ts";
 import { liveSource } from "../state/sources.ts";
+import { axisUnits } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { ago, formatNumber, useNow } from "../ui/time.ts";
 import { type ChartSeries, TimeChart } from "../ui/time-chart.tsx";
@@ -240,6 +241,7 @@ function MachineView({ info }: { info: MachineInfo }) {
             <TimeChart
               title={`Axis ${name}: position, velocity and acceleration over the last ${minutes} minutes`}
               series={chartSeries}
+              units={axisUnits(name)}
               data={chartData.get(name) ?? [[], [], [], [], [], []]}
               windowSeconds={minutes * 60}
             />

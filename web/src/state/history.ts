@@ -1,15 +1,16 @@
 import type uPlot from "uplot";
 import type { Query } from "../api/client.ts";
 import { breakAtGaps } from "./chart-gaps.ts";
+import type { Quantity } from "./units.ts";
 
 /** The fields a history chart can plot (`homed` is a flag, not a curve; the samples' CSV has it). */
 export const historyFields = [
-  { name: "actual_position", label: "Actual position", unit: "mm" },
-  { name: "target_position", label: "Target position", unit: "mm" },
-  { name: "distance_to_go", label: "Distance to go", unit: "mm" },
-  { name: "velocity", label: "Velocity", unit: "mm/s" },
-  { name: "acceleration", label: "Acceleration", unit: "mm/s²" },
-] as const;
+  { name: "actual_position", label: "Actual position", quantity: "position" },
+  { name: "target_position", label: "Target position", quantity: "position" },
+  { name: "distance_to_go", label: "Distance to go", quantity: "position" },
+  { name: "velocity", label: "Velocity", quantity: "velocity" },
+  { name: "acceleration", label: "Acceleration", quantity: "acceleration" },
+] as const satisfies readonly { name: string; label: string; quantity: Quantity }[];
 
 export type HistoryField = (typeof historyFields)[number]["name"];
 
