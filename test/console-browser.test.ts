@@ -582,6 +582,39 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("says so when the machine on screen is deleted, instead of looking live", async () => {
+    const machine_id = nextMachineId();
+    await arrange("/data/machines/", {
+      machine_id,
+      machine_name: "Mazak QTN 200",
+      tool_capacity: 12,
+    });
+    await arrange("/data/axes/", {
+      machine: machine_id,
+      axis_name: "X",
+      max_acceleration: 2000,
+      max_velocity: 500,
+    });
+    await ingestOne({ machine_id, axis_name: "X", actual_position: 12.5 });
+    const page = await newPage();
+    await signIn(page, people.manager);
+    await page.goto(`${base}/machines/${machine_id}`);
+    const table = page.getByRole("table", { name: "Latest axis values" });
+    await table.getByRole("cell", { name: "12.500" }).first().waitFor();
+
+    const deleted = await t.inject({
+      method: "DELETE",
+      url: `/data/machines/${machine_id}/`,
+      headers: t.adminAuth,
+    });
+    expect(deleted.statusCode).toBe(204);
+    // The page reads the machine again every 15 s.
+    await page.getByText("This machine no longer exists").waitFor({ timeout: 20_000 });
+    expect(await table.count()).toBe(0);
+    await shot(page, "machine-deleted");
+    await page.context().close();
+  }, 30_000);
+
   it("pushes live values over the WebSocket to the fleet tiles", async () => {
     const page = await newPage();
     const pushed: string[] = [];

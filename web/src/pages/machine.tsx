@@ -1,4 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { ApiError } from "../api/client.ts";
 import { api } from "../api/instance.ts";
 import type { Axis, AxisSample, Machine, Tool, ToolUsage } from "../api/types.ts";
 import { Link } from "../router.tsx";
@@ -52,9 +53,30 @@ async function loadMachine(id: number): Promise<MachineInfo> {
 
 export function MachinePage({ id }: { id: number }) {
   const info = useQuery(() => loadMachine(id), [id], 15_000);
+  // Deleted while on screen (the reload every 15 s says so): its last values are not live.
+  if (info.error instanceof ApiError && info.error.status === 404) {
+    return <MachineGone id={id} name={info.data?.machine.machine_name} />;
+  }
   if (info.error && !info.data) return <ErrorNotice error={info.error} action="see this machine" />;
   if (!info.data) return <Loading what="the machine" />;
   return <MachineView info={info.data} />;
+}
+
+function MachineGone({ id, name }: { id: number; name: string | undefined }) {
+  return (
+    <section aria-labelledby="machine-title">
+      <nav class="breadcrumbs" aria-label="Breadcrumbs">
+        <Link href="/">Fleet</Link> <span aria-hidden="true">›</span> {name ?? `#${id}`}
+      </nav>
+      <h1 id="machine-title">{name ?? `Machine #${id}`}</h1>
+      <div class="notice notice-error" role="alert">
+        <strong>This machine no longer exists</strong>
+        <span>
+          Machine #{id} has been deleted. Go back to the <Link href="/">fleet</Link>.
+        </span>
+      </div>
+    </section>
+  );
 }
 
 function MachineView({ info }: { info: MachineInfo }) {
