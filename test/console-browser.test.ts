@@ -871,6 +871,22 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("shows an expected refusal in the server's words, not as something gone wrong", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    await page.goto(`${base}/admin/groups`);
+    await page.getByRole("checkbox", { name: "Admin: group.change" }).uncheck();
+    await page.getByRole("button", { name: /^Save changes/ }).click();
+    const notice = page.getByRole("alert");
+    await notice.getByText("Could not change permissions").waitFor();
+    // Without the API's field name ("permissions: …").
+    await expect(notice.locator("span").textContent()).resolves.toBe(
+      "The Admin group keeps group.change, or no one could grant permissions again.",
+    );
+    await shot(page, "admin-refusal");
+    await page.context().close();
+  });
+
   it("keeps an admin page as it is while renewing the tokens: a new client's secret stays shown", async () => {
     const page = await newPage();
     // The console renews at 80% of a token's life (here 10 h): the page's clock jumps there.
