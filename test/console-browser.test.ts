@@ -887,6 +887,27 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("names each page in the tab's title", async () => {
+    const page = await newPage();
+    await page.goto(`${base}/`);
+    await expect.poll(() => page.title()).toBe("Sign in · Spindle");
+    await signIn(page, people.admin);
+    await expect.poll(() => page.title()).toBe("Fleet · Spindle");
+    const machine = fleet[6]!;
+    await page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) }).click();
+    await expect.poll(() => page.title()).toBe(`${machine.machine_name} · Spindle`);
+    await page
+      .getByRole("navigation", { name: "Main" })
+      .getByRole("link", { name: "History" })
+      .click();
+    await expect.poll(() => page.title()).toBe("History · Spindle");
+    await page.getByRole("link", { name: "Administration" }).click();
+    await expect.poll(() => page.title()).toBe("Users · Administration · Spindle");
+    await page.getByRole("link", { name: "OAuth2 clients" }).click();
+    await expect.poll(() => page.title()).toBe("OAuth2 clients · Administration · Spindle");
+    await page.context().close();
+  });
+
   it("keeps an admin page as it is while renewing the tokens: a new client's secret stays shown", async () => {
     const page = await newPage();
     // The console renews at 80% of a token's life (here 10 h): the page's clock jumps there.

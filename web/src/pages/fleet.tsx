@@ -11,6 +11,7 @@ import {
 } from "../state/latest.ts";
 import { liveSource } from "../state/sources.ts";
 import { Empty, ErrorNotice, Loading } from "../ui/feedback.tsx";
+import { usePageTitle } from "../ui/page-title.ts";
 import { Sparkline } from "../ui/sparkline.tsx";
 import { ago, formatNumber, useNow } from "../ui/time.ts";
 import { useVirtualGrid } from "../ui/virtual-grid.ts";
@@ -24,6 +25,7 @@ const tileHeight = 192;
 const tileGap = 16;
 
 export function FleetPage() {
+  usePageTitle("Fleet");
   const fleet = useFleet();
   const [filter, setFilter] = useState("");
   const [status, setStatus] = useState<StatusFilter>("all");

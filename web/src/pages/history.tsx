@@ -23,6 +23,7 @@ import { useQuery } from "../state/query.ts";
 import { unitOfAxes } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { HistoryChart, seriesColors } from "../ui/history-chart.tsx";
+import { usePageTitle } from "../ui/page-title.ts";
 
 const axisOrder = ["X", "Y", "Z", "A", "C"];
 /** Buckets per series: about one per pixel of a wide chart; zooming in divides the bucket width. */
@@ -50,6 +51,7 @@ async function loadCatalog(): Promise<Catalog> {
 }
 
 export function HistoryPage() {
+  usePageTitle("History");
   const catalog = useQuery(loadCatalog, []);
   if (catalog.error && !catalog.data)
     return <ErrorNotice error={catalog.error} action="see machine history" />;

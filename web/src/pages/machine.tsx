@@ -10,6 +10,7 @@ import { recentSamples } from "../state/recent.ts";
 import { liveSource } from "../state/sources.ts";
 import { axisUnits } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
+import { usePageTitle } from "../ui/page-title.ts";
 import { ago, formatNumber, useNow } from "../ui/time.ts";
 import { type ChartSeries, TimeChart } from "../ui/time-chart.tsx";
 
@@ -53,8 +54,10 @@ async function loadMachine(id: number): Promise<MachineInfo> {
 
 export function MachinePage({ id }: { id: number }) {
   const info = useQuery(() => loadMachine(id), [id], 15_000);
+  const gone = info.error instanceof ApiError && info.error.status === 404;
+  usePageTitle(gone ? "Deleted" : undefined, info.data?.machine.machine_name ?? `Machine #${id}`);
   // Deleted while on screen (the reload every 15 s says so): its last values are not live.
-  if (info.error instanceof ApiError && info.error.status === 404) {
+  if (gone) {
     return <MachineGone id={id} name={info.data?.machine.machine_name} />;
   }
   if (info.error && !info.data) return <ErrorNotice error={info.error} action="see this machine" />;
