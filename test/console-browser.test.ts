@@ -301,6 +301,47 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("gives the status pills and notices 4.5:1 contrast, light and dark", async () => {
+    for (const dark of [false, true]) {
+      const page = await newPage({ dark });
+      await signIn(page, people.manager);
+      await page.locator(".tile").first().waitFor();
+      const contrasts = await page.evaluate(() => {
+        const luminance = (color: string) => {
+          const [r, g, b] = color
+            .match(/[\d.]+/g)!
+            .slice(0, 3)
+            .map((c) => {
+              const v = Number(c) / 255;
+              return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+            }) as [number, number, number];
+          return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const classes = ["running", "idle", "not-homed", "stale", "no-data"].map(
+          (s) => `pill pill-${s}`,
+        );
+        classes.push("notice notice-success", "notice notice-error", "notice notice-info");
+        return classes.map((className) => {
+          const element = document.createElement("span");
+          element.className = className;
+          element.textContent = "Running";
+          document.querySelector("main")!.append(element);
+          const style = getComputedStyle(element);
+          const [a, b] = [luminance(style.color), luminance(style.backgroundColor)];
+          element.remove();
+          return `${className} ${Math.round(((Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)) * 100) / 100}`;
+        });
+      });
+      for (const contrast of contrasts) {
+        expect(
+          Number(contrast.split(" ").at(-1)),
+          `${dark ? "dark" : "light"}: ${contrast}`,
+        ).toBeGreaterThanOrEqual(4.5);
+      }
+      await page.context().close();
+    }
+  });
+
   it("opens a machine's page: latest values per axis and a chart per axis that follows new data", async () => {
     const page = await newPage();
     await signIn(page, people.manager);
