@@ -462,6 +462,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
         `${second!.machine_name} · Y`,
       ]);
     await page.getByText(/buckets from [\d,]+ samples/).waitFor();
+    const lastQuery = (which: (url: URL) => boolean) => queries.filter(which).at(-1)!;
     const query = queries.at(-1)!;
     expect(query.searchParams.get("max_points")).toBe("600");
     expect(query.searchParams.get("fields")).toBe("actual_position,velocity");
@@ -472,12 +473,14 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       page.waitForEvent("download"),
       page.getByRole("button", { name: "Download buckets (CSV)" }).click(),
     ]);
-    const csvQuery = queries.at(-1)!;
+    // (A relative window is asked again every 10 s: the queries are told apart, not counted.)
+    const csvQuery = lastQuery((url) => url.searchParams.get("format") === "csv");
+    const chartQuery = lastQuery((url) => !url.searchParams.has("format"));
     expect(csvQuery.searchParams.get("format")).toBe("csv");
     const { readFile } = await import("node:fs/promises");
     const csv = (await readFile(await download.path())).toString("utf8");
     csvQuery.searchParams.delete("format");
-    expect(csvQuery.search).toBe(query.search);
+    expect(csvQuery.search).toBe(chartQuery.search);
     const json = (
       await t.inject({ url: `/api/axis-data/${csvQuery.search}`, headers: t.adminAuth })
     ).json() as Record<string, unknown>[];
@@ -501,7 +504,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       page.waitForEvent("download"),
       page.getByRole("button", { name: "Download samples (CSV)" }).click(),
     ]);
-    const samplesQuery = queries.at(-1)!;
+    const samplesQuery = lastQuery((url) => !url.searchParams.has("max_points"));
     expect(samplesQuery.searchParams.get("format")).toBe("csv");
     expect(samplesQuery.searchParams.has("max_points")).toBe(false);
     expect(samplesQuery.searchParams.get("fields")).toBe("actual_position,velocity,homed");
@@ -523,6 +526,8 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     expect(samples.length).toBe((raw.json() as unknown[]).length);
 
     // Drag across the chart: the page asks for that span, at finer buckets.
+    const span = (url: URL) =>
+      Date.parse(url.searchParams.get("to")!) - Date.parse(url.searchParams.get("from")!);
     const before = queries.length;
     const over = page.locator(".history-chart .u-over").first();
     const box = (await over.boundingBox())!;
@@ -530,10 +535,9 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.mouse.down();
     await page.mouse.move(box.x + box.width * 0.85, box.y + box.height / 2, { steps: 5 });
     await page.mouse.up();
-    await expect.poll(() => queries.length).toBeGreaterThan(before);
-    const zoomed = queries.at(-1)!;
-    const span = (url: URL) =>
-      Date.parse(url.searchParams.get("to")!) - Date.parse(url.searchParams.get("from")!);
+    const isZoom = (url: URL) => span(url) < 15 * 60_000;
+    await expect.poll(() => queries.slice(before).some(isZoom)).toBe(true);
+    const zoomed = lastQuery(isZoom);
     expect(span(query)).toBe(15 * 60_000);
     expect(span(zoomed)).toBeGreaterThan(60_000);
     expect(span(zoomed)).toBeLessThan(4 * 60_000);
@@ -655,6 +659,27 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await shot(page, "machine-deleted");
     await page.context().close();
   }, 30_000);
+
+  it("keeps a relative history window (Last 15 min) following time, and says so", async () => {
+    const page = await newPage();
+    await page.clock.install();
+    const queries: URL[] = [];
+    page.on("request", (request) => {
+      const url = new URL(request.url());
+      if (url.pathname === "/api/axis-data/") queries.push(url);
+    });
+    await signIn(page, people.manager);
+    await page.goto(`${base}/history?machine_id=${fleet[0]!.machine_id}&window=15m`);
+    await page.getByText(/follows time, asked again every 10 s/).waitFor();
+    const asked = queries.length;
+    const first = queries.at(-1)!;
+    await page.clock.fastForward(11_000);
+    await expect.poll(() => queries.length).toBeGreaterThan(asked);
+    const next = queries.at(-1)!;
+    const end = (url: URL) => Date.parse(url.searchParams.get("to")!);
+    expect(end(next) - end(first)).toBeGreaterThanOrEqual(10_000);
+    await page.context().close();
+  });
 
   it("pushes live values over the WebSocket to the fleet tiles", async () => {
     const page = await newPage();

@@ -98,6 +98,18 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     return { from: fromLocalInput(customFrom), to: fromLocalInput(customTo) };
   }, [windowId, customFrom, customTo, refresh]);
 
+  // A relative window follows time: asked again as often as about a hundredth of it passes,
+  // at most every 10 s, unless zoomed (a zoom is a fixed span). Without it "Last 15 min" stayed
+  // the 15 min before it was chosen, with nothing saying so.
+  const relativeMinutes = historyWindows.find((w) => w.id === windowId)!.minutes;
+  const followEvery = Math.max(10_000, Math.round((relativeMinutes * 60_000) / 100));
+  const following = windowId !== "custom" && !zoom;
+  useEffect(() => {
+    if (!following) return;
+    const timer = setInterval(() => setRefresh((n) => n + 1), followEvery);
+    return () => clearInterval(timer);
+  }, [following, followEvery]);
+
   const problem =
     machines.length === 0
       ? "Pick at least one machine."
@@ -399,7 +411,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
                   answer.request.to - answer.request.from,
                 )} from ${new Date(answer.request.from).toLocaleString()} · buckets of ≈ ${describeSpan(
                   Math.ceil((answer.request.to - answer.request.from) / answer.request.maxPoints),
-                )}`
+                )}${following ? ` · follows time, asked again every ${describeSpan(followEvery)}` : ""}`
               : ""}
           </p>
           <div class="toolbar">
