@@ -681,6 +681,36 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("says which machines the fleet's status summary and filter count: those shown so far", async () => {
+    // Short: a few rows of tiles on screen, so most machines have not been shown yet.
+    const page = await newPage({ height: 420 });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    const summary = page.locator(".page-head p.muted").first();
+    await expect.poll(() => summary.textContent()).toMatch(/of the \d+ shown so far: \d+ \w+/);
+    const [, total, known] = /^(\d+) machines · of the (\d+) shown so far/.exec(
+      (await summary.textContent())!,
+    )!;
+    expect(Number(known)).toBeLessThan(Number(total));
+
+    await page.getByRole("combobox", { name: /^Status/ }).selectOption("running");
+    await page
+      .getByText(`Status is known only for the ${known} machines shown so far`, { exact: false })
+      .waitFor();
+    await page.getByRole("combobox", { name: /^Status/ }).selectOption("all");
+
+    // Scrolled through, every machine has been shown: the summary counts them all.
+    for (let i = 0; i < 10; i++) {
+      await page.mouse.wheel(0, 400);
+      await page.waitForTimeout(100);
+    }
+    await expect
+      .poll(() => summary.textContent())
+      .toMatch(new RegExp(`^${total} machines · \\d+ `));
+    expect(await summary.textContent()).not.toContain("shown so far");
+    await page.context().close();
+  });
+
   it("pushes live values over the WebSocket to the fleet tiles", async () => {
     const page = await newPage();
     const pushed: string[] = [];

@@ -63,6 +63,11 @@ function FleetView(props: {
   const now = useNow(1000);
   const [visibleIds, setVisibleIds] = useState<number[]>([]);
   const latest = useLatest(visibleIds);
+  // Live values are asked for the machines on screen only (a fleet of thousands is too much to
+  // follow): the status of one never shown is not known, and the summary and the status filter
+  // say so rather than count it as anything.
+  const [shownSoFar] = useState(() => new Set<number>());
+  for (const id of visibleIds) shownSoFar.add(id);
 
   const shown = useMemo(() => {
     const needle = filter.trim().toLowerCase();
@@ -71,7 +76,9 @@ function FleetView(props: {
         (needle === "" ||
           machine.machine_name.toLowerCase().includes(needle) ||
           String(machine.machine_id).includes(needle)) &&
-        (status === "all" || statusOf(latest.get(machine.machine_id), now) === status),
+        (status === "all" ||
+          (shownSoFar.has(machine.machine_id) &&
+            statusOf(latest.get(machine.machine_id), now) === status)),
     );
     const feedOf = (machine: Machine) => latest.get(machine.machine_id)?.feed.at(-1) ?? -1;
     const rank = (machine: Machine) =>
@@ -98,13 +105,18 @@ function FleetView(props: {
   }, [onScreenKey]);
 
   const counts = new Map<MachineStatus, number>();
+  let known = 0;
   for (const machine of fleet.machines) {
-    // Machines not yet on screen are not fetched: count only what is known.
-    const entry = latest.get(machine.machine_id);
-    if (!entry) continue;
-    const state = statusOf(entry, now);
+    if (!shownSoFar.has(machine.machine_id)) continue;
+    known++;
+    const state = statusOf(latest.get(machine.machine_id), now);
     counts.set(state, (counts.get(state) ?? 0) + 1);
   }
+  const total = fleet.machines.length;
+  const byStatus = statusOrder
+    .filter((state) => counts.get(state))
+    .map((state) => `${counts.get(state)} ${statusLabel[state].toLowerCase()}`)
+    .join(" · ");
 
   return (
     <section aria-labelledby="fleet-title">
@@ -112,13 +124,21 @@ function FleetView(props: {
         <div>
           <h1 id="fleet-title">Fleet</h1>
           <p class="muted" aria-live="polite">
-            {fleet.machines.length} machines
-            {statusOrder
-              .filter((state) => counts.get(state))
-              .map((state) => ` · ${counts.get(state)} ${statusLabel[state].toLowerCase()}`)
-              .join("")}
+            {total} machines
+            {known < total && known > 0
+              ? ` · of the ${known} shown so far: `
+              : byStatus
+                ? " · "
+                : ""}
+            {byStatus}
             <span class="source"> · {liveSource.description}</span>
           </p>
+          {status !== "all" && known < total && (
+            <p class="muted small" role="status">
+              Status is known only for the {known} machines shown so far; the other {total - known}{" "}
+              are left out of this list.
+            </p>
+          )}
         </div>
         <div class="toolbar">
           <label class="control">
