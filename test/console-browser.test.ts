@@ -711,6 +711,58 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("spaces the time labels of the charts apart at 1024 px", async () => {
+    const page = await newPage({ width: 1024, height: 768 });
+    await signIn(page, people.manager);
+    const machine = fleet[0]!;
+    await page.goto(`${base}/machines/${machine.machine_id}`);
+    await page.locator(".uplot canvas").first().waitFor();
+    await page.waitForTimeout(500);
+    await page.goto(`${base}/history?machine_id=${machine.machine_id}`);
+    await page.locator(".history-chart canvas").first().waitFor();
+    await page.waitForTimeout(500);
+    // The labels are drawn on the canvas: find them as runs of drawn columns in the band under
+    // the plot where the first line of the time axis' labels is, and measure the widest.
+    const widestLabels = async (selector: string) =>
+      page
+        .locator(selector)
+        .first()
+        .evaluate((canvas: HTMLCanvasElement) => {
+          const context = canvas.getContext("2d")!;
+          const ratio = window.devicePixelRatio;
+          // The time axis is the canvas' bottom 50 px: 10 px of ticks, then the labels.
+          const top = canvas.height - Math.round(40 * ratio);
+          const band = context.getImageData(0, top, canvas.width, Math.round(14 * ratio)).data;
+          const drawn = (x: number) => {
+            for (let y = 0; y < Math.round(14 * ratio); y++)
+              if (band[(y * canvas.width + x) * 4 + 3]! > 0) return true;
+            return false;
+          };
+          let widest = 0;
+          let start = -1;
+          let blank = 0;
+          for (let x = 0; x < canvas.width; x++) {
+            if (drawn(x)) {
+              if (start < 0) start = x;
+              blank = 0;
+              widest = Math.max(widest, x - start + 1);
+            } else if (start >= 0 && ++blank >= 6 * ratio) start = -1;
+          }
+          return widest / ratio;
+        });
+    const history = await widestLabels(".history-chart canvas");
+    await page.goBack();
+    await page.locator(".uplot canvas").first().waitFor();
+    await page.waitForTimeout(500);
+    const live = await widestLabels(".uplot canvas");
+    // One label ("10:40pm") is about 55 px; labels that run together make one long run.
+    expect(live).toBeGreaterThan(20);
+    expect(live).toBeLessThan(100);
+    expect(history).toBeGreaterThan(20);
+    expect(history).toBeLessThan(100);
+    await page.context().close();
+  });
+
   it("pushes live values over the WebSocket to the fleet tiles", async () => {
     const page = await newPage();
     const pushed: string[] = [];

@@ -120,7 +120,14 @@ export function TimeChart({
             ],
           },
           axes: [
-            { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
+            {
+              stroke: text,
+              grid: { stroke: grid, width: 1 },
+              ticks: { stroke: grid, width: 1 },
+              // At least this many pixels between times: "10:40pm" is about 55 wide, and at
+              // uPlot's default (50) the labels ran together.
+              space: 90,
+            },
             ...scales
               .filter((scale) => scale !== "acceleration")
               .map((scale, index) => ({
