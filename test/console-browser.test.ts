@@ -258,6 +258,90 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await dark.context().close();
   });
 
+  it("fits a phone's width (390 px) on every page: nothing scrolls sideways", async () => {
+    const page = await newPage({ width: 390, height: 844 });
+    await signIn(page, people.admin);
+    const paths = [
+      "/",
+      `/machines/${fleet[0]!.machine_id}`,
+      "/history",
+      "/admin/users",
+      "/admin/groups",
+      "/admin/clients",
+      "/admin/machines",
+      "/admin/axes",
+      "/admin/tools",
+    ];
+    const wide: string[] = [];
+    for (const path of paths) {
+      await page.goto(`${base}${path}`);
+      await page.locator("main h1, main h2").first().waitFor();
+      await page.locator(".loading").waitFor({ state: "detached" });
+      await page.waitForTimeout(300);
+      const { scrollWidth, innerWidth, offenders } = await page.evaluate(() => ({
+        scrollWidth: document.documentElement.scrollWidth,
+        innerWidth: window.innerWidth,
+        // Named in the failure, to say what to fix.
+        offenders: [...document.querySelectorAll("body *")]
+          .filter((element) => {
+            if (element.getBoundingClientRect().right <= window.innerWidth + 1) return false;
+            for (let up = element.parentElement; up; up = up.parentElement)
+              if (getComputedStyle(up).overflowX !== "visible") return false;
+            return true;
+          })
+          .slice(0, 3)
+          .map((element) => `${element.tagName.toLowerCase()}.${[...element.classList].join(".")}`),
+      }));
+      if (scrollWidth > innerWidth) wide.push(`${path}: ${scrollWidth} px (${offenders})`);
+    }
+    await shot(page, "phone-admin-tools");
+    expect(wide).toEqual([]);
+    const signOut = (await page.getByRole("button", { name: "Sign out" }).boundingBox())!;
+    expect(signOut.x + signOut.width).toBeLessThanOrEqual(390);
+    await page.context().close();
+  });
+
+  it("gives the status pills and notices 4.5:1 contrast, light and dark", async () => {
+    for (const dark of [false, true]) {
+      const page = await newPage({ dark });
+      await signIn(page, people.manager);
+      await page.locator(".tile").first().waitFor();
+      const contrasts = await page.evaluate(() => {
+        const luminance = (color: string) => {
+          const [r, g, b] = color
+            .match(/[\d.]+/g)!
+            .slice(0, 3)
+            .map((c) => {
+              const v = Number(c) / 255;
+              return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+            }) as [number, number, number];
+          return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const classes = ["running", "idle", "not-homed", "stale", "no-data"].map(
+          (s) => `pill pill-${s}`,
+        );
+        classes.push("notice notice-success", "notice notice-error", "notice notice-info");
+        return classes.map((className) => {
+          const element = document.createElement("span");
+          element.className = className;
+          element.textContent = "Running";
+          document.querySelector("main")!.append(element);
+          const style = getComputedStyle(element);
+          const [a, b] = [luminance(style.color), luminance(style.backgroundColor)];
+          element.remove();
+          return `${className} ${Math.round(((Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)) * 100) / 100}`;
+        });
+      });
+      for (const contrast of contrasts) {
+        expect(
+          Number(contrast.split(" ").at(-1)),
+          `${dark ? "dark" : "light"}: ${contrast}`,
+        ).toBeGreaterThanOrEqual(4.5);
+      }
+      await page.context().close();
+    }
+  });
+
   it("opens a machine's page: latest values per axis and a chart per axis that follows new data", async () => {
     const page = await newPage();
     await signIn(page, people.manager);
@@ -378,22 +462,25 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
         `${second!.machine_name} · Y`,
       ]);
     await page.getByText(/buckets from [\d,]+ samples/).waitFor();
+    const lastQuery = (which: (url: URL) => boolean) => queries.filter(which).at(-1)!;
     const query = queries.at(-1)!;
     expect(query.searchParams.get("max_points")).toBe("600");
     expect(query.searchParams.get("fields")).toBe("actual_position,velocity");
     await shot(page, "history");
 
-    // CSV: the same query with format=csv, fetched with the token and saved from a Blob.
+    // The buckets' CSV: the same query with format=csv, fetched with the token, saved from a Blob.
     const [download] = await Promise.all([
       page.waitForEvent("download"),
-      page.getByRole("button", { name: "Download CSV" }).click(),
+      page.getByRole("button", { name: "Download buckets (CSV)" }).click(),
     ]);
-    const csvQuery = queries.at(-1)!;
+    // (A relative window is asked again every 10 s: the queries are told apart, not counted.)
+    const csvQuery = lastQuery((url) => url.searchParams.get("format") === "csv");
+    const chartQuery = lastQuery((url) => !url.searchParams.has("format"));
     expect(csvQuery.searchParams.get("format")).toBe("csv");
     const { readFile } = await import("node:fs/promises");
     const csv = (await readFile(await download.path())).toString("utf8");
     csvQuery.searchParams.delete("format");
-    expect(csvQuery.search).toBe(query.search);
+    expect(csvQuery.search).toBe(chartQuery.search);
     const json = (
       await t.inject({ url: `/api/axis-data/${csvQuery.search}`, headers: t.adminAuth })
     ).json() as Record<string, unknown>[];
@@ -411,7 +498,36 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       });
     });
 
+    // The samples' CSV: every sample of the window (as many as the status line counts), with
+    // homed, which no chart shows.
+    const [samplesDownload] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "Download samples (CSV)" }).click(),
+    ]);
+    const samplesQuery = lastQuery((url) => !url.searchParams.has("max_points"));
+    expect(samplesQuery.searchParams.get("format")).toBe("csv");
+    expect(samplesQuery.searchParams.has("max_points")).toBe(false);
+    expect(samplesQuery.searchParams.get("fields")).toBe("actual_position,velocity,homed");
+    const samplesCsv = (await readFile(await samplesDownload.path())).toString("utf8");
+    const [samplesHeader, ...samples] = samplesCsv.trimEnd().split("\r\n");
+    expect(samplesHeader!.split(",")).toEqual(
+      expect.arrayContaining(["actual_position", "velocity", "homed", "update_timestamp"]),
+    );
+    const counted = await page.getByText(/buckets from [\d,]+ samples/).textContent();
+    expect(samples.length).toBe(
+      Number(/from ([\d,]+) samples/.exec(counted!)![1]!.replace(/,/g, "")),
+    );
+    expect(samplesHeader).not.toContain("velocity_max");
+    samplesQuery.searchParams.delete("format");
+    const raw = await t.inject({
+      url: `/api/axis-data/${samplesQuery.search}`,
+      headers: t.adminAuth,
+    });
+    expect(samples.length).toBe((raw.json() as unknown[]).length);
+
     // Drag across the chart: the page asks for that span, at finer buckets.
+    const span = (url: URL) =>
+      Date.parse(url.searchParams.get("to")!) - Date.parse(url.searchParams.get("from")!);
     const before = queries.length;
     const over = page.locator(".history-chart .u-over").first();
     const box = (await over.boundingBox())!;
@@ -419,10 +535,9 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.mouse.down();
     await page.mouse.move(box.x + box.width * 0.85, box.y + box.height / 2, { steps: 5 });
     await page.mouse.up();
-    await expect.poll(() => queries.length).toBeGreaterThan(before);
-    const zoomed = queries.at(-1)!;
-    const span = (url: URL) =>
-      Date.parse(url.searchParams.get("to")!) - Date.parse(url.searchParams.get("from")!);
+    const isZoom = (url: URL) => span(url) < 15 * 60_000;
+    await expect.poll(() => queries.slice(before).some(isZoom)).toBe(true);
+    const zoomed = lastQuery(isZoom);
     expect(span(query)).toBe(15 * 60_000);
     expect(span(zoomed)).toBeGreaterThan(60_000);
     expect(span(zoomed)).toBeLessThan(4 * 60_000);
@@ -477,6 +592,175 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       await shot(other, name);
       await other.context().close();
     }
+  });
+
+  it("says degrees for rotary axes (A, C), millimetres for linear ones, and a feed in mm/min", async () => {
+    const page = await newPage();
+    await signIn(page, people.manager);
+    const machine = fleet[0]!;
+    // A path feed, like the tools' feed rates entered in mm/min.
+    const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+    await expect.poll(() => tile.locator(".feed-value").textContent()).toMatch(/^\d+ mm\/min$/);
+
+    await page.goto(`${base}/machines/${machine.machine_id}`);
+    const legend = (axis: string) =>
+      page
+        .getByRole("figure", { name: new RegExp(`^Axis ${axis}:`) })
+        .locator(".u-legend th")
+        .allTextContents();
+    await expect
+      .poll(() => legend("A"))
+      .toEqual(expect.arrayContaining(["Actual (°)", "Velocity (°/s)", "Acceleration (°/s²)"]));
+    expect(await legend("C")).toContain("Velocity (°/s)");
+    expect(await legend("X")).toEqual(
+      expect.arrayContaining(["Actual (mm)", "Velocity (mm/s)", "Acceleration (mm/s²)"]),
+    );
+
+    // History: each chart's heading names its unit, both when linear and rotary axes are mixed.
+    await page.goto(
+      `${base}/history?machine_id=${machine.machine_id}&axis_name=A&fields=actual_position,velocity`,
+    );
+    const headings = () => page.locator(".chart-panel h2").allTextContents();
+    await expect.poll(headings).toEqual(["Actual position (°)", "Velocity (°/s)"]);
+    await page.getByRole("checkbox", { name: "X", exact: true }).check();
+    await expect.poll(headings).toEqual(["Actual position (mm · °)", "Velocity (mm/s · °/s)"]);
+    await page.context().close();
+  });
+
+  it("says so when the machine on screen is deleted, instead of looking live", async () => {
+    const machine_id = nextMachineId();
+    await arrange("/data/machines/", {
+      machine_id,
+      machine_name: "Mazak QTN 200",
+      tool_capacity: 12,
+    });
+    await arrange("/data/axes/", {
+      machine: machine_id,
+      axis_name: "X",
+      max_acceleration: 2000,
+      max_velocity: 500,
+    });
+    await ingestOne({ machine_id, axis_name: "X", actual_position: 12.5 });
+    const page = await newPage();
+    await signIn(page, people.manager);
+    await page.goto(`${base}/machines/${machine_id}`);
+    const table = page.getByRole("table", { name: "Latest axis values" });
+    await table.getByRole("cell", { name: "12.500" }).first().waitFor();
+
+    const deleted = await t.inject({
+      method: "DELETE",
+      url: `/data/machines/${machine_id}/`,
+      headers: t.adminAuth,
+    });
+    expect(deleted.statusCode).toBe(204);
+    // The page reads the machine again every 15 s.
+    await page.getByText("This machine no longer exists").waitFor({ timeout: 20_000 });
+    expect(await table.count()).toBe(0);
+    await shot(page, "machine-deleted");
+    await page.context().close();
+  }, 30_000);
+
+  it("keeps a relative history window (Last 15 min) following time, and says so", async () => {
+    const page = await newPage();
+    await page.clock.install();
+    const queries: URL[] = [];
+    page.on("request", (request) => {
+      const url = new URL(request.url());
+      if (url.pathname === "/api/axis-data/") queries.push(url);
+    });
+    await signIn(page, people.manager);
+    await page.goto(`${base}/history?machine_id=${fleet[0]!.machine_id}&window=15m`);
+    await page.getByText(/follows time, asked again every 10 s/).waitFor();
+    const asked = queries.length;
+    const first = queries.at(-1)!;
+    await page.clock.fastForward(11_000);
+    await expect.poll(() => queries.length).toBeGreaterThan(asked);
+    const next = queries.at(-1)!;
+    const end = (url: URL) => Date.parse(url.searchParams.get("to")!);
+    expect(end(next) - end(first)).toBeGreaterThanOrEqual(10_000);
+    await page.context().close();
+  });
+
+  it("says which machines the fleet's status summary and filter count: those shown so far", async () => {
+    // Short: a few rows of tiles on screen, so most machines have not been shown yet.
+    const page = await newPage({ height: 420 });
+    await signIn(page, people.manager);
+    await page.locator(".tile").first().waitFor();
+    const summary = page.locator(".page-head p.muted").first();
+    await expect.poll(() => summary.textContent()).toMatch(/of the \d+ shown so far: \d+ \w+/);
+    const [, total, known] = /^(\d+) machines · of the (\d+) shown so far/.exec(
+      (await summary.textContent())!,
+    )!;
+    expect(Number(known)).toBeLessThan(Number(total));
+
+    await page.getByRole("combobox", { name: /^Status/ }).selectOption("running");
+    await page
+      .getByText(`Status is known only for the ${known} machines shown so far`, { exact: false })
+      .waitFor();
+    await page.getByRole("combobox", { name: /^Status/ }).selectOption("all");
+
+    // Scrolled through, every machine has been shown: the summary counts them all.
+    for (let i = 0; i < 10; i++) {
+      await page.mouse.wheel(0, 400);
+      await page.waitForTimeout(100);
+    }
+    await expect
+      .poll(() => summary.textContent())
+      .toMatch(new RegExp(`^${total} machines · \\d+ `));
+    expect(await summary.textContent()).not.toContain("shown so far");
+    await page.context().close();
+  });
+
+  it("spaces the time labels of the charts apart at 1024 px", async () => {
+    const page = await newPage({ width: 1024, height: 768 });
+    await signIn(page, people.manager);
+    const machine = fleet[0]!;
+    await page.goto(`${base}/machines/${machine.machine_id}`);
+    await page.locator(".uplot canvas").first().waitFor();
+    await page.waitForTimeout(500);
+    await page.goto(`${base}/history?machine_id=${machine.machine_id}`);
+    await page.locator(".history-chart canvas").first().waitFor();
+    await page.waitForTimeout(500);
+    // The labels are drawn on the canvas: find them as runs of drawn columns in the band under
+    // the plot where the first line of the time axis' labels is, and measure the widest.
+    const widestLabels = async (selector: string) =>
+      page
+        .locator(selector)
+        .first()
+        .evaluate((canvas: HTMLCanvasElement) => {
+          const context = canvas.getContext("2d")!;
+          const ratio = window.devicePixelRatio;
+          // The time axis is the canvas' bottom 50 px: 10 px of ticks, then the labels.
+          const top = canvas.height - Math.round(40 * ratio);
+          const band = context.getImageData(0, top, canvas.width, Math.round(14 * ratio)).data;
+          const drawn = (x: number) => {
+            for (let y = 0; y < Math.round(14 * ratio); y++)
+              if (band[(y * canvas.width + x) * 4 + 3]! > 0) return true;
+            return false;
+          };
+          let widest = 0;
+          let start = -1;
+          let blank = 0;
+          for (let x = 0; x < canvas.width; x++) {
+            if (drawn(x)) {
+              if (start < 0) start = x;
+              blank = 0;
+              widest = Math.max(widest, x - start + 1);
+            } else if (start >= 0 && ++blank >= 6 * ratio) start = -1;
+          }
+          return widest / ratio;
+        });
+    const history = await widestLabels(".history-chart canvas");
+    await page.goBack();
+    await page.locator(".uplot canvas").first().waitFor();
+    await page.waitForTimeout(500);
+    const live = await widestLabels(".uplot canvas");
+    // One label ("10:40pm") is about 55 px; labels that run together make one long run.
+    expect(live).toBeGreaterThan(20);
+    expect(live).toBeLessThan(100);
+    expect(history).toBeGreaterThan(20);
+    expect(history).toBeLessThan(100);
+    await page.context().close();
   });
 
   it("pushes live values over the WebSocket to the fleet tiles", async () => {
@@ -732,6 +1016,43 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.getByRole("link", { name: "Axes", exact: true }).click();
     await page.getByRole("table", { name: "Axes" }).waitFor();
     await shot(page, "admin-axes");
+    await page.context().close();
+  });
+
+  it("shows an expected refusal in the server's words, not as something gone wrong", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    await page.goto(`${base}/admin/groups`);
+    await page.getByRole("checkbox", { name: "Admin: group.change" }).uncheck();
+    await page.getByRole("button", { name: /^Save changes/ }).click();
+    const notice = page.getByRole("alert");
+    await notice.getByText("Could not change permissions").waitFor();
+    // Without the API's field name ("permissions: …").
+    await expect(notice.locator("span").textContent()).resolves.toBe(
+      "The Admin group keeps group.change, or no one could grant permissions again.",
+    );
+    await shot(page, "admin-refusal");
+    await page.context().close();
+  });
+
+  it("names each page in the tab's title", async () => {
+    const page = await newPage();
+    await page.goto(`${base}/`);
+    await expect.poll(() => page.title()).toBe("Sign in · Spindle");
+    await signIn(page, people.admin);
+    await expect.poll(() => page.title()).toBe("Fleet · Spindle");
+    const machine = fleet[6]!;
+    await page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) }).click();
+    await expect.poll(() => page.title()).toBe(`${machine.machine_name} · Spindle`);
+    await page
+      .getByRole("navigation", { name: "Main" })
+      .getByRole("link", { name: "History" })
+      .click();
+    await expect.poll(() => page.title()).toBe("History · Spindle");
+    await page.getByRole("link", { name: "Administration" }).click();
+    await expect.poll(() => page.title()).toBe("Users · Administration · Spindle");
+    await page.getByRole("link", { name: "OAuth2 clients" }).click();
+    await expect.poll(() => page.title()).toBe("OAuth2 clients · Administration · Spindle");
     await page.context().close();
   });
 

@@ -9,6 +9,7 @@ import { Link, navigate, usePath } from "./router.tsx";
 import { adminAccess } from "./state/access.ts";
 import { liveSource } from "./state/sources.ts";
 import { useStore } from "./state/store.ts";
+import { usePageTitle } from "./ui/page-title.ts";
 
 function Page({ path }: { path: string }) {
   const machine = /^\/machines\/(\d+)\/?$/.exec(path);
@@ -17,6 +18,11 @@ function Page({ path }: { path: string }) {
   if (admin) return <AdminPage section={admin[1] ?? ""} />;
   if (path === "/history" || path.startsWith("/history/")) return <HistoryPage />;
   if (path === "/" || path === "/machines" || path === "/machines/") return <FleetPage />;
+  return <NotFound path={path} />;
+}
+
+function NotFound({ path }: { path: string }) {
+  usePageTitle("Page not found");
   return (
     <div class="empty">
       <h1>Page not found</h1>

@@ -35,8 +35,9 @@ function describe(status: number, body: unknown): string {
     if (typeof answer.detail === "string") return answer.detail;
     if (typeof answer.error_description === "string") return answer.error_description;
     if (typeof answer.error === "string") return answer.error.replace(/_/g, " ");
-    const first = Object.entries(answer).find(([, value]) => Array.isArray(value));
-    if (first) return `${first[0]}: ${(first[1] as unknown[]).join(" ")}`;
+    // `{field: ["reason"]}`: the reasons are sentences for people; the field names are not.
+    const reasons = Object.values(answer).filter(Array.isArray).flat().map(String);
+    if (reasons.length > 0) return reasons.join(" ");
   }
   if (status === 403) return "You do not have permission to perform this action.";
   return `The server answered ${status}.`;

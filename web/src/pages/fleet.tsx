@@ -11,6 +11,7 @@ import {
 } from "../state/latest.ts";
 import { liveSource } from "../state/sources.ts";
 import { Empty, ErrorNotice, Loading } from "../ui/feedback.tsx";
+import { usePageTitle } from "../ui/page-title.ts";
 import { Sparkline } from "../ui/sparkline.tsx";
 import { ago, formatNumber, useNow } from "../ui/time.ts";
 import { useVirtualGrid } from "../ui/virtual-grid.ts";
@@ -24,6 +25,7 @@ const tileHeight = 192;
 const tileGap = 16;
 
 export function FleetPage() {
+  usePageTitle("Fleet");
   const fleet = useFleet();
   const [filter, setFilter] = useState("");
   const [status, setStatus] = useState<StatusFilter>("all");
@@ -61,6 +63,11 @@ function FleetView(props: {
   const now = useNow(1000);
   const [visibleIds, setVisibleIds] = useState<number[]>([]);
   const latest = useLatest(visibleIds);
+  // Live values are asked for the machines on screen only (a fleet of thousands is too much to
+  // follow): the status of one never shown is not known, and the summary and the status filter
+  // say so rather than count it as anything.
+  const [shownSoFar] = useState(() => new Set<number>());
+  for (const id of visibleIds) shownSoFar.add(id);
 
   const shown = useMemo(() => {
     const needle = filter.trim().toLowerCase();
@@ -69,7 +76,9 @@ function FleetView(props: {
         (needle === "" ||
           machine.machine_name.toLowerCase().includes(needle) ||
           String(machine.machine_id).includes(needle)) &&
-        (status === "all" || statusOf(latest.get(machine.machine_id), now) === status),
+        (status === "all" ||
+          (shownSoFar.has(machine.machine_id) &&
+            statusOf(latest.get(machine.machine_id), now) === status)),
     );
     const feedOf = (machine: Machine) => latest.get(machine.machine_id)?.feed.at(-1) ?? -1;
     const rank = (machine: Machine) =>
@@ -96,13 +105,18 @@ function FleetView(props: {
   }, [onScreenKey]);
 
   const counts = new Map<MachineStatus, number>();
+  let known = 0;
   for (const machine of fleet.machines) {
-    // Machines not yet on screen are not fetched: count only what is known.
-    const entry = latest.get(machine.machine_id);
-    if (!entry) continue;
-    const state = statusOf(entry, now);
+    if (!shownSoFar.has(machine.machine_id)) continue;
+    known++;
+    const state = statusOf(latest.get(machine.machine_id), now);
     counts.set(state, (counts.get(state) ?? 0) + 1);
   }
+  const total = fleet.machines.length;
+  const byStatus = statusOrder
+    .filter((state) => counts.get(state))
+    .map((state) => `${counts.get(state)} ${statusLabel[state].toLowerCase()}`)
+    .join(" · ");
 
   return (
     <section aria-labelledby="fleet-title">
@@ -110,13 +124,21 @@ function FleetView(props: {
         <div>
           <h1 id="fleet-title">Fleet</h1>
           <p class="muted" aria-live="polite">
-            {fleet.machines.length} machines
-            {statusOrder
-              .filter((state) => counts.get(state))
-              .map((state) => ` · ${counts.get(state)} ${statusLabel[state].toLowerCase()}`)
-              .join("")}
+            {total} machines
+            {known < total && known > 0
+              ? ` · of the ${known} shown so far: `
+              : byStatus
+                ? " · "
+                : ""}
+            {byStatus}
             <span class="source"> · {liveSource.description}</span>
           </p>
+          {status !== "all" && known < total && (
+            <p class="muted small" role="status">
+              Status is known only for the {known} machines shown so far; the other {total - known}{" "}
+              are left out of this list.
+            </p>
+          )}
         </div>
         <div class="toolbar">
           <label class="control">
@@ -212,6 +234,7 @@ function MachineTile({
   const axisNames = (fleet.axesByMachine.get(machine.machine_id) ?? [])
     .map((axis) => axis.axis_name)
     .sort((a, b) => rankAxis(a) - rankAxis(b));
+  // Axis velocities are mm/s; a feed is said in mm/min, like the tools' feed rates.
   const feed = latest?.feed.at(-1);
   return (
     <Link
@@ -241,7 +264,7 @@ function MachineTile({
       <div class="tile-feed">
         <Sparkline values={latest?.feed ?? []} label={`Feed trend of ${machine.machine_name}`} />
         <span class="feed-value">
-          {feed === undefined ? "—" : feed.toFixed(0)} <small>mm/s</small>
+          {feed === undefined ? "—" : (feed * 60).toFixed(0)} <small>mm/min</small>
         </span>
       </div>
       <div class="tile-foot muted">

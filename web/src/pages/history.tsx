@@ -20,8 +20,10 @@ import {
   type WindowId,
 } from "../state/history.ts";
 import { useQuery } from "../state/query.ts";
+import { unitOfAxes } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { HistoryChart, seriesColors } from "../ui/history-chart.tsx";
+import { usePageTitle } from "../ui/page-title.ts";
 
 const axisOrder = ["X", "Y", "Z", "A", "C"];
 /** Buckets per series: about one per pixel of a wide chart; zooming in divides the bucket width. */
@@ -49,6 +51,7 @@ async function loadCatalog(): Promise<Catalog> {
 }
 
 export function HistoryPage() {
+  usePageTitle("History");
   const catalog = useQuery(loadCatalog, []);
   if (catalog.error && !catalog.data)
     return <ErrorNotice error={catalog.error} action="see machine history" />;
@@ -94,6 +97,18 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     }
     return { from: fromLocalInput(customFrom), to: fromLocalInput(customTo) };
   }, [windowId, customFrom, customTo, refresh]);
+
+  // A relative window follows time: asked again as often as about a hundredth of it passes,
+  // at most every 10 s, unless zoomed (a zoom is a fixed span). Without it "Last 15 min" stayed
+  // the 15 min before it was chosen, with nothing saying so.
+  const relativeMinutes = historyWindows.find((w) => w.id === windowId)!.minutes;
+  const followEvery = Math.max(10_000, Math.round((relativeMinutes * 60_000) / 100));
+  const following = windowId !== "custom" && !zoom;
+  useEffect(() => {
+    if (!following) return;
+    const timer = setInterval(() => setRefresh((n) => n + 1), followEvery);
+    return () => clearInterval(timer);
+  }, [following, followEvery]);
 
   const problem =
     machines.length === 0
@@ -165,17 +180,14 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     [answer],
   );
 
-  const [downloading, setDownloading] = useState(false);
+  const [downloading, setDownloading] = useState<"buckets" | "samples">();
   const [downloadError, setDownloadError] = useState<Error>();
-  const downloadCsv = async () => {
+  const downloadCsv = async (rows: "buckets" | "samples") => {
     if (!request) return;
-    setDownloading(true);
+    setDownloading(rows);
     setDownloadError(undefined);
     try {
-      const { blob, filename } = await api.download(
-        "/api/axis-data/",
-        historyQuery(request, "csv"),
-      );
+      const { blob, filename } = await api.download("/api/axis-data/", historyQuery(request, rows));
       const url = URL.createObjectURL(blob);
       const link = document.createElement("a");
       link.href = url;
@@ -188,7 +200,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     } catch (failure) {
       setDownloadError(failure as Error);
     } finally {
-      setDownloading(false);
+      setDownloading(undefined);
     }
   };
 
@@ -243,10 +255,20 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           <button
             type="button"
             class="button button-primary"
-            onClick={() => void downloadCsv()}
-            disabled={!request || downloading}
+            onClick={() => void downloadCsv("samples")}
+            disabled={!request || downloading !== undefined}
+            title="Every sample in the window, with homed"
           >
-            {downloading ? "Preparing CSV…" : "Download CSV"}
+            {downloading === "samples" ? "Preparing CSV…" : "Download samples (CSV)"}
+          </button>
+          <button
+            type="button"
+            class="button"
+            onClick={() => void downloadCsv("buckets")}
+            disabled={!request || downloading !== undefined}
+            title="The buckets charted: per field its average, minimum and maximum"
+          >
+            {downloading === "buckets" ? "Preparing CSV…" : "Download buckets (CSV)"}
           </button>
         </div>
       </div>
@@ -389,7 +411,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
                   answer.request.to - answer.request.from,
                 )} from ${new Date(answer.request.from).toLocaleString()} · buckets of ≈ ${describeSpan(
                   Math.ceil((answer.request.to - answer.request.from) / answer.request.maxPoints),
-                )}`
+                )}${following ? ` · follows time, asked again every ${describeSpan(followEvery)}` : ""}`
               : ""}
           </p>
           <div class="toolbar">
@@ -440,12 +462,18 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           <div class="charts">
             {answer.request.fields.map((name) => {
               const field = historyFields.find((f) => f.name === name)!;
+              const unit = unitOfAxes(
+                field.quantity,
+                shown.series.map((series) => series.axisName),
+              );
               return (
                 <article key={name} class="panel chart-panel" aria-label={field.label}>
-                  <h2>{field.label}</h2>
+                  <h2>
+                    {field.label} <span class="muted">({unit})</span>
+                  </h2>
                   <HistoryChart
-                    title={`${field.label} of ${shown.series.map((s) => s.label).join(", ")}`}
-                    unit={field.unit}
+                    title={`${field.label} (${unit}) of ${shown.series.map((s) => s.label).join(", ")}`}
+                    unit={unit}
                     series={shown.series}
                     data={shown.byField.get(name)!}
                     from={answer.request.from}

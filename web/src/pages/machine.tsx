@@ -1,13 +1,16 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import type uPlot from "uplot";
+import { ApiError } from "../api/client.ts";
 import { api } from "../api/instance.ts";
 import type { Axis, AxisSample, Machine, Tool, ToolUsage } from "../api/types.ts";
 import { Link } from "../router.tsx";
+import { AxisSeries } from "../state/axis-series.ts";
 import { type MachineLatest, statusLabel, statusOf } from "../state/latest.ts";
 import { useQuery } from "../state/query.ts";
 import { recentSamples } from "../state/recent.ts";
 import { liveSource } from "../state/sources.ts";
+import { axisUnits } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
+import { usePageTitle } from "../ui/page-title.ts";
 import { ago, formatNumber, useNow } from "../ui/time.ts";
 import { type ChartSeries, TimeChart } from "../ui/time-chart.tsx";
 
@@ -27,56 +30,6 @@ const chartSeries: ChartSeries[] = [
   { label: "Velocity", color: "#d1495b", scale: "velocity" },
   { label: "Acceleration", color: "#5b8c2a", scale: "acceleration", show: false },
 ];
-
-/** One axis' samples as columns, the shape uPlot draws without copying. */
-class AxisSeries {
-  time: number[] = [];
-  actual: number[] = [];
-  target: number[] = [];
-  toGo: number[] = [];
-  velocity: number[] = [];
-  acceleration: number[] = [];
-  last: AxisSample | undefined;
-
-  push(sample: AxisSample): void {
-    const t = Date.parse(sample.update_timestamp) / 1000;
-    if (this.time.length > 0 && t < this.time[this.time.length - 1]!) return;
-    this.time.push(t);
-    this.actual.push(sample.actual_position);
-    this.target.push(sample.target_position);
-    this.toGo.push(sample.distance_to_go);
-    this.velocity.push(sample.velocity);
-    this.acceleration.push(sample.acceleration);
-    this.last = sample;
-  }
-
-  trim(beforeSeconds: number): void {
-    let drop = 0;
-    while (drop < this.time.length && this.time[drop]! < beforeSeconds) drop++;
-    if (drop === 0) return;
-    for (const column of [
-      this.time,
-      this.actual,
-      this.target,
-      this.toGo,
-      this.velocity,
-      this.acceleration,
-    ]) {
-      column.splice(0, drop);
-    }
-  }
-
-  data(): uPlot.AlignedData {
-    return [
-      this.time.slice(),
-      this.actual.slice(),
-      this.target.slice(),
-      this.toGo.slice(),
-      this.velocity.slice(),
-      this.acceleration.slice(),
-    ];
-  }
-}
 
 interface MachineInfo {
   machine: Machine;
@@ -101,9 +54,32 @@ async function loadMachine(id: number): Promise<MachineInfo> {
 
 export function MachinePage({ id }: { id: number }) {
   const info = useQuery(() => loadMachine(id), [id], 15_000);
+  const gone = info.error instanceof ApiError && info.error.status === 404;
+  usePageTitle(gone ? "Deleted" : undefined, info.data?.machine.machine_name ?? `Machine #${id}`);
+  // Deleted while on screen (the reload every 15 s says so): its last values are not live.
+  if (gone) {
+    return <MachineGone id={id} name={info.data?.machine.machine_name} />;
+  }
   if (info.error && !info.data) return <ErrorNotice error={info.error} action="see this machine" />;
   if (!info.data) return <Loading what="the machine" />;
   return <MachineView info={info.data} />;
+}
+
+function MachineGone({ id, name }: { id: number; name: string | undefined }) {
+  return (
+    <section aria-labelledby="machine-title">
+      <nav class="breadcrumbs" aria-label="Breadcrumbs">
+        <Link href="/">Fleet</Link> <span aria-hidden="true">›</span> {name ?? `#${id}`}
+      </nav>
+      <h1 id="machine-title">{name ?? `Machine #${id}`}</h1>
+      <div class="notice notice-error" role="alert">
+        <strong>This machine no longer exists</strong>
+        <span>
+          Machine #{id} has been deleted. Go back to the <Link href="/">fleet</Link>.
+        </span>
+      </div>
+    </section>
+  );
 }
 
 function MachineView({ info }: { info: MachineInfo }) {
@@ -229,7 +205,7 @@ function MachineView({ info }: { info: MachineInfo }) {
       </div>
       {error && <ErrorNotice error={error} action="see this machine's data" />}
 
-      <div class="panel">
+      <div class="panel table-scroll">
         <table class="table table-compact" aria-label="Latest axis values">
           <thead>
             <tr>
@@ -290,6 +266,7 @@ function MachineView({ info }: { info: MachineInfo }) {
             <TimeChart
               title={`Axis ${name}: position, velocity and acceleration over the last ${minutes} minutes`}
               series={chartSeries}
+              units={axisUnits(name)}
               data={chartData.get(name) ?? [[], [], [], [], [], []]}
               windowSeconds={minutes * 60}
             />

@@ -3,8 +3,10 @@ import { ApiError, NetworkError } from "../api/client.ts";
 import { api } from "../api/instance.ts";
 import { useStore } from "../state/store.ts";
 import { Field, FormError } from "../ui/form.tsx";
+import { usePageTitle } from "../ui/page-title.ts";
 
 export function SignInPage() {
+  usePageTitle("Sign in");
   const { notice } = useStore(api.session);
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");

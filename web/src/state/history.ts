@@ -1,14 +1,16 @@
 import type uPlot from "uplot";
 import type { Query } from "../api/client.ts";
+import { breakAtGaps } from "./chart-gaps.ts";
+import type { Quantity } from "./units.ts";
 
-/** The fields a history chart can plot (`homed` is a flag, not a curve; the CSV carries it). */
+/** The fields a history chart can plot (`homed` is a flag, not a curve; the samples' CSV has it). */
 export const historyFields = [
-  { name: "actual_position", label: "Actual position", unit: "mm" },
-  { name: "target_position", label: "Target position", unit: "mm" },
-  { name: "distance_to_go", label: "Distance to go", unit: "mm" },
-  { name: "velocity", label: "Velocity", unit: "mm/s" },
-  { name: "acceleration", label: "Acceleration", unit: "mm/s²" },
-] as const;
+  { name: "actual_position", label: "Actual position", quantity: "position" },
+  { name: "target_position", label: "Target position", quantity: "position" },
+  { name: "distance_to_go", label: "Distance to go", quantity: "position" },
+  { name: "velocity", label: "Velocity", quantity: "velocity" },
+  { name: "acceleration", label: "Acceleration", quantity: "acceleration" },
+] as const satisfies readonly { name: string; label: string; quantity: Quantity }[];
 
 export type HistoryField = (typeof historyFields)[number]["name"];
 
@@ -32,18 +34,19 @@ export interface HistoryRequest {
 }
 
 /**
- * The query string of `/api/axis-data/` for a request. The chart and the CSV download use the
- * same one, so the file holds exactly the buckets on screen.
+ * The query string of `/api/axis-data/` for a request: the buckets charted (JSON, or the same as
+ * CSV), or (`samples`) every sample of the window as CSV, with `homed`, which no chart shows.
  */
-export function historyQuery(request: HistoryRequest, format?: "csv"): Query {
+export function historyQuery(request: HistoryRequest, csv?: "buckets" | "samples"): Query {
+  const samples = csv === "samples";
   return {
     machine_id: request.machines,
     axis_name: request.axes,
-    fields: request.fields,
+    fields: samples ? [...request.fields, "homed"] : request.fields,
     from: new Date(request.from).toISOString(),
     to: new Date(request.to).toISOString(),
-    max_points: request.maxPoints,
-    format,
+    max_points: samples ? undefined : request.maxPoints,
+    format: csv ? "csv" : undefined,
   };
 }
 
@@ -75,7 +78,11 @@ export interface HistoryChartData {
 const asNumber = (value: unknown): number | null =>
   typeof value === "number" && Number.isFinite(value) ? value : null;
 
-/** Aligns every series' buckets on one time column (a missing bucket is a gap, not a zero). */
+/**
+ * Aligns every series' buckets on one time column. A bucket one series lacks is a null (a gap,
+ * not a zero), and so is a period where every series lacks them (Spindle stopped, say): uPlot
+ * draws a gap there instead of a straight line across.
+ */
 export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryField[]) {
   const seriesIndex = new Map<number, number>();
   const series: HistorySeries[] = [];
@@ -106,7 +113,13 @@ export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryF
       columns[s * 3 + 1]![at] = asNumber(row[`${field}_min`]);
       columns[s * 3 + 2]![at] = asNumber(row[`${field}_max`]);
     }
-    byField.set(field, [time.map((t) => t / 1000), ...columns] as uPlot.AlignedData);
+    byField.set(
+      field,
+      breakAtGaps(
+        time.map((t) => t / 1000),
+        columns,
+      ),
+    );
   }
   return { series, byField, buckets: rows.length, samples } satisfies HistoryChartData;
 }

@@ -1,6 +1,6 @@
 import { ApiError, NetworkError } from "../api/client.ts";
 
-/** An API failure, said plainly: no permission, not found, unreachable, or the server's reason. */
+/** An API failure, said plainly: no permission, not found, refused and why, or unreachable. */
 export function ErrorNotice({ error, action }: { error: Error; action?: string }) {
   let title = "Something went wrong";
   let text = error.message;
@@ -10,6 +10,9 @@ export function ErrorNotice({ error, action }: { error: Error; action?: string }
   } else if (error instanceof ApiError && error.status === 404) {
     title = "Not found";
     text = "It may have been deleted.";
+  } else if (error instanceof ApiError && error.status >= 400 && error.status < 500) {
+    // Refused for a reason (the last Admin, a rule of the data): the reason is the message.
+    title = action ? `Could not ${action}` : "Not done";
   } else if (error instanceof NetworkError) {
     title = "Spindle cannot be reached";
     text = "Check the network; this page retries on its own.";

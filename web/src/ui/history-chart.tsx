@@ -80,7 +80,14 @@ export function HistoryChart({
           cursor: { drag: { x: true, y: false, setScale: false } },
           scales: { x: { time: true, range: () => [from / 1000, to / 1000] } },
           axes: [
-            { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
+            {
+              stroke: text,
+              grid: { stroke: grid, width: 1 },
+              ticks: { stroke: grid, width: 1 },
+              // At least this many pixels between times: "10:40pm" is about 55 wide, and at
+              // uPlot's default (50) the labels ran together.
+              space: 90,
+            },
             {
               stroke: text,
               grid: { stroke: grid, width: 1 },

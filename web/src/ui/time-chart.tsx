@@ -1,16 +1,15 @@
 import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import type { Quantity } from "../state/units.ts";
 
 export interface ChartSeries {
   label: string;
   color: string;
-  scale: "position" | "velocity" | "acceleration";
+  scale: Quantity;
   dash?: number[];
   show?: boolean;
 }
-
-const units = { position: "mm", velocity: "mm/s", acceleration: "mm/s²" } as const;
 
 function cssColor(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
@@ -40,12 +39,15 @@ function describeSpan(caption: HTMLElement, fromSeconds: number, toSeconds: numb
 export function TimeChart({
   title,
   series,
+  units,
   data,
   windowSeconds,
   height = 220,
 }: {
   title: string;
   series: ChartSeries[];
+  /** Of the axis charted: mm, mm/s… for a linear one, °, °/s… for a rotary one. */
+  units: Readonly<Record<Quantity, string>>;
   data: uPlot.AlignedData;
   /** The time axis always spans this window ending now, however much data there is. */
   windowSeconds: number;
@@ -118,7 +120,14 @@ export function TimeChart({
             ],
           },
           axes: [
-            { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } },
+            {
+              stroke: text,
+              grid: { stroke: grid, width: 1 },
+              ticks: { stroke: grid, width: 1 },
+              // At least this many pixels between times: "10:40pm" is about 55 wide, and at
+              // uPlot's default (50) the labels ran together.
+              space: 90,
+            },
             ...scales
               .filter((scale) => scale !== "acceleration")
               .map((scale, index) => ({
@@ -179,7 +188,7 @@ export function TimeChart({
       instance?.destroy();
       plot.current = null;
     };
-  }, [height]);
+  }, [height, units]);
 
   // Choosing another window leaves a zoom: the new window is what was asked for.
   const shownWindow = useRef(windowSeconds);

@@ -2,6 +2,7 @@ import { Link, navigate } from "../../router.tsx";
 import { adminAccess } from "../../state/access.ts";
 import { useStore } from "../../state/store.ts";
 import { Loading } from "../../ui/feedback.tsx";
+import { usePageTitle } from "../../ui/page-title.ts";
 import { ClientsAdmin } from "./clients.tsx";
 import { GroupsAdmin } from "./groups.tsx";
 import { axesSpec, machinesSpec, ResourceAdmin, toolsSpec } from "./resources.tsx";
@@ -22,6 +23,8 @@ const sections = [
 
 export function AdminPage({ section }: { section: string }) {
   const access = useStore(adminAccess);
+  const current = sections.find((item) => item.path === section);
+  usePageTitle(current?.label, "Administration");
   if (access === "unknown") return <Loading what="your permissions" />;
   if (access === "no") {
     return (
@@ -33,7 +36,6 @@ export function AdminPage({ section }: { section: string }) {
       </div>
     );
   }
-  const current = sections.find((item) => item.path === section);
   if (!current) {
     queueMicrotask(() => navigate("/admin/users", { replace: true }));
     return null;
