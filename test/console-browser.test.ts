@@ -479,6 +479,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     ]);
     // The chart's query is the one for the same span (the queries are told apart, not counted).
     const csvQuery = lastQuery((url) => url.searchParams.get("format") === "csv");
+    expect(download.suggestedFilename()).toMatch(/-buckets\.csv$/);
     const sameSpan = (url: URL) =>
       ["from", "to"].every((end) => url.searchParams.get(end) === csvQuery.searchParams.get(end));
     const chartQuery = lastQuery((url) => !url.searchParams.has("format") && sameSpan(url));
@@ -514,6 +515,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     expect(samplesQuery.searchParams.get("format")).toBe("csv");
     expect(samplesQuery.searchParams.has("max_points")).toBe(false);
     expect(samplesQuery.searchParams.get("fields")).toBe("actual_position,velocity,homed");
+    expect(samplesDownload.suggestedFilename()).toMatch(/-samples\.csv$/);
     const samplesCsv = (await readFile(await samplesDownload.path())).toString("utf8");
     const [samplesHeader, ...samples] = samplesCsv.trimEnd().split("\r\n");
     expect(samplesHeader!.split(",")).toEqual(
@@ -665,6 +667,10 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.getByText("This machine no longer exists").waitFor();
     expect(await table.count()).toBe(0);
     await shot(page, "machine-deleted");
+    // A machine never on screen (an old bookmark) is not found, not "deleted".
+    await page.goto(`${base}/machines/${machine_id}`);
+    await page.getByRole("alert").getByText("Not found").waitFor();
+    expect(await page.getByText("no longer exists").count()).toBe(0);
     await page.context().close();
   });
 

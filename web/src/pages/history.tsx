@@ -226,8 +226,11 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
       const url = URL.createObjectURL(blob);
       const link = document.createElement("a");
       link.href = url;
-      link.download =
+      // Both files come from one endpoint under one name: told apart here, so the second
+      // download does not land as "(1)" beside the first.
+      const named =
         filename ?? `axis-data-${new Date(request.from).toISOString().replace(/[:.]/g, "-")}.csv`;
+      link.download = named.replace(/(\.csv)?$/i, `-${rows}.csv`);
       document.body.append(link);
       link.click();
       link.remove();
