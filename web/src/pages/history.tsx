@@ -30,6 +30,8 @@ const axisOrder = ["X", "Y", "Z", "A", "C"];
 const maxPoints = 600;
 /** Shown at most in the machine list at once; the filter finds the rest. */
 const listedMachines = 200;
+/** The most samples one CSV download holds in memory (about 100 bytes a row). */
+const maxSampleRows = 2_000_000;
 
 interface Catalog {
   machines: Machine[];
@@ -217,12 +219,32 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
 
   const [downloading, setDownloading] = useState<"buckets" | "samples">();
   const [downloadError, setDownloadError] = useState<Error>();
+  const [downloadRefused, setDownloadRefused] = useState<string>();
+  // The file is held whole in memory before it is saved: cancellable, and stopped on leaving.
+  const downloadAbort = useRef<AbortController | undefined>(undefined);
+  useEffect(() => () => downloadAbort.current?.abort(), []);
   const downloadCsv = async (rows: "buckets" | "samples") => {
     if (!request) return;
-    setDownloading(rows);
     setDownloadError(undefined);
+    setDownloadRefused(undefined);
+    // The charted buckets count the samples of the same window: above the bound, the file
+    // would not fit a browser tab's memory.
+    const charted = answer && answer.view === viewKey ? shown?.samples : undefined;
+    if (rows === "samples" && charted !== undefined && charted > maxSampleRows) {
+      setDownloadRefused(
+        `This window holds about ${charted.toLocaleString()} samples, more than the ${maxSampleRows.toLocaleString()} a browser can save at once. Choose a shorter window, or download the buckets.`,
+      );
+      return;
+    }
+    const abort = new AbortController();
+    downloadAbort.current = abort;
+    setDownloading(rows);
     try {
-      const { blob, filename } = await api.download("/api/axis-data/", historyQuery(request, rows));
+      const { blob, filename } = await api.download(
+        "/api/axis-data/",
+        historyQuery(request, rows),
+        abort.signal,
+      );
       const url = URL.createObjectURL(blob);
       const link = document.createElement("a");
       link.href = url;
@@ -236,8 +258,9 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
       link.remove();
       setTimeout(() => URL.revokeObjectURL(url), 10_000);
     } catch (failure) {
-      setDownloadError(failure as Error);
+      if ((failure as Error).name !== "AbortError") setDownloadError(failure as Error);
     } finally {
+      if (downloadAbort.current === abort) downloadAbort.current = undefined;
       setDownloading(undefined);
     }
   };
@@ -313,6 +336,11 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           >
             {downloading === "buckets" ? "Preparing CSV…" : "Download buckets (CSV)"}
           </button>
+          {downloading && (
+            <button type="button" class="button" onClick={() => downloadAbort.current?.abort()}>
+              Cancel download
+            </button>
+          )}
         </div>
       </div>
 
@@ -440,6 +468,11 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
       )}
       {error && <ErrorNotice error={error} action="read axis history" />}
       {downloadError && <ErrorNotice error={downloadError} action="export axis history" />}
+      {downloadRefused && (
+        <p class="notice notice-info" role="status">
+          {downloadRefused}
+        </p>
+      )}
 
       {request && (
         <div class="history-status">
