@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AxisSample } from "../web/src/api/types.ts";
 import { AxisSeries } from "../web/src/state/axis-series.ts";
-import { breakAtGaps } from "../web/src/state/chart-gaps.ts";
+import { breakAtGaps, bucketWidth } from "../web/src/state/chart-gaps.ts";
 import { chartData, type HistoryRow } from "../web/src/state/history.ts";
 
 // A period with no data (Spindle stopped for two minutes, a machine switched off) must show as a
@@ -38,6 +38,37 @@ describe("gaps in the console's charts", () => {
     const joined = [...downsampledThenLive, ...fast.map((t) => t + 36)];
     const [joinedTime, joinedValues] = breakAtGaps(joined, [joined]);
     expect(gapsOf(joinedTime, joinedValues!)).toEqual([]);
+  });
+
+  it("does not break a live line after a short first step or at repeated timestamps", () => {
+    // The first sample just before the next (as a window's start can be), then 1 s steps.
+    const time = [0, 0.05, ...[...Array(20).keys()].map((i) => 1.05 + i)];
+    const [shownTime, values] = breakAtGaps(time, [time]);
+    expect(gapsOf(shownTime, values!)).toEqual([]);
+    // Two samples in one millisecond (a zero step), then the usual rate: no gap.
+    const repeated = [0, 1, 2, 2, 2, 3, 4, 5, 6, 7, 8];
+    const [repeatedTime, repeatedValues] = breakAtGaps(repeated, [repeated]);
+    expect(gapsOf(repeatedTime, repeatedValues!)).toEqual([]);
+    // But a real stop after them still is one.
+    const stopped = [...repeated, 40, 41, 42];
+    const [stoppedTime, stoppedValues] = breakAtGaps(stopped, [stopped]);
+    expect(gapsOf(stoppedTime, stoppedValues!)).toEqual([[8, 40]]);
+  });
+
+  it("breaks history buckets by their width: a partial first bucket is no gap, a missing one is", () => {
+    // 10 s buckets; the first is partial, labelled at the window's start 2 s before the second.
+    const buckets = [98, ...[...Array(10).keys()].map((i) => 100 + i * 10)];
+    expect(bucketWidth(buckets)).toBe(10);
+    const [time, values] = breakAtGaps(buckets, [buckets], bucketWidth(buckets));
+    expect(gapsOf(time, values!)).toEqual([]);
+    // Two buckets missing right after the first: a gap even at the first step.
+    const late = [100, 130, 140, 150, 160];
+    const [lateTime, lateValues] = breakAtGaps(late, [late], bucketWidth(late));
+    expect(gapsOf(lateTime, lateValues!)).toEqual([[100, 130]]);
+    // One bucket missing in the middle: a step of two widths.
+    const holed = [0, 10, 20, 40, 50];
+    const [holedTime, holedValues] = breakAtGaps(holed, [holed], 10);
+    expect(gapsOf(holedTime, holedValues!)).toEqual([[20, 40]]);
   });
 
   it("draws a history bucket gap where every series lacks buckets", () => {

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api } from "../api/instance.ts";
 import type { Axis, Machine } from "../api/types.ts";
 import { navigate, useSearchParams } from "../router.tsx";
@@ -30,6 +30,8 @@ const axisOrder = ["X", "Y", "Z", "A", "C"];
 const maxPoints = 600;
 /** Shown at most in the machine list at once; the filter finds the rest. */
 const listedMachines = 200;
+/** The most samples one CSV download holds in memory (about 100 bytes a row). */
+const maxSampleRows = 2_000_000;
 
 interface Catalog {
   machines: Machine[];
@@ -98,17 +100,26 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     return { from: fromLocalInput(customFrom), to: fromLocalInput(customTo) };
   }, [windowId, customFrom, customTo, refresh]);
 
-  // A relative window follows time: asked again as often as about a hundredth of it passes,
-  // at most every 10 s, unless zoomed (a zoom is a fixed span). Without it "Last 15 min" stayed
-  // the 15 min before it was chosen, with nothing saying so.
+  // A relative window follows time: asked again about a hundredth of it after each answer
+  // lands, at most every 10 s, unless zoomed (a zoom is a fixed span). Counted from the answer,
+  // as useQuery does: counted from the question, a query slower than the interval was aborted
+  // by the next, forever.
   const relativeMinutes = historyWindows.find((w) => w.id === windowId)!.minutes;
   const followEvery = Math.max(10_000, Math.round((relativeMinutes * 60_000) / 100));
   const following = windowId !== "custom" && !zoom;
+  const follow = useRef({ following, followEvery });
+  follow.current = { following, followEvery };
+  const followTimer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+  const stopFollowing = () => clearTimeout(followTimer.current);
+  const followAfterAnswer = () => {
+    stopFollowing();
+    if (follow.current.following)
+      followTimer.current = setTimeout(() => setRefresh((n) => n + 1), follow.current.followEvery);
+  };
   useEffect(() => {
-    if (!following) return;
-    const timer = setInterval(() => setRefresh((n) => n + 1), followEvery);
-    return () => clearInterval(timer);
-  }, [following, followEvery]);
+    if (!following) stopFollowing();
+  }, [following]);
+  useEffect(() => stopFollowing, []);
 
   const problem =
     machines.length === 0
@@ -153,23 +164,34 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     if (address) navigate(`/history?${address}`, { replace: true, keepScroll: true });
   }, [address]);
 
-  const [answer, setAnswer] = useState<{ request: HistoryRequest; rows: HistoryRow[] }>();
+  // What the person chose, whatever the time: an answer for the same view is the window
+  // following time, and is not announced again.
+  const viewKey = JSON.stringify({ ...selection, windowId, zoom, customFrom, customTo });
+  const [answer, setAnswer] = useState<{
+    request: HistoryRequest;
+    rows: HistoryRow[];
+    view: string;
+  }>();
+  const [announced, setAnnounced] = useState({ view: "", text: "" });
   const [error, setError] = useState<Error>();
   const [loading, setLoading] = useState(false);
   useEffect(() => {
     if (!request) return;
     const abort = new AbortController();
+    stopFollowing();
     setLoading(true);
     api.get<HistoryRow[]>("/api/axis-data/", historyQuery(request), abort.signal).then(
       (rows) => {
-        setAnswer({ request, rows });
+        setAnswer({ request, rows, view: viewKey });
         setError(undefined);
         setLoading(false);
+        followAfterAnswer();
       },
       (failure: Error) => {
         if (failure.name === "AbortError") return;
         setError(failure);
         setLoading(false);
+        followAfterAnswer();
       },
     );
     return () => abort.abort();
@@ -180,26 +202,65 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     [answer],
   );
 
+  const status =
+    shown && answer
+      ? `${shown.buckets} buckets from ${shown.samples.toLocaleString()} samples · ${describeSpan(
+          answer.request.to - answer.request.from,
+        )} from ${new Date(answer.request.from).toLocaleString()} · buckets of ≈ ${describeSpan(
+          Math.ceil((answer.request.to - answer.request.from) / answer.request.maxPoints),
+        )}${following ? ` · follows time, asked again every ${describeSpan(followEvery)}` : ""}`
+      : "";
+  // Said once per view the person chose, not again each time the window follows time.
+  useEffect(() => {
+    if (!shown || !answer || answer.view === announced.view) return;
+    const text = `Charted: ${shown.series.length} series, ${shown.samples.toLocaleString()} samples.`;
+    setAnnounced({ view: answer.view, text });
+  }, [answer]);
+
   const [downloading, setDownloading] = useState<"buckets" | "samples">();
   const [downloadError, setDownloadError] = useState<Error>();
+  const [downloadRefused, setDownloadRefused] = useState<string>();
+  // The file is held whole in memory before it is saved: cancellable, and stopped on leaving.
+  const downloadAbort = useRef<AbortController | undefined>(undefined);
+  useEffect(() => () => downloadAbort.current?.abort(), []);
   const downloadCsv = async (rows: "buckets" | "samples") => {
     if (!request) return;
-    setDownloading(rows);
     setDownloadError(undefined);
+    setDownloadRefused(undefined);
+    // The charted buckets count the samples of the same window: above the bound, the file
+    // would not fit a browser tab's memory.
+    const charted = answer && answer.view === viewKey ? shown?.samples : undefined;
+    if (rows === "samples" && charted !== undefined && charted > maxSampleRows) {
+      setDownloadRefused(
+        `This window holds about ${charted.toLocaleString()} samples, more than the ${maxSampleRows.toLocaleString()} a browser can save at once. Choose a shorter window, or download the buckets.`,
+      );
+      return;
+    }
+    const abort = new AbortController();
+    downloadAbort.current = abort;
+    setDownloading(rows);
     try {
-      const { blob, filename } = await api.download("/api/axis-data/", historyQuery(request, rows));
+      const { blob, filename } = await api.download(
+        "/api/axis-data/",
+        historyQuery(request, rows),
+        abort.signal,
+      );
       const url = URL.createObjectURL(blob);
       const link = document.createElement("a");
       link.href = url;
-      link.download =
+      // Both files come from one endpoint under one name: told apart here, so the second
+      // download does not land as "(1)" beside the first.
+      const named =
         filename ?? `axis-data-${new Date(request.from).toISOString().replace(/[:.]/g, "-")}.csv`;
+      link.download = named.replace(/(\.csv)?$/i, `-${rows}.csv`);
       document.body.append(link);
       link.click();
       link.remove();
       setTimeout(() => URL.revokeObjectURL(url), 10_000);
     } catch (failure) {
-      setDownloadError(failure as Error);
+      if ((failure as Error).name !== "AbortError") setDownloadError(failure as Error);
     } finally {
+      if (downloadAbort.current === abort) downloadAbort.current = undefined;
       setDownloading(undefined);
     }
   };
@@ -210,13 +271,18 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     // Whole seconds, like a custom window, so the address reopens exactly this span.
     setZoom({ from: Math.floor(from / 1000) * 1000, to: Math.ceil(to / 1000) * 1000 });
   };
+  // Back to the whole window; a relative one as it is now, not as it was when zoomed.
+  const resetZoom = () => {
+    setZoom(null);
+    setRefresh((n) => n + 1);
+  };
   const zoomBy = (factor: number) => {
     if (!request) return;
     const middle = (request.from + request.to) / 2;
     const half = ((request.to - request.from) * factor) / 2;
     const from = Math.max(base.from, middle - half);
     const to = Math.min(base.to, middle + half);
-    if (from <= base.from && to >= base.to) setZoom(null);
+    if (from <= base.from && to >= base.to) resetZoom();
     else zoomTo(Math.round(from), Math.round(to));
   };
 
@@ -270,6 +336,11 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           >
             {downloading === "buckets" ? "Preparing CSV…" : "Download buckets (CSV)"}
           </button>
+          {downloading && (
+            <button type="button" class="button" onClick={() => downloadAbort.current?.abort()}>
+              Cancel download
+            </button>
+          )}
         </div>
       </div>
 
@@ -397,22 +468,24 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
       )}
       {error && <ErrorNotice error={error} action="read axis history" />}
       {downloadError && <ErrorNotice error={downloadError} action="export axis history" />}
+      {downloadRefused && (
+        <p class="notice notice-info" role="status">
+          {downloadRefused}
+        </p>
+      )}
 
       {request && (
         <div class="history-status">
-          <p class="muted" aria-live="polite">
+          <p class="muted">
             {loading ? (
               <>
                 <span class="spinner" aria-hidden="true" /> Querying…{" "}
               </>
             ) : null}
-            {shown && answer
-              ? `${shown.buckets} buckets from ${shown.samples.toLocaleString()} samples · ${describeSpan(
-                  answer.request.to - answer.request.from,
-                )} from ${new Date(answer.request.from).toLocaleString()} · buckets of ≈ ${describeSpan(
-                  Math.ceil((answer.request.to - answer.request.from) / answer.request.maxPoints),
-                )}${following ? ` · follows time, asked again every ${describeSpan(followEvery)}` : ""}`
-              : ""}
+            {status}
+          </p>
+          <p class="visually-hidden" aria-live="polite">
+            {announced.text}
           </p>
           <div class="toolbar">
             <button type="button" class="button button-small" onClick={() => zoomBy(0.5)}>
@@ -426,12 +499,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
             >
               Zoom out
             </button>
-            <button
-              type="button"
-              class="button button-small"
-              onClick={() => setZoom(null)}
-              disabled={!zoom}
-            >
+            <button type="button" class="button button-small" onClick={resetZoom} disabled={!zoom}>
               Reset zoom
             </button>
           </div>
@@ -479,7 +547,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
                     from={answer.request.from}
                     to={answer.request.to}
                     onZoom={zoomTo}
-                    onReset={() => setZoom(null)}
+                    onReset={resetZoom}
                   />
                 </article>
               );

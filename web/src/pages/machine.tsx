@@ -54,18 +54,31 @@ async function loadMachine(id: number): Promise<MachineInfo> {
 
 export function MachinePage({ id }: { id: number }) {
   const info = useQuery(() => loadMachine(id), [id], 15_000);
-  const gone = info.error instanceof ApiError && info.error.status === 404;
-  usePageTitle(gone ? "Deleted" : undefined, info.data?.machine.machine_name ?? `Machine #${id}`);
-  // Deleted while on screen (the reload every 15 s says so): its last values are not live.
-  if (gone) {
-    return <MachineGone id={id} name={info.data?.machine.machine_name} />;
+  const missing = info.error instanceof ApiError && info.error.status === 404;
+  // "Deleted" only if it was on screen before (the reload every 15 s says so); an address for
+  // a machine never seen (a typo, an old bookmark) is simply not found.
+  const deleted = missing && info.data !== undefined;
+  usePageTitle(
+    missing ? (deleted ? "Deleted" : "Not found") : undefined,
+    info.data?.machine.machine_name ?? `Machine #${id}`,
+  );
+  if (missing) {
+    return <MachineGone id={id} name={info.data?.machine.machine_name} deleted={deleted} />;
   }
   if (info.error && !info.data) return <ErrorNotice error={info.error} action="see this machine" />;
   if (!info.data) return <Loading what="the machine" />;
   return <MachineView info={info.data} />;
 }
 
-function MachineGone({ id, name }: { id: number; name: string | undefined }) {
+function MachineGone({
+  id,
+  name,
+  deleted,
+}: {
+  id: number;
+  name: string | undefined;
+  deleted: boolean;
+}) {
   return (
     <section aria-labelledby="machine-title">
       <nav class="breadcrumbs" aria-label="Breadcrumbs">
@@ -73,9 +86,10 @@ function MachineGone({ id, name }: { id: number; name: string | undefined }) {
       </nav>
       <h1 id="machine-title">{name ?? `Machine #${id}`}</h1>
       <div class="notice notice-error" role="alert">
-        <strong>This machine no longer exists</strong>
+        <strong>{deleted ? "This machine no longer exists" : "Not found"}</strong>
         <span>
-          Machine #{id} has been deleted. Go back to the <Link href="/">fleet</Link>.
+          {deleted ? `Machine #${id} has been deleted.` : `There is no machine #${id}.`} Go back to
+          the <Link href="/">fleet</Link>.
         </span>
       </div>
     </section>

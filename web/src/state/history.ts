@@ -1,6 +1,6 @@
 import type uPlot from "uplot";
 import type { Query } from "../api/client.ts";
-import { breakAtGaps } from "./chart-gaps.ts";
+import { breakAtGaps, bucketWidth } from "./chart-gaps.ts";
 import type { Quantity } from "./units.ts";
 
 /** The fields a history chart can plot (`homed` is a flag, not a curve; the samples' CSV has it). */
@@ -102,6 +102,8 @@ export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryF
   }
   const time = [...times].sort((a, b) => a - b);
   const slot = new Map(time.map((t, i) => [t, i]));
+  const seconds = time.map((t) => t / 1000);
+  const width = bucketWidth(seconds);
   const byField = new Map<HistoryField, uPlot.AlignedData>();
   for (const field of fields) {
     const columns: (number | null)[][] = [];
@@ -113,13 +115,7 @@ export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryF
       columns[s * 3 + 1]![at] = asNumber(row[`${field}_min`]);
       columns[s * 3 + 2]![at] = asNumber(row[`${field}_max`]);
     }
-    byField.set(
-      field,
-      breakAtGaps(
-        time.map((t) => t / 1000),
-        columns,
-      ),
-    );
+    byField.set(field, breakAtGaps(seconds, columns, width));
   }
   return { series, byField, buckets: rows.length, samples } satisfies HistoryChartData;
 }

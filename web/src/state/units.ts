@@ -2,7 +2,8 @@
 export type Quantity = "position" | "velocity" | "acceleration";
 
 /** A, B and C turn about X, Y and Z (ISO 841): their positions are angles, in degrees. */
-export const isRotary = (axisName: string) => /^[ABC]$/.test(axisName);
+/** (Numbered too, as A2 or C1 on a machine with two, and in either case.) */
+export const isRotary = (axisName: string) => /^[ABC]\d*$/i.test(axisName);
 
 const linear = { position: "mm", velocity: "mm/s", acceleration: "mm/s²" } as const;
 const rotary = { position: "°", velocity: "°/s", acceleration: "°/s²" } as const;

@@ -51,6 +51,12 @@ export function HistoryChart({
   const holder = useRef<HTMLDivElement>(null);
   const callbacks = useRef({ onZoom, onReset });
   callbacks.current = { onZoom, onReset };
+  // Read when drawing, so new data (a relative window asked again) updates the chart in place:
+  // rebuilt each time, it lost the series hidden in its legend and any drag under way.
+  const latest = useRef({ data, from, to });
+  latest.current = { data, from, to };
+  const chart = useRef<uPlot | null>(null);
+  const seriesKey = series.map((item) => item.label).join("\n");
 
   useEffect(() => {
     const element = holder.current;
@@ -78,7 +84,12 @@ export function HistoryChart({
           height,
           legend: { live: true },
           cursor: { drag: { x: true, y: false, setScale: false } },
-          scales: { x: { time: true, range: () => [from / 1000, to / 1000] } },
+          scales: {
+            x: {
+              time: true,
+              range: () => [latest.current.from / 1000, latest.current.to / 1000],
+            },
+          },
           axes: [
             {
               stroke: text,
@@ -113,9 +124,10 @@ export function HistoryChart({
             ],
           },
         },
-        data,
+        latest.current.data,
         element,
       );
+      chart.current = instance;
       // The band's edges are in the legend's live values on hover; their rows would triple it.
       element.querySelectorAll(".u-legend .u-series").forEach((row, index) => {
         if (index > 0 && (index - 1) % 3 !== 0) (row as HTMLElement).style.display = "none";
@@ -133,8 +145,13 @@ export function HistoryChart({
       resize.disconnect();
       scheme.removeEventListener("change", create);
       instance?.destroy();
+      chart.current = null;
     };
-  }, [series, data, from, to, height, unit]);
+  }, [seriesKey, height, unit]);
+
+  useEffect(() => {
+    chart.current?.setData(data);
+  }, [data, from, to]);
 
   return <div class="chart history-chart" ref={holder} role="img" aria-label={title} />;
 }
