@@ -34,6 +34,10 @@ const securityHeaders = {
   "x-frame-options": "DENY",
 };
 
+/** The console's page is never cached: a rebuild names new assets. */
+const pageHeaders = (reply: FastifyReply) =>
+  reply.headers(securityHeaders).header("cache-control", "no-cache");
+
 const notBuiltPage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Spindle</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -72,7 +76,7 @@ export async function consoleRoutes(app: FastifyInstance, options: ConsoleOption
   });
 
   const sendIndex = (reply: FastifyReply) => {
-    reply.headers(securityHeaders).header("cache-control", "no-cache");
+    pageHeaders(reply);
     if (!existsSync(index)) return reply.code(503).type("text/html").send(notBuiltPage);
     return reply.sendFile("index.html", root, { cacheControl: false });
   };
@@ -97,8 +101,7 @@ export function consolePageNotFound(root = defaultConsoleRoot) {
     if (!page || !/\btext\/html\b/.test(request.headers.accept ?? "")) return false;
     const html = await readFile(index, "utf8").catch(() => undefined);
     if (html === undefined) return false;
-    reply.code(404).headers(securityHeaders).header("cache-control", "no-cache");
-    reply.type("text/html; charset=utf-8").send(html);
+    pageHeaders(reply.code(404)).type("text/html; charset=utf-8").send(html);
     return true;
   };
 }

@@ -1,8 +1,10 @@
 /** What a field of an axis sample measures; its unit depends on the axis. */
 export type Quantity = "position" | "velocity" | "acceleration";
 
-/** A, B and C turn about X, Y and Z (ISO 841): their positions are angles, in degrees. */
-/** (Numbered too, as A2 or C1 on a machine with two, and in either case.) */
+/**
+ * A, B and C turn about X, Y and Z (ISO 841): their positions are angles, in degrees. Numbered
+ * too (A2 or C1 on a machine with two), in either case.
+ */
 export const isRotary = (axisName: string) => /^[ABC]\d*$/i.test(axisName);
 
 const linear = { position: "mm", velocity: "mm/s", acceleration: "mm/s²" } as const;
