@@ -1,6 +1,7 @@
 import formbody from "@fastify/formbody";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
+import { Type } from "@sinclair/typebox";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { authenticate } from "./features/auth/authenticate.ts";
 import { oauthRoutes } from "./features/auth/oauth-routes.ts";
@@ -14,9 +15,12 @@ import { liveRoutes } from "./features/live/live-routes.ts";
 import { machinesResource } from "./features/machines/machines-resource.ts";
 import { toolsResource, toolUsageResource } from "./features/tools/tools-resource.ts";
 import { usersRoutes } from "./features/users/users-routes.ts";
-import { registerErrorHandler } from "./platform/error-handler.ts";
+import { answerWrongMethods } from "./platform/allowed-methods.ts";
+import { frameworkErrorHandler, registerErrorHandler } from "./platform/error-handler.ts";
+import { describeOperation } from "./platform/openapi.ts";
+import { readEmptyBodiesAsDrfDoes } from "./platform/request-body.ts";
 import { alsoAfterWrite, resourceRoutes } from "./platform/resource.ts";
-import { validatorCompiler } from "./platform/validation.ts";
+import { parseFormBody, validatorCompiler } from "./platform/validation.ts";
 import type { Services } from "./services.ts";
 
 export interface AppOptions {
@@ -36,12 +40,16 @@ export async function buildApp(
   options: AppOptions = {},
 ): Promise<FastifyInstance> {
   const { config, db } = services;
+  const notFoundPage = consolePageNotFound();
+  const pathMatching = { ignoreTrailingSlash: true, maxParamLength: 200 };
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: config.bodyLimit,
     ajv: { customOptions: { allErrors: true } },
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    routerOptions: pathMatching,
+    frameworkErrors: frameworkErrorHandler({ notFoundPage }),
   });
+  answerWrongMethods(app, pathMatching);
   app.setValidatorCompiler(validatorCompiler);
   // Caches hear about other processes' writes only while this listens.
   app.addHook("onReady", () => services.start());
@@ -60,22 +68,13 @@ export async function buildApp(
     if (app.closing) reply.header("connection", "close");
     done(null, payload);
   });
-  // A DELETE carries nothing, as DRF reads it: an empty body under a content type (Python's
-  // requests sends Content-Length: 0 with a session's JSON content type; curl -H sends none)
-  // is no body at all, where Fastify would try to parse it and refuse.
-  app.addHook("onRequest", (request, _reply, done) => {
-    const { headers } = request;
-    if (
-      request.method === "DELETE" &&
-      headers["transfer-encoding"] === undefined &&
-      (headers["content-length"] === undefined || headers["content-length"] === "0")
-    )
-      delete headers["content-type"];
-    done();
-  });
-  registerErrorHandler(app, { notFoundPage: consolePageNotFound() });
+  readEmptyBodiesAsDrfDoes(app);
+  // Bodies are JSON or a form: text is 415 Unsupported Media Type, as DRF answers, rather than
+  // a string that fails validation.
+  app.removeContentTypeParser("text/plain");
+  registerErrorHandler(app, { notFoundPage });
 
-  await app.register(formbody, { bodyLimit: config.bodyLimit });
+  await app.register(formbody, { bodyLimit: config.bodyLimit, parser: parseFormBody });
   await app.register(swagger, {
     openapi: {
       info: {
@@ -95,20 +94,53 @@ export async function buildApp(
       },
       security: [{ bearer: [] }],
     },
+    transform: describeOperation,
   });
-  await app.register(swaggerUi, { routePrefix: "/docs" });
+  // The interactive documentation is for anyone who can reach the server, as /openapi.json is:
+  // a browser opening it has no token to send. (Trying an operation there needs one.)
+  await app.register(async (docs) => {
+    docs.addHook("onRoute", (route) => {
+      route.config = { ...route.config, public: true };
+    });
+    await docs.register(swaggerUi, { routePrefix: "/docs" });
+  });
   app.get("/openapi.json", { config: { public: true }, schema: { hide: true } }, () =>
     app.swagger(),
   );
 
   app.get(
     "/healthz",
-    { config: { public: true }, schema: { tags: ["health"], summary: "The process is up" } },
+    {
+      config: { public: true, withoutDatabase: true },
+      schema: {
+        tags: ["health"],
+        summary: "The process is up",
+        response: { 200: Type.Object({ status: Type.Literal("ok") }) },
+      },
+    },
     () => ({ status: "ok" }),
   );
+  const readiness = (status: "ready" | "unavailable", description: string) =>
+    Type.Object(
+      {
+        status: Type.Literal(status),
+        database: Type.Union([Type.Literal("embedded"), Type.Literal("postgres")]),
+      },
+      { description },
+    );
   app.get(
     "/readyz",
-    { config: { public: true }, schema: { tags: ["health"], summary: "The database answers" } },
+    {
+      config: { public: true },
+      schema: {
+        tags: ["health"],
+        summary: "The database answers",
+        response: {
+          200: readiness("ready", "The database answered"),
+          503: readiness("unavailable", "The database did not answer"),
+        },
+      },
+    },
     async (_request, reply) => {
       try {
         await db.query("select 1");

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import {
   DomainError,
   type ErrorCode,
+  isOAuthEndpoint,
   isTransientDatabaseError,
   OAuthError,
   pgErrorCode,
@@ -18,6 +19,18 @@ const statusOf: Record<ErrorCode, number> = {
   not_found: 404,
   rate_limited: 429,
   unavailable: 503,
+};
+
+/** A domain error's RFC 6749 §5.2 code (RFC 6750 §3.1's for a bad token) on the OAuth endpoints. */
+const oauthErrorOf: Record<ErrorCode, string> = {
+  validation: "invalid_request",
+  conflict: "invalid_request",
+  unauthenticated: "invalid_request",
+  invalid_token: "invalid_token",
+  forbidden: "access_denied",
+  not_found: "invalid_request",
+  rate_limited: "too_many_requests",
+  unavailable: "temporarily_unavailable",
 };
 
 /**
@@ -38,7 +51,7 @@ export function registerErrorHandler(
 ): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     // The OAuth endpoints answer every error in RFC 6749's shape, which their schemas require.
-    const oauth = /^\/o\/(token|revoke_token|introspect)\//.test(request.url);
+    const oauth = isOAuthEndpoint(request.url);
     const badRequest = (status: number, detail: string) =>
       reply
         .code(status)
@@ -49,13 +62,22 @@ export function registerErrorHandler(
         reply.header("WWW-Authenticate", 'Bearer realm="api"');
       }
       if (error.code === "unavailable") reply.header("Retry-After", "1");
+      if (oauth) {
+        // A bad Bearer token given to /o/introspect/, say: its schema has no `{"detail"}`.
+        return reply
+          .code(status)
+          .send({ error: oauthErrorOf[error.code], error_description: error.message });
+      }
       const body = error.fields ?? { detail: error.message };
       return reply.code(status).send(body);
     }
     if (error instanceof OAuthError) {
       reply.header("Cache-Control", "no-store").header("Pragma", "no-cache");
       if (error.retryAfterSeconds) reply.header("Retry-After", String(error.retryAfterSeconds));
-      if (error.error === "invalid_client" && request.headers.authorization?.startsWith("Basic ")) {
+      if (
+        error.error === "invalid_client" &&
+        /^basic /i.test(request.headers.authorization ?? "")
+      ) {
         reply.header("WWW-Authenticate", 'Basic realm="oauth"');
       }
       return reply
@@ -63,6 +85,9 @@ export function registerErrorHandler(
         .send({ error: error.error, error_description: error.description });
     }
     if (error.validation) {
+      // A path parameter its route cannot take (a group name longer than any group's) names
+      // nothing: 404, as for any path naming nothing, rather than a field error about the URL.
+      if (error.validationContext === "params") return reply.code(404).send(notFoundBody);
       return reply.code(400).send(fieldErrors(error.validation as never));
     }
     switch (error.code) {
@@ -119,8 +144,36 @@ export function registerErrorHandler(
     return reply.code(500).send({ detail: "Internal server error." });
   });
 
-  app.setNotFoundHandler(async (request, reply) => {
+  app.setNotFoundHandler(notFoundAnswer({ notFoundPage }));
+}
+
+const notFoundBody = { detail: "Not found." };
+
+/** The answer to a request naming nothing: a page of its own if it is one a page suits. */
+function notFoundAnswer({ notFoundPage }: ErrorHandlerOptions) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
     if (await notFoundPage?.(request, reply)) return reply;
-    return reply.code(404).send({ detail: "Not found." });
-  });
+    return reply.code(404).send(notFoundBody);
+  };
+}
+
+/**
+ * Fastify's `frameworkErrors` option: its router answers by itself, before any route or hook,
+ * a URL it cannot decode (`/data/machines/%zz/`) or a path parameter longer than
+ * `maxParamLength`. Either way the path names nothing, so it is answered as an unknown path is,
+ * with or without a token, never in Fastify's own `{"error","code","statusCode"}` shape (or 414).
+ */
+export function frameworkErrorHandler(options: ErrorHandlerOptions = {}) {
+  const notFound = notFoundAnswer(options);
+  return (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void => {
+    if (error.code === "FST_ERR_BAD_URL" || error.code === "FST_ERR_MAX_PARAM_LENGTH") {
+      notFound(request, reply).catch((cause: unknown) => {
+        request.log.error({ err: cause }, "not-found answer failed");
+        if (!reply.sent) reply.code(500).send({ detail: "Internal server error." });
+      });
+      return;
+    }
+    request.log.error({ err: error }, "router failed");
+    reply.code(500).send({ detail: "Internal server error." });
+  };
 }

@@ -94,6 +94,13 @@ export function isTransientDatabaseError(error: unknown): boolean {
   );
 }
 
+/**
+ * The token, revocation and introspection endpoints (a request URL or a route's pattern): they
+ * answer every error in RFC 6749's shape, `{"error", "error_description"}`, never `{"detail"}`.
+ */
+export const isOAuthEndpoint = (url: string): boolean =>
+  /^\/o\/(token|revoke_token|introspect)\//.test(url);
+
 /** RFC 6749 §5.2 errors from the token, revocation and introspection endpoints. */
 export type OAuthErrorCode =
   | "invalid_request"

@@ -321,9 +321,6 @@ export function resourceRoutes(
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const service = resourceService(db, def, changes);
   const serializedPages = new WeakMap<Page, Buffer>();
-  // Bodies are JSON (or a form): text is 415 Unsupported Media Type, as DRF answers, rather than
-  // a string that fails validation. `app` is the machine-data scope, so other routes keep it.
-  app.removeContentTypeParser("text/plain");
   const idSchema = Type.Object({
     id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
   });
@@ -358,7 +355,7 @@ export function resourceRoutes(
         tags,
         summary: `List ${def.tag} (paginated: limit, offset; Link and X-Total-Count headers)`,
         querystring: listQuery,
-        response: { 200: Type.Array(def.row) },
+        response: { 200: Type.Array(def.row, { headers: pageHeaders }) },
       },
     },
     async (request, reply) => {
@@ -433,14 +430,32 @@ export function resourceRoutes(
     {
       config: permission("delete"),
       preValidation: rowIdOrNotFound,
-      schema: { tags, summary: `Delete a ${def.noun}`, params: idSchema },
+      schema: {
+        tags,
+        summary: `Delete a ${def.noun}`,
+        params: idSchema,
+        response: { 204: Type.Null({ description: "Deleted; no body" }) },
+      },
     },
     async (request, reply) => {
       await service.remove(request.params.id);
-      return reply.code(204).send();
+      return reply.code(204).send(null);
     },
   );
 }
+
+/** What `paginationHeaders` sets, as the OpenAPI document describes it. */
+const pageHeaders = {
+  Link: Type.String({
+    description:
+      'The neighbouring pages, when there are any: `</data/…?limit=100&offset=100>; rel="next"` and `rel="prev"`',
+  }),
+  "X-Total-Count": Type.Integer({
+    minimum: 0,
+    description:
+      "How many rows match the filters, all pages together (left out where counting would take too long)",
+  }),
+};
 
 function paginationHeaders(
   reply: FastifyReply,

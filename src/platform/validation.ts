@@ -1,3 +1,4 @@
+import { parse as parseQueryString } from "node:querystring";
 import { Ajv, type ErrorObject, type Options } from "ajv";
 import type { FastifySchema, FastifySchemaCompiler } from "fastify";
 
@@ -8,10 +9,23 @@ const shared: Options = {
   strict: false,
 };
 
-// Bodies are JSON: a string is not a number there, and `true` is not 1. Query strings and
-// path parameters are text by nature, so only they are coerced.
+// JSON bodies: a string is not a number there, and `true` is not 1. Query strings, path
+// parameters and form bodies are text by nature, so only they are coerced.
 const bodyAjv = new Ajv({ ...shared, coerceTypes: false });
 const textAjv = new Ajv({ ...shared, coerceTypes: "array" });
+
+/**
+ * Bodies parsed from a form (`application/x-www-form-urlencoded`): text, as a query string is,
+ * so validated the way one is (`machine_id=5` is the number 5, `homed=true` a boolean), as
+ * Django REST Framework reads forms. JSON bodies are not coerced.
+ */
+const formBodies = new WeakSet<object>();
+
+export function parseFormBody(text: string): Record<string, string | string[] | undefined> {
+  const body = parseQueryString(text);
+  formBodies.add(body);
+  return body;
+}
 /** What the `email` format takes: one @, a dot after it, no spaces. */
 export const emailPattern = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
@@ -81,6 +95,12 @@ export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema
     return textAjv.compile(schema as object) as ReturnType<FastifySchemaCompiler<FastifySchema>>;
   }
   const validate = bodyAjv.compile(schema as object);
+  // Compiled on the first form, as most routes never get one.
+  let validateForm: typeof validate | undefined;
+  const formValidator = () => {
+    validateForm ??= textAjv.compile(schema as object);
+    return validateForm;
+  };
   const validateBody = (data: unknown): boolean => {
     const path = illFormedString(data);
     if (path !== undefined) {
@@ -95,8 +115,10 @@ export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema
       ];
       return false;
     }
-    const valid = validate(data);
-    validateBody.errors = validate.errors ?? null;
+    const form = typeof data === "object" && data !== null && formBodies.has(data);
+    const check = form ? formValidator() : validate;
+    const valid = check(data) as boolean;
+    validateBody.errors = check.errors ?? null;
     return valid;
   };
   validateBody.errors = null as ErrorObject[] | null;

@@ -1,7 +1,9 @@
 import { Readable } from "node:stream";
 import { setImmediate as nextTurn } from "node:timers/promises";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { invalid } from "../../platform/errors.ts";
 import { csvFilename, encodeCsv, encodeJson } from "./history-encoding.ts";
 import {
   HistoryAnswer,
@@ -26,7 +28,24 @@ export async function historyRoutes(
   { history }: { history: HistoryService },
 ) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
-  const response = { 200: HistoryAnswer };
+  const response = {
+    200: {
+      description: "The rows: JSON, or with format=csv a CSV download of the same columns",
+      headers: {
+        "Content-Disposition": Type.String({
+          description: 'With format=csv: `attachment; filename="…csv"`, named after the window',
+        }),
+      },
+      content: {
+        "application/json": { schema: HistoryAnswer },
+        "text/csv": {
+          schema: Type.String({
+            description: "A header line naming the columns, then one line per row",
+          }),
+        },
+      },
+    },
+  };
 
   r.get(
     "/api/axis-data/",
@@ -47,20 +66,33 @@ export async function historyRoutes(
     "/api/axis-data/",
     {
       config: { permission: "axisdata.view" },
-      // A POST with no body at all asks for the default window, as the seed's POST did.
-      preValidation: async (request) => {
-        if (request.body === undefined) request.body = {};
-      },
       schema: {
         tags,
-        summary: "The same as GET, with the parameters in a JSON body (the seed's POST)",
+        summary:
+          "The same as GET, with the parameters in a JSON body (the seed's POST), the query string, or both",
         description,
+        querystring: HistoryQueryString,
         body: HistoryBody,
         response,
       },
     },
-    (request, reply) => answer(history, request.body, reply),
+    (request, reply) => answer(history, bothParts(request.query, request.body), reply),
   );
+}
+
+/**
+ * A POST's parameters from its query string and its body together (the contract lets either
+ * carry them); one given in both is refused rather than one of them silently winning.
+ */
+function bothParts(query: HistoryParams, body: HistoryParams): HistoryParams {
+  const twice = Object.keys(query).filter((name) => name in body);
+  if (twice.length > 0)
+    throw invalid(
+      Object.fromEntries(
+        twice.map((name) => [name, ["Given in both the query string and the body; give it once."]]),
+      ),
+    );
+  return { ...query, ...body } as HistoryParams;
 }
 
 async function answer(history: HistoryService, params: HistoryParams, reply: FastifyReply) {

@@ -240,6 +240,27 @@ describe("GET and POST /api/axis-data/", () => {
     expect(posted.json().map((row: { actual_position: number }) => row.actual_position)).toEqual([
       2, 3,
     ]);
+    // A POST may carry its parameters in the query string, alone or beside a body.
+    const postedTo = (query: string, payload?: object) =>
+      t.inject({
+        method: "POST",
+        url: `/api/axis-data/?${query}`,
+        headers: t.adminAuth,
+        ...(payload ? { payload } : {}),
+      });
+    const inQuery = await postedTo(`machine_id=${machine.machine_id}&minutes=20&fields=velocity`);
+    expect(inQuery.statusCode, inQuery.body).toBe(200);
+    expect(inQuery.json()).toHaveLength(3);
+    expect(Object.keys(inQuery.json()[0])).not.toContain("actual_position");
+    const split = await postedTo(`machine_id=${machine.machine_id}`, { minutes: 20 });
+    expect(split.json()).toHaveLength(3);
+    const twice = await postedTo(`machine_id=${machine.machine_id}&minutes=20`, { minutes: 5 });
+    expect(twice.statusCode).toBe(400);
+    expect(twice.json()).toEqual({
+      minutes: ["Given in both the query string and the body; give it once."],
+    });
+    const unknown = await postedTo("machine=1");
+    expect(unknown.statusCode).toBe(400);
   });
 
   it("filters by machines and axes, given as repeated parameters, comma lists or arrays", async () => {

@@ -1,11 +1,13 @@
 import { finished } from "node:stream";
-import { Type } from "@sinclair/typebox";
+import { type TSchema, Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { DomainError, forbidden } from "../../platform/errors.ts";
+import { Id, Measurement, Timestamp } from "../../platform/schema-types.ts";
 import { actorOf } from "../auth/authenticate.ts";
 import { toolReport } from "../auth/scopes.ts";
 import { type RawBatch, type RowKind, rowKinds } from "./ingest-batch.ts";
 import { type IngestPipeline, IngestRefused, IngestUnavailable } from "./ingest-pipeline.ts";
+import { maxRowsPerBatch } from "./ingest-validation.ts";
 
 const ndjsonTypes = ["application/x-ndjson", "application/ndjson", "application/jsonl"];
 
@@ -80,6 +82,74 @@ export function parseNdjson(text: string): RawBatch {
   });
   return batch;
 }
+
+// The body as the OpenAPI document shows it. The pipeline checks the rows itself (every bad
+// row's index and field, in one answer), so these schemas document and never validate.
+const sampleTime = Type.Optional(
+  Timestamp(
+    "When it was read: ISO 8601 with a zone, at most microseconds; default the time of receipt " +
+      "(`update_timestamp`, the seed's name, is read too)",
+  ),
+);
+
+const AxisDataRow = Type.Object(
+  {
+    machine_id: Type.Optional(Id("The machine; with axis_name, names the axis")),
+    axis_name: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 32, description: "The axis on that machine, e.g. X" }),
+    ),
+    axis: Type.Optional(Id("The axis's axis_id, instead of machine_id + axis_name")),
+    actual_position: Measurement("Where the axis is"),
+    target_position: Measurement("Where it is going"),
+    velocity: Measurement("Its velocity"),
+    acceleration: Measurement("Its acceleration"),
+    homed: Type.Boolean(),
+    timestamp: sampleTime,
+  },
+  { description: "One sample of an axis" },
+);
+
+const ToolDataRow = Type.Object(
+  {
+    tool_id: Id("The tool"),
+    tool_offset: Measurement("Its offset"),
+    feedrate: Type.Number({ minimum: 0, maximum: 1e12, description: "Its feedrate" }),
+    machine_id: Type.Optional(
+      Id("The tool's machine (or `machine`), if given: a report does not move a tool"),
+    ),
+    timestamp: sampleTime,
+  },
+  { description: "A tool's offset and feedrate" },
+);
+
+const ToolUsageRow = Type.Object(
+  {
+    machine_id: Id("The machine"),
+    tool_in_use: Id("The tool_id of one of its tools"),
+    timestamp: sampleTime,
+  },
+  { description: "The tool a machine has in use" },
+);
+
+const rows = (row: TSchema) => Type.Optional(Type.Array(row, { maxItems: maxRowsPerBatch }));
+
+const IngestBatch = Type.Object(
+  { axis_data: rows(AxisDataRow), tool_data: rows(ToolDataRow), tool_usage: rows(ToolUsageRow) },
+  {
+    additionalProperties: false,
+    description: `A batch of rows of any kinds, at most ${maxRowsPerBatch} in all`,
+  },
+);
+
+const IngestLines = Type.String({
+  description:
+    "One JSON object per line: a batch object as for JSON, or one row with its `kind` " +
+    "(`axis_data`, `tool_data` or `tool_usage`); blank lines are skipped",
+  example:
+    '{"kind":"axis_data","machine_id":81258856,"axis_name":"X","actual_position":10,' +
+    '"target_position":12.5,"velocity":100,"acceleration":0,"homed":true}\n' +
+    '{"kind":"tool_usage","machine_id":81258856,"tool_in_use":1}\n',
+});
 
 const Problem = Type.Object({
   kind: Type.String(),
@@ -164,12 +234,27 @@ export async function ingestRoutes(
           "A sample is unique per axis and instant, so retries never duplicate; `duplicates` counts the repeats ignored. " +
           "Allowed with the axisdata.add permission or a client token with the ingest scope; a user's tool_data rows also " +
           "need tool.change, and tool_usage rows toolusage.add (403 otherwise, and nothing is stored).",
+        body: {
+          content: {
+            "application/json": { schema: IngestBatch },
+            ...Object.fromEntries(ndjsonTypes.map((type) => [type, { schema: IngestLines }])),
+          },
+        },
         response: {
           202: Type.Object({ accepted: Type.Integer(), duplicates: Type.Integer() }),
           400: Type.Object({ detail: Type.String(), errors: Type.Optional(Type.Array(Problem)) }),
-          503: Type.Object({ detail: Type.String() }),
+          503: Type.Object(
+            { detail: Type.String() },
+            {
+              description: "Ingest is saturated, or the database slow or away; retry later",
+              headers: { "Retry-After": Type.Integer({ minimum: 1 }) },
+            },
+          ),
         },
       },
+      // The body schema above is the document's; a second pass over a 32 MB body would only
+      // repeat, less well, what the pipeline checks row by row.
+      validatorCompiler: () => () => true,
     },
     async (request, reply) => {
       const body = request.body;

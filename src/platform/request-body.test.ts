@@ -1,0 +1,121 @@
+import { Readable } from "node:stream";
+import type { InjectOptions } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildTestApp, type TestApp } from "../../test/helpers/app.ts";
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await buildTestApp();
+});
+afterAll(() => t.close());
+
+type Method = "POST" | "PUT" | "PATCH";
+
+/** The same request three ways: an empty JSON body, one sent chunked, and no body at all. */
+function emptyBodies(method: Method, url: string, headers: Record<string, string> = {}) {
+  const json = { ...headers, "content-type": "application/json" };
+  return [
+    ["an empty JSON body", { method, url, headers: json, payload: "" }],
+    ["an empty chunked JSON body", { method, url, headers: json, payload: Readable.from([]) }],
+    ["no body", { method, url, headers }],
+  ] as [string, InjectOptions][];
+}
+
+describe("an empty or missing body", () => {
+  it("asks POST /api/axis-data/ for the default window", async () => {
+    for (const [what, request] of emptyBodies("POST", "/api/axis-data/", t.adminAuth)) {
+      const answer = await t.inject(request);
+      expect({ what, status: answer.statusCode }).toEqual({ what, status: 200 });
+      expect(answer.json()).toEqual([]);
+    }
+  });
+
+  it("tells POST /o/token/ which parameter it lacks", async () => {
+    for (const [what, request] of emptyBodies("POST", "/o/token/")) {
+      const answer = await t.inject(request);
+      expect({ what, status: answer.statusCode }).toEqual({ what, status: 400 });
+      expect(answer.json()).toEqual({
+        error: "invalid_request",
+        error_description: "Missing grant_type.",
+      });
+    }
+  });
+
+  it("names each required field of a create, as an empty object does", async () => {
+    for (const [what, request] of emptyBodies("POST", "/register/")) {
+      const answer = await t.inject(request);
+      expect({ what, status: answer.statusCode }).toEqual({ what, status: 400 });
+      expect(answer.json()).toEqual({
+        username: ["This field is required."],
+        password: ["This field is required."],
+      });
+    }
+  });
+
+  it("changes nothing in a PATCH", async () => {
+    const { username } = await t.userAuth([]);
+    const user = (await t.services.users.listUsers()).find((u) => u.username === username)!;
+    const url = `/users/${user.id}/`;
+    const before = (await t.inject({ url, headers: t.adminAuth })).json();
+    for (const [what, request] of emptyBodies("PATCH", url, t.adminAuth)) {
+      const answer = await t.inject(request);
+      expect({ what, status: answer.statusCode }).toEqual({ what, status: 200 });
+      expect(answer.json()).toEqual(before);
+    }
+  });
+
+  it("is refused by ingest, which needs a batch; an empty NDJSON stream is an empty batch", async () => {
+    for (const [what, request] of emptyBodies("POST", "/api/ingest/", t.adminAuth)) {
+      const answer = await t.inject(request);
+      expect({ what, status: answer.statusCode }).toEqual({ what, status: 400 });
+      expect(answer.json().detail).toMatch(/^Expected an object/);
+    }
+    const ndjson = await t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: { ...t.adminAuth, "content-type": "application/x-ndjson" },
+      payload: "",
+    });
+    expect(ndjson.statusCode).toBe(202);
+    expect(ndjson.json()).toEqual({ accepted: 0, duplicates: 0 });
+  });
+});
+
+describe("a JSON body that is not empty", () => {
+  it.each([
+    ["blank", " \n"],
+    ["malformed", '{"minutes": '],
+    ["a prototype pollution", '{"__proto__": {"admin": true}}'],
+  ])("is still parsed as JSON: %s is 400 JSON parse error", async (_what, payload) => {
+    const answer = await t.inject({
+      method: "POST",
+      url: "/api/axis-data/",
+      headers: { ...t.adminAuth, "content-type": "application/json" },
+      payload,
+    });
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json().detail).toMatch(/^JSON parse error/);
+  });
+});
+
+describe("a body that is neither JSON nor a form", () => {
+  it.each([
+    ["POST", "/groups/"],
+    ["POST", "/register/"],
+    ["POST", "/api/axis-data/"],
+    ["POST", "/o/token/"],
+    ["PATCH", "/users/1/"],
+  ] as const)("is 415 at %s %s, as DRF answers, and changes nothing", async (method, url) => {
+    for (const contentType of ["text/plain", "text/plain; charset=utf-8", "application/xml"]) {
+      const answer = await t.inject({
+        method,
+        url,
+        headers: { ...t.adminAuth, "content-type": contentType },
+        payload: '{"name": "Typed as text"}',
+      });
+      expect(answer.statusCode, `${contentType}: ${answer.body}`).toBe(415);
+    }
+    const groups = await t.inject({ url: "/groups/", headers: t.adminAuth });
+    expect(groups.body).not.toContain("Typed as text");
+  });
+});
