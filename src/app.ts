@@ -175,10 +175,10 @@ export async function buildApp(
       alsoAfterWrite(machinesResource, ({ before, after }) => {
         if (before && !after) return services.live.machinesDeleted([Number(before.machine_id)]);
       }),
-      alsoAfterWrite(toolsResource, ({ before, after }) =>
+      alsoAfterWrite(toolsResource(services.clock), ({ before, after }) =>
         live({ tools: [before?.tool_id, after?.tool_id] }),
       ),
-      alsoAfterWrite(toolUsageResource, ({ before, after }) =>
+      alsoAfterWrite(toolUsageResource(services.clock), ({ before, after }) =>
         live({ machines: [before?.machine, after?.machine] }),
       ),
       // An axis moved to another machine or renamed: its latest sample is read again in its new

@@ -1,4 +1,5 @@
 import { Type } from "@sinclair/typebox";
+import type { Clock } from "../../platform/context.ts";
 import type { Database } from "../../platform/database.ts";
 import { exactIsoSql } from "../../platform/database.ts";
 import { invalid } from "../../platform/errors.ts";
@@ -17,7 +18,20 @@ const timeFilters = (column: string) => ({
   },
 });
 
-export const toolsResource: ResourceDefinition = {
+/**
+ * A tool's or tool usage report's time at most a day ahead, as ingest checks it
+ * (`checkSampleTime`): one far in the future would outrank every later report, which would then
+ * change nothing. Older times are kept: a tool's offset may have been set years ago, and ingest's
+ * retention bound is for samples.
+ */
+function checkReportTime(clock: Clock, input: Record<string, unknown>): void {
+  const given = input.update_timestamp as string | undefined;
+  if (given === undefined) return;
+  if (new Date(given).getTime() > clock.now().getTime() + 86_400_000)
+    throw invalid({ update_timestamp: ["More than a day in the future."] });
+}
+
+export const toolsResource = (clock: Clock): ResourceDefinition => ({
   name: "tool",
   noun: "tool",
   path: "/data/tools/",
@@ -65,9 +79,10 @@ export const toolsResource: ResourceDefinition = {
   }),
   readOnly: ["tool_id"],
   constraints: { tool_machine_id_fkey: machineMissing },
-};
+  prepare: async (_db, input) => checkReportTime(clock, input),
+});
 
-export const toolUsageResource: ResourceDefinition = {
+export const toolUsageResource = (clock: Clock): ResourceDefinition => ({
   name: "toolusage",
   noun: "tool usage record",
   path: "/data/tool-usage/",
@@ -127,8 +142,11 @@ export const toolUsageResource: ResourceDefinition = {
       reason: "This machine already has a tool usage report at this time.",
     },
   },
-  prepare: checkToolBelongsToMachine,
-};
+  prepare: async (db, input, existing) => {
+    checkReportTime(clock, input);
+    await checkToolBelongsToMachine(db, input, existing);
+  },
+});
 
 /** The tool in use must be one of the machine's own tools. */
 async function checkToolBelongsToMachine(

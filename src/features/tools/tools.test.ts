@@ -93,6 +93,43 @@ describe("tools CRUD", () => {
   });
 });
 
+describe("report times", () => {
+  it("more than a day ahead are refused for tools and tool usage, and change nothing", async () => {
+    const machine = await createMachine(t);
+    const tool = await createTool(t, machine.machine_id);
+    const usage = await createToolUsage(t, machine.machine_id, tool.tool_id);
+    const ahead = new Date(Date.now() + 2 * 86_400_000).toISOString();
+    for (const [method, url, body] of [
+      ["POST", "/data/tools/", { machine: machine.machine_id, tool_offset: 1, feedrate: 1 }],
+      ["PATCH", `/data/tools/${tool.tool_id}/`, {}],
+      [
+        "PUT",
+        `/data/tools/${tool.tool_id}/`,
+        { machine: machine.machine_id, tool_offset: 1, feedrate: 1 },
+      ],
+      ["POST", "/data/tool-usage/", { machine: machine.machine_id, tool_in_use: tool.tool_id }],
+      ["PATCH", `/data/tool-usage/${usage.usage_id}/`, {}],
+    ] as const) {
+      for (const update_timestamp of [ahead, "9999-12-31T00:00:00Z"]) {
+        const answer = await send(t, method, url, { ...body, update_timestamp });
+        expect(answer.statusCode, `${method} ${url}`).toBe(400);
+        expect(answer.json()).toEqual({ update_timestamp: ["More than a day in the future."] });
+      }
+    }
+    expect((await send(t, "GET", `/data/tools/${tool.tool_id}/`)).json()).toEqual(tool);
+    expect((await send(t, "GET", `/data/tool-usage/${usage.usage_id}/`)).json()).toEqual(usage);
+    // Within a day ahead (a producer's clock a little fast), and years back, are kept.
+    for (const update_timestamp of [
+      new Date(Date.now() + 3_600_000).toISOString(),
+      "2019-05-01T00:00:00.000Z",
+    ]) {
+      const answer = await send(t, "PATCH", `/data/tools/${tool.tool_id}/`, { update_timestamp });
+      expect(answer.statusCode).toBe(200);
+      expect(answer.json().update_timestamp).toBe(update_timestamp);
+    }
+  });
+});
+
 describe("tools list: filters, pagination, ordering", () => {
   let machine: number;
   let tools: { tool_id: number; feedrate: number; update_timestamp: string }[];
