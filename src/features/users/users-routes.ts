@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { rowIdOrNotFound } from "../../platform/resource.ts";
+import { actorOf } from "../auth/authenticate.ts";
 import type { RegistrationThrottle } from "./registration-throttle.ts";
 import { type User, type UsersService, usernamePattern } from "./users-service.ts";
 
@@ -22,6 +23,12 @@ const UserView = Type.Object({
   date_joined: Type.String({ format: "date-time" }),
   last_login: Type.Union([Type.String({ format: "date-time" }), Type.Null()]),
   groups: Type.Array(Type.String()),
+});
+
+const OwnView = Type.Object({
+  ...UserView.properties,
+  scope: Type.String(),
+  permissions: Type.Array(Type.String()),
 });
 
 const GroupView = Type.Object({ name: Type.String(), permissions: Type.Array(Type.String()) });
@@ -93,6 +100,34 @@ export async function usersRoutes(
       },
     },
     async () => (await users.listUsers()).map(userView),
+  );
+
+  r.get(
+    "/users/me/",
+    {
+      schema: {
+        tags: ["users"],
+        summary:
+          "The signed-in user, with what this token may do: its scope and its permission codes",
+        description:
+          "Any valid token with a user may read its own account, so a client can show what its " +
+          "user may do without trying each action. A token of an OAuth2 client's own (client " +
+          "credentials) has no user: `404`.",
+        response: { 200: OwnView, 404: Type.Object({ detail: Type.String() }) },
+      },
+    },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      if (actor.userId === null)
+        return reply
+          .code(404)
+          .send({ detail: "This token acts for an OAuth2 client, not for a user." });
+      return {
+        ...userView(await users.getUser(actor.userId)),
+        scope: actor.scopes.join(" "),
+        permissions: [...actor.permissions].sort(),
+      };
+    },
   );
 
   r.get(

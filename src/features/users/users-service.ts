@@ -59,6 +59,23 @@ const userSelect = `
                where ug.user_id = u.id order by g.name) as groups
   from app_user u`;
 
+/**
+ * A group's name: no control or invisible characters, no space (or blank that shows as one) at
+ * either end. Names are shown beside each other in lists, so "Admin " or "admin" beside "Admin"
+ * would pass for it; one differing from another only in letter case is refused as taken. (Letters
+ * of other scripts that look alike, a Cyrillic "А", are not told apart.)
+ */
+const validGroupName =
+  /^(?![\s\p{Z}\p{Cc}\p{Cf}\u2800\u3164\uffa0])(?:(?![\p{Cc}\p{Cf}\p{Zl}\p{Zp}]).)+(?<![\s\p{Z}\u2800\u3164\uffa0])$/u;
+const groupNameRule =
+  "Enter a group name without control or invisible characters, or spaces at either end.";
+
+/** DRF's words for a taken name; one differing only in letter case is taken too. */
+const alreadyExists = () =>
+  new DomainError("conflict", "Invalid input.", {
+    name: ["group with this name already exists."],
+  });
+
 export type UsersService = ReturnType<typeof createUsersService>;
 
 export function createUsersService({ db, changes }: { db: Database; changes: ChangeFeed }) {
@@ -85,7 +102,8 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
           ],
         );
         const userId = rows[0]!.id;
-        for (const group of groups) {
+        // A group named twice (`--group Admin --group Admin`) is joined once.
+        for (const group of new Set(groups)) {
           const added = await tx.query(
             `insert into user_group (user_id, group_id) select $1, id from app_group where name = $2`,
             [userId, group],
@@ -220,8 +238,17 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
   }
 
   async function createGroup(name: string, permissions: string[] = []): Promise<Group> {
+    if (!validGroupName.test(name)) throw invalid({ name: [groupNameRule] });
     try {
       await db.transaction(async (tx) => {
+        // One group creation at a time, so two names differing in case cannot both pass the
+        // check below (groups are few, and made rarely).
+        await tx.query("lock table app_group in share row exclusive mode");
+        const { rows: same } = await tx.query(
+          "select 1 from app_group where lower(name) = lower($1)",
+          [name],
+        );
+        if (same.length > 0) throw alreadyExists();
         const { rows } = await tx.query<{ id: number }>(
           "insert into app_group (name) values ($1) returning id",
           [name],
@@ -229,11 +256,7 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
         await replacePermissions(tx, rows[0]!.id, permissions);
       });
     } catch (error) {
-      if (pgErrorCode(error) === pgErrorCodes.uniqueViolation) {
-        throw new DomainError("conflict", "Invalid input.", {
-          name: ["group with this name already exists."],
-        });
-      }
+      if (pgErrorCode(error) === pgErrorCodes.uniqueViolation) throw alreadyExists();
       throw error;
     }
     return getGroup(name);

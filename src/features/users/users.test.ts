@@ -237,6 +237,86 @@ describe("users administration", () => {
     }
   });
 
+  it("GET /users/me/ shows any signed-in user their own account and what their token may do", async () => {
+    const operator = await t.userAuth(["Operator"]);
+    const own = await t.inject({
+      method: "GET",
+      url: "/users/me/",
+      headers: { authorization: operator.authorization },
+    });
+    expect(own.statusCode).toBe(200);
+    expect(own.body).not.toMatch(/argon2|password/);
+    expect(own.json()).toMatchObject({
+      username: operator.username,
+      groups: ["Operator"],
+      is_active: true,
+      scope: "read write groups ingest",
+    });
+    expect(own.json().permissions).toEqual(
+      expect.arrayContaining(["machine.view", "toolusage.add", "toolusage.change"]),
+    );
+    expect(own.json().permissions).not.toContain("machine.add");
+    expect(own.json().permissions).not.toContain("user.view");
+
+    // The permissions are this token's: a read-only token of a Manager may view, not change.
+    const reader = await t.userAuth(["Manager"], "read");
+    const narrowed = (
+      await t.inject({
+        method: "GET",
+        url: "/users/me/",
+        headers: { authorization: reader.authorization },
+      })
+    ).json();
+    expect(narrowed.scope).toBe("read");
+    expect(narrowed.permissions).toContain("machine.view");
+    expect(narrowed.permissions.some((code: string) => !code.endsWith(".view"))).toBe(false);
+
+    // A user in no group may still read its own account: it holds no permission.
+    const loner = await t.userAuth([]);
+    const alone = await t.inject({
+      method: "GET",
+      url: "/users/me/",
+      headers: { authorization: loner.authorization },
+    });
+    expect(alone.statusCode).toBe(200);
+    expect(alone.json()).toMatchObject({ username: loner.username, groups: [], permissions: [] });
+
+    // A client's own token has no user; no token, or a bad one, is 401; other methods change nothing.
+    const clientToken = (await t.token({ grant_type: "client_credentials", scope: "read" })).json();
+    const client = await t.inject({
+      method: "GET",
+      url: "/users/me/",
+      headers: { authorization: `Bearer ${clientToken.access_token}` },
+    });
+    expect(client.statusCode).toBe(404);
+    expect(client.json().detail).toMatch(/client/);
+    expect((await t.inject({ method: "GET", url: "/users/me/" })).statusCode).toBe(401);
+    expect(
+      (
+        await t.inject({
+          method: "GET",
+          url: "/users/me/",
+          headers: { authorization: "Bearer not-a-token" },
+        })
+      ).statusCode,
+    ).toBe(401);
+    for (const method of ["PATCH", "DELETE"] as const) {
+      const answer = await t.inject({
+        method,
+        url: "/users/me/",
+        headers: { authorization: operator.authorization },
+        ...(method === "PATCH" ? { payload: { is_active: false } } : {}),
+      });
+      expect(answer.statusCode, method).toBe(403);
+    }
+    const still = await t.inject({
+      method: "GET",
+      url: "/users/me/",
+      headers: { authorization: operator.authorization },
+    });
+    expect(still.json().is_active).toBe(true);
+  });
+
   it("deactivating a user or changing its password ends its sessions", async () => {
     const { authorization, username } = await t.userAuth(["Operator"]);
     const all = (await t.inject({ method: "GET", url: "/users/", headers: t.adminAuth })).json();
@@ -398,6 +478,40 @@ describe("groups and membership", () => {
       payload: { name: "Auditor" },
     });
     expect(duplicate.json()).toEqual({ name: ["group with this name already exists."] });
+    // Names that would pass for another in a list: a letter case apart, spaces at an end, control
+    // or invisible characters.
+    const before = (await t.inject({ method: "GET", url: "/groups/", headers: t.adminAuth })).body;
+    for (const [name, reason] of [
+      ["auditor", "group with this name already exists."],
+      ["ADMIN", "group with this name already exists."],
+      ["Admin ", "spaces at either end"],
+      [" Auditors", "spaces at either end"],
+      ["   ", "spaces at either end"],
+      ["Line\nbreak", "control or invisible"],
+      ["Tab\there", "control or invisible"],
+      ["Ad\u200bmin", "control or invisible"],
+      ["Admin\u2800", "spaces at either end"],
+      ["\u00a0Admin", "spaces at either end"],
+    ]) {
+      const refused = await t.inject({
+        method: "POST",
+        url: "/groups/",
+        headers: t.adminAuth,
+        payload: { name },
+      });
+      expect(refused.statusCode, JSON.stringify(name)).toBe(400);
+      expect(refused.json().name[0], JSON.stringify(name)).toContain(reason);
+    }
+    expect((await t.inject({ method: "GET", url: "/groups/", headers: t.adminAuth })).body).toBe(
+      before,
+    );
+    const spaced = await t.inject({
+      method: "POST",
+      url: "/groups/",
+      headers: t.adminAuth,
+      payload: { name: "Night shift – Opérateurs" },
+    });
+    expect(spaced.statusCode).toBe(201);
     expect(
       (await t.inject({ method: "DELETE", url: "/groups/Admin/", headers: t.adminAuth }))
         .statusCode,
