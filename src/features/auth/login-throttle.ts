@@ -11,10 +11,17 @@ export interface LoginThrottleLimits {
  * attempts are refused until the window passes, even with the right password, so guessing
  * gains nothing. Each attempt is counted before its password is checked and given back when it
  * was right; a successful login clears the username's count.
+ *
+ * Failed OAuth2 client authentications (a wrong secret) are counted apart, per address only:
+ * per client id a stranger could lock a machine adapter out of its tokens, and shared with
+ * logins an adapter looping on a wrong secret would lock out every person behind its address.
+ * They are counted once failed, not taken before: a fleet of adapters behind one address
+ * starting together must not run the allowance out while their right secrets are checked.
  */
 export class LoginThrottle {
   private readonly perUser: RateLimiterMemory;
   private readonly perAddress: RateLimiterMemory;
+  private readonly clientFailures: RateLimiterMemory;
 
   constructor(limits: LoginThrottleLimits) {
     this.perUser = new RateLimiterMemory({
@@ -27,6 +34,23 @@ export class LoginThrottle {
       points: limits.attemptsPerAddress,
       duration: limits.windowSeconds,
     });
+    this.clientFailures = new RateLimiterMemory({
+      keyPrefix: "client-address",
+      points: limits.attemptsPerAddress,
+      duration: limits.windowSeconds,
+    });
+  }
+
+  /** Seconds a client authentication from `address` must wait: its failures ran out (else 0). */
+  async clientWait(address: string): Promise<number> {
+    const state = await this.clientFailures.get(address);
+    if (!state || state.remainingPoints > 0) return 0;
+    return Math.max(Math.ceil(state.msBeforeNext / 1000), 1);
+  }
+
+  /** A client authentication from `address` failed. */
+  async clientFailed(address: string): Promise<void> {
+    await this.clientFailures.penalty(address, 1);
   }
 
   /**

@@ -90,7 +90,8 @@ function clientCredentials(
 ): ClientCredentials | undefined {
   const header = request.headers.authorization;
   const inBody = typeof body.client_id === "string" ? body.client_id : undefined;
-  if (header?.startsWith("Basic ")) {
+  // RFC 7235 §2.1: the scheme's name is case-insensitive.
+  if (header !== undefined && /^basic /i.test(header)) {
     if (inBody !== undefined) {
       throw new OAuthError("invalid_request", "Use one client authentication method, not two.");
     }
@@ -172,7 +173,7 @@ export async function oauthRoutes(app: FastifyInstance, { oauth }: { oauth: OAut
     async (request) => {
       requireValid(request);
       const body = (request.body ?? {}) as Record<string, string | undefined>;
-      await oauth.revoke(clientCredentials(request, body), body.token);
+      await oauth.revoke(clientCredentials(request, body), body.token, request.ip);
       return {};
     },
   );
@@ -211,7 +212,10 @@ export async function oauthRoutes(app: FastifyInstance, { oauth }: { oauth: OAut
       if (!holder) {
         const credentials = clientCredentials(request, body);
         if (!credentials) throw new OAuthError("invalid_client", "Client authentication failed.");
-        await oauth.authenticateClient(credentials);
+        const client = await oauth.authenticateClient(credentials, request.ip);
+        // A public client proves nothing: naming the console's would let anyone probe tokens.
+        if (client.secretHash === null)
+          throw new OAuthError("invalid_client", "A public client may not introspect tokens.");
       }
       const answer = await oauth.introspect(body.token);
       // A client (a resource server) may look at any token; a token's holder at its own person's

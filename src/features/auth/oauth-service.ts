@@ -104,13 +104,30 @@ export function createOAuthService({
     return rows[0] && toClient(rows[0]);
   }
 
-  /** RFC 6749 §2.3: a confidential client proves its secret; a public one only names itself. */
-  async function authenticateClient(credentials: ClientCredentials): Promise<OAuthClient> {
+  /**
+   * RFC 6749 §2.3: a confidential client proves its secret; a public one only names itself.
+   * Failed proofs are limited per `address`, as logins are (login-throttle.ts).
+   */
+  async function authenticateClient(
+    credentials: ClientCredentials,
+    address: string,
+  ): Promise<OAuthClient> {
     const client = await findClient(credentials.clientId);
     const secret = credentials.clientSecret;
     if (client && client.secretHash === null && !secret) return client;
+    const wait = await loginThrottle.clientWait(address);
+    if (wait > 0)
+      throw new OAuthError(
+        "too_many_requests",
+        "Too many failed client authentications from this address; try again later.",
+        429,
+        wait,
+      );
     const valid = await verifyPassword(client?.secretHash ?? undefined, secret ?? "");
-    if (!client || !valid) throw new OAuthError("invalid_client", "Client authentication failed.");
+    if (!client || !valid) {
+      await loginThrottle.clientFailed(address);
+      throw new OAuthError("invalid_client", "Client authentication failed.");
+    }
     return client;
   }
 
@@ -122,7 +139,7 @@ export function createOAuthService({
     if (unknown.length > 0 || notAllowed.length > 0) {
       throw new OAuthError(
         "invalid_scope",
-        `Scope not allowed: ${[...unknown, ...notAllowed].join(" ")}.`,
+        `Scope not allowed: ${[...new Set([...unknown, ...notAllowed])].join(" ")}.`,
       );
     }
     return scopes;
@@ -276,7 +293,7 @@ export function createOAuthService({
       );
     }
     if (!credentials) throw new OAuthError("invalid_client", "Client authentication failed.");
-    const client = await authenticateClient(credentials);
+    const client = await authenticateClient(credentials, address);
     const grant = request.grant_type as GrantType;
     if (!client.grantTypes.includes(grant)) {
       throw new OAuthError("unauthorized_client", `This client may not use the ${grant} grant.`);
@@ -292,9 +309,13 @@ export function createOAuthService({
   }
 
   /** RFC 7009: revokes a token issued to this client; unknown tokens are not an error. */
-  async function revoke(credentials: ClientCredentials | undefined, token: string | undefined) {
+  async function revoke(
+    credentials: ClientCredentials | undefined,
+    token: string | undefined,
+    address: string,
+  ) {
     if (!credentials) throw new OAuthError("invalid_client", "Client authentication failed.");
-    const client = await authenticateClient(credentials);
+    const client = await authenticateClient(credentials, address);
     if (!token) throw new OAuthError("invalid_request", "Missing token.");
     const revoked = await db.transaction(async (tx) => {
       const { rows } = await tx.query<StoredToken>(

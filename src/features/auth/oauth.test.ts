@@ -137,6 +137,9 @@ describe("POST /o/token/ password grant", () => {
         error,
       });
     }
+    // A scope both unknown and not the client's is named once.
+    const scoped = await t.token({ grant_type: "client_credentials", scope: "read admin" });
+    expect(scoped.json().error_description).toBe("Scope not allowed: admin.");
   });
 
   it("refuses a token request without any client", async () => {
@@ -307,6 +310,96 @@ describe("login rate limit", () => {
   });
 });
 
+describe("client authentication rate limit", () => {
+  it("limits failed client secrets per address on every endpoint that checks one", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_ADDRESS: "4",
+      LOGIN_ATTEMPTS_PER_USER: "100",
+    });
+    try {
+      const wrong = {
+        authorization: `Basic ${Buffer.from(`${testClient.id}:wrong`).toString("base64")}`,
+      };
+      const failures = [
+        await strict.token({ grant_type: "client_credentials" }, [testClient.id, "wrong"]),
+        await strict.token({ grant_type: "client_credentials" }, ["no-such-client", "x"]),
+        await strict.inject({
+          method: "POST",
+          url: "/o/revoke_token/",
+          headers: wrong,
+          payload: { token: "x" },
+        }),
+        await strict.inject({
+          method: "POST",
+          url: "/o/introspect/",
+          headers: wrong,
+          payload: { token: "x" },
+        }),
+      ];
+      expect(failures.map((answer) => answer.statusCode)).toEqual([401, 401, 401, 401]);
+      // The right secret is refused too now, on each endpoint.
+      const blocked = await strict.token({ grant_type: "client_credentials" });
+      expect(blocked.statusCode).toBe(429);
+      expect(blocked.json().error).toBe("too_many_requests");
+      expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(0);
+      const right = {
+        authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+      };
+      for (const url of ["/o/revoke_token/", "/o/introspect/"])
+        expect(
+          (await strict.inject({ method: "POST", url, headers: right, payload: { token: "x" } }))
+            .statusCode,
+          url,
+        ).toBe(429);
+      // People behind the address are not locked out by a client's failures: theirs count apart.
+      await strict.services.oauth.createClient({ clientId: "tab", public: true });
+      const username = uniqueName("behind");
+      await strict.services.users.createUser({ username, password: testPassword });
+      expect(
+        (
+          await strict.inject({
+            method: "POST",
+            url: "/o/token/",
+            payload: { grant_type: "password", username, password: testPassword, client_id: "tab" },
+          })
+        ).statusCode,
+      ).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("counts only failures: right secrets sent at once all pass, however many", async () => {
+    const strict = await buildTestApp({ LOGIN_ATTEMPTS_PER_ADDRESS: "3" });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, () => strict.token({ grant_type: "client_credentials" })),
+      );
+      expect(answers.map((answer) => answer.statusCode)).toEqual(Array(8).fill(200));
+      await strict.services.oauth.createClient({ clientId: "tab", public: true });
+      const username = uniqueName("tab");
+      await strict.services.users.createUser({ username, password: testPassword });
+      for (let i = 0; i < 5; i++)
+        expect(
+          (
+            await strict.inject({
+              method: "POST",
+              url: "/o/token/",
+              payload: {
+                grant_type: "password",
+                username,
+                password: testPassword,
+                client_id: "tab",
+              },
+            })
+          ).statusCode,
+        ).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
 describe("refresh_token grant", () => {
   it("rotates: the new pair works, the used refresh token and the old access token stop", async () => {
     const username = await newUser();
@@ -362,6 +455,29 @@ describe("refresh_token grant", () => {
       ["other-client", "other-client-secret-123456"],
     );
     expect(stolen.json().error).toBe("invalid_grant");
+  });
+});
+
+describe("HTTP Basic client authentication", () => {
+  it("takes the scheme's name in any letter case (RFC 7235)", async () => {
+    const credentials = Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64");
+    for (const scheme of ["Basic", "basic", "BASIC"]) {
+      const answer = await t.inject({
+        method: "POST",
+        url: "/o/token/",
+        headers: { authorization: `${scheme} ${credentials}` },
+        payload: { grant_type: "client_credentials" },
+      });
+      expect(answer.statusCode, scheme).toBe(200);
+    }
+    const wrong = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      headers: { authorization: `basic ${Buffer.from(`${testClient.id}:x`).toString("base64")}` },
+      payload: { grant_type: "client_credentials" },
+    });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.headers["www-authenticate"]).toBe('Basic realm="oauth"');
   });
 });
 
@@ -575,6 +691,22 @@ describe("POST /o/introspect/", () => {
       payload: { token: "x" },
     });
     expect(answer.statusCode).toBe(401);
+  });
+
+  it("refuses a public client, which proves nothing by naming itself", async () => {
+    await t.services.oauth.createClient({ clientId: "a-browser", public: true });
+    const username = await newUser();
+    const token = (
+      await t.token({ grant_type: "password", username, password: testPassword })
+    ).json().access_token;
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/introspect/",
+      payload: { token, client_id: "a-browser" },
+    });
+    expect(answer.statusCode).toBe(401);
+    expect(answer.json()).toMatchObject({ error: "invalid_client" });
+    expect(answer.body).not.toContain(username);
   });
 });
 
