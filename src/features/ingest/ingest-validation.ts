@@ -54,6 +54,28 @@ export function validateBatch(
     return { batch, problems };
   }
 
+  // Rows without a time are stamped with the batch's time of receipt: two of one series would be
+  // one sample (the second a duplicate; for a tool, the first lost), so each must say its time.
+  const stamped = {
+    axis: new Set<number>(),
+    tools: new Set<number>(),
+    toolUsage: new Set<number>(),
+  };
+  const stampedOnce = (
+    row: RowReader,
+    seen: Set<number>,
+    key: number | undefined,
+    time: RowTime | undefined,
+  ) => {
+    if (!time?.received || key === undefined) return;
+    if (seen.has(key))
+      row.fail(
+        "timestamp",
+        "Another row of this series in the batch has no timestamp either: both would be stamped with the time of receipt, as one sample. Give each its timestamp.",
+      );
+    seen.add(key);
+  };
+
   axisRows.forEach((value, index) => {
     const row = new RowReader("axis_data", index, value, problem);
     if (!row.isObject) return;
@@ -64,6 +86,7 @@ export function validateBatch(
     const acceleration = row.number("acceleration");
     const homed = row.boolean("homed");
     const time = row.time(receivedAt, context);
+    stampedOnce(row, stamped.axis, axis?.axisId, time);
     if (!row.ok || !axis || !time) return;
     // One object literal, so every row shares one shape (the ring and the live feed keep them).
     batch.axis.push({
@@ -95,6 +118,7 @@ export function validateBatch(
     for (const field of ["machine_id", "machine"])
       if (machineId !== undefined && row.value[field] != null && row.value[field] !== machineId)
         row.fail(field, `Tool ${toolId} is a tool of machine ${machineId}.`);
+    stampedOnce(row, stamped.tools, toolId, time);
     if (!row.ok || toolId === undefined || machineId === undefined || !time) return;
     batch.tools.push({
       toolId,
@@ -121,6 +145,7 @@ export function validateBatch(
     ) {
       row.fail("tool_in_use", `Tool ${toolInUse} is not a tool of machine ${machineId}.`);
     }
+    stampedOnce(row, stamped.toolUsage, machineId, time);
     if (!row.ok || machineId === undefined || toolInUse === undefined || !time) return;
     batch.toolUsage.push({ machineId, toolInUse, time: time.time, timeMs: time.timeMs });
   });
@@ -168,6 +193,13 @@ function resolveAxis(row: RowReader, fleet: Fleet) {
   const axis = machine.axes.get(axisName);
   if (!axis) row.fail("axis_name", `Machine ${machineId} has no axis "${axisName}".`);
   return axis;
+}
+
+/** A row's time; `received` when it gave none and is stamped with the time of receipt. */
+interface RowTime {
+  time: string;
+  timeMs: number;
+  received?: true;
 }
 
 /** Reads one row's fields, recording a problem for each that is missing or malformed. */
@@ -235,11 +267,11 @@ class RowReader {
   }
 
   /** `timestamp` (or the seed's `update_timestamp`): ISO 8601, or absent for the time of receipt. */
-  time(receivedAt: Date, context: ValidationContext): { time: string; timeMs: number } | undefined {
+  time(receivedAt: Date, context: ValidationContext): RowTime | undefined {
     const field = this.value.timestamp !== undefined ? "timestamp" : "update_timestamp";
     const value = this.value[field];
     if (value === undefined || value === null)
-      return { time: receivedAt.toISOString(), timeMs: receivedAt.getTime() };
+      return { time: receivedAt.toISOString(), timeMs: receivedAt.getTime(), received: true };
     // A real calendar date (Date.parse rolls 2026-06-31 over to July; PostgreSQL refuses it) and
     // a zone PostgreSQL takes, at most microseconds.
     const parts = typeof value === "string" && value.length <= 40 ? isoTimeParts(value) : undefined;

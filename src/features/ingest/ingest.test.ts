@@ -160,6 +160,46 @@ describe("POST /api/ingest/", () => {
     expect(rows[0]!.update_timestamp.getTime()).toBeGreaterThanOrEqual(started - 5);
   });
 
+  it("refuses two rows of one series without a timestamp in one batch: they would be one sample", async () => {
+    const { timestamp: _, ...x } = sample({ axis_name: "C" });
+    const tool = (await createTool(t, machineId)).tool_id;
+    const before = await count();
+    const cases = [
+      { axis_data: [x, { ...x, actual_position: 55 }] },
+      {
+        tool_data: [
+          { tool_id: tool, tool_offset: 1, feedrate: 1 },
+          { tool_id: tool, tool_offset: 2, feedrate: 1 },
+        ],
+      },
+      {
+        tool_usage: [
+          { machine_id: machineId, tool_in_use: tool },
+          { machine_id: machineId, tool_in_use: tool },
+        ],
+      },
+    ];
+    for (const batch of cases) {
+      const answer = await ingest(batch);
+      expect(answer.statusCode, answer.body).toBe(400);
+      const [kind] = Object.keys(batch);
+      expect(JSON.stringify(answer.json())).toContain(
+        "Another row of this series in the batch has no timestamp",
+      );
+      expect(answer.json().errors).toEqual([
+        expect.objectContaining({ kind, index: 1, field: "timestamp" }),
+      ]);
+    }
+    expect(await count()).toBe(before);
+    // One row per series, or rows each with its time, are taken as before.
+    const { timestamp: __, ...y } = sample({ axis_name: "Y" });
+    expect((await ingest({ axis_data: [x, y] })).json()).toEqual({ accepted: 2, duplicates: 0 });
+    expect((await ingest({ axis_data: [x, sample({ axis_name: "C" })] })).json()).toEqual({
+      accepted: 2,
+      duplicates: 0,
+    });
+  });
+
   it("takes NDJSON: batch objects and single rows with a kind", async () => {
     const lines = [
       JSON.stringify({ axis_data: [sample(), sample()] }),
@@ -438,7 +478,7 @@ describe("refused batches store nothing", () => {
         { tool_id: toolId, tool_offset: 1, feedrate: 1, machine_id: otherMachine },
         { tool_id: toolId, tool_offset: 1, feedrate: 1, machine: otherMachine },
         { tool_id: toolId, tool_offset: 1, feedrate: 1, machine_id: machineId },
-      ],
+      ].map((row, i) => ({ ...row, timestamp: new Date(Date.now() - i * 1000).toISOString() })),
     });
     expect(errors.map(({ kind, index, field }) => `${kind}:${index}:${field}`)).toEqual([
       "axis_data:0:machine_id",
