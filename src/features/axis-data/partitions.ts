@@ -109,37 +109,28 @@ export class AxisDataPartitions {
     return rows.length > 0;
   }
 
-  /** The days that have a partition, oldest first. */
-  async list(): Promise<{ name: string; day: number }[]> {
-    const { rows } = await this.db.query<{ name: string }>(
-      `select c.relname as name from pg_inherits i
-       join pg_class c on c.oid = i.inhrelid
-       join pg_class p on p.oid = i.inhparent
-       where p.relname = $1 and p.relnamespace = to_regnamespace(current_schema())::oid
-       order by c.relname`,
-      [this.table],
-    );
-    const pattern = new RegExp(`^${this.table}_(\\d{4})(\\d\\d)(\\d\\d)$`);
-    return rows
-      .map((row) => ({ name: row.name, match: pattern.exec(row.name) }))
-      .filter((row) => row.match)
-      .map(({ name, match }) => ({
-        name,
-        day: Date.UTC(Number(match![1]), Number(match![2]) - 1, Number(match![3])),
-      }));
+  /** The days that have a partition, oldest first; `db` may be a transaction. */
+  list(db: Queryable = this.db): Promise<{ name: string; day: number }[]> {
+    return partitionDays(db, this.table);
   }
 
   /**
    * Drops every partition that lies wholly before `cutoff`, each waiting at most
-   * `maintenanceLockTimeoutMs` for the table; returns the names dropped.
+   * `maintenanceLockTimeoutMs` for the table; returns the names dropped. Each in a transaction of
+   * its own, or all in `tx` when given (they go, or stay, together).
    */
-  async dropBefore(cutoff: Date): Promise<string[]> {
+  async dropBefore(cutoff: Date, tx?: Queryable): Promise<string[]> {
     const dropped: string[] = [];
-    for (const { name, day } of await this.list()) {
+    if (tx) await tx.query(`set local lock_timeout = ${maintenanceLockTimeoutMs}`);
+    for (const { name, day } of await this.list(tx)) {
       if (day + dayMs > cutoff.getTime()) continue;
-      await this.withLockTimeout(maintenanceLockTimeoutMs, async (tx) => {
-        await tx.query(`drop table if exists ${name}`);
-      });
+      const drop = `drop table if exists ${name}`;
+      if (tx) await tx.query(drop);
+      else
+        await this.withLockTimeout(maintenanceLockTimeoutMs, async (own) => {
+          await own.query(drop);
+        });
+      // Forgotten even if `tx` rolls back: a day thought missing is only made again, if need be.
       this.known.delete(day);
       dropped.push(name);
     }
@@ -157,4 +148,28 @@ export class AxisDataPartitions {
       await work(tx);
     });
   }
+}
+
+/** The days `table` has a partition for, oldest first. */
+export async function partitionDays(
+  db: Queryable,
+  table: string,
+): Promise<{ name: string; day: number }[]> {
+  const { rows } = await db.query<{ name: string }>(
+    `select c.relname as name from pg_inherits i
+     join pg_class c on c.oid = i.inhrelid
+     join pg_class p on p.oid = i.inhparent
+     where p.relname = $1 and p.relnamespace = to_regnamespace(current_schema())::oid
+     order by c.relname`,
+    [table],
+  );
+  const pattern = new RegExp(`^${table}_(\\d{4})(\\d\\d)(\\d\\d)$`);
+  return rows
+    .map((row) => ({ name: row.name, match: pattern.exec(row.name) }))
+    .filter((row) => row.match)
+    .map(({ name, match }) => ({
+      name,
+      // Not Date.UTC, which reads years 0–99 as 1900–1999.
+      day: Date.parse(`${match![1]}-${match![2]}-${match![3]}T00:00:00Z`),
+    }));
 }

@@ -1,7 +1,7 @@
 import type { Config } from "../../config.ts";
 import type { Clock } from "../../platform/context.ts";
 import type { Database } from "../../platform/database.ts";
-import type { AxisDataPartitions } from "../axis-data/partitions.ts";
+import { type AxisDataPartitions, dayOf } from "../axis-data/partitions.ts";
 import { type BucketCache, rollupChannel } from "./bucket-cache.ts";
 import { inTurn } from "./rollups.ts";
 
@@ -63,15 +63,18 @@ export async function applyRetention(
   const now = clock.now().getTime();
   const cutoff = (days: number) => new Date(now - days * 86_400_000);
   // A mark of samples past retention (a process stopped before rolling them up, and nothing
-  // recomputed them since) would recompute from raw days dropped, replacing rollups with
-  // nothing. Forgotten before any day is dropped, and a minute lies in one day, so no mark a
-  // sweep can find refers to a day dropped.
-  // Under the recomputes' lock: a sweep that read such a mark finishes before any day goes.
-  await inTurn(db, (tx) =>
-    tx.query("delete from rollup_pending where last_time < $1", [cutoff(policy.rawDays)]),
-  );
+  // recomputed them since) is forgotten with the raw days it refers to. Both under the
+  // recomputes' lock: a recompute never sees a raw day go while it reads it, and one after
+  // leaves the rollups of days without raw samples as they are (rollups.ts, `recomputeIn`).
+  const droppedRaw = await inTurn(db, async (tx) => {
+    // Only the marks of days dropped: a day partly past the cut-off keeps its samples, and
+    // they are still to be rolled up.
+    const firstDayKept = new Date(dayOf(cutoff(policy.rawDays)));
+    await tx.query("delete from rollup_pending where last_time < $1", [firstDayKept]);
+    return partitions.raw.dropBefore(cutoff(policy.rawDays), tx);
+  });
   const dropped = [
-    ...(await partitions.raw.dropBefore(cutoff(policy.rawDays))),
+    ...droppedRaw,
     ...(await partitions.seconds.dropBefore(cutoff(policy.secondDays))),
     ...(await partitions.fiveSeconds.dropBefore(cutoff(policy.fiveSecondDays))),
     ...(await partitions.tenSeconds.dropBefore(cutoff(policy.tenSecondDays))),

@@ -574,7 +574,9 @@ describe("retention", () => {
   it("forgets marks of samples past RETENTION_DAYS, whose rollups a recompute would wipe", async () => {
     const old = today - 40 * day + 60_000;
     const kept = today - 20 * day + 60_000;
-    for (const minute of [old, kept])
+    // Past the cut-off, in a day not dropped yet: its samples are still there to roll up.
+    const lastDayKept = Math.floor((t.clock.now().getTime() - 30 * day) / day) * day;
+    for (const minute of [old, lastDayKept, kept])
       await t.database.db.query(
         "insert into rollup_pending (axis_id, minute, first_time, last_time) values ($1, $2, $2, $2)",
         [axisY, new Date(minute)],
@@ -584,7 +586,7 @@ describe("retention", () => {
       "select minute from rollup_pending where axis_id = $1",
       [axisY],
     );
-    expect(rows.map((row) => row.minute.getTime())).toEqual([kept]);
+    expect(rows.map((row) => row.minute.getTime()).sort()).toEqual([lastDayKept, kept]);
   });
 
   it("drops 1 s, 5 s and 10 s rollup days each past its own ROLLUP_*_RETENTION_DAYS", async () => {
@@ -614,5 +616,75 @@ describe("retention", () => {
     expect(dropped.filter((name) => name.startsWith("axis_data_10s_"))).toEqual([
       `axis_data_10s_${stamp(days[0]!)}`,
     ]);
+  });
+});
+
+describe("rollups of raw days retention dropped", () => {
+  const day = 86_400_000;
+  const minute = 60_000;
+  let axis: number;
+  /** The oldest raw day RETENTION_DAYS (30) keeps, and the day before it, which it drops. */
+  let kept: number;
+  let dropped: number;
+
+  beforeAll(async () => {
+    const machine = (await createMachine(t)).machine_id;
+    axis = (await createAxis(t, machine, { axis_name: "X" })).axis_id;
+    kept = Math.floor((t.clock.now().getTime() - 30 * day) / day) * day;
+    dropped = kept - day;
+  });
+
+  /** Samples each `step` ms in [from, to), rolled up as ingest's would be. */
+  async function rolledUp(from: number, to: number, step: number) {
+    const times: number[] = [];
+    for (let time = from; time < to; time += step) times.push(time);
+    await t.services.partitions.ensure(times);
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
+       select $1, time, 1, 1, 0, 0, true from unnest($2::timestamptz[]) time on conflict do nothing`,
+      [axis, times.map((time) => new Date(time))],
+    );
+    for (const time of times) t.services.rollups.noteSample(axis, time);
+    await t.services.rollups.flush();
+  }
+
+  const rows = async (table: string, from: number, to: number) =>
+    (
+      await t.database.db.query<{ n: number }>(
+        `select count(*)::int as n from ${table}
+         where axis_id = $1 and update_timestamp >= $2 and update_timestamp < $3`,
+        [axis, new Date(from), new Date(to)],
+      )
+    ).rows[0]!.n;
+
+  it("are kept by a restart's recompute that reaches back into them", async () => {
+    // An axis that stopped five minutes into the oldest day kept: its last quarter of an hour
+    // began in the day dropped.
+    await rolledUp(kept - 10 * minute, kept + 5 * minute, 1000);
+    await t.services.applyRetention();
+    expect(await rows("axis_data", kept - 10 * minute, kept)).toBe(0);
+    expect(await rows("axis_data_1s", kept - 10 * minute, kept)).toBe(600);
+
+    await t.services.rollups.recover(t.clock.now().getTime());
+    expect(await rows("axis_data_1s", kept - 10 * minute, kept)).toBe(600);
+    expect(await rows("axis_data_1m", kept - 10 * minute, kept)).toBe(10);
+    expect(await rows("axis_data_1s", kept, kept + 5 * minute)).toBe(300);
+  });
+
+  it("are kept by a rebuild over them, which rolls up the days kept", async () => {
+    await rolledUp(dropped + 12 * 3_600_000, dropped + 12 * 3_600_000 + 10 * minute, 10_000);
+    await t.services.applyRetention();
+    expect(await rows("axis_data", dropped, kept)).toBe(0);
+    const before = await rows("axis_data_1s", dropped, kept);
+    expect(before).toBeGreaterThanOrEqual(60);
+    // Rolled up behind the maintainer's back: the rebuild must find them.
+    await t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
+       values ($1, $2, 1, 1, 0, 0, true)`,
+      [axis, new Date(kept + 3_600_000)],
+    );
+    await t.services.rollups.rebuild(new Date(dropped), new Date(kept + 2 * 3_600_000), [axis]);
+    expect(await rows("axis_data_1s", dropped, kept)).toBe(before);
+    expect(await rows("axis_data_1s", kept + 3_600_000, kept + 2 * 3_600_000)).toBe(1);
   });
 });

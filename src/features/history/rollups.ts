@@ -1,6 +1,6 @@
 import type { Database, Queryable } from "../../platform/database.ts";
 import { axisMeasurements } from "../axis-data/axis-sample-fields.ts";
-import type { AxisDataPartitions } from "../axis-data/partitions.ts";
+import { type AxisDataPartitions, partitionDays } from "../axis-data/partitions.ts";
 import type { ValidBatch } from "../ingest/ingest-batch.ts";
 import { rollupChannel } from "./bucket-cache.ts";
 
@@ -412,25 +412,36 @@ export class RollupMaintainer {
     this.onRecomputed(group.axisIds, minutes.from, minutes.to);
   }
 
-  /** One group's buckets, in a transaction `inTurn`. */
-  private async recomputeIn(tx: Queryable, group: Recompute): Promise<void> {
-    const { axisIds } = group;
-    const seconds = wholeBuckets(group.from, group.to, 1000);
-    const minutes = wholeBuckets(group.from, group.to, minuteMs);
+  /**
+   * One group's buckets, in a transaction `inTurn`. Rollups outlive raw samples: before the
+   * oldest raw day kept, recomputing would replace them with nothing, so that part of the group
+   * is left as it is (a restart's window, or a rebuild that retention overtook). Retention drops
+   * raw days in turn too, so the day found here stays until this commits.
+   */
+  private async recomputeIn(tx: Queryable, span: Recompute): Promise<void> {
+    const { axisIds } = span;
     // The marks this covers go first, so that a commit holding one (migration 0008) is waited
-    // for and its samples read below; one made after is not seen, and stays.
+    // for and its samples read below; one made after is not seen, and stays. Those of days
+    // without raw samples go too: there is nothing of them to roll up.
+    const markedSeconds = wholeBuckets(span.from, span.to, 1000);
+    const markedMinutes = wholeBuckets(span.from, span.to, minuteMs);
     await tx.query(
       `delete from rollup_pending
        where axis_id = any($1::bigint[]) and minute >= $2 and minute < $3
          and first_time >= $4 and last_time < $5`,
       [
         axisIds,
-        new Date(minutes.from),
-        new Date(minutes.to),
-        new Date(seconds.from),
-        new Date(seconds.to),
+        new Date(markedMinutes.from),
+        new Date(markedMinutes.to),
+        new Date(markedSeconds.from),
+        new Date(markedSeconds.to),
       ],
     );
+    const [oldest] = await partitionDays(tx, "axis_data");
+    if (!oldest || oldest.day >= span.to) return;
+    const group = { ...span, from: Math.max(span.from, oldest.day) };
+    const seconds = wholeBuckets(group.from, group.to, 1000);
+    const minutes = wholeBuckets(group.from, group.to, minuteMs);
     // Replace, not upsert: a bucket whose samples were all deleted must disappear too.
     const replace = async (table: string, span: { from: number; to: number }, insert: string) => {
       const range = [axisIds, new Date(span.from), new Date(span.to)];
