@@ -177,6 +177,11 @@ export class IngestPipeline {
     return () => this.events.off("committed", listener);
   }
 
+  /** Settles once every flush taken so far has acknowledged and published its rows, or failed. */
+  published(): Promise<void> {
+    return this.settled.catch(() => {});
+  }
+
   status() {
     return { available: this.unavailableSince === undefined, queuedRows: this.queuedRows };
   }

@@ -444,10 +444,16 @@ export class LiveHub {
     const on = (series: Map<number, Placed>) =>
       [...series].filter(([, row]) => machines.has(row.machineId)).map(([key]) => key);
     // Chosen in turn: a write read again before this one may still add a row of these machines.
-    return this.restoreInTurn(() => {
+    const ofMachines = () => {
       const { latest } = this.deps;
       return { axes: on(latest.axes), tools: on(latest.tools), machines: machineIds };
-    });
+    };
+    // A flush committed before the delete may publish after this read and put its rows back in
+    // the latest values (flushes publish in order); with no one subscribed no catalog load
+    // catches them. They are read again once every flush taken by then has published.
+    const done = this.restoreInTurn(ofMachines);
+    void this.deps.ingest.published().then(() => this.restoreInTurn(ofMachines));
+    return done;
   }
 
   private restoreInTurn(keys: () => Required<Omit<StoredKeys, "since">>): Promise<void> {
@@ -460,6 +466,7 @@ export class LiveHub {
   }
 
   private async restore(keys: Required<Omit<StoredKeys, "since">>): Promise<void> {
+    if (this.closed) return;
     const { latest } = this.deps;
     const held = {
       axes: keys.axes.map((key) => latest.axes.get(key)),
@@ -998,11 +1005,22 @@ const permittedKinds = (principal: Principal) => ({
 
 const kinds = ["axis", "tools", "toolUsage"] as const;
 
-/** Every row belongs to a machine, which decides who is sent it. */
-type Placed = { machineId: number };
+/**
+ * Every row belongs to a machine, which decides who is sent it; an axis's sample also has the
+ * axis's name, which subscribers may filter on.
+ */
+type Placed = { machineId: number; axisName?: string };
 
-/** Where a removal applies: the series `key`, on the machine the row was on. */
-const placeOf = (key: number, row: Placed) => `${key}@${row.machineId}`;
+/**
+ * Where a removal applies: the series `key`, on the machine the row was on, under the name its
+ * axis had. A series whose place changed (a tool or axis moved, an axis renamed) is removed from
+ * the old place, for the subscribers who chose it by its old machine or name, and is new in the
+ * other.
+ */
+const placeOf = (key: number, row: Placed) =>
+  row.axisName === undefined
+    ? `${key}@${row.machineId}`
+    : `${key}@${row.machineId}/${row.axisName}`;
 
 /**
  * Keeps `tick`'s removals of one kind, stamped with its seq, for held-back sockets; a series with
@@ -1126,8 +1144,8 @@ function encodeMessages(
  * Makes the latest values of `keys` what the database holds (`stored`), unless ingest published
  * newer ones while it was read, and puts what changed in the coming tick in place of whatever it
  * held for those series: the stored row (`rows`), or, for a series that had a value and has
- * nothing stored now, its removal (`removed`); a series now on another machine (a tool moved) has
- * both, so its old machine's subscribers hear it left. Their pushed (committed) rows are dropped,
+ * nothing stored now, its removal (`removed`); a series in another place (a tool or axis moved,
+ * an axis renamed) has both, so the subscribers of the old place hear it left. Their pushed (committed) rows are dropped,
  * so the tick carries the changed ones even where the stored row is older: after a correction or
  * a deletion the newest stored value is the news.
  */
@@ -1158,7 +1176,8 @@ function reconcile<Row extends Placed & { time: string }>(
       latest.set(key, row);
       committed.delete(key);
       rows.set(key, row);
-      if (before && before.machineId !== row.machineId) removed.set(placeOf(key, before), before);
+      if (before && placeOf(key, before) !== placeOf(key, row))
+        removed.set(placeOf(key, before), before);
     }
   }
 }

@@ -1,4 +1,5 @@
 import { connect } from "node:net";
+import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildTestApp, type TestApp, testClient, uniqueName } from "../../../test/helpers/app.ts";
 import { blockedBy, otherSession, testDatabaseKind } from "../../../test/helpers/database.ts";
@@ -847,6 +848,38 @@ describe("machine data written through the CRUD endpoints", () => {
     expect(answer.data.find((row: Message) => row.axis === axis)).toMatchObject({ machine_id: to });
   });
 
+  it("an axis renamed leaves the subscribers of its old name and joins those of its new one", async () => {
+    const machine = (await createMachine(f.t)).machine_id as number;
+    const axis = (await createAxis(f.t, machine, { axis_name: "X" })).axis_id as number;
+    await ingestAxes(f, 41, [machine], ["X"]);
+    const watch = async (filter: object) => {
+      const client = track((await signedIn(f)).client);
+      client.send({ type: "subscribe", machines: [machine], ...filter });
+      return { client, snapshot: await client.next((m) => m.type === "axis_data" && m.snapshot) };
+    };
+    const onOld = await watch({ axes: ["X"] });
+    const onNew = await watch({ axes: ["X2"] });
+    const onAll = await watch({});
+    // Held back between pushes: told by the conflated push, from what each series last did.
+    const onOldSlowly = await watch({ axes: ["X"], max_rate_hz: 1 });
+    expect(onOld.snapshot.data.map((row: Message) => row.axis)).toEqual([axis]);
+    expect(onNew.snapshot.data).toEqual([]);
+
+    await rest("PATCH", `/data/axes/${axis}/`, { axis_name: "X2" });
+    for (const { client } of [onOld, onOldSlowly])
+      expect(
+        await client.next((m) => m.type === "axis_data" && m.deleted?.includes(axis)),
+      ).toMatchObject({ deleted: [axis], data: [] });
+    expect((await onNew.client.next((m) => m.type === "axis_data" && !m.snapshot)).data).toEqual([
+      expect.objectContaining({ axis, axis_name: "X2", actual_position: 41 }),
+    ]);
+    // Deleted first, then the rows: a subscriber of both names keeps the axis, renamed.
+    const renamed = await onAll.client.next((m) => m.type === "axis_data" && !m.snapshot);
+    expect(renamed.deleted).toEqual([axis]);
+    expect(renamed.data).toEqual([expect.objectContaining({ axis, axis_name: "X2" })]);
+    expect((await watch({ axes: ["X"] })).snapshot.data).toEqual([]);
+  });
+
   it("a machine deleted while no one subscribes takes its values with it, though its id is made again", async () => {
     const quiet = await fixture();
     try {
@@ -1034,6 +1067,49 @@ describe("deletions", () => {
   });
 });
 
+/**
+ * A sample of `machine`'s axis X (id `axis`) committed but not yet published: a first flush waits
+ * for `tool`'s row lock, taken in `other`'s open transaction, and the sample's flush commits and
+ * waits for it to publish. Ending `other`'s transaction lets both go.
+ */
+async function sampleBehindHeldFlush(
+  f: Fixture,
+  other: pg.Client,
+  tool: number,
+  machine: number,
+  axis: number,
+) {
+  await other.query("begin");
+  await other.query("select 1 from tool where tool_id = $1 for update", [tool]);
+  const first = f.t.services.ingest.ingest({
+    tool_data: [{ tool_id: tool, tool_offset: 3, feedrate: 3, timestamp: at() }],
+  });
+  await blockedBy(other, "update tool %");
+  const second = f.t.services.ingest.ingest({
+    axis_data: [
+      {
+        machine_id: machine,
+        axis_name: "X",
+        actual_position: 66,
+        target_position: 66,
+        velocity: 0,
+        acceleration: 0,
+        homed: true,
+        timestamp: at(),
+      },
+    ],
+  });
+  const stored = async () =>
+    (await f.t.inject({ url: `/data/axises/?axis=${axis}`, headers: f.t.adminAuth })).json()
+      .length as number;
+  const deadline = Date.now() + 10_000;
+  while ((await stored()) === 0) {
+    expect(Date.now()).toBeLessThan(deadline);
+    await sleep(10);
+  }
+  return { first, second };
+}
+
 describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session", () => {
   /** Ingests one report of `tool` while `other` changes it (`change`), validated before and stored after. */
   async function reportDuring(tool: number, offset: number, change: string, values: unknown[]) {
@@ -1093,36 +1169,7 @@ describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session
     await client.next((m) => m.type === "axis_data" && m.snapshot);
     const other = await otherSession(f.t.database);
     try {
-      // A first flush waits for the tool's lock; a second commits the sample, and waits for the
-      // first to publish.
-      await other.query("begin");
-      await other.query("select 1 from tool where tool_id = $1 for update", [tool]);
-      const first = f.t.services.ingest.ingest({
-        tool_data: [{ tool_id: tool, tool_offset: 3, feedrate: 3, timestamp: at() }],
-      });
-      await blockedBy(other, "update tool %");
-      const second = f.t.services.ingest.ingest({
-        axis_data: [
-          {
-            machine_id: machine,
-            axis_name: "X",
-            actual_position: 66,
-            target_position: 66,
-            velocity: 0,
-            acceleration: 0,
-            homed: true,
-            timestamp: at(),
-          },
-        ],
-      });
-      const stored = async () =>
-        (await f.t.inject({ url: `/data/axises/?axis=${x}`, headers: f.t.adminAuth })).json()
-          .length as number;
-      const deadline = Date.now() + 10_000;
-      while ((await stored()) === 0) {
-        expect(Date.now()).toBeLessThan(deadline);
-        await sleep(10);
-      }
+      const { first, second } = await sampleBehindHeldFlush(f, other, tool, machine, x);
       await rest("DELETE", `/data/machines/${machine}/`);
       // The feed has loaded the catalog without the machine before the sample is published.
       const machines = await client.ask({ type: "get_machine_data" }, "machine_data");
@@ -1140,6 +1187,45 @@ describe.runIf(testDatabaseKind() === "postgres")("ingest racing another session
     expect(rowsOfX).toEqual([]);
     // Nor is it kept as a latest value, to come back with a machine made again under that id.
     expect(f.t.services.latest.axes.has(x)).toBe(false);
+  });
+
+  it("do not keep a sample committed before its machine was deleted and published after, with no one subscribed", async () => {
+    const quiet = await fixture();
+    const other = await otherSession(quiet.t.database);
+    try {
+      const machine = (await createMachine(quiet.t)).machine_id as number;
+      const x = (await createAxis(quiet.t, machine, { axis_name: "X" })).axis_id as number;
+      const tool = (
+        await createTool(quiet.t, quiet.machines[0]!, { update_timestamp: "2020-01-01T00:00:00Z" })
+      ).tool_id as number;
+      // Published only after the machine is deleted and its values read again.
+      const { first, second } = await sampleBehindHeldFlush(quiet, other, tool, machine, x);
+      const remove = await quiet.t.inject({
+        method: "DELETE",
+        url: `/data/machines/${machine}/`,
+        headers: quiet.t.adminAuth,
+      });
+      expect(remove.statusCode).toBe(204);
+      await other.query("commit");
+      await Promise.all([first, second]);
+      expect(quiet.t.services.live.stats().connections).toBe(0);
+      // The machine made again under its id does not show the deleted axis's sample.
+      const again = await quiet.t.inject({
+        method: "POST",
+        url: "/data/machines/",
+        headers: quiet.t.adminAuth,
+        payload: { machine_id: machine, machine_name: "made again", tool_capacity: 4 },
+      });
+      expect(again.statusCode).toBe(201);
+      await until(() => !quiet.t.services.latest.axes.has(x));
+      const client = track((await signedIn(quiet)).client);
+      const answer = await client.ask({ type: "get_axis_data" }, "axis_data");
+      expect(answer.data.filter((row: Message) => row.machine_id === machine)).toEqual([]);
+    } finally {
+      await other.query("rollback").catch(() => {});
+      await other.end();
+      await quiet.t.close();
+    }
   });
 
   it("do not bring back a tool deleted meanwhile", async () => {
