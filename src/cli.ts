@@ -4,11 +4,12 @@ import dotenv from "dotenv";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
 import { grantTypes } from "./features/auth/oauth-service.ts";
 import { parseUpdateInterval } from "./features/simulator/field-spec.ts";
-import { parseAxisList } from "./features/simulator/fleet.ts";
+import { FIRST_MACHINE_ID, parseAxisList } from "./features/simulator/fleet.ts";
 import { httpTarget } from "./features/simulator/http-target.ts";
 import { databaseTarget, startSimulator } from "./features/simulator/simulator-runner.ts";
 import { DataDirError, DataDirLockedError } from "./platform/data-dir-lock.ts";
 import { DomainError } from "./platform/errors.ts";
+import { isDateTime } from "./platform/validation.ts";
 import { openRuntime } from "./runtime.ts";
 import { serve } from "./server.ts";
 
@@ -32,6 +33,17 @@ function list(value: string): string[] {
     .split(/[\s,]+/)
     .map((item) => item.trim())
     .filter(Boolean);
+}
+
+/**
+ * A list option given more than once adds to its list (`--grant password --grant
+ * client_credentials`); the first replaces the default.
+ */
+function addingTo(defaults: string[]) {
+  return (value: string, previous: string[]) => [
+    ...(previous === defaults ? [] : previous),
+    ...list(value),
+  ];
 }
 
 const program = new Command()
@@ -91,6 +103,9 @@ program
     },
   );
 
+const defaultGrants = ["password", "refresh_token"];
+const defaultScopes = ["read", "write", "groups"];
+
 program
   .command("createclient")
   .description("register an OAuth2 client (the seed's OAuth application)")
@@ -99,14 +114,17 @@ program
   .option("--public", "a public client with no secret (browser apps)")
   .option("--name <name>", "a name people recognise", "")
   .addOption(
-    new Option("--grant <grants>", `grant types, comma separated: ${grantTypes.join(", ")}`)
-      .default(["password", "refresh_token"])
-      .argParser(list),
+    new Option(
+      "--grant <grants>",
+      `grant types, comma separated or repeated: ${grantTypes.join(", ")}`,
+    )
+      .default(defaultGrants)
+      .argParser(addingTo(defaultGrants)),
   )
   .addOption(
-    new Option("--scope <scopes>", "scopes it may ask for")
-      .default(["read", "write", "groups"])
-      .argParser(list),
+    new Option("--scope <scopes>", "scopes it may ask for, comma separated or repeated")
+      .default(defaultScopes)
+      .argParser(addingTo(defaultScopes)),
   )
   .action(
     async (options: {
@@ -155,12 +173,20 @@ program
   .option("--from <time>", "ISO 8601 start (default: 24 hours ago)")
   .option("--to <time>", "ISO 8601 end (default: now)")
   .action(async (options: { from?: string; to?: string }) => {
-    const to = options.to === undefined ? new Date() : new Date(options.to);
+    // Strictly ISO 8601 with a zone: `new Date` reads "1" as 2001 and rolls 2026-02-30 over.
+    const time = (flag: string, text: string) => {
+      if (!isDateTime(text))
+        throw new UsageError(
+          `${flag}: expected an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z, got "${text}"`,
+        );
+      return new Date(text);
+    };
+    const to = options.to === undefined ? new Date() : time("--to", options.to);
     const from =
-      options.from === undefined ? new Date(to.getTime() - 86_400_000) : new Date(options.from);
-    if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || from >= to) {
-      throw new UsageError("--from and --to: two ISO 8601 times, the first before the second");
-    }
+      options.from === undefined
+        ? new Date(to.getTime() - 86_400_000)
+        : time("--from", options.from);
+    if (from >= to) throw new UsageError("--from must be before --to");
     const runtime = await openRuntime(loadConfig());
     try {
       const started = Date.now();
@@ -200,6 +226,11 @@ program
   .command("simulate")
   .description("run simulated 5-axis machines and send their data to a target")
   .option("--machines <n>", "machines, 1 to 10000", wholeNumber("--machines", 1, 10_000), 20)
+  .option(
+    "--first-machine <id>",
+    `the first machine's id, the others following it (default ${FIRST_MACHINE_ID}; a server's own simulator has ${FIRST_MACHINE_ID} upward)`,
+    wholeNumber("--first-machine", 1, Number.MAX_SAFE_INTEGER - 10_000),
+  )
   .option("--axes <list>", "axes to report, e.g. X,Y,Z", "X,Y,Z,A,C")
   .option("--fields <file>", "field spec (.xlsx, .csv or .json) with each field's update interval")
   .option(
@@ -246,6 +277,7 @@ program
     }
     const simulatorOptions = {
       machines: options.machines,
+      firstMachineId: options.firstMachine,
       axes,
       fieldsFile: options.fields,
       speed,
@@ -280,6 +312,8 @@ program
       }
     };
     if (/^https?:\/\//.test(options.target)) {
+      if (!URL.canParse(options.target))
+        throw new UsageError(`--target: not a valid URL: "${options.target}"`);
       const clientId = options.clientId ?? process.env.SPINDLE_CLIENT_ID;
       const clientSecret = options.clientSecret ?? process.env.SPINDLE_CLIENT_SECRET;
       if (!clientId || !clientSecret)
@@ -321,6 +355,7 @@ program
 
 interface SimulateFlags {
   machines: number;
+  firstMachine?: number;
   axes: string;
   fields?: string;
   duration?: string;

@@ -178,6 +178,17 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     );
     const noGroup = await createuser("wanderer", "Lost-in-Space-1", "--group", "Wizards");
     expect(noGroup.stderr).toBe('spindle: group: Group "Wizards" does not exist.\n');
+    // A group named twice is joined once, not a clash reported as a taken username.
+    const twice = await createuser(
+      "doubler",
+      "Marble-Kite-4410",
+      "--group",
+      "Operator",
+      "--group",
+      "Operator",
+    );
+    expect(twice.stderr).toBe("");
+    expect(twice.code).toBe(0);
 
     const client = await spindle([
       "createclient",
@@ -202,6 +213,24 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toBe(
       "spindle: client_id: oauth client with this client id already exists.\n",
+    );
+    // Repeated, a list option adds to its list rather than keeping the last.
+    const repeated = await spindle([
+      "createclient",
+      "--client-id",
+      "both-ways",
+      "--grant",
+      "password",
+      "--grant",
+      "client_credentials,refresh_token",
+      "--scope",
+      "read",
+      "--scope",
+      "ingest",
+    ]);
+    expect(repeated.stderr).toBe("");
+    expect(repeated.stdout).toMatch(
+      /^created client both-ways \(grants: password, client_credentials, refresh_token; scopes: read ingest\)\n/,
     );
     const badScope = await spindle(["createclient", "--client-id", "x", "--scope", "root"]);
     expect(badScope.stderr).toBe("spindle: scope: Unknown scope: root.\n");
@@ -257,14 +286,19 @@ describe("spindle rebuild-rollups", { timeout: 180_000 }, () => {
     expect(done.stdout).toMatch(
       /^raw samples are kept from 2026-11-01T00:00:00\.000Z: the rollups before it are left as they are\nrebuilt rollups from 2026-11-01T00:00:00\.000Z to 2026-11-02T00:00:00\.000Z in \d+\.\d s\n$/,
     );
-    for (const args of [
-      ["--from", "yesterday"],
-      ["--from", "2026-11-02T00:00:00Z", "--to", "2026-11-01T00:00:00Z"],
-      ["--to", "'; drop table axis_data; --"],
-    ]) {
+    for (const [args, reason] of [
+      [["--from", "yesterday"], "--from: expected an ISO 8601 time"],
+      // What `new Date` would read as 2001-01-01, 2001-03-07 and 2026-03-02.
+      [["--from", "1"], "--from: expected an ISO 8601 time"],
+      [["--from", "March 7"], "--from: expected an ISO 8601 time"],
+      [["--from", "2026-02-30T00:00:00Z"], "--from: expected an ISO 8601 time"],
+      [["--to", "2026-11-02"], "--to: expected an ISO 8601 time"],
+      [["--from", "2026-11-02T00:00:00Z", "--to", "2026-11-01T00:00:00Z"], "--from must be before"],
+      [["--to", "'; drop table axis_data; --"], "--to: expected an ISO 8601 time"],
+    ] as const) {
       const refused = await spindle(["rebuild-rollups", ...args]);
       expect({ args, code: refused.code }).toEqual({ args, code: 2 });
-      expect(refused.stderr).toContain("--from and --to");
+      expect(refused.stderr).toContain(reason);
     }
   }, 120_000);
 });

@@ -107,6 +107,14 @@ describe("fleet timing", () => {
     expect(() => startFleet({ spec: tooFast, machines: 1, sink: collectingSink() })).toThrow(
       /below 1 ms/,
     );
+    // So slow that an interval is endless (or beyond a year): refused, not a loop that never
+    // sleeps and never hears a signal.
+    for (const speed of [1e-310, 1e-6]) {
+      const tooSlow = await readFieldSpec(DEFAULT_FIELD_SPEC_FILE, { speed });
+      expect(() => startFleet({ spec: tooSlow, machines: 1, sink: collectingSink() })).toThrow(
+        /longer than a year/,
+      );
+    }
   });
 
   it("writes an axis row on each field's tick when axis fields differ, coinciding ticks once", async () => {
@@ -240,6 +248,30 @@ describe("fleet output", () => {
     expect(
       Math.max(...batches.map((b) => b.axis.length + b.tool.length + b.toolUsage.length)),
     ).toBeLessThanOrEqual(5000);
+  });
+
+  it("starts at another id when asked, each machine named and moving as it would in a longer run", () => {
+    const whole = describeFleet({ machines: 25 });
+    const after = describeFleet({ machines: 5, firstMachineId: FIRST_MACHINE_ID + 20 });
+    expect(after.map((machine) => machine.machineId)).toEqual(
+      whole.slice(20).map((machine) => machine.machineId),
+    );
+    expect(after).toEqual(whole.slice(20));
+    expect(after[0]!.machineName).toBe("Machine 21");
+    const below = describeFleet({ machines: 2, firstMachineId: 7 });
+    expect(below.map(({ machineId, machineName }) => [machineId, machineName])).toEqual([
+      [7, "Machine 7"],
+      [8, "Machine 8"],
+    ]);
+    // Below the default numbering too, the motion goes with the id, not the place in the run.
+    const across = describeFleet({ machines: 8, firstMachineId: FIRST_MACHINE_ID - 4 });
+    expect(across.slice(4)).toEqual(whole.slice(0, 4));
+    expect(describeFleet({ machines: 1, firstMachineId: FIRST_MACHINE_ID - 3 })[0]).toEqual(
+      across[1],
+    );
+    expect(across[0]!.tools).not.toEqual(across[4]!.tools);
+    for (const firstMachineId of [0, -1, 1.5, Number.MAX_SAFE_INTEGER])
+      expect(() => describeFleet({ machines: 2, firstMachineId })).toThrow(/first machine id/);
   });
 
   it("reports only the axes asked for, and 3-axis machines never turn A or C", async () => {

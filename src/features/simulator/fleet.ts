@@ -28,6 +28,11 @@ export interface MachineDescription {
 export interface FleetShape {
   /** 1 to 10,000. */
   machines: number;
+  /**
+   * The first machine's id (default FIRST_MACHINE_ID); the others follow it. A machine's name
+   * and motion go with its id, so one is the same machine whichever run simulates it.
+   */
+  firstMachineId?: number;
   seed?: number;
   /** The axes to report; a subset without A and C runs 3-axis programs. Default all five. */
   axes?: readonly AxisName[];
@@ -141,25 +146,35 @@ export function describeFleet(shape: FleetShape): MachineDescription[] {
 }
 
 function buildMachines(shape: FleetShape): SimulatedMachine[] {
-  const { machines: count, seed = 1, toolCapacity = DEFAULT_TOOL_CAPACITY } = shape;
+  const {
+    machines: count,
+    firstMachineId: first = FIRST_MACHINE_ID,
+    seed = 1,
+    toolCapacity = DEFAULT_TOOL_CAPACITY,
+  } = shape;
   if (!Number.isInteger(count) || count < 1 || count > MAX_MACHINES) {
     throw new RangeError(`machines must be a whole number from 1 to ${MAX_MACHINES}, not ${count}`);
+  }
+  if (!Number.isSafeInteger(first) || first < 1 || first > Number.MAX_SAFE_INTEGER - count + 1) {
+    throw new RangeError(`the first machine id must be a whole number from 1, not ${first}`);
   }
   const axes = shape.axes ? parseAxisList(shape.axes.join(",")) : [...AXIS_NAMES];
   const axisIndexes = axes.map((name) => AXIS_NAMES.indexOf(name));
   return Array.from({ length: count }, (_, i) => {
-    const machineId = FIRST_MACHINE_ID + i;
+    const machineId = first + i;
+    // Its place in the default numbering names it and seeds its motion.
+    const place = machineId - FIRST_MACHINE_ID;
     const limits =
       typeof shape.axisLimits === "function" ? shape.axisLimits(machineId) : shape.axisLimits;
     const motion = new MachineMotion({
-      seed: machineSeed(seed, i),
+      seed: machineSeed(seed, place),
       limits,
       toolCapacity,
       rotary: axes.includes("A") || axes.includes("C"),
     });
     const description: MachineDescription = {
       machineId,
-      machineName: machineName(i),
+      machineName: place >= 0 ? machineName(place) : `Machine ${machineId}`,
       toolCapacity,
       axes: axes.map((axisName) => ({ axisName, ...motion.limits[axisName] })),
       tools: motion.tools,
@@ -377,9 +392,17 @@ export function buildSchedules(spec: FieldSpec): Schedule[] {
   );
 }
 
+/** The longest update interval a schedule takes: due times stay exact, far from overflow. */
+const longestIntervalMs = 366 * 86_400_000;
+
 /** Timestamps are whole milliseconds; a sped-up 100 ms / 3 becomes 33 ms. */
 function wholeMilliseconds(entity: string, intervalMs: number): number {
   const rounded = Math.round(intervalMs);
+  // An endless one (a huge number in the spec, or a tiny --speed) would make every due time NaN:
+  // a loop that never sleeps, deaf to signals.
+  if (!(rounded <= longestIntervalMs)) {
+    throw new RangeError(`the ${entity} interval of ${intervalMs} ms is longer than a year`);
+  }
   if (rounded < 1) {
     throw new RangeError(
       `the ${entity} interval of ${intervalMs} ms is below 1 ms; lower the speed`,

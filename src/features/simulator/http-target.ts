@@ -96,96 +96,98 @@ export function httpTarget(baseUrl: string, credentials: HttpCredentials): Simul
       throw new Error(`POST ${path}: ${answer.status} ${await answer.text()}`);
   }
 
-  return {
-    async provision(machines: MachineDescription[]) {
-      const wanted = new Set(machines.map((machine) => machine.machineId));
-      const known = new Set(
-        (await list<{ machine_id: number }>("/data/machines/")).map((row) => row.machine_id),
-      );
-      // An adapter's ingest scope sends data; making what it lacks takes a user who may.
-      const needUser = (what: string) => {
-        if (!credentials.username)
-          throw new Error(
-            `${what} does not exist on ${base}; pass --username/--password of a user who may add machines, axes and tools and send every kind of row (with the default permissions: an Admin, or in both Manager and Operator), through a client with the password grant and the write scope`,
-          );
-      };
-      for (const machine of machines) {
-        if (known.has(machine.machineId)) continue;
-        needUser(`machine ${machine.machineId}`);
-        await create("/data/machines/", {
-          machine_id: machine.machineId,
-          machine_name: machine.machineName,
-          tool_capacity: machine.toolCapacity,
-        });
-      }
-      const axes = (
-        await list<{
-          axis_id: number;
-          machine: number;
-          axis_name: string;
-          max_velocity: number;
-          max_acceleration: number;
-        }>("/data/axes/")
-      ).filter((axis) => wanted.has(axis.machine));
-      const tools = (await list<{ tool_id: number; machine: number }>("/data/tools/")).filter(
-        (tool) => wanted.has(tool.machine),
-      );
-      let created = false;
-      for (const machine of machines) {
-        const haveAxes = new Set(
-          axes.filter((axis) => axis.machine === machine.machineId).map((axis) => axis.axis_name),
+  async function provision(machines: MachineDescription[]) {
+    const wanted = new Set(machines.map((machine) => machine.machineId));
+    const known = new Set(
+      (await list<{ machine_id: number }>("/data/machines/")).map((row) => row.machine_id),
+    );
+    // An adapter's ingest scope sends data; making what it lacks takes a user who may.
+    const needUser = (what: string) => {
+      if (!credentials.username)
+        throw new Error(
+          `${what} does not exist on ${base}; pass --username/--password of a user who may add machines, axes and tools and send every kind of row (with the default permissions: an Admin, or in both Manager and Operator), through a client with the password grant and the write scope`,
         );
-        for (const axis of machine.axes) {
-          if (haveAxes.has(axis.axisName)) continue;
-          needUser(`axis ${axis.axisName} of machine ${machine.machineId}`);
-          await create("/data/axes/", {
-            machine: machine.machineId,
-            axis_name: axis.axisName,
-            max_velocity: axis.maxVelocity,
-            max_acceleration: axis.maxAcceleration,
-          });
-          created = true;
-        }
-        const haveTools = tools.filter((tool) => tool.machine === machine.machineId).length;
-        for (const tool of machine.tools.slice(haveTools)) {
-          needUser(`a tool of machine ${machine.machineId}`);
-          await create("/data/tools/", {
-            machine: machine.machineId,
-            tool_offset: tool.toolOffset,
-            feedrate: tool.feedrate,
-          });
-          created = true;
-        }
-      }
-      const finalAxes = created
-        ? (await list<(typeof axes)[number]>("/data/axes/")).filter((axis) =>
-            wanted.has(axis.machine),
-          )
-        : axes;
-      const finalTools = created
-        ? (await list<{ tool_id: number; machine: number }>("/data/tools/")).filter((tool) =>
-            wanted.has(tool.machine),
-          )
-        : tools;
-      const provisioned = new Map<number, ProvisionedMachine>(
-        machines.map((machine) => [
-          machine.machineId,
-          { axisIds: new Map(), axisLimits: new Map(), toolIds: [] },
-        ]),
+    };
+    for (const machine of machines) {
+      if (known.has(machine.machineId)) continue;
+      needUser(`machine ${machine.machineId}`);
+      await create("/data/machines/", {
+        machine_id: machine.machineId,
+        machine_name: machine.machineName,
+        tool_capacity: machine.toolCapacity,
+      });
+    }
+    const axes = (
+      await list<{
+        axis_id: number;
+        machine: number;
+        axis_name: string;
+        max_velocity: number;
+        max_acceleration: number;
+      }>("/data/axes/")
+    ).filter((axis) => wanted.has(axis.machine));
+    const tools = (await list<{ tool_id: number; machine: number }>("/data/tools/")).filter(
+      (tool) => wanted.has(tool.machine),
+    );
+    let created = false;
+    for (const machine of machines) {
+      const haveAxes = new Set(
+        axes.filter((axis) => axis.machine === machine.machineId).map((axis) => axis.axis_name),
       );
-      for (const axis of finalAxes) {
-        const machine = provisioned.get(axis.machine)!;
-        machine.axisIds.set(axis.axis_name, axis.axis_id);
-        machine.axisLimits.set(axis.axis_name, {
-          maxVelocity: axis.max_velocity,
-          maxAcceleration: axis.max_acceleration,
+      for (const axis of machine.axes) {
+        if (haveAxes.has(axis.axisName)) continue;
+        needUser(`axis ${axis.axisName} of machine ${machine.machineId}`);
+        await create("/data/axes/", {
+          machine: machine.machineId,
+          axis_name: axis.axisName,
+          max_velocity: axis.maxVelocity,
+          max_acceleration: axis.maxAcceleration,
         });
+        created = true;
       }
-      for (const tool of finalTools.sort((a, b) => a.tool_id - b.tool_id))
-        provisioned.get(tool.machine)!.toolIds.push(tool.tool_id);
-      return provisioned;
-    },
+      const haveTools = tools.filter((tool) => tool.machine === machine.machineId).length;
+      for (const tool of machine.tools.slice(haveTools)) {
+        needUser(`a tool of machine ${machine.machineId}`);
+        await create("/data/tools/", {
+          machine: machine.machineId,
+          tool_offset: tool.toolOffset,
+          feedrate: tool.feedrate,
+        });
+        created = true;
+      }
+    }
+    const finalAxes = created
+      ? (await list<(typeof axes)[number]>("/data/axes/")).filter((axis) =>
+          wanted.has(axis.machine),
+        )
+      : axes;
+    const finalTools = created
+      ? (await list<{ tool_id: number; machine: number }>("/data/tools/")).filter((tool) =>
+          wanted.has(tool.machine),
+        )
+      : tools;
+    const provisioned = new Map<number, ProvisionedMachine>(
+      machines.map((machine) => [
+        machine.machineId,
+        { axisIds: new Map(), axisLimits: new Map(), toolIds: [] },
+      ]),
+    );
+    for (const axis of finalAxes) {
+      const machine = provisioned.get(axis.machine)!;
+      machine.axisIds.set(axis.axis_name, axis.axis_id);
+      machine.axisLimits.set(axis.axis_name, {
+        maxVelocity: axis.max_velocity,
+        maxAcceleration: axis.max_acceleration,
+      });
+    }
+    for (const tool of finalTools.sort((a, b) => a.tool_id - b.tool_id))
+      provisioned.get(tool.machine)!.toolIds.push(tool.tool_id);
+    return provisioned;
+  }
 
+  return {
+    // Reachable or not, said with the address and the reason, not as "fetch failed".
+    provision: (machines: MachineDescription[]) => reachable(() => provision(machines)),
     async remaining(ids: FleetIds): Promise<FleetIds> {
       const [machines, axes, tools] = await reachable(() =>
         Promise.all([

@@ -228,6 +228,9 @@ export interface MachineReadout {
   programmedFeedrate: number | null;
 }
 
+/** `value` within ±`limit`. */
+const clamp = (value: number, limit: number) => Math.min(limit, Math.max(-limit, value));
+
 function evaluateSegment(segment: Segment, time: number, into: MachineReadout): void {
   copyPose(segment.target, into.target);
   switch (segment.shape) {
@@ -385,7 +388,14 @@ export class MachineMotion {
     const readout = this.readout;
     readout.time = time;
     evaluateSegment(segment, time, readout);
-    for (let i = 0; i < 5; i += 1) readout.homed[i] = time >= this.homedAt[i]!;
+    for (let i = 0; i < 5; i += 1) {
+      readout.homed[i] = time >= this.homedAt[i]!;
+      // Planned at the limits, but delta·(max/|delta|) may land one rounding step beyond them:
+      // a reading must not, or an audit against max_velocity flags it.
+      const { maxVelocity, maxAcceleration } = this.limits[AXIS_NAMES[i]!];
+      readout.velocity[i] = clamp(readout.velocity[i]!, maxVelocity);
+      readout.acceleration[i] = clamp(readout.acceleration[i]!, maxAcceleration);
+    }
     readout.activity = segment.kind;
     readout.tool = this.tools[segment.toolNumber - 1]!;
     readout.programmedFeedrate = segment.feedrate;
@@ -474,7 +484,7 @@ function makeToolTable(random: SeededRandom, capacity: number): Tool[] {
   }));
 }
 
-/** Wherever the axes stopped at the last shutdown; nothing is homed yet. */
+/** Where the axes stand at power-on (drawn from the seed, as if stopped there); nothing is homed yet. */
 function powerOnPose(random: SeededRandom): Pose {
   return [
     random.between(-300, 300),

@@ -67,11 +67,33 @@ describe("spindle simulate", () => {
       ["--seed", "-3"],
       ["--target", "ftp://x"],
       ["--target", "http://127.0.0.1:1"],
+      ["--target", "http://[::1", "--client-id", "c", "--client-secret", "s"],
       ["--bogus"],
     ]) {
       const run = await spindle(["simulate", ...args], env);
       expect({ args, code: run.code }).toEqual({ args, code: 2 });
     }
+    // A server that is not there is named, with the reason, not "fetch failed".
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    const away = await spindle(
+      [
+        "simulate",
+        "--target",
+        `http://127.0.0.1:${port}`,
+        "--client-id",
+        "c",
+        "--client-secret",
+        "s",
+        "--duration",
+        "1s",
+      ],
+      env,
+    );
+    expect(away.code).toBe(1);
+    expect(away.stderr).toBe(`spindle: cannot reach http://127.0.0.1:${port}: ECONNREFUSED\n`);
   }, 120_000);
 
   it("stops with the file, row and column of a bad field spec (exit 1)", async () => {
@@ -103,6 +125,21 @@ describe("spindle simulate", () => {
     expect(await count("machine")).toBe(20);
     expect(await count("axis")).toBe(100);
     expect(await count("tool")).toBe(20 * 24);
+    // Machines of their own beside those, as a second simulator beside a server's needs.
+    const beside = await spindle(
+      ["simulate", "--machines", "2", "--first-machine", "81258876", "--duration", "1s"],
+      env,
+    );
+    expect(beside.code, beside.stderr).toBe(0);
+    expect(
+      await numberOf(
+        "select count(*)::int as n from machine where machine_id in (81258876, 81258877) and machine_name in ('Machine 21', 'Machine 22')",
+      ),
+    ).toBe(2);
+    expect(await count("machine")).toBe(22);
+    const refused = await spindle(["simulate", "--first-machine", "0"], env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--first-machine: expected a whole number from 1");
   }, 120_000);
 
   it("keeps the rollups of what it writes: every bucket of every tier counts the raw samples in it", async () => {
@@ -142,6 +179,12 @@ describe("spindle simulate", () => {
     const run = await spindle(["simulate", "--machines", "30", "--speed", "1000"], env);
     expect(run.code, run.stderr).toBe(2);
     expect(run.stderr).toMatch(/below 1 ms; lower the speed/);
+    const slow = await spindle(
+      ["simulate", "--machines", "1", "--speed", "1e-310", "--duration", "3s"],
+      env,
+    );
+    expect(slow.code, slow.stderr).toBe(2);
+    expect(slow.stderr).toMatch(/longer than a year/);
     expect(await count("machine")).toBe(before);
   }, 60_000);
 });

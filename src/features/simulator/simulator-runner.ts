@@ -24,6 +24,7 @@ import {
 
 export interface SimulatorOptions {
   machines: number;
+  firstMachineId?: number | undefined;
   axes?: readonly AxisName[];
   fieldsFile?: string | undefined;
   speed?: number | undefined;
@@ -107,6 +108,7 @@ export async function startSimulator(
   );
   const shape: FleetShape = {
     machines: options.machines,
+    ...(options.firstMachineId === undefined ? {} : { firstMachineId: options.firstMachineId }),
     seed: options.seed ?? 1,
     toolCapacity: 24,
     ...(options.axes ? { axes: options.axes } : {}),
