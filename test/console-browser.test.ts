@@ -18,10 +18,11 @@ let t: TestApp;
 let base: string;
 let browser: Browser;
 const fleet: { machine_id: number; machine_name: string }[] = [];
-const people: Record<"manager" | "admin" | "operator", string> = {
+const people: Record<"manager" | "admin" | "operator" | "supervisor", string> = {
   manager: "",
   admin: "",
   operator: "",
+  supervisor: "",
 };
 
 async function arrange(url: string, payload: unknown) {
@@ -120,6 +121,32 @@ async function revokeAccessToken(page: Page): Promise<string> {
   return access;
 }
 
+/**
+ * What goes wrong while the page is open: requests that fail or are answered 4xx/5xx, errors in
+ * its console. (A reload cancelling what the page before it still had out is not a failure.)
+ */
+function watchFailures(page: Page): string[] {
+  const failures: string[] = [];
+  page.on("response", (response) => {
+    if (response.status() >= 400)
+      failures.push(`${response.status()} ${response.request().method()} ${response.url()}`);
+  });
+  page.on("requestfailed", (request) => {
+    const reason = request.failure()?.errorText;
+    if (reason !== "net::ERR_ABORTED")
+      failures.push(`${reason} ${request.method()} ${request.url()}`);
+  });
+  page.on("console", (message) => {
+    if (message.type() === "error") failures.push(`console: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
+  return failures;
+}
+
+/** The administration sections the page lists. */
+const adminSections = (page: Page) =>
+  page.getByRole("navigation", { name: "Administration" }).getByRole("link").allTextContents();
+
 /** The whole page, or (for the virtualized fleet) what is on screen. */
 const shot = (page: Page, name: string, fullPage = true) =>
   page.screenshot({ path: `${screenshots}${name}.png`, fullPage });
@@ -138,6 +165,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       ["manager", "Manager"],
       ["admin", "Admin"],
       ["operator", "Operator"],
+      ["supervisor", "Supervisor"],
     ] as const) {
       people[role] = uniqueName(role);
       await t.services.users.createUser({ username: people[role], password: testPassword }, [
@@ -225,8 +253,8 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       .getByRole("link", { name: /, Idle$/ })
       .first()
       .waitFor();
-    // A Manager administers nothing here.
-    expect(await page.getByRole("link", { name: "Administration" }).count()).toBe(0);
+    // A Manager administers machines, axes and tools (below).
+    await page.getByRole("link", { name: "Administration" }).waitFor();
     await page.waitForTimeout(2500); // a second poll, so sparklines have a trend
     await shot(page, "fleet", false);
 
@@ -695,6 +723,28 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("does not leave the previous window's charts under a history query that failed", async () => {
+    const page = await newPage();
+    await signIn(page, people.manager);
+    await page.goto(`${base}/history?machine_id=${fleet[0]!.machine_id}&window=15m`);
+    await page.locator(".history-chart .uplot").first().waitFor();
+    await page.getByText(/buckets from/).waitFor();
+
+    await page.getByRole("button", { name: "Custom" }).click();
+    await page.getByLabel("From", { exact: true }).fill("2020-01-01T00:00:00");
+    await page.getByLabel("From", { exact: true }).press("Tab");
+    await page.getByText("The window may span at most 400 days.").waitFor();
+    await expect.poll(() => page.locator(".history-chart").count()).toBe(0);
+    expect(await page.getByText(/buckets from/).count()).toBe(0);
+
+    // An incomplete choice charts nothing either, and the error of another window goes.
+    await page.getByLabel("From", { exact: true }).fill("");
+    await page.getByLabel("From", { exact: true }).press("Tab");
+    await page.getByText("Enter both ends of the custom window.").waitFor();
+    expect(await page.getByText("The window may span at most 400 days.").count()).toBe(0);
+    await page.context().close();
+  });
+
   it("says which machines the fleet's status summary and filter count: those shown so far", async () => {
     // Short: a few rows of tiles on screen, so most machines have not been shown yet.
     const page = await newPage({ height: 420 });
@@ -802,6 +852,51 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     const tile = page.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
     await ingestOne({ machine_id: machine.machine_id, axis_name: "Z", actual_position: 2468.25 });
     await expect.poll(() => tile.textContent(), { timeout: 5000 }).toContain("2468.3");
+    await page.context().close();
+  });
+
+  it("resumes a paused machine chart with a fresh subscription, acknowledging pushes without a flood", async () => {
+    const page = await newPage();
+    const subscribes: Record<string, unknown>[] = [];
+    let acks = 0;
+    const refusals: string[] = [];
+    page.on("websocket", (socket) => {
+      socket.on("framesent", ({ payload }) => {
+        const message = JSON.parse(String(payload)) as Record<string, unknown>;
+        if (message.type === "subscribe") subscribes.push(message);
+        if (message.type === "ack") acks++;
+      });
+      socket.on("framereceived", ({ payload }) => {
+        if (String(payload).includes('"type":"error"')) refusals.push(String(payload));
+      });
+    });
+    await signIn(page, people.manager);
+    const machine = fleet[7]!;
+    await page.goto(`${base}/machines/${machine.machine_id}`);
+    await expect.poll(() => page.locator(".uplot").count()).toBe(5);
+    await expect.poll(() => subscribes.length).toBe(1);
+
+    await page.getByRole("button", { name: "Pause" }).click();
+    // Long enough for the idle socket to close; pushes go on meanwhile.
+    const pausedUntil = Date.now() + 6000;
+    for (let step = 0; Date.now() < pausedUntil; step++) {
+      await ingestSamples([machine.machine_id], step);
+    }
+    acks = 0;
+    const resumedAt = Date.now();
+    await page.getByRole("button", { name: "Resume" }).click();
+    await expect.poll(() => subscribes.length).toBe(2);
+    expect(subscribes[1]!.since_seq).toBeUndefined();
+    // Live again, and busy: acknowledgements are cumulative, a few a second at most.
+    const busyUntil = Date.now() + 1500;
+    for (let step = 0; Date.now() < busyUntil; step++) {
+      await ingestSamples([machine.machine_id], step);
+    }
+    await page.waitForTimeout(300);
+    expect(acks).toBeGreaterThan(0);
+    // One per push would be hundreds; one per 50 ms at most leaves room under Spindle's 50/s.
+    expect(acks).toBeLessThanOrEqual(Math.ceil((Date.now() - resumedAt) / 50) + 1);
+    expect(refusals).toEqual([]);
     await page.context().close();
   });
 
@@ -1053,6 +1148,50 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("keeps a new client's secret until dismissed, with a Copy button", async () => {
+    const page = await newPage();
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+    await signIn(page, people.admin);
+    await page.goto(`${base}/admin/clients`);
+    const create = async () => {
+      const id = uniqueName("cell").replaceAll("_", "-");
+      await page.getByRole("button", { name: "New client" }).click();
+      const form = page.getByRole("form", { name: "New client" });
+      await form.getByLabel("Client id").fill(id);
+      await form.getByRole("button", { name: "Create client" }).click();
+      await page.getByRole("rowheader", { name: id }).waitFor();
+      return id;
+    };
+    const first = await create();
+    const notice = page.getByRole("status").filter({ hasText: `Client ${first} created.` });
+    const secret = (await notice.locator("code.secret").textContent())!;
+    expect(secret.length).toBeGreaterThan(20);
+
+    // Another client created, then deleted: the first one's secret stays.
+    const second = await create();
+    await page
+      .getByRole("row", { name: new RegExp(second) })
+      .getByRole("button", { name: "Delete" })
+      .click();
+    await page.getByRole("button", { name: "Yes, delete" }).click();
+    await page.getByText(`Deleted client ${second}.`).waitFor();
+    await expect(notice.locator("code.secret").textContent()).resolves.toBe(secret);
+
+    await notice.getByRole("button", { name: "Copy secret" }).click();
+    await notice.getByText("Copied.").waitFor();
+    expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(secret);
+
+    // Without a clipboard (plain http on another host), the secret is selected to copy by hand.
+    await page.evaluate(() => Object.defineProperty(navigator, "clipboard", { value: undefined }));
+    await notice.getByRole("button", { name: "Copy secret" }).click();
+    await notice.getByText(/press Ctrl\+C/).waitFor();
+    expect(await page.evaluate(() => window.getSelection()?.toString())).toBe(secret);
+
+    await notice.getByRole("button", { name: "Dismiss" }).click();
+    await expect.poll(() => notice.count()).toBe(0);
+    await page.context().close();
+  });
+
   it("shows the fleet when loading it takes longer than its refresh interval (10 s)", async () => {
     const page = await newPage();
     await page.route(/\/data\/machines\/\?/, async (route) => {
@@ -1064,15 +1203,358 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   }, 30_000);
 
-  it("does not show administration to an Operator", async () => {
+  it("does not show administration to an Operator, and loads their pages without a failed request", async () => {
     const page = await newPage();
+    const failures = watchFailures(page);
     await signIn(page, people.operator);
     await page.locator(".tile").first().waitFor();
+    await page.reload();
+    await page.locator(".tile").first().waitFor();
+    await page.waitForTimeout(1500); // the page's first polls and its live socket
+    expect(failures).toEqual([]);
     expect(await page.getByRole("link", { name: "Administration" }).count()).toBe(0);
+
     await page.goto(`${base}/admin/users`);
-    await page.getByText("Administration is for Admins").waitFor();
+    await page.getByText("Not available to you").waitFor();
+    await page.getByText("Your groups do not allow you to manage users.").waitFor();
     expect(await page.getByRole("table", { name: "Users" }).count()).toBe(0);
     await shot(page, "operator-admin");
+    await page.goto(`${base}/admin`);
+    await page.getByText("Your groups do not allow you to administer anything here.").waitFor();
+    expect(await page.getByRole("navigation", { name: "Administration" }).count()).toBe(0);
+    expect(failures).toEqual([]);
+    await page.context().close();
+  });
+
+  it("gives a Manager the Machines, Axes and Tools pages, to add and edit but not delete", async () => {
+    const page = await newPage();
+    const asked: string[] = [];
+    page.on("request", (request) => asked.push(new URL(request.url()).pathname));
+    await signIn(page, people.manager);
+    await page.getByRole("link", { name: "Administration" }).click();
+    await page.getByRole("table", { name: "Machines" }).waitFor();
+    expect(new URL(page.url()).pathname).toBe("/admin/machines");
+    expect(await adminSections(page)).toEqual(["Machines", "Axes", "Tools"]);
+
+    await page.getByRole("button", { name: "New machine" }).click();
+    const form = page.getByRole("form", { name: "New machine" });
+    const id = nextMachineId();
+    await form.getByLabel("Machine id").fill(String(id));
+    await form.getByLabel("Name").fill("Mazak VCN-530C #1");
+    await form.getByLabel("Tool capacity").fill("30");
+    await form.getByRole("button", { name: "Create machine" }).click();
+    await page.getByText(`Saved machine ${id}.`).waitFor();
+    await page
+      .getByRole("row", { name: new RegExp(`^${id} Mazak VCN-530C #1`) })
+      .getByRole("button", { name: "Edit" })
+      .click();
+    const edit = page.getByRole("form", { name: `Edit machine ${id}` });
+    await edit.getByLabel("Name").fill("Mazak VCN-530C #2");
+    await edit.getByRole("button", { name: "Save changes" }).click();
+    await page.getByRole("row", { name: new RegExp(`^${id} Mazak VCN-530C #2`) }).waitFor();
+    expect(await page.getByRole("button", { name: "Delete" }).count()).toBe(0);
+    await shot(page, "manager-machines");
+
+    await page.getByRole("link", { name: "Tools", exact: true }).click();
+    await page
+      .getByRole("combobox", { name: /^Machine/ })
+      .selectOption(String(fleet[0]!.machine_id));
+    await page
+      .getByRole("table", { name: "Tools" })
+      .getByRole("button", { name: "Edit" })
+      .waitFor();
+    await page.getByRole("button", { name: "New tool" }).waitFor();
+    expect(await page.getByRole("button", { name: "Delete" }).count()).toBe(0);
+
+    // The sections they cannot open are not listed, and their addresses say so (not a 403).
+    for (const [path, what] of [
+      ["users", "manage users"],
+      ["groups", "manage groups and permissions"],
+      ["clients", "manage OAuth2 clients"],
+    ]) {
+      await page.goto(`${base}/admin/${path}`);
+      await page.getByText(`Your groups do not allow you to ${what}.`).waitFor();
+      expect(await adminSections(page)).toEqual(["Machines", "Axes", "Tools"]);
+    }
+    await shot(page, "manager-admin-groups");
+    expect(
+      asked.filter((path) => /^\/(users|groups|permissions|o\/clients)\/$/.test(path)),
+    ).toEqual([]);
+    await t.inject({ method: "DELETE", url: `/data/machines/${id}/`, headers: t.adminAuth });
+    await page.context().close();
+  });
+
+  it("brings the edit form of a row far down into view on a phone, focused, and returns focus after", async () => {
+    const page = await newPage({ width: 390, height: 844 });
+    await signIn(page, people.admin);
+    await page.goto(`${base}/admin/machines`);
+    const last = fleet[fleet.length - 1]!;
+    const row = page.getByRole("row", { name: new RegExp(`^${last.machine_id} `) });
+    const edit = row.getByRole("button", { name: "Edit" });
+    const onScreen = async (name: string) => {
+      const box = await page.getByRole("form", { name }).boundingBox();
+      return box !== null && box.y >= 0 && box.y < 844 - 100;
+    };
+    const focusedField = () =>
+      page.evaluate(() => (document.activeElement as HTMLInputElement | null)?.name);
+
+    for (const close of ["Cancel", "Save changes"]) {
+      await edit.click();
+      const name = `Edit machine ${last.machine_id}`;
+      await page.getByRole("form", { name }).waitFor();
+      await expect.poll(() => onScreen(name)).toBe(true);
+      // The id cannot change: the first field to edit is the name.
+      await expect.poll(focusedField).toBe("machine_name");
+      await page.getByRole("form", { name }).getByRole("button", { name: close }).click();
+      await page.getByRole("form", { name }).waitFor({ state: "detached" });
+      await expect
+        .poll(() => edit.evaluate((button) => button === document.activeElement))
+        .toBe(true);
+    }
+    await page.getByText(`Saved machine ${last.machine_id}.`).waitFor();
+    await page.context().close();
+  });
+
+  it("lets a Supervisor add a machine, but offers no edit or delete", async () => {
+    const page = await newPage();
+    await signIn(page, people.supervisor);
+    await page.getByRole("link", { name: "Administration" }).click();
+    const table = page.getByRole("table", { name: "Machines" });
+    await table.waitFor();
+    expect(await adminSections(page)).toEqual(["Machines", "Axes", "Tools"]);
+    expect(await table.getByRole("button").count()).toBe(0);
+    expect(await table.getByRole("columnheader", { name: "Actions" }).count()).toBe(0);
+
+    await page.getByRole("button", { name: "New machine" }).click();
+    const form = page.getByRole("form", { name: "New machine" });
+    const id = nextMachineId();
+    await form.getByLabel("Machine id").fill(String(id));
+    await form.getByLabel("Name").fill("Okuma Genos M560 #1");
+    await form.getByLabel("Tool capacity").fill("32");
+    await form.getByRole("button", { name: "Create machine" }).click();
+    await page.getByText(`Saved machine ${id}.`).waitFor();
+    await table.getByRole("row", { name: new RegExp(`^${id} Okuma`) }).waitFor();
+    expect(await table.getByRole("button").count()).toBe(0);
+    await shot(page, "supervisor-machines");
+
+    await page.getByRole("link", { name: "Axes", exact: true }).click();
+    await page.getByRole("button", { name: "New axis" }).waitFor();
+    await page
+      .getByRole("combobox", { name: /^Machine/ })
+      .selectOption(String(fleet[0]!.machine_id));
+    const axes = page.getByRole("table", { name: "Axes" });
+    await axes.getByRole("row", { name: /^\d+ X / }).waitFor();
+    expect(await axes.getByRole("button").count()).toBe(0);
+    await t.inject({ method: "DELETE", url: `/data/machines/${id}/`, headers: t.adminAuth });
+    await page.context().close();
+  });
+
+  it("shows an Admin every administration section and every action", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    await page.getByRole("link", { name: "Administration" }).click();
+    await page.getByRole("table", { name: "Users" }).waitFor();
+    expect(await adminSections(page)).toEqual([
+      "Users",
+      "Groups & permissions",
+      "OAuth2 clients",
+      "Machines",
+      "Axes",
+      "Tools",
+    ]);
+    await page.getByRole("button", { name: "New user" }).waitFor();
+    await page.getByRole("link", { name: "Machines", exact: true }).click();
+    await page.getByRole("button", { name: "New machine" }).waitFor();
+    const row = page.getByRole("row", { name: new RegExp(`^${fleet[0]!.machine_id} `) });
+    await row.getByRole("button", { name: "Edit" }).waitFor();
+    await row.getByRole("button", { name: "Delete" }).waitFor();
+    await page.context().close();
+  });
+
+  it("knows the account by its own name when signed in with other capitals: no Delete on oneself", async () => {
+    const username = uniqueName("caseadmin");
+    await t.services.users.createUser({ username, password: testPassword }, ["Admin"]);
+    const page = await newPage();
+    await signIn(page, username.toUpperCase());
+    await expect.poll(() => page.locator(".user-name").textContent()).toBe(username);
+    await page.getByRole("link", { name: "Administration" }).click();
+    await page.getByRole("table", { name: "Users" }).waitFor();
+    const own = page.getByRole("row", { name: new RegExp(`^${username} `) });
+    const other = page.getByRole("row", { name: new RegExp(`^${people.operator} `) });
+    await other.getByRole("button", { name: "Delete" }).waitFor();
+    expect(await own.getByRole("button", { name: "Delete" }).count()).toBe(0);
+
+    // Leaving the Admin group takes administration away from this very console.
+    await own.getByRole("checkbox", { name: "Admin", exact: true }).click();
+    await expect.poll(() => page.getByRole("link", { name: "Administration" }).count()).toBe(0);
+    await page.context().close();
+  });
+
+  it("shows a group that may only view users, groups and clients, offering it nothing to change", async () => {
+    // Permissions are data: an Admin can make a group of auditors, who see everything.
+    const group = uniqueName("Auditors");
+    await arrange("/groups/", { name: group });
+    const codes = [
+      "user",
+      "group",
+      "oauthclient",
+      "machine",
+      "axis",
+      "axisdata",
+      "tool",
+      "toolusage",
+    ];
+    const views = codes.map((resource) => `${resource}.view`);
+    const put = await t.inject({
+      method: "PUT",
+      url: `/groups/${group}/permissions/`,
+      headers: t.adminAuth,
+      payload: { permissions: views },
+    });
+    expect(put.statusCode).toBe(200);
+    const auditor = uniqueName("auditor");
+    await t.services.users.createUser({ username: auditor, password: testPassword }, [group]);
+
+    const page = await newPage();
+    const failures = watchFailures(page);
+    await signIn(page, auditor);
+    await page.getByRole("link", { name: "Administration" }).click();
+    const users = page.getByRole("table", { name: "Users" });
+    await users.getByRole("rowheader", { name: auditor }).waitFor();
+    expect(await adminSections(page)).toEqual(["Users", "Groups & permissions", "OAuth2 clients"]);
+    expect(await page.getByRole("button", { name: "New user" }).count()).toBe(0);
+    expect(await users.getByRole("button").count()).toBe(0);
+    const inputs = users.getByRole("checkbox");
+    expect(await inputs.count()).toBeGreaterThan(0);
+    expect(
+      await inputs.evaluateAll((boxes) => boxes.every((box) => (box as HTMLInputElement).disabled)),
+    ).toBe(true);
+
+    await page.getByRole("link", { name: "Groups & permissions" }).click();
+    await page.getByRole("checkbox", { name: `${group}: user.view` }).waitFor();
+    expect(await page.getByRole("checkbox", { name: `${group}: user.view` }).isDisabled()).toBe(
+      true,
+    );
+    expect(await page.getByRole("button", { name: /^Save changes/ }).count()).toBe(0);
+    expect(await page.getByRole("form", { name: "New group" }).count()).toBe(0);
+
+    await page.getByRole("link", { name: "OAuth2 clients" }).click();
+    await page.getByRole("rowheader", { name: consoleClient.clientId }).waitFor();
+    expect(await page.getByRole("button", { name: "New client" }).count()).toBe(0);
+    expect(
+      await page.getByRole("table", { name: "OAuth2 clients" }).getByRole("button").count(),
+    ).toBe(0);
+    await shot(page, "auditor-clients");
+    expect(failures).toEqual([]);
+    await page.context().close();
+  });
+
+  it("asks before leaving unsaved permission edits: in the console, going back, closing the tab", async () => {
+    const page = await newPage();
+    const dialogs: string[] = [];
+    let leave = false;
+    page.on("dialog", (dialog) => {
+      dialogs.push(`${dialog.type()}${dialog.message() ? `: ${dialog.message()}` : ""}`);
+      void (leave ? dialog.accept() : dialog.dismiss());
+    });
+    await signIn(page, people.admin);
+    await page.getByRole("link", { name: "Administration" }).click();
+    await page.getByRole("link", { name: "Groups & permissions" }).click();
+    const box = page.getByRole("checkbox", { name: "Operator: machine.add" });
+    await box.check();
+    // Creating a group meanwhile keeps the edit; the new group joins the matrix.
+    const cell = uniqueName("Cell");
+    await page.getByRole("form", { name: "New group" }).getByLabel("New group").fill(cell);
+    await page.getByRole("button", { name: "Create group" }).click();
+    await page.getByRole("checkbox", { name: `${cell}: machine.view` }).waitFor();
+    expect(await box.isChecked()).toBe(true);
+    const fleetLink = page.getByRole("navigation", { name: "Main" }).getByRole("link", {
+      name: "Fleet",
+    });
+
+    // A link in the console: asked, and staying keeps the edit.
+    await fleetLink.click();
+    await expect
+      .poll(() => dialogs)
+      .toEqual([
+        "confirm: Leave without saving? Your changes to the groups' permissions will be lost.",
+      ]);
+    expect(new URL(page.url()).pathname).toBe("/admin/groups");
+    expect(await box.isChecked()).toBe(true);
+
+    // The browser's Back, and signing out.
+    await page.goBack();
+    await expect.poll(() => dialogs.length).toBe(2);
+    expect(new URL(page.url()).pathname).toBe("/admin/groups");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await expect.poll(() => dialogs.length).toBe(3);
+    expect(await box.isChecked()).toBe(true);
+
+    // Closing (or reloading) the tab: the browser's own question.
+    await page.close({ runBeforeUnload: true });
+    await expect.poll(() => dialogs.at(-1)?.startsWith("beforeunload")).toBe(true);
+    expect(page.isClosed()).toBe(false);
+    await shot(page, "admin-groups-unsaved");
+
+    // Discarded, nothing is asked; choosing to leave leaves, and nothing was saved.
+    await page.getByRole("button", { name: "Discard" }).click();
+    await page
+      .getByRole("navigation", { name: "Main" })
+      .getByRole("link", { name: "History" })
+      .click();
+    await expect.poll(() => new URL(page.url()).pathname).toBe("/history");
+    expect(dialogs.length).toBe(4);
+    await page.goBack();
+    await box.check();
+    leave = true;
+    await fleetLink.click();
+    await expect.poll(() => new URL(page.url()).pathname).toBe("/");
+    expect(dialogs.length).toBe(5);
+    expect(dialogs[4]).toMatch(/^confirm: /);
+    const operator = await t.inject({ url: "/groups/Operator/", headers: t.adminAuth });
+    expect(operator.json().permissions).not.toContain("machine.add");
+    await page.context().close();
+  });
+
+  it("replaces an old message with the new outcome: on sign-in, and after creating a user", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    await page.locator(".tile").first().waitFor();
+    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+    const tokens = JSON.parse(stored ?? "{}") as { access: string; refresh: string };
+    for (const token of [tokens.refresh, tokens.access]) {
+      await t.inject({
+        method: "POST",
+        url: "/o/revoke_token/",
+        payload: { token, client_id: consoleClient.clientId },
+      });
+    }
+    // The live socket is closed for its revoked token, and the renewal is refused.
+    const ended = page.getByText("Your session has ended. Please sign in again.");
+    await ended.waitFor();
+    await page.getByLabel("Username").fill(people.admin);
+    await page.getByLabel("Password").fill("not the password");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByText("Wrong username or password.").waitFor();
+    expect(await ended.count()).toBe(0);
+
+    await signIn(page, people.admin);
+    await page.goto(`${base}/admin/users`);
+    const username = uniqueName("tempuser");
+    await page.getByRole("button", { name: "New user" }).click();
+    const form = page.getByRole("form", { name: "New user" });
+    await form.getByLabel("Username").fill(username);
+    await form.getByLabel("Password").fill(testPassword);
+    await form.getByRole("button", { name: "Create user" }).click();
+    const created = page.getByText(`Created user ${username}.`);
+    await created.waitFor();
+    // The same name again: refused, and the success before it is not left beside the refusal.
+    await page.getByRole("button", { name: "New user" }).click();
+    await form.getByLabel("Username").fill(username);
+    await form.getByLabel("Password").fill(testPassword);
+    await form.getByRole("button", { name: "Create user" }).click();
+    await form.locator(".field-error, .form-error").first().waitFor();
+    expect(await created.count()).toBe(0);
     await page.context().close();
   });
 

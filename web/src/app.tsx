@@ -1,12 +1,12 @@
 import { useEffect } from "preact/hooks";
 import { api } from "./api/instance.ts";
-import { AdminPage } from "./pages/admin/admin.tsx";
+import { AdminPage, openSections } from "./pages/admin/admin.tsx";
 import { FleetPage } from "./pages/fleet.tsx";
 import { HistoryPage } from "./pages/history.tsx";
 import { MachinePage } from "./pages/machine.tsx";
 import { SignInPage } from "./pages/sign-in.tsx";
-import { Link, navigate, usePath } from "./router.tsx";
-import { adminAccess } from "./state/access.ts";
+import { confirmLeaving, Link, navigate, usePath } from "./router.tsx";
+import { access } from "./state/access.ts";
 import { liveSource } from "./state/sources.ts";
 import { useStore } from "./state/store.ts";
 import { usePageTitle } from "./ui/page-title.ts";
@@ -46,7 +46,7 @@ function ConnectionBanner() {
 
 export function App() {
   const { tokens } = useStore(api.session);
-  const access = useStore(adminAccess);
+  const permissions = useStore(access);
   const path = usePath();
 
   // Signing in lands where the person was going; /signin itself is only a place to sign in.
@@ -75,16 +75,18 @@ export function App() {
         <nav class="mainnav" aria-label="Main">
           <Link href="/">Fleet</Link>
           <Link href="/history">History</Link>
-          {access === "yes" && <Link href="/admin">Administration</Link>}
+          {openSections(permissions).length > 0 && <Link href="/admin">Administration</Link>}
         </nav>
         <div class="user">
           <span class="user-name" title="Signed in">
-            {tokens.username}
+            {permissions.status === "known" ? permissions.me.username : tokens.username}
           </span>
           <button
             type="button"
             class="button button-small button-ghost"
-            onClick={() => void api.signOut()}
+            onClick={() => {
+              if (confirmLeaving()) void api.signOut();
+            }}
           >
             Sign out
           </button>

@@ -1,19 +1,61 @@
 import type { AnchorHTMLAttributes, ComponentChildren } from "preact";
+import { useEffect } from "preact/hooks";
 import { Store, useStore } from "./state/store.ts";
 
+const address = () => `${window.location.pathname}${window.location.search}`;
+const pathOf = (to: string) => to.split("?")[0] ?? "/";
+
 /** The console's location: a plain History API router, no dependency. */
-export const location = new Store(`${window.location.pathname}${window.location.search}`);
+export const location = new Store(address());
+
+/** What each page holding unsaved work asks before it is left; the first one asks. */
+const leaveQuestions = new Set<{ question: string }>();
+
+/**
+ * Asks before leaving a page with unsaved work (for signing out too): true when there is none,
+ * or the user chooses to leave it.
+ */
+export function confirmLeaving(): boolean {
+  const [first] = leaveQuestions;
+  return !first || window.confirm(first.question);
+}
 
 window.addEventListener("popstate", () => {
-  location.set(`${window.location.pathname}${window.location.search}`);
+  const to = address();
+  if (pathOf(to) !== pathOf(location.get()) && !confirmLeaving()) {
+    // The browser has gone back (or forward) already: return to the page and its work.
+    history.pushState(null, "", location.get());
+    return;
+  }
+  location.set(to);
 });
 
 /**
+ * While `unsaved`, leaving the page asks `question` first: through the console's links and the
+ * browser's back and forward, and (in the browser's own words) closing or reloading the tab.
+ */
+export function useLeaveGuard(unsaved: boolean, question: string): void {
+  useEffect(() => {
+    if (!unsaved) return;
+    const guard = { question };
+    leaveQuestions.add(guard);
+    const onBeforeUnload = (event: BeforeUnloadEvent) => event.preventDefault();
+    window.addEventListener("beforeunload", onBeforeUnload);
+    return () => {
+      leaveQuestions.delete(guard);
+      window.removeEventListener("beforeunload", onBeforeUnload);
+    };
+  }, [unsaved, question]);
+}
+
+/**
  * Goes to `to`. `replace` rewrites the current entry instead of adding one; `keepScroll` is for a
- * page writing its own state into the address, which must not jump to the top.
+ * page writing its own state into the address, which must not jump to the top. Going to another
+ * page asks first if this one holds unsaved work, and stays if the user says so.
  */
 export function navigate(to: string, { replace = false, keepScroll = false } = {}): void {
   if (to === location.get()) return;
+  if (pathOf(to) !== pathOf(location.get()) && !confirmLeaving()) return;
   if (replace) history.replaceState(null, "", to);
   else history.pushState(null, "", to);
   location.set(to);
@@ -21,7 +63,7 @@ export function navigate(to: string, { replace = false, keepScroll = false } = {
 }
 
 export function usePath(): string {
-  return useStore(location).split("?")[0] ?? "/";
+  return pathOf(useStore(location));
 }
 
 export function useSearchParams(): URLSearchParams {

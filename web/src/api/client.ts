@@ -106,6 +106,12 @@ export class Api {
     this.accept(answer, username);
   }
 
+  /** The reason for being at sign-in has been read: a new attempt's outcome replaces it. */
+  clearNotice(): void {
+    const state = this.session.get();
+    if (state.notice) this.session.set({ ...state, notice: null });
+  }
+
   async signOut(notice: string | null = null): Promise<void> {
     const tokens = this.session.get().tokens;
     this.end(notice);

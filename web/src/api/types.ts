@@ -56,6 +56,13 @@ export interface User {
   groups: string[];
 }
 
+/** `GET /users/me/`: the signed-in user, with what their token may do. */
+export interface Me extends User {
+  scope: string;
+  /** Permission codes (`machine.add`), narrowed by the token's scopes. */
+  permissions: string[];
+}
+
 export interface Group {
   name: string;
   permissions: string[];

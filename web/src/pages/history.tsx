@@ -190,6 +190,9 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
       (failure: Error) => {
         if (failure.name === "AbortError") return;
         setError(failure);
+        // Charts of another window beneath the error would pass for this one's; a failed
+        // refresh of the same view (following time) keeps what it showed.
+        setAnswer((old) => (old?.view === viewKey ? old : undefined));
         setLoading(false);
         followAfterAnswer();
       },
@@ -466,7 +469,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           {problem}
         </p>
       )}
-      {error && <ErrorNotice error={error} action="read axis history" />}
+      {error && request && <ErrorNotice error={error} action="read axis history" />}
       {downloadError && <ErrorNotice error={downloadError} action="export axis history" />}
       {downloadRefused && (
         <p class="notice notice-info" role="status">
@@ -506,10 +509,11 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
         </div>
       )}
 
-      {shown && answer && shown.series.length === 0 && !loading && (
+      {/* Without a request (the choice is incomplete), nothing charted matches the form. */}
+      {request && shown && answer && shown.series.length === 0 && !loading && (
         <div class="empty">No samples in this window for this selection.</div>
       )}
-      {shown && answer && shown.series.length > 0 && (
+      {request && shown && answer && shown.series.length > 0 && (
         <>
           <ul class="history-legend" aria-label="Series">
             {shown.series.map((series, index) => (

@@ -17,6 +17,8 @@ export function SignInPage() {
     event.preventDefault();
     setBusy(true);
     setError(undefined);
+    // "Your session has ended" beside "Wrong username or password" would read as two problems.
+    api.clearNotice();
     try {
       await api.signIn(username.trim(), password);
     } catch (failure) {

@@ -34,11 +34,18 @@ const pushWindow = 8;
  * the rest, and scrolling a large fleet changes the machines on screen many times a second.
  */
 const subscribeSpacingMs = 600;
+/**
+ * Acknowledgements are cumulative, so one per this interval says as much as one per push: a
+ * burst of pushes (a replay after a reconnect) must not spend the 50 messages a second Spindle
+ * takes from a socket, and leave none for a subscribe.
+ */
+const ackSpacingMs = 50;
 
 /**
  * Live data over `/ws/machine_data/`: one socket for the tab, subscribed to the union of the
  * machines the pages watch; a snapshot, then pushes per tick. A dropped socket reconnects with
- * `since_seq`, so the server replays what was missed (or sends a fresh snapshot). If the socket
+ * `since_seq`, so the server replays what was missed (or sends a fresh snapshot); one closed
+ * because no page watched any more starts afresh. If the socket
  * never opens (a proxy without WebSocket, a server without the feed), it gives way to polling.
  */
 export class WebSocketLiveSource implements LiveSource {
@@ -58,6 +65,10 @@ export class WebSocketLiveSource implements LiveSource {
   private primed = new Set<number>();
   /** The newest push acknowledged since the last subscribe. */
   private acknowledged: number | undefined;
+  /** The newest push handled and not yet acknowledged, waiting for `ackTimer`. */
+  private toAcknowledge: number | undefined;
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  private lastAckAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly api: Api,
@@ -191,6 +202,7 @@ export class WebSocketLiveSource implements LiveSource {
       if (this.socket !== socket) return;
       this.socket = undefined;
       this.authenticated = false;
+      this.cancelAck();
       if (event.code === 4401) {
         // Renewing the tokens revokes the access token this socket used: come back with the new one.
         if (this.api.session.get().tokens?.access !== sentToken) {
@@ -241,6 +253,10 @@ export class WebSocketLiveSource implements LiveSource {
     clearTimeout(this.retryTimer);
     clearTimeout(this.subscribeTimer);
     this.retryTimer = undefined;
+    this.cancelAck();
+    // Closed on purpose (no page watching, or signed out): whoever watches next reads its own
+    // window and wants a snapshot, not a replay of everything pushed while no one watched.
+    this.lastSeq = undefined;
     const socket = this.socket;
     this.socket = undefined;
     socket?.close(1000, "done");
@@ -264,6 +280,7 @@ export class WebSocketLiveSource implements LiveSource {
     this.subscribedKey = key;
     this.lastSubscribeAt = Date.now();
     this.acknowledged = undefined;
+    this.cancelAck();
     this.send({
       type: "subscribe",
       machines,
@@ -285,12 +302,32 @@ export class WebSocketLiveSource implements LiveSource {
     }
     if (typeof message.seq === "number") this.lastSeq = Math.max(this.lastSeq ?? 0, message.seq);
     this.handle(message);
-    // Handled: its place in the window is free (one ack per tick, whatever kinds it carried).
+    // Handled: its place in the window is free. One ack covers every push up to its seq, so
+    // the pushes handled within an interval share one.
     const { seq } = message;
     if (typeof seq === "number" && !message.snapshot && seq > (this.acknowledged ?? -1)) {
-      this.acknowledged = seq;
-      this.send({ type: "ack", seq });
+      this.toAcknowledge = Math.max(this.toAcknowledge ?? seq, seq);
+      this.ackTimer ??= setTimeout(
+        () => this.flushAck(),
+        Math.max(0, this.lastAckAt + ackSpacingMs - Date.now()),
+      );
     }
+  }
+
+  private flushAck(): void {
+    this.ackTimer = undefined;
+    const seq = this.toAcknowledge;
+    this.toAcknowledge = undefined;
+    if (seq === undefined || seq <= (this.acknowledged ?? -1)) return;
+    this.acknowledged = seq;
+    this.lastAckAt = Date.now();
+    this.send({ type: "ack", seq });
+  }
+
+  private cancelAck(): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    this.toAcknowledge = undefined;
   }
 
   private handle(message: ServerMessage): void {

@@ -1,5 +1,5 @@
-import type { ComponentChildren } from "preact";
-import { useId } from "preact/hooks";
+import type { ComponentChildren, RefObject } from "preact";
+import { useEffect, useId } from "preact/hooks";
 import { ApiError } from "../api/client.ts";
 
 interface InputProps {
@@ -122,4 +122,29 @@ export function FormError({ message }: { message: string | undefined }) {
       {message}
     </p>
   );
+}
+
+/**
+ * A form opened by a button elsewhere on the page (Edit on a row far below it) is brought into
+ * view and takes the focus in its first field it lets the user change; without that, on a phone
+ * nothing seemed to happen.
+ */
+export function useOpenedForm(form: RefObject<HTMLFormElement | null>): void {
+  useEffect(() => {
+    const element = form.current;
+    if (!element) return;
+    element.scrollIntoView({ block: "start" });
+    element
+      .querySelector<HTMLElement>("input:not([disabled]), select:not([disabled]), textarea")
+      ?.focus({ preventScroll: true });
+  }, [form]);
+}
+
+/** Focus back where the user was: the control that opened a form, if it is still on the page. */
+export function returnFocus(opener: HTMLElement | null | undefined, fallback?: HTMLElement | null) {
+  // After the render that removes the form (and may re-render the rows).
+  requestAnimationFrame(() => {
+    if (opener?.isConnected) opener.focus();
+    else fallback?.focus();
+  });
 }

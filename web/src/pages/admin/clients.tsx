@@ -1,8 +1,10 @@
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { clientId as consoleClientId } from "../../api/client.ts";
 import { api } from "../../api/instance.ts";
 import type { OAuthClient } from "../../api/types.ts";
+import { access, allows } from "../../state/access.ts";
 import { useQuery } from "../../state/query.ts";
+import { useStore } from "../../state/store.ts";
 import { ConfirmButton } from "../../ui/confirm-button.tsx";
 import { ErrorNotice, Loading } from "../../ui/feedback.tsx";
 import { Field, FormError, type FormFailure, formFailure } from "../../ui/form.tsx";
@@ -11,9 +13,12 @@ const grants = ["password", "refresh_token", "client_credentials"];
 const scopes = ["read", "write", "groups", "ingest"];
 
 export function ClientsAdmin() {
+  const permissions = useStore(access);
   const clients = useQuery(() => api.get<OAuthClient[]>("/o/clients/"), []);
   const [creating, setCreating] = useState(false);
-  const [secret, setSecret] = useState<{ client: string; secret: string } | null>(null);
+  // Each new confidential client's secret, shown once: kept until the person dismisses it,
+  // whatever else they do meanwhile (create or delete other clients).
+  const [secrets, setSecrets] = useState<{ client: string; secret: string }[]>([]);
   const [message, setMessage] = useState<string | undefined>(undefined);
   const [failure, setFailure] = useState<Error | undefined>(undefined);
 
@@ -28,18 +33,29 @@ export function ClientsAdmin() {
           <h2 id="clients-title">OAuth2 clients</h2>
           <p class="muted">Programs that obtain tokens: machine adapters, scripts, this console.</p>
         </div>
-        <button type="button" class="button button-primary" onClick={() => setCreating(true)}>
-          New client
-        </button>
+        {allows(permissions, "oauthclient.add") && (
+          <button
+            type="button"
+            class="button button-primary"
+            onClick={() => {
+              // What the last action said is not about the form now opened (secrets stay).
+              setMessage(undefined);
+              setFailure(undefined);
+              setCreating(true);
+            }}
+          >
+            New client
+          </button>
+        )}
       </div>
-      {secret && (
-        <div class="notice notice-success" role="status">
-          <strong>Client {secret.client} created.</strong>
-          <span>
-            Its secret is shown only now: <code class="secret">{secret.secret}</code>
-          </span>
-        </div>
-      )}
+      {secrets.map((shown) => (
+        <SecretNotice
+          key={shown.client}
+          client={shown.client}
+          secret={shown.secret}
+          onDismiss={() => setSecrets((all) => all.filter((other) => other !== shown))}
+        />
+      ))}
       {message && (
         <p class="notice notice-success" role="status">
           {message}
@@ -51,9 +67,14 @@ export function ClientsAdmin() {
           onDone={(created) => {
             setCreating(false);
             if (created) {
-              setSecret(
-                created.secret ? { client: created.client_id, secret: created.secret } : null,
-              );
+              const { client_id: client, secret } = created;
+              if (secret) {
+                setSecrets((all) => [
+                  ...all.filter((other) => other.client !== client),
+                  { client, secret },
+                ]);
+              }
+              setFailure(undefined);
               setMessage(
                 created.secret ? undefined : `Created public client ${created.client_id}.`,
               );
@@ -89,26 +110,31 @@ export function ClientsAdmin() {
                 <td>{client.scopes.join(" ")}</td>
                 <td class="muted">{new Date(client.created_at).toLocaleDateString()}</td>
                 <td class="actions">
-                  {client.client_id !== consoleClientId && (
-                    <ConfirmButton
-                      label="Delete"
-                      question={`Delete ${client.client_id} and its tokens?`}
-                      onConfirm={async () => {
-                        try {
-                          await api.request(
-                            "DELETE",
-                            `/o/clients/${encodeURIComponent(client.client_id)}/`,
-                          );
-                          setMessage(`Deleted client ${client.client_id}.`);
-                          setFailure(undefined);
-                          setSecret(null);
-                        } catch (error) {
-                          setFailure(error as Error);
-                        }
-                        clients.reload();
-                      }}
-                    />
-                  )}
+                  {client.client_id !== consoleClientId &&
+                    allows(permissions, "oauthclient.delete") && (
+                      <ConfirmButton
+                        label="Delete"
+                        question={`Delete ${client.client_id} and its tokens?`}
+                        onConfirm={async () => {
+                          try {
+                            await api.request(
+                              "DELETE",
+                              `/o/clients/${encodeURIComponent(client.client_id)}/`,
+                            );
+                            setMessage(`Deleted client ${client.client_id}.`);
+                            setFailure(undefined);
+                            // Only its own secret goes with it: it opens nothing any more.
+                            setSecrets((all) =>
+                              all.filter((other) => other.client !== client.client_id),
+                            );
+                          } catch (error) {
+                            setFailure(error as Error);
+                            setMessage(undefined);
+                          }
+                          clients.reload();
+                        }}
+                      />
+                    )}
                 </td>
               </tr>
             ))}
@@ -116,6 +142,62 @@ export function ClientsAdmin() {
         </table>
       </div>
     </section>
+  );
+}
+
+/**
+ * A new client's secret with a way to copy it: the clipboard where the browser allows it (a
+ * secure context), else the text selected for the person's own copy keystroke.
+ */
+function SecretNotice({
+  client,
+  secret,
+  onDismiss,
+}: {
+  client: string;
+  secret: string;
+  onDismiss: () => void;
+}) {
+  const code = useRef<HTMLElement>(null);
+  const [copied, setCopied] = useState<string | undefined>(undefined);
+  const selectSecret = () => {
+    const element = code.current;
+    const selection = window.getSelection();
+    if (!element || !selection) return;
+    const range = document.createRange();
+    range.selectNodeContents(element);
+    selection.removeAllRanges();
+    selection.addRange(range);
+    setCopied("Selected: press Ctrl+C (⌘C on a Mac) to copy.");
+  };
+  const copy = async () => {
+    try {
+      if (!navigator.clipboard) throw new Error("no clipboard");
+      await navigator.clipboard.writeText(secret);
+      setCopied("Copied.");
+    } catch {
+      selectSecret();
+    }
+  };
+  return (
+    <div class="notice notice-success secret-notice" role="status">
+      <strong>Client {client} created.</strong>
+      <span>
+        Its secret is shown only now; keep it before dismissing this:{" "}
+        <code class="secret" ref={code}>
+          {secret}
+        </code>
+      </span>
+      <div class="toolbar">
+        <button type="button" class="button button-small" onClick={() => void copy()}>
+          Copy secret
+        </button>
+        <button type="button" class="button button-small" onClick={onDismiss}>
+          Dismiss
+        </button>
+        {copied && <span aria-live="polite">{copied}</span>}
+      </div>
+    </div>
   );
 }
 

@@ -1,12 +1,18 @@
 import { useMemo, useState } from "preact/hooks";
 import { api } from "../../api/instance.ts";
 import type { Group, Permission } from "../../api/types.ts";
+import { useLeaveGuard } from "../../router.tsx";
+import { access, allows, checkAccess } from "../../state/access.ts";
 import { useQuery } from "../../state/query.ts";
+import { useStore } from "../../state/store.ts";
 import { ErrorNotice, Loading } from "../../ui/feedback.tsx";
 import { Field, FormError, type FormFailure, formFailure } from "../../ui/form.tsx";
 
 /** Permission codes are `resource.action`; the matrix shows one row per code, one column per group. */
 export function GroupsAdmin() {
+  const held = useStore(access);
+  const mayChange = allows(held, "group.change");
+  const mayAdd = allows(held, "group.add");
   const groups = useQuery(() => api.get<Group[]>("/groups/"), []);
   const permissions = useQuery(() => api.get<Permission[]>("/permissions/"), []);
   const [draft, setDraft] = useState<Map<string, Set<string>> | null>(null);
@@ -22,11 +28,16 @@ export function GroupsAdmin() {
     () => new Map((groups.data ?? []).map((group) => [group.name, new Set(group.permissions)])),
     [groups.data],
   );
-  const current = draft ?? saved;
+  // The draft over what is saved: a group created meanwhile joins the matrix beside the edits.
+  const current = draft ? new Map([...saved, ...draft]) : saved;
   const changed = [...current].filter(([name, codes]) => {
     const before = saved.get(name);
     return !before || before.size !== codes.size || [...codes].some((code) => !before.has(code));
   });
+  useLeaveGuard(
+    changed.length > 0,
+    "Leave without saving? Your changes to the groups' permissions will be lost.",
+  );
 
   if (groups.error && !groups.data)
     return <ErrorNotice error={groups.error} action="manage groups" />;
@@ -51,8 +62,11 @@ export function GroupsAdmin() {
       setFailure(undefined);
       setDraft(null);
       groups.reload();
+      // The user's own groups may be among those changed: what the console offers follows.
+      void checkAccess();
     } catch (error) {
       setFailure(error as Error);
+      setMessage(undefined);
     }
   };
 
@@ -63,10 +77,10 @@ export function GroupsAdmin() {
       setMessage(`Created group ${newGroup.trim()}.`);
       setNewGroup("");
       setNewGroupFailure({ fields: {}, general: undefined });
-      setDraft(null);
       groups.reload();
     } catch (error) {
       setNewGroupFailure(formFailure(error, ["name"]));
+      setMessage(undefined);
     }
   };
 
@@ -84,21 +98,23 @@ export function GroupsAdmin() {
           <h2 id="groups-title">Groups and permissions</h2>
           <p class="muted">A user may do what any of their groups may do.</p>
         </div>
-        <div class="toolbar">
-          {changed.length > 0 && (
-            <button type="button" class="button" onClick={() => setDraft(null)}>
-              Discard
+        {mayChange && (
+          <div class="toolbar">
+            {changed.length > 0 && (
+              <button type="button" class="button" onClick={() => setDraft(null)}>
+                Discard
+              </button>
+            )}
+            <button
+              type="button"
+              class="button button-primary"
+              disabled={changed.length === 0}
+              onClick={save}
+            >
+              Save changes{changed.length ? ` (${changed.length})` : ""}
             </button>
-          )}
-          <button
-            type="button"
-            class="button button-primary"
-            disabled={changed.length === 0}
-            onClick={save}
-          >
-            Save changes{changed.length ? ` (${changed.length})` : ""}
-          </button>
-        </div>
+          </div>
+        )}
       </div>
       {message && (
         <p class="notice notice-success" role="status">
@@ -137,6 +153,7 @@ export function GroupsAdmin() {
                         type="checkbox"
                         aria-label={`${name}: ${permission.code}`}
                         checked={current.get(name)?.has(permission.code) ?? false}
+                        disabled={!mayChange}
                         onChange={() => toggle(name, permission.code)}
                       />
                     </td>
@@ -147,19 +164,26 @@ export function GroupsAdmin() {
           ))}
         </table>
       </div>
-      <form class="panel form form-inline" onSubmit={createGroup} aria-label="New group" noValidate>
-        <FormError message={newGroupFailure.general} />
-        <Field
-          label="New group"
-          name="name"
-          value={newGroup}
-          onValue={setNewGroup}
-          errors={newGroupFailure.fields.name}
-        />
-        <button type="submit" class="button">
-          Create group
-        </button>
-      </form>
+      {mayAdd && (
+        <form
+          class="panel form form-inline"
+          onSubmit={createGroup}
+          aria-label="New group"
+          noValidate
+        >
+          <FormError message={newGroupFailure.general} />
+          <Field
+            label="New group"
+            name="name"
+            value={newGroup}
+            onValue={setNewGroup}
+            errors={newGroupFailure.fields.name}
+          />
+          <button type="submit" class="button">
+            Create group
+          </button>
+        </form>
+      )}
     </section>
   );
 }

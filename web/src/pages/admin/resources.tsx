@@ -1,10 +1,20 @@
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { api } from "../../api/instance.ts";
 import type { Machine } from "../../api/types.ts";
+import { access, allows } from "../../state/access.ts";
 import { useQuery } from "../../state/query.ts";
+import { useStore } from "../../state/store.ts";
 import { ConfirmButton } from "../../ui/confirm-button.tsx";
 import { Empty, ErrorNotice, Loading } from "../../ui/feedback.tsx";
-import { Field, FormError, type FormFailure, formFailure, SelectField } from "../../ui/form.tsx";
+import {
+  Field,
+  FormError,
+  type FormFailure,
+  formFailure,
+  returnFocus,
+  SelectField,
+  useOpenedForm,
+} from "../../ui/form.tsx";
 
 type Row = Record<string, unknown>;
 
@@ -18,6 +28,8 @@ interface FieldSpec {
 }
 
 export interface ResourceSpec {
+  /** The resource in permission codes: `machine` for `machine.add`, `machine.change`… */
+  resource: string;
   title: string;
   singular: string;
   path: string;
@@ -29,6 +41,7 @@ export interface ResourceSpec {
 }
 
 export const machinesSpec: ResourceSpec = {
+  resource: "machine",
   title: "Machines",
   singular: "machine",
   path: "/data/machines/",
@@ -57,6 +70,7 @@ export const machinesSpec: ResourceSpec = {
 };
 
 export const axesSpec: ResourceSpec = {
+  resource: "axis",
   title: "Axes",
   singular: "axis",
   path: "/data/axes/",
@@ -87,6 +101,7 @@ export const axesSpec: ResourceSpec = {
 };
 
 export const toolsSpec: ResourceSpec = {
+  resource: "tool",
   title: "Tools",
   singular: "tool",
   path: "/data/tools/",
@@ -144,8 +159,16 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
     [spec.path, selectedMachine],
   );
   const [editing, setEditing] = useState<Row | "new" | null>(null);
+  // The Edit or New button that opened the form: focus goes back there when it closes.
+  const opener = useRef<HTMLElement | null>(null);
+  const heading = useRef<HTMLHeadingElement>(null);
   const [message, setMessage] = useState<string | undefined>(undefined);
   const [failure, setFailure] = useState<Error | undefined>(undefined);
+  // Only the actions the user's groups allow are offered, rather than refused after a try.
+  const permissions = useStore(access);
+  const may = (action: "add" | "change" | "delete") =>
+    allows(permissions, `${spec.resource}.${action}`);
+  const rowActions = may("change") || may("delete");
 
   const remove = async (row: Row) => {
     const id = row[spec.idField];
@@ -157,13 +180,16 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
       if (spec === machinesSpec) machines.reload();
     } catch (error) {
       setFailure(error as Error);
+      setMessage(undefined);
     }
   };
 
   return (
     <section aria-labelledby="resource-title">
       <div class="page-head">
-        <h2 id="resource-title">{spec.title}</h2>
+        <h2 id="resource-title" ref={heading} tabIndex={-1}>
+          {spec.title}
+        </h2>
         <div class="toolbar">
           {spec.byMachine && machines.data && (
             <label class="control">
@@ -180,16 +206,20 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
               </select>
             </label>
           )}
-          <button
-            type="button"
-            class="button button-primary"
-            onClick={() => {
-              setEditing("new");
-              setMessage(undefined);
-            }}
-          >
-            New {spec.singular}
-          </button>
+          {may("add") && (
+            <button
+              type="button"
+              class="button button-primary"
+              onClick={(event) => {
+                opener.current = event.currentTarget;
+                setEditing("new");
+                setMessage(undefined);
+                setFailure(undefined);
+              }}
+            >
+              New {spec.singular}
+            </button>
+          )}
         </div>
       </div>
       {message && (
@@ -207,7 +237,9 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
           defaultMachine={selectedMachine}
           onDone={(saved) => {
             setEditing(null);
+            returnFocus(opener.current, heading.current);
             if (saved) {
+              setFailure(undefined);
               setMessage(`Saved ${spec.singular} ${saved[spec.idField]}.`);
               rows.reload();
               if (spec === machinesSpec) machines.reload();
@@ -234,9 +266,11 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
                     {column.label}
                   </th>
                 ))}
-                <th scope="col" class="actions">
-                  <span class="visually-hidden">Actions</span>
-                </th>
+                {rowActions && (
+                  <th scope="col" class="actions">
+                    <span class="visually-hidden">Actions</span>
+                  </th>
+                )}
               </tr>
             </thead>
             <tbody>
@@ -247,27 +281,35 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
                       {display(row[column.name])}
                     </td>
                   ))}
-                  <td class="actions">
-                    <button
-                      type="button"
-                      class="button button-small"
-                      onClick={() => {
-                        setEditing(row);
-                        setMessage(undefined);
-                      }}
-                    >
-                      Edit
-                    </button>{" "}
-                    <ConfirmButton
-                      label="Delete"
-                      question={
-                        spec === machinesSpec
-                          ? `Delete ${display(row.machine_name)} with its axes, tools and data?`
-                          : `Delete ${spec.singular} ${display(row[spec.idField])}?`
-                      }
-                      onConfirm={() => remove(row)}
-                    />
-                  </td>
+                  {rowActions && (
+                    <td class="actions">
+                      {may("change") && (
+                        <button
+                          type="button"
+                          class="button button-small"
+                          onClick={(event) => {
+                            opener.current = event.currentTarget;
+                            setEditing(row);
+                            setMessage(undefined);
+                            setFailure(undefined);
+                          }}
+                        >
+                          Edit
+                        </button>
+                      )}{" "}
+                      {may("delete") && (
+                        <ConfirmButton
+                          label="Delete"
+                          question={
+                            spec === machinesSpec
+                              ? `Delete ${display(row.machine_name)} with its axes, tools and data?`
+                              : `Delete ${spec.singular} ${display(row[spec.idField])}?`
+                          }
+                          onConfirm={() => remove(row)}
+                        />
+                      )}
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>
@@ -303,6 +345,8 @@ function ResourceForm({
   const [failure, setFailure] = useState<FormFailure>({ fields: {}, general: undefined });
   const [busy, setBusy] = useState(false);
   const set = (name: string) => (value: string) => setValues((old) => ({ ...old, [name]: value }));
+  const form = useRef<HTMLFormElement>(null);
+  useOpenedForm(form);
 
   const submit = async (event: Event) => {
     event.preventDefault();
@@ -327,7 +371,7 @@ function ResourceForm({
 
   const title = creating ? `New ${spec.singular}` : `Edit ${spec.singular} ${row[spec.idField]}`;
   return (
-    <form class="panel form" onSubmit={submit} aria-label={title} noValidate>
+    <form ref={form} class="panel form" onSubmit={submit} aria-label={title} noValidate>
       <h3>{title}</h3>
       <FormError message={failure.general} />
       <div class="form-grid">

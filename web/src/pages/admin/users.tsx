@@ -1,14 +1,23 @@
 import { useState } from "preact/hooks";
 import { api } from "../../api/instance.ts";
 import type { Group, User } from "../../api/types.ts";
+import { access, allows, checkAccess, isMe } from "../../state/access.ts";
 import { useQuery } from "../../state/query.ts";
+import { useStore } from "../../state/store.ts";
 import { ConfirmButton } from "../../ui/confirm-button.tsx";
 import { ErrorNotice, Loading } from "../../ui/feedback.tsx";
 import { Field, FormError, type FormFailure, formFailure, SelectField } from "../../ui/form.tsx";
 
 export function UsersAdmin() {
+  const permissions = useStore(access);
+  const may = (code: string) => allows(permissions, code);
+  // Seeing users does not take seeing groups: without it, each user's groups are listed as text.
+  const seesGroups = may("group.view");
   const users = useQuery(() => api.get<User[]>("/users/"), []);
-  const groups = useQuery(() => api.get<Group[]>("/groups/"), []);
+  const groups = useQuery(
+    () => (seesGroups ? api.get<Group[]>("/groups/") : Promise.resolve([])),
+    [seesGroups],
+  );
   const [message, setMessage] = useState<string | undefined>(undefined);
   const [failure, setFailure] = useState<Error | undefined>(undefined);
   const [creating, setCreating] = useState(false);
@@ -29,14 +38,26 @@ export function UsersAdmin() {
   if (users.error && !users.data) return <ErrorNotice error={users.error} action="manage users" />;
   if (!users.data || !groups.data) return <Loading what="users" />;
   const groupNames = groups.data.map((group) => group.name);
+  const changesMembership = seesGroups && may("group.change");
 
   return (
     <section aria-labelledby="users-title">
       <div class="page-head">
         <h2 id="users-title">Users</h2>
-        <button type="button" class="button button-primary" onClick={() => setCreating(true)}>
-          New user
-        </button>
+        {may("user.add") && (
+          <button
+            type="button"
+            class="button button-primary"
+            onClick={() => {
+              // What the last action said is not about the form now opened.
+              setMessage(undefined);
+              setFailure(undefined);
+              setCreating(true);
+            }}
+          >
+            New user
+          </button>
+        )}
       </div>
       {message && (
         <p class="notice notice-success" role="status">
@@ -46,7 +67,7 @@ export function UsersAdmin() {
       {failure && <ErrorNotice error={failure} action="make this change" />}
       {creating && (
         <NewUserForm
-          groups={groupNames}
+          groups={changesMembership ? groupNames : []}
           onDone={(created) => {
             setCreating(false);
             if (created) {
@@ -81,40 +102,48 @@ export function UsersAdmin() {
                   </div>
                 </th>
                 <td>
-                  <fieldset class="chips">
-                    <legend class="visually-hidden">Groups of {user.username}</legend>
-                    {groupNames.map((group) => {
-                      const member = user.groups.includes(group);
-                      return (
-                        <label key={group} class={`chip${member ? " chip-on" : ""}`}>
-                          <input
-                            type="checkbox"
-                            checked={member}
-                            onChange={() =>
-                              act(
-                                () =>
-                                  api.request(
-                                    "POST",
-                                    member ? "/remove-user-from-group/" : "/add-user-to-group/",
-                                    {
-                                      body: { username: user.username, group },
-                                    },
-                                  ),
-                                "",
-                              )
-                            }
-                          />
-                          {group}
-                        </label>
-                      );
-                    })}
-                  </fieldset>
+                  {!seesGroups && (user.groups.join(", ") || <span class="muted">none</span>)}
+                  {seesGroups && (
+                    <fieldset class="chips">
+                      <legend class="visually-hidden">Groups of {user.username}</legend>
+                      {groupNames.map((group) => {
+                        const member = user.groups.includes(group);
+                        return (
+                          <label key={group} class={`chip${member ? " chip-on" : ""}`}>
+                            <input
+                              type="checkbox"
+                              checked={member}
+                              disabled={!changesMembership}
+                              onChange={() =>
+                                act(
+                                  () =>
+                                    api.request(
+                                      "POST",
+                                      member ? "/remove-user-from-group/" : "/add-user-to-group/",
+                                      {
+                                        body: { username: user.username, group },
+                                      },
+                                    ),
+                                  "",
+                                ).then(() => {
+                                  // Their own groups decide what this console offers them.
+                                  if (isMe(permissions, user.id)) void checkAccess();
+                                })
+                              }
+                            />
+                            {group}
+                          </label>
+                        );
+                      })}
+                    </fieldset>
+                  )}
                 </td>
                 <td>
                   <label class="switch">
                     <input
                       type="checkbox"
                       checked={user.is_active}
+                      disabled={!may("user.change")}
                       onChange={() =>
                         act(
                           () =>
@@ -132,7 +161,7 @@ export function UsersAdmin() {
                   {user.last_login ? new Date(user.last_login).toLocaleString() : "never"}
                 </td>
                 <td class="actions">
-                  {user.username !== api.username && (
+                  {!isMe(permissions, user.id) && may("user.delete") && (
                     <ConfirmButton
                       label="Delete"
                       question={`Delete ${user.username}?`}
@@ -163,7 +192,9 @@ function NewUserForm({
   groups: string[];
   onDone: (username: string | null) => void;
 }) {
-  const [values, setValues] = useState<Record<string, string>>({ group: "Operator" });
+  const [values, setValues] = useState<Record<string, string>>({
+    group: groups.includes("Operator") ? "Operator" : "",
+  });
   const [failure, setFailure] = useState<FormFailure>({ fields: {}, general: undefined });
   const [busy, setBusy] = useState(false);
   const set = (name: string) => (value: string) => setValues((old) => ({ ...old, [name]: value }));
@@ -232,20 +263,22 @@ function NewUserForm({
           onValue={set("last_name")}
           errors={failure.fields.last_name}
         />
-        <SelectField
-          label="Group"
-          name="group"
-          value={values.group ?? ""}
-          onValue={set("group")}
-          errors={failure.fields.group}
-        >
-          <option value="">No group</option>
-          {groups.map((group) => (
-            <option key={group} value={group}>
-              {group}
-            </option>
-          ))}
-        </SelectField>
+        {groups.length > 0 && (
+          <SelectField
+            label="Group"
+            name="group"
+            value={values.group ?? ""}
+            onValue={set("group")}
+            errors={failure.fields.group}
+          >
+            <option value="">No group</option>
+            {groups.map((group) => (
+              <option key={group} value={group}>
+                {group}
+              </option>
+            ))}
+          </SelectField>
+        )}
       </div>
       <div class="form-actions">
         <button type="submit" class="button button-primary" disabled={busy}>
