@@ -108,15 +108,14 @@ describe.runIf(testDatabaseKind() === "postgres")("maintenance behind a long rea
 
   it("behind other DDL, gives up within its lock timeout, and succeeds at the next run", async () => {
     const today = freshDays();
-    const started = Date.now();
     const outcome = await behindLock(
       "share update exclusive",
       () => t.services.maintain(),
       maintenanceLockTimeoutMs + 3000,
     );
     expect(outcome).not.toBe("still waiting");
-    expect(Date.now() - started).toBeLessThan(maintenanceLockTimeoutMs + 2000);
-    // The raw table's step gave up; the others ran all the same.
+    // The raw table's step gave up by its lock timeout (55P03), well before the test's wait;
+    // the others ran all the same.
     const failed = (outcome as { error?: unknown }).error;
     expect(failed).toBeInstanceOf(AggregateError);
     expect((failed as AggregateError).errors.map(pgErrorCode)).toEqual(["55P03"]);
