@@ -5,11 +5,13 @@ import { DomainError, pgErrorCode, pgErrorCodes } from "../../platform/errors.ts
 import type { AxisDataPartitions } from "../axis-data/partitions.ts";
 import type { FleetCatalog } from "../machines/fleet-catalog.ts";
 import {
+  type AxisSampleRow,
   type IngestResult,
   type RawBatch,
   type RowProblem,
   rowCount,
   type ToolRow,
+  type ToolUsageRow,
   type ValidBatch,
 } from "./ingest-batch.ts";
 import { namedToolIds, validateBatch } from "./ingest-validation.ts";
@@ -335,8 +337,11 @@ export class IngestPipeline {
       const usage = await insertToolUsage(db, batch);
       const tools = await updateTools(db, batch);
       return {
-        result: { accepted: rows, duplicates: rows - samples - usage - tools.length },
-        stored: { ...batch, tools },
+        result: {
+          accepted: rows,
+          duplicates: rows - samples.inserted - usage.inserted - tools.length,
+        },
+        stored: { axis: samples.stored, toolUsage: usage.stored, tools },
       };
     };
     const [sole] = submissions;
@@ -424,16 +429,31 @@ function column<Row>(rows: readonly Row[], value: (row: Row) => number | boolean
   return `{${rows.map(value).join(",")}}`;
 }
 
-async function insertAxisSamples(tx: Queryable, batch: ValidBatch): Promise<number> {
-  if (batch.axis.length === 0) return 0;
+/**
+ * What an insert that skips keys already stored (`on conflict do nothing`) leaves in the
+ * database: how many rows it added, and the batch's rows as stored. A row whose key was there
+ * before (a retried batch, another server's, or the same instant sent twice with different
+ * values) stands for the stored row, not for what this batch said, so the latest values and the
+ * live feed never show a value the database refused.
+ */
+interface Inserted<Row> {
+  inserted: number;
+  stored: Row[];
+}
+
+async function insertAxisSamples(
+  tx: Queryable,
+  batch: ValidBatch,
+): Promise<Inserted<AxisSampleRow>> {
   const rows = batch.axis;
+  if (rows.length === 0) return { inserted: 0, stored: rows };
+  const keys = [column(rows, (row) => row.axisId), column(rows, (row) => row.time)];
   const { rowCount } = await tx.query(
     `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
      select * from unnest($1::bigint[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::bool[])
      on conflict (axis_id, update_timestamp) do nothing`,
     [
-      column(rows, (row) => row.axisId),
-      column(rows, (row) => row.time),
+      ...keys,
       column(rows, (row) => row.actualPosition),
       column(rows, (row) => row.targetPosition),
       column(rows, (row) => row.velocity),
@@ -441,23 +461,57 @@ async function insertAxisSamples(tx: Queryable, batch: ValidBatch): Promise<numb
       column(rows, (row) => row.homed),
     ],
   );
-  return rowCount;
+  // Every row added: the batch is what is stored. Otherwise (rare) the skipped ones are read.
+  if (rowCount === rows.length) return { inserted: rowCount, stored: rows };
+  const { rows: found } = await tx.query<{
+    n: number;
+    actual_position: number;
+    target_position: number;
+    velocity: number;
+    acceleration: number;
+    homed: boolean;
+  }>(
+    `select k.n::int as n, d.actual_position, d.target_position, d.velocity, d.acceleration, d.homed
+     from unnest($1::bigint[], $2::timestamptz[]) with ordinality as k (axis_id, at, n)
+     join axis_data d on d.axis_id = k.axis_id and d.update_timestamp = k.at
+     order by k.n`,
+    keys,
+  );
+  return {
+    inserted: rowCount,
+    stored: found.map((d) => ({
+      ...rows[d.n - 1]!,
+      actualPosition: d.actual_position,
+      targetPosition: d.target_position,
+      velocity: d.velocity,
+      acceleration: d.acceleration,
+      homed: d.homed,
+    })),
+  };
 }
 
-async function insertToolUsage(tx: Queryable, batch: ValidBatch): Promise<number> {
-  if (batch.toolUsage.length === 0) return 0;
+async function insertToolUsage(tx: Queryable, batch: ValidBatch): Promise<Inserted<ToolUsageRow>> {
   const rows = batch.toolUsage;
+  if (rows.length === 0) return { inserted: 0, stored: rows };
+  const keys = [column(rows, (row) => row.machineId), column(rows, (row) => row.time)];
   const { rowCount } = await tx.query(
     `insert into tool_usage (machine_id, tool_in_use, update_timestamp)
-     select * from unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
+     select m, t, at from unnest($1::bigint[], $2::timestamptz[], $3::bigint[]) as r (m, at, t)
      on conflict (machine_id, update_timestamp) do nothing`,
-    [
-      column(rows, (row) => row.machineId),
-      column(rows, (row) => row.toolInUse),
-      column(rows, (row) => row.time),
-    ],
+    [...keys, column(rows, (row) => row.toolInUse)],
   );
-  return rowCount;
+  if (rowCount === rows.length) return { inserted: rowCount, stored: rows };
+  const { rows: found } = await tx.query<{ n: number; tool_in_use: number }>(
+    `select k.n::int as n, u.tool_in_use
+     from unnest($1::bigint[], $2::timestamptz[]) with ordinality as k (machine_id, at, n)
+     join tool_usage u on u.machine_id = k.machine_id and u.update_timestamp = k.at
+     order by k.n`,
+    keys,
+  );
+  return {
+    inserted: rowCount,
+    stored: found.map((u) => ({ ...rows[u.n - 1]!, toolInUse: Number(u.tool_in_use) })),
+  };
 }
 
 /**

@@ -524,6 +524,65 @@ describe("subscriptions", () => {
     expect(answer.data.find((row: Message) => row.axis === axis).actual_position).toBe(7);
   });
 
+  it("show and push what the database stored at an instant, never a duplicate it refused", async () => {
+    const machine = (await createMachine(f.t)).machine_id as number;
+    const axis = (await createAxis(f.t, machine, { axis_name: "X" })).axis_id as number;
+    const [kept, refused] = [
+      (await createTool(f.t, machine)).tool_id as number,
+      (await createTool(f.t, machine)).tool_id as number,
+    ];
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine] });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    // Another server (or this one before a restart) stored these; this one's cache never saw them.
+    const instant = at();
+    await f.t.services.partitions.ensure([Date.parse(instant)]);
+    await f.t.database.db.query(
+      `insert into axis_data (axis_id, update_timestamp, actual_position, target_position, velocity, acceleration, homed)
+       values ($1, $2, 7, 8, 0, 0, false)`,
+      [axis, instant],
+    );
+    await f.t.database.db.query(
+      "insert into tool_usage (machine_id, tool_in_use, update_timestamp) values ($1, $2, $3)",
+      [machine, kept, instant],
+    );
+    // A producer sends the same instants with other values, and a new sample beside them.
+    const later = at();
+    const sample = (timestamp: string, value: number) => ({
+      machine_id: machine,
+      axis_name: "X",
+      actual_position: value,
+      target_position: value,
+      velocity: 1,
+      acceleration: 1,
+      homed: true,
+      timestamp,
+    });
+    const result = await f.t.services.ingest.ingest({
+      axis_data: [sample(instant, 99)],
+      tool_usage: [{ machine_id: machine, tool_in_use: refused, timestamp: instant }],
+    });
+    expect(result).toEqual({ accepted: 2, duplicates: 2 });
+    const answer = await client.ask({ type: "get_axis_data" }, "axis_data");
+    const row = answer.data.find((r: Message) => r.axis === axis);
+    expect([row.actual_position, row.target_position, row.homed]).toEqual([7, 8, false]);
+    const late = track((await signedIn(f)).client);
+    late.send({ type: "subscribe", machines: [machine] });
+    const snapshot = await late.next((m) => m.type === "tool_usage" && m.snapshot);
+    expect(snapshot.data.map((r: Message) => r.tool_in_use)).toEqual([kept]);
+    const usage = pushes(client, "tool_usage").flatMap((m) => m.data);
+    expect(usage.map((r: Message) => r.tool_in_use)).not.toContain(refused);
+    // The stored values are what was pushed, and a new sample beside a duplicate is itself.
+    await f.t.services.ingest.ingest({ axis_data: [sample(instant, 98), sample(later, 5)] });
+    await until(() =>
+      pushes(client).some((m) => m.data.some((r: Message) => r.actual_position === 5)),
+    );
+    const pushed = pushes(client).flatMap((m) => m.data.map((r: Message) => r.actual_position));
+    expect(pushed).not.toContain(99);
+    expect(pushed).not.toContain(98);
+    expect(pushed.at(-1)).toBe(5);
+  });
+
   it("keep ticks in order, each once, while the catalog reloads between them", async () => {
     const { client } = await signedIn(f);
     track(client);
