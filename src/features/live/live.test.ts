@@ -453,6 +453,33 @@ describe("subscriptions", () => {
     expect(pushes(client).length).toBeLessThan(5);
   });
 
+  it("never push faster than max_rate_hz, at a rate that does not divide the sweep's grid", async () => {
+    const { client } = await signedIn(f);
+    track(client);
+    const rate = 15; // one push per 66.7 ms; the sweep runs every 25 ms
+    const subscribedAt = performance.now();
+    client.send({ type: "subscribe", machines: [f.machines[0]], axes: ["X"], max_rate_hz: rate });
+    await client.next((m) => m.type === "axis_data" && m.snapshot);
+    // News far more often than the rate allows (about every 10 ms), for over a second.
+    let value = 1000;
+    while (performance.now() - subscribedAt < 1500) {
+      await ingestAxes(f, value++, [f.machines[0]!], ["X"]);
+      await sleep(10);
+    }
+    const last = value - 1;
+    await until(() =>
+      pushes(client).some((m) => m.data.some((r: Message) => r.actual_position === last)),
+    );
+    const lastAt = performance.now();
+    // Whatever the delays on either side, the server sent them all between the subscribe and
+    // now: at most one per interval, plus the one a sweep early that the due times allow.
+    const sent = pushes(client).length;
+    expect(sent).toBeGreaterThan(3);
+    expect(sent).toBeLessThanOrEqual(Math.floor((rate * (lastAt - subscribedAt)) / 1000) + 2);
+    // Each push is the newest value at its time: conflated, never a queue of every sample.
+    expect(sent).toBeLessThan(value - 1000);
+  });
+
   it("push a series forward only: a late or repeated sample is history, not news", async () => {
     const { client } = await signedIn(f);
     track(client);
