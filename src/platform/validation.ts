@@ -90,15 +90,77 @@ function isCalendarDate(year: number, month: number, day: number): boolean {
   return day <= (month === 2 && leap ? 29 : daysInMonth[month - 1]!);
 }
 
+/**
+ * Numerals as a client writes them in a query string or form: digits, a sign, a decimal point and
+ * an exponent (for an integer, a fraction of zeros only, as DRF takes `1.0`). Ajv's coercion reads
+ * text with JavaScript's `Number`, which also takes `0x10`, `0b11`, `Infinity`, blanks around the
+ * digits and (as 0) nothing at all; those are refused before it sees them.
+ */
+const numerals = {
+  integer: /^[+-]?\d+(\.0*)?$/,
+  number: /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/,
+};
+
+type NumeralKind = keyof typeof numerals;
+
+/** The top-level properties of a text part's schema that hold numbers, one or a list of them. */
+function numeralFields(schema: unknown): Map<string, NumeralKind> {
+  const fields = new Map<string, NumeralKind>();
+  const kindOf = (property: unknown): NumeralKind | undefined => {
+    if (typeof property !== "object" || property === null) return undefined;
+    const { type, items } = property as { type?: unknown; items?: unknown };
+    if (type === "integer" || type === "number") return type;
+    return type === "array" ? kindOf(items) : undefined;
+  };
+  const properties = (schema as { properties?: Record<string, unknown> } | null)?.properties ?? {};
+  for (const [name, property] of Object.entries(properties)) {
+    const kind = kindOf(property);
+    if (kind) fields.set(name, kind);
+  }
+  return fields;
+}
+
+/** Validates text (query string, path parameters, a form): numerals strictly, then coerced. */
+function textValidator(schema: unknown) {
+  const validate = textAjv.compile(schema as object);
+  const fields = numeralFields(schema);
+  const validateText = (data: unknown): boolean => {
+    const errors: ErrorObject[] = [];
+    if (typeof data === "object" && data !== null) {
+      for (const [name, kind] of fields) {
+        const value = (data as Record<string, unknown>)[name];
+        const values = Array.isArray(value) ? value : [value];
+        if (values.some((item) => typeof item === "string" && !numerals[kind].test(item)))
+          errors.push({
+            keyword: "type",
+            instancePath: `/${name}`,
+            schemaPath: `#/properties/${name}/type`,
+            params: { type: kind },
+            message: `must be ${kind}`,
+          });
+      }
+    }
+    if (errors.length > 0) {
+      validateText.errors = errors;
+      return false;
+    }
+    const valid = validate(data) as boolean;
+    validateText.errors = validate.errors ?? null;
+    return valid;
+  };
+  validateText.errors = null as ErrorObject[] | null;
+  return validateText;
+}
+
 export const validatorCompiler: FastifySchemaCompiler<FastifySchema> = ({ schema, httpPart }) => {
   if (httpPart !== "body") {
-    return textAjv.compile(schema as object) as ReturnType<FastifySchemaCompiler<FastifySchema>>;
+    return textValidator(schema) as ReturnType<FastifySchemaCompiler<FastifySchema>>;
   }
   const validate = bodyAjv.compile(schema as object);
   // Compiled on the first form, as most routes never get one.
-  let validateForm: typeof validate | undefined;
+  let validateForm: ReturnType<typeof textValidator> | undefined;
   const formValidator = () => {
-    validateForm ??= textAjv.compile(schema as object);
+    validateForm ??= textValidator(schema);
     return validateForm;
   };
   const validateBody = (data: unknown): boolean => {

@@ -219,6 +219,29 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
         );
         expect(Object.keys(answer.json())).toContain(wrong[0]);
       });
+      // JavaScript's Number reads these as numbers; a client writing them meant something else.
+      for (const numeral of ["0x10", "Infinity", " 5", "1_0"]) {
+        it(`${method}: a form body's number written ${JSON.stringify(numeral)} is 400`, async () => {
+          const t = getT();
+          const body = await spec.validBody();
+          const field = Object.entries(spec.fields).find(([, kind]) => numeric(kind))?.[0];
+          if (!field) return;
+          const form = new URLSearchParams(
+            Object.entries({ ...body, [field]: numeral }).map(([key, value]) => [
+              key,
+              String(value),
+            ]),
+          ).toString();
+          const answer = await expectRefused(
+            t,
+            rawJson(t, method, await url(), form, "application/x-www-form-urlencoded"),
+            400,
+          );
+          expect(answer.json()[field]).toEqual([
+            expect.stringMatching(/^A valid (integer|number)/),
+          ]);
+        });
+      }
     }
 
     for (const [what, contentType] of [
@@ -346,6 +369,11 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
       "limit=abc",
       "offset=-1",
       "offset=abc",
+      "limit=0x10",
+      "limit=Infinity",
+      "limit=1e1",
+      "limit=%2010",
+      "offset=0b11",
     ]) {
       it(`GET ?${decodeURIComponent(query)} is 400`, async () => {
         const t = getT();
