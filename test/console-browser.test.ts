@@ -663,6 +663,43 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("names the tool in use by its number on the machine, not its database id", async () => {
+    const machine_id = nextMachineId();
+    const machine_name = uniqueName("Okuma MB-46 ");
+    await arrange("/data/machines/", { machine_id, machine_name, tool_capacity: 12 });
+    const tools = [];
+    for (const [tool_offset, feedrate] of [
+      [80, 600],
+      [95.5, 750],
+      [112, 900],
+    ])
+      tools.push(await arrange("/data/tools/", { machine: machine_id, tool_offset, feedrate }));
+    const third = tools[2].tool_id as number;
+    await arrange("/data/tool-usage/", { machine: machine_id, tool_in_use: third });
+    // Ids are the database's: the third tool of this machine has a larger one.
+    expect(third).toBeGreaterThan(3);
+
+    const page = await newPage();
+    await signIn(page, people.manager);
+    await page.getByLabel("Filter").fill(machine_name);
+    const meta = page.locator(".tile .tile-meta");
+    await expect.poll(() => meta.textContent()).toContain("T3 in use");
+    expect(await meta.textContent()).not.toContain(`T${third}`);
+
+    await page.goto(`${base}/machines/${machine_id}`);
+    await page
+      .getByRole("heading", { name: machine_name })
+      .locator("xpath=../p")
+      .getByText("T3 in use (offset 112 mm, 900 mm/min)")
+      .waitFor();
+    await page.context().close();
+    await t.inject({
+      method: "DELETE",
+      url: `/data/machines/${machine_id}/`,
+      headers: t.adminAuth,
+    });
+  });
+
   it("says so when the machine on screen is deleted, instead of looking live", async () => {
     const machine_id = nextMachineId();
     await arrange("/data/machines/", {

@@ -10,6 +10,7 @@ import {
   useLatest,
 } from "../state/latest.ts";
 import { liveSource } from "../state/sources.ts";
+import { toolInUseDetail, toolInUseLabel } from "../state/tools.ts";
 import { Empty, ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { usePageTitle } from "../ui/page-title.ts";
 import { Sparkline } from "../ui/sparkline.tsx";
@@ -231,6 +232,7 @@ function MachineTile({
 }) {
   const state = statusOf(latest, now);
   const usage = fleet.toolInUse.get(machine.machine_id);
+  const tools = fleet.toolsByMachine.get(machine.machine_id) ?? [];
   const axisNames = (fleet.axesByMachine.get(machine.machine_id) ?? [])
     .map((axis) => axis.axis_name)
     .sort((a, b) => rankAxis(a) - rankAxis(b));
@@ -247,8 +249,11 @@ function MachineTile({
         <span class={`pill pill-${state}`}>{statusLabel[state]}</span>
       </div>
       <div class="tile-meta muted">
-        #{machine.machine_id} · {usage ? `T${usage.tool_in_use} in use` : "no tool in use"} ·{" "}
-        {fleet.toolsByMachine.get(machine.machine_id)?.length ?? 0}/{machine.tool_capacity} tools
+        #{machine.machine_id} ·{" "}
+        <span class="tool-in-use" title={toolInUseDetail(tools, usage)}>
+          {toolInUseLabel(tools, usage)}
+        </span>{" "}
+        · {tools.length}/{machine.tool_capacity} tools
       </div>
       <dl class="axes">
         {(axisNames.length ? axisNames : axisOrder).slice(0, 6).map((name) => {

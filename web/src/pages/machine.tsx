@@ -8,6 +8,7 @@ import { type MachineLatest, statusLabel, statusOf } from "../state/latest.ts";
 import { useQuery } from "../state/query.ts";
 import { recentSamples } from "../state/recent.ts";
 import { liveSource } from "../state/sources.ts";
+import { toolInUseDetail, toolInUseFigures, toolInUseLabel } from "../state/tools.ts";
 import { axisUnits } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { usePageTitle } from "../ui/page-title.ts";
@@ -188,8 +189,12 @@ function MachineView({ info }: { info: MachineInfo }) {
           </h1>
           <p class="muted">
             Machine #{machine.machine_id} · {info.tools.length}/{machine.tool_capacity} tools ·{" "}
-            {info.usage ? `T${info.usage.tool_in_use} in use` : "no tool in use"} ·{" "}
-            {entry.updatedAt ? `updated ${ago(entry.updatedAt, now)}` : "no data in this window"}
+            <span class="tool-in-use" title={toolInUseDetail(info.tools, info.usage)}>
+              {toolInUseLabel(info.tools, info.usage)}
+              {toolInUseFigures(info.tools, info.usage) &&
+                ` (${toolInUseFigures(info.tools, info.usage)})`}
+            </span>{" "}
+            · {entry.updatedAt ? `updated ${ago(entry.updatedAt, now)}` : "no data in this window"}
           </p>
         </div>
         <div class="toolbar">
