@@ -728,6 +728,45 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("shows a fleet tile as loading until its first values come back, and No data only then", async () => {
+    const machine_id = nextMachineId();
+    const machine_name = uniqueName("Hermle C 42 ");
+    await arrange("/data/machines/", { machine_id, machine_name, tool_capacity: 12 });
+    await arrange("/data/axes/", {
+      machine: machine_id,
+      axis_name: "X",
+      max_acceleration: 2000,
+      max_velocity: 500,
+    });
+    const page = await newPage();
+    // This machine's samples are held back until the tile has been seen loading.
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await page.route(
+      (url) =>
+        url.pathname === "/data/axises/" && url.searchParams.get("machine") === String(machine_id),
+      async (route) => {
+        await released;
+        await route.continue();
+      },
+    );
+    await signIn(page, people.manager);
+    await page.getByLabel("Filter").fill(machine_name);
+    const tile = (state: string) => page.getByRole("link", { name: `${machine_name}, ${state}` });
+    await tile("Loading").waitFor();
+    expect(await tile("No data").count()).toBe(0);
+    release();
+    await tile("No data").waitFor();
+    await page.context().close();
+    await t.inject({
+      method: "DELETE",
+      url: `/data/machines/${machine_id}/`,
+      headers: t.adminAuth,
+    });
+  });
+
   it("says so when the machine on screen is deleted, instead of looking live", async () => {
     const machine_id = nextMachineId();
     await arrange("/data/machines/", {
