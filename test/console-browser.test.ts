@@ -684,7 +684,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await signIn(page, people.manager);
     await page.getByLabel("Filter").fill(machine_name);
     const meta = page.locator(".tile .tile-meta");
-    await expect.poll(() => meta.textContent()).toContain("T3 in use");
+    await meta.getByText("T3 in use", { exact: true }).waitFor();
     expect(await meta.textContent()).not.toContain(`T${third}`);
 
     await page.goto(`${base}/machines/${machine_id}`);
@@ -1427,6 +1427,29 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
         .toBe(true);
     }
     await page.getByText(`Saved machine ${last.machine_id}.`).waitFor();
+    await page.context().close();
+  });
+
+  it("returns focus to Delete when its question is cancelled, by button or Escape", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    await page.goto(`${base}/admin/machines`);
+    const machine = fleet[1]!;
+    const row = page.getByRole("row", { name: new RegExp(`^${machine.machine_id} `) });
+    const remove = row.getByRole("button", { name: "Delete" });
+    const cancel = row.getByRole("button", { name: "Cancel" });
+    const focused = (button: typeof remove) =>
+      button.evaluate((element) => element === document.activeElement);
+
+    for (const withdraw of ["Enter", "Escape"]) {
+      await remove.focus();
+      await page.keyboard.press("Enter");
+      await expect.poll(() => focused(cancel), { timeout: 15_000 }).toBe(true);
+      // Enter on the focused Cancel; Escape from it.
+      await page.keyboard.press(withdraw);
+      await cancel.waitFor({ state: "detached" });
+      await expect.poll(() => focused(remove), { timeout: 15_000 }).toBe(true);
+    }
     await page.context().close();
   });
 
