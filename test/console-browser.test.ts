@@ -1453,6 +1453,37 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("keeps every admin table's Delete on a phone's screen, where a finger can reach it", async () => {
+    const page = await newPage({ width: 390, height: 844 });
+    await signIn(page, people.admin);
+    const reachable: Record<string, boolean> = {};
+    for (const path of ["machines", "axes", "tools", "users", "clients"]) {
+      await page.goto(`${base}/admin/${path}`);
+      const remove = page.getByRole("table").getByRole("button", { name: "Delete" }).first();
+      await remove.waitFor();
+      // On screen and not under anything else: what a tap at its middle reaches is the button.
+      reachable[path] = await remove.evaluate((button) => {
+        const box = button.getBoundingClientRect();
+        const x = box.left + box.width / 2;
+        const y = box.top + box.height / 2;
+        return (
+          box.left >= 0 &&
+          box.right <= window.innerWidth &&
+          button.contains(document.elementFromPoint(x, y))
+        );
+      });
+    }
+    await shot(page, "phone-admin-clients");
+    expect(reachable).toEqual({
+      machines: true,
+      axes: true,
+      tools: true,
+      users: true,
+      clients: true,
+    });
+    await page.context().close();
+  });
+
   it("lets a Supervisor add a machine, but offers no edit or delete", async () => {
     const page = await newPage();
     await signIn(page, people.supervisor);
