@@ -767,6 +767,69 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     });
   });
 
+  it("gives the numbers of the machine table and the axes and tools tables their units", async () => {
+    const page = await newPage();
+    await signIn(page, people.manager);
+    const machine = fleet[0]!;
+    await page.goto(`${base}/machines/${machine.machine_id}`);
+    const latest = page.getByRole("table", { name: "Latest axis values" });
+    const cells = (axis: string) =>
+      latest
+        .getByRole("row")
+        .filter({ has: page.getByRole("rowheader", { name: axis, exact: true }) })
+        .getByRole("cell")
+        .allTextContents();
+    // Actual, target, to go, velocity, acceleration, homed, limits.
+    await expect
+      .poll(() => cells("X"), { timeout: 15_000 })
+      .toEqual([
+        expect.stringMatching(/^-?\d+\.\d{3} mm$/),
+        expect.stringMatching(/^-?\d+\.\d{3} mm$/),
+        expect.stringMatching(/^-?\d+\.\d{3} mm$/),
+        expect.stringMatching(/^-?\d+\.\d mm\/s$/),
+        expect.stringMatching(/^-?\d+\.\d mm\/s²$/),
+        "Yes",
+        "500 mm/s / 2000 mm/s²",
+      ]);
+    expect(await cells("A")).toEqual([
+      expect.stringMatching(/^-?\d+\.\d{3} °$/),
+      expect.stringMatching(/^-?\d+\.\d{3} °$/),
+      expect.stringMatching(/^-?\d+\.\d{3} °$/),
+      expect.stringMatching(/^-?\d+\.\d °\/s$/),
+      expect.stringMatching(/^-?\d+\.\d °\/s²$/),
+      "Yes",
+      "500 °/s / 2000 °/s²",
+    ]);
+
+    // Administration: an axis' limits in its own units; a tool's in the columns' headings.
+    await page.goto(`${base}/admin/axes`);
+    await page.getByLabel("Machine").selectOption(String(machine.machine_id));
+    const axes = page.getByRole("table", { name: "Axes" });
+    const limits = (axis: string) =>
+      axes
+        .getByRole("row")
+        .filter({ has: page.getByRole("cell", { name: axis, exact: true }) })
+        .getByRole("cell")
+        .allTextContents();
+    await expect
+      .poll(() => limits("C"), { timeout: 15_000 })
+      .toEqual([expect.any(String), "C", "2000 °/s²", "500 °/s", expect.any(String)]);
+    expect(await limits("Y")).toEqual([
+      expect.any(String),
+      "Y",
+      "2000 mm/s²",
+      "500 mm/s",
+      expect.any(String),
+    ]);
+    await page.goto(`${base}/admin/tools`);
+    const headings = page.getByRole("table", { name: "Tools" }).getByRole("columnheader");
+    await headings.first().waitFor();
+    expect(await headings.allTextContents()).toEqual(
+      expect.arrayContaining(["Tool offset (mm)", "Feed rate (mm/min)"]),
+    );
+    await page.context().close();
+  });
+
   it("says so when the machine on screen is deleted, instead of looking live", async () => {
     const machine_id = nextMachineId();
     await arrange("/data/machines/", {
