@@ -3,6 +3,7 @@ import type { Machine } from "../api/types.ts";
 import { Link } from "../router.tsx";
 import { type Fleet, useFleet } from "../state/fleet.ts";
 import {
+  isLoading,
   type MachineLatest,
   type MachineStatus,
   statusLabel,
@@ -10,6 +11,7 @@ import {
   useLatest,
 } from "../state/latest.ts";
 import { liveSource } from "../state/sources.ts";
+import { toolInUseDetail, toolInUseLabel } from "../state/tools.ts";
 import { Empty, ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { usePageTitle } from "../ui/page-title.ts";
 import { Sparkline } from "../ui/sparkline.tsx";
@@ -20,6 +22,13 @@ type SortKey = "name" | "id" | "status" | "feed";
 type StatusFilter = "all" | MachineStatus;
 
 const statusOrder: MachineStatus[] = ["running", "idle", "not-homed", "stale", "no-data"];
+
+/** A tile's state: "loading" until its machine's first values come back, even empty. */
+type TileState = MachineStatus | "loading";
+
+function tileState(machine: number, latest: MachineLatest | undefined, now: number): TileState {
+  return isLoading(machine) ? "loading" : statusOf(latest, now);
+}
 const axisOrder = ["X", "Y", "Z", "A", "C"];
 const tileHeight = 192;
 const tileGap = 16;
@@ -78,11 +87,14 @@ function FleetView(props: {
           String(machine.machine_id).includes(needle)) &&
         (status === "all" ||
           (shownSoFar.has(machine.machine_id) &&
-            statusOf(latest.get(machine.machine_id), now) === status)),
+            tileState(machine.machine_id, latest.get(machine.machine_id), now) === status)),
     );
     const feedOf = (machine: Machine) => latest.get(machine.machine_id)?.feed.at(-1) ?? -1;
-    const rank = (machine: Machine) =>
-      statusOrder.indexOf(statusOf(latest.get(machine.machine_id), now));
+    // Still loading: last, as nothing is known of it yet.
+    const rank = (machine: Machine) => {
+      const state = tileState(machine.machine_id, latest.get(machine.machine_id), now);
+      return state === "loading" ? statusOrder.length : statusOrder.indexOf(state);
+    };
     const compare: Record<SortKey, (a: Machine, b: Machine) => number> = {
       name: (a, b) => a.machine_name.localeCompare(b.machine_name, undefined, { numeric: true }),
       id: (a, b) => a.machine_id - b.machine_id,
@@ -108,8 +120,9 @@ function FleetView(props: {
   let known = 0;
   for (const machine of fleet.machines) {
     if (!shownSoFar.has(machine.machine_id)) continue;
+    const state = tileState(machine.machine_id, latest.get(machine.machine_id), now);
+    if (state === "loading") continue;
     known++;
-    const state = statusOf(latest.get(machine.machine_id), now);
     counts.set(state, (counts.get(state) ?? 0) + 1);
   }
   const total = fleet.machines.length;
@@ -229,8 +242,10 @@ function MachineTile({
   latest: MachineLatest | undefined;
   now: number;
 }) {
-  const state = statusOf(latest, now);
+  const state = tileState(machine.machine_id, latest, now);
+  const label = state === "loading" ? "Loading" : statusLabel[state];
   const usage = fleet.toolInUse.get(machine.machine_id);
+  const tools = fleet.toolsByMachine.get(machine.machine_id) ?? [];
   const axisNames = (fleet.axesByMachine.get(machine.machine_id) ?? [])
     .map((axis) => axis.axis_name)
     .sort((a, b) => rankAxis(a) - rankAxis(b));
@@ -240,15 +255,18 @@ function MachineTile({
     <Link
       href={`/machines/${machine.machine_id}`}
       class={`tile tile-${state}`}
-      aria-label={`${machine.machine_name}, ${statusLabel[state]}`}
+      aria-label={`${machine.machine_name}, ${label}`}
     >
       <div class="tile-head">
         <span class="tile-name">{machine.machine_name}</span>
-        <span class={`pill pill-${state}`}>{statusLabel[state]}</span>
+        <span class={`pill pill-${state}`}>{label}</span>
       </div>
       <div class="tile-meta muted">
-        #{machine.machine_id} · {usage ? `T${usage.tool_in_use} in use` : "no tool in use"} ·{" "}
-        {fleet.toolsByMachine.get(machine.machine_id)?.length ?? 0}/{machine.tool_capacity} tools
+        #{machine.machine_id} ·{" "}
+        <span class="tool-in-use" title={toolInUseDetail(tools, usage)}>
+          {toolInUseLabel(tools, usage)}
+        </span>{" "}
+        · {tools.length}/{machine.tool_capacity} tools
       </div>
       <dl class="axes">
         {(axisNames.length ? axisNames : axisOrder).slice(0, 6).map((name) => {
@@ -268,7 +286,11 @@ function MachineTile({
         </span>
       </div>
       <div class="tile-foot muted">
-        {latest?.updatedAt ? `Updated ${ago(latest.updatedAt, now)}` : "Waiting for data"}
+        {latest?.updatedAt
+          ? `Updated ${ago(latest.updatedAt, now)}`
+          : state === "loading"
+            ? "Loading its latest values…"
+            : "Waiting for data"}
       </div>
     </Link>
   );

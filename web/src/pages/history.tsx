@@ -6,6 +6,7 @@ import { navigate, useSearchParams } from "../router.tsx";
 import {
   chartData,
   describeSpan,
+  describeWidth,
   fromLocalInput,
   type HistoryField,
   type HistoryRequest,
@@ -209,9 +210,9 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     shown && answer
       ? `${shown.buckets} buckets from ${shown.samples.toLocaleString()} samples · ${describeSpan(
           answer.request.to - answer.request.from,
-        )} from ${new Date(answer.request.from).toLocaleString()} · buckets of ≈ ${describeSpan(
-          Math.ceil((answer.request.to - answer.request.from) / answer.request.maxPoints),
-        )}${following ? ` · follows time, asked again every ${describeSpan(followEvery)}` : ""}`
+        )} from ${new Date(answer.request.from).toLocaleString()}${
+          shown.bucketMs === undefined ? "" : ` · buckets of ${describeWidth(shown.bucketMs)}`
+        }${following ? ` · follows time, asked again every ${describeSpan(followEvery)}` : ""}`
       : "";
   // Said once per view the person chose, not again each time the window follows time.
   useEffect(() => {

@@ -8,6 +8,7 @@ import { type MachineLatest, statusLabel, statusOf } from "../state/latest.ts";
 import { useQuery } from "../state/query.ts";
 import { recentSamples } from "../state/recent.ts";
 import { liveSource } from "../state/sources.ts";
+import { toolInUseDetail, toolInUseFigures, toolInUseLabel } from "../state/tools.ts";
 import { axisUnits } from "../state/units.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
 import { usePageTitle } from "../ui/page-title.ts";
@@ -188,8 +189,12 @@ function MachineView({ info }: { info: MachineInfo }) {
           </h1>
           <p class="muted">
             Machine #{machine.machine_id} · {info.tools.length}/{machine.tool_capacity} tools ·{" "}
-            {info.usage ? `T${info.usage.tool_in_use} in use` : "no tool in use"} ·{" "}
-            {entry.updatedAt ? `updated ${ago(entry.updatedAt, now)}` : "no data in this window"}
+            <span class="tool-in-use" title={toolInUseDetail(info.tools, info.usage)}>
+              {toolInUseLabel(info.tools, info.usage)}
+              {toolInUseFigures(info.tools, info.usage) &&
+                ` (${toolInUseFigures(info.tools, info.usage)})`}
+            </span>{" "}
+            · {entry.updatedAt ? `updated ${ago(entry.updatedAt, now)}` : "no data in this window"}
           </p>
         </div>
         <div class="toolbar">
@@ -249,17 +254,36 @@ function MachineView({ info }: { info: MachineInfo }) {
             {axes.map((name) => {
               const last = series.current.get(name)?.last;
               const limit = limits.get(name);
+              // Each row its own units: a rotary axis (A, C) turns in degrees.
+              const units = axisUnits(name);
               return (
                 <tr key={name}>
                   <th scope="row">{name}</th>
-                  <td class="num">{formatNumber(last?.actual_position)}</td>
-                  <td class="num">{formatNumber(last?.target_position)}</td>
-                  <td class="num">{formatNumber(last?.distance_to_go)}</td>
-                  <td class="num">{formatNumber(last?.velocity, 1)}</td>
-                  <td class="num">{formatNumber(last?.acceleration, 1)}</td>
+                  <td class="num">
+                    <Measure value={last?.actual_position} unit={units.position} />
+                  </td>
+                  <td class="num">
+                    <Measure value={last?.target_position} unit={units.position} />
+                  </td>
+                  <td class="num">
+                    <Measure value={last?.distance_to_go} unit={units.position} />
+                  </td>
+                  <td class="num">
+                    <Measure value={last?.velocity} unit={units.velocity} digits={1} />
+                  </td>
+                  <td class="num">
+                    <Measure value={last?.acceleration} unit={units.acceleration} digits={1} />
+                  </td>
                   <td>{last ? last.homed ? "Yes" : <span class="warn">No</span> : "—"}</td>
                   <td class="num muted">
-                    {limit ? `${limit.max_velocity} / ${limit.max_acceleration}` : "—"}
+                    {limit ? (
+                      <>
+                        {limit.max_velocity} <span class="unit">{units.velocity}</span> /{" "}
+                        {limit.max_acceleration} <span class="unit">{units.acceleration}</span>
+                      </>
+                    ) : (
+                      "—"
+                    )}
                   </td>
                 </tr>
               );
@@ -289,6 +313,24 @@ function MachineView({ info }: { info: MachineInfo }) {
         {axes.length === 0 && <p class="empty">This machine has no axes yet.</p>}
       </div>
     </section>
+  );
+}
+
+/** A number with its unit, or a dash (with none) when there is no value yet. */
+function Measure({
+  value,
+  unit,
+  digits,
+}: {
+  value: number | undefined;
+  unit: string;
+  digits?: number;
+}) {
+  if (value === undefined) return <>—</>;
+  return (
+    <>
+      {formatNumber(value, digits)} <span class="unit">{unit}</span>
+    </>
   );
 }
 

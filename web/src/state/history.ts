@@ -73,6 +73,8 @@ export interface HistoryChartData {
   byField: Map<HistoryField, uPlot.AlignedData>;
   buckets: number;
   samples: number;
+  /** The width of the answer's buckets in ms (see `bucketStep`); undefined under three. */
+  bucketMs: number | undefined;
 }
 
 const asNumber = (value: unknown): number | null =>
@@ -117,7 +119,28 @@ export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryF
     }
     byField.set(field, breakAtGaps(seconds, columns, width));
   }
-  return { series, byField, buckets: rows.length, samples } satisfies HistoryChartData;
+  return {
+    series,
+    byField,
+    buckets: rows.length,
+    samples,
+    bucketMs: bucketStep(time),
+  } satisfies HistoryChartData;
+}
+
+/**
+ * The width of the buckets starting at these instants (epoch ms, sorted): the greatest common
+ * divisor of their steps. The answer does not state its width, and it is not window ÷ max_points:
+ * the server rounds it up to its rollups' grid (1.5 s asked, 2 s given). Every bucket starts on
+ * that grid but the first, labelled at the window's start, so its step is left out; empty buckets
+ * are left out of the answer, so the steps are multiples of the width, and their divisor is the
+ * width unless every step skips the same number of buckets.
+ */
+export function bucketStep(starts: readonly number[]): number | undefined {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  let width = 0;
+  for (let i = 2; i < starts.length; i++) width = gcd(width, starts[i]! - starts[i - 1]!);
+  return width > 0 ? width : undefined;
 }
 
 /** `datetime-local` text (the browser's zone) to epoch ms, or NaN. */
@@ -137,6 +160,13 @@ export function describeSpan(ms: number): string {
   if (seconds < 7200) return `${+(seconds / 60).toFixed(1)} min`;
   if (seconds < 172_800) return `${+(seconds / 3600).toFixed(1)} h`;
   return `${+(seconds / 86_400).toFixed(1)} d`;
+}
+
+/** "250 ms", "1.5 s", "2 min": a bucket's width, exact where a window's length is rounded. */
+export function describeWidth(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 120_000) return `${+(ms / 1000).toFixed(3)} s`;
+  return describeSpan(ms);
 }
 
 /**

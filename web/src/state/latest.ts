@@ -27,6 +27,11 @@ const linearAxes = new Set(["X", "Y", "Z"]);
 
 /** Every machine's newest values, kept across pages so coming back shows them at once. */
 const latest = new Map<number, MachineLatest>();
+/** Machines whose first answer came back, with samples or none: the rest are still loading. */
+const answered = new Set<number>();
+
+/** Whether this machine's values are still being loaded: nothing known of it yet, either way. */
+export const isLoading = (machine: number) => !latest.has(machine) && !answered.has(machine);
 
 /** Takes samples in any order; each new instant of a machine adds a point to its feed trend. */
 export function applySamples(samples: readonly AxisSample[]): boolean {
@@ -94,14 +99,24 @@ export function useLatest(machines: readonly number[]): ReadonlyMap<number, Mach
   useEffect(() => {
     if (machines.length === 0) return;
     let frame = 0;
-    const stop = liveSource.watch(machines, (samples) => {
-      if (applySamples(samples) && frame === 0) {
-        frame = requestAnimationFrame(() => {
-          frame = 0;
-          setVersion((version) => version + 1);
-        });
-      }
-    });
+    const redraw = () => {
+      if (frame !== 0) return;
+      frame = requestAnimationFrame(() => {
+        frame = 0;
+        setVersion((version) => version + 1);
+      });
+    };
+    const stop = liveSource.watch(
+      machines,
+      (samples) => {
+        if (applySamples(samples)) redraw();
+      },
+      (machine) => {
+        if (answered.has(machine)) return;
+        answered.add(machine);
+        redraw();
+      },
+    );
     return () => {
       stop();
       cancelAnimationFrame(frame);

@@ -89,12 +89,16 @@ export class WebSocketLiveSource implements LiveSource {
     return this.status.get() === "polling" ? this.fallback.description : "pushed as it arrives";
   }
 
-  watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void {
-    if (this.status.get() !== "polling") void this.prime(machines, onSamples);
+  watch(
+    machines: readonly number[],
+    onSamples: (samples: AxisSample[]) => void,
+    onAnswered?: (machine: number) => void,
+  ): () => void {
+    if (this.status.get() !== "polling") void this.prime(machines, onSamples, onAnswered);
     return this.add({
       machines: new Set(machines),
       deliver: onSamples,
-      start: (fallback) => fallback.watch(machines, onSamples),
+      start: (fallback) => fallback.watch(machines, onSamples, onAnswered),
     });
   }
 
@@ -125,11 +129,13 @@ export class WebSocketLiveSource implements LiveSource {
 
   /**
    * The socket sends each series' newest value; a tile's feed trend wants the recent past too,
-   * so each machine's last rows are read once over REST, a few machines at a time.
+   * so each machine's last rows are read once over REST, a few machines at a time. That answer
+   * also tells a machine with no data (the socket sends nothing for it) from one still loading.
    */
   private async prime(
     machines: readonly number[],
     onSamples: (samples: AxisSample[]) => void,
+    onAnswered: ((machine: number) => void) | undefined,
   ): Promise<void> {
     const queue = machines.filter((machine) => !this.primed.has(machine));
     for (const machine of queue) this.primed.add(machine);
@@ -143,6 +149,7 @@ export class WebSocketLiveSource implements LiveSource {
               limit: 200,
             }),
           );
+          onAnswered?.(machine);
         } catch {
           this.primed.delete(machine);
         }

@@ -9,8 +9,16 @@ import type { AxisSample } from "../api/types.ts";
 export interface LiveSource {
   /** How the data arrives, for the page to say so. */
   readonly description: string;
-  /** The newest samples of these machines, repeatedly, until the returned function is called. */
-  watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void;
+  /**
+   * The newest samples of these machines, repeatedly, until the returned function is called.
+   * `onAnswered` is told of each machine whose first answer came back, whether or not it held
+   * samples: a machine with none is then known to have no data, not to be still loading.
+   */
+  watch(
+    machines: readonly number[],
+    onSamples: (samples: AxisSample[]) => void,
+    onAnswered?: (machine: number) => void,
+  ): () => void;
   /**
    * Every sample of one machine after `since` (ISO 8601), in time order, until stopped.
    * `onGap` is told when samples were skipped (the feed could not replay what it missed), so
@@ -27,6 +35,7 @@ export interface LiveSource {
 interface Watcher {
   machines: Set<number>;
   onSamples: (samples: AxisSample[]) => void;
+  onAnswered: ((machine: number) => void) | undefined;
 }
 
 /** Polls `/data/axises/` for what is on screen, a few requests at a time. */
@@ -48,8 +57,12 @@ export class PollingLiveSource implements LiveSource {
     this.description = `updated every ${watchIntervalMs / 1000} s`;
   }
 
-  watch(machines: readonly number[], onSamples: (samples: AxisSample[]) => void): () => void {
-    const watcher: Watcher = { machines: new Set(machines), onSamples };
+  watch(
+    machines: readonly number[],
+    onSamples: (samples: AxisSample[]) => void,
+    onAnswered?: (machine: number) => void,
+  ): () => void {
+    const watcher: Watcher = { machines: new Set(machines), onSamples, onAnswered };
     this.watchers.add(watcher);
     if (this.timer === undefined && !this.polling)
       this.timer = setTimeout(() => void this.poll(), 0);
@@ -79,7 +92,9 @@ export class PollingLiveSource implements LiveSource {
           });
           this.primed.add(machine);
           for (const watcher of this.watchers) {
-            if (watcher.machines.has(machine)) watcher.onSamples(rows);
+            if (!watcher.machines.has(machine)) continue;
+            watcher.onSamples(rows);
+            watcher.onAnswered?.(machine);
           }
         } catch {
           // The banner shows a lost connection; the next round tries again.

@@ -4,6 +4,7 @@ import type { Machine } from "../../api/types.ts";
 import { access, allows } from "../../state/access.ts";
 import { useQuery } from "../../state/query.ts";
 import { useStore } from "../../state/store.ts";
+import { unitOf } from "../../state/units.ts";
 import { ConfirmButton } from "../../ui/confirm-button.tsx";
 import { Empty, ErrorNotice, Loading } from "../../ui/feedback.tsx";
 import {
@@ -27,6 +28,14 @@ interface FieldSpec {
   hint?: string;
 }
 
+interface Column {
+  name: string;
+  label: string;
+  numeric?: boolean;
+  /** Its unit: the same for every row (said in the heading), or the row's own (in the cell). */
+  unit?: string | ((row: Row) => string);
+}
+
 export interface ResourceSpec {
   /** The resource in permission codes: `machine` for `machine.add`, `machine.change`… */
   resource: string;
@@ -35,7 +44,7 @@ export interface ResourceSpec {
   path: string;
   idField: string;
   fields: FieldSpec[];
-  columns: { name: string; label: string; numeric?: boolean }[];
+  columns: Column[];
   /** Rows belong to a machine: list them one machine at a time. */
   byMachine?: boolean;
 }
@@ -95,8 +104,18 @@ export const axesSpec: ResourceSpec = {
   columns: [
     { name: "axis_id", label: "Id", numeric: true },
     { name: "axis_name", label: "Axis" },
-    { name: "max_acceleration", label: "Max acceleration", numeric: true },
-    { name: "max_velocity", label: "Max velocity", numeric: true },
+    {
+      name: "max_acceleration",
+      label: "Max acceleration",
+      numeric: true,
+      unit: (row) => unitOf("acceleration", String(row.axis_name)),
+    },
+    {
+      name: "max_velocity",
+      label: "Max velocity",
+      numeric: true,
+      unit: (row) => unitOf("velocity", String(row.axis_name)),
+    },
   ],
 };
 
@@ -114,8 +133,8 @@ export const toolsSpec: ResourceSpec = {
   ],
   columns: [
     { name: "tool_id", label: "Id", numeric: true },
-    { name: "tool_offset", label: "Tool offset", numeric: true },
-    { name: "feedrate", label: "Feed rate", numeric: true },
+    { name: "tool_offset", label: "Tool offset", numeric: true, unit: "mm" },
+    { name: "feedrate", label: "Feed rate", numeric: true, unit: "mm/min" },
     { name: "update_timestamp", label: "Updated" },
   ],
 };
@@ -264,6 +283,9 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
                 {spec.columns.map((column) => (
                   <th key={column.name} scope="col" class={column.numeric ? "num" : undefined}>
                     {column.label}
+                    {typeof column.unit === "string" && (
+                      <span class="unit-heading"> ({column.unit})</span>
+                    )}
                   </th>
                 ))}
                 {rowActions && (
@@ -279,6 +301,12 @@ export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
                   {spec.columns.map((column) => (
                     <td key={column.name} class={column.numeric ? "num" : undefined}>
                       {display(row[column.name])}
+                      {typeof column.unit === "function" && (
+                        <>
+                          {" "}
+                          <span class="unit">{column.unit(row)}</span>
+                        </>
+                      )}
                     </td>
                   ))}
                   {rowActions && (
