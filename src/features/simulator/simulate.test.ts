@@ -366,6 +366,52 @@ describe("the simulator when its fleet or its target changes under it", () => {
     ).toBe(0);
   }, 30_000);
 
+  it("stores and shows live an axis renamed or moved while it runs under its new name and machine", async () => {
+    const { services } = t;
+    const simulator = await startSimulator(databaseTarget(services), {
+      machines: 2,
+      speed: 5,
+      durationMs: 6000,
+    });
+    const [owner, other] = simulator.fleet.machines.map((m) => m.machineId) as [number, number];
+    const axisOf = async (name: string) =>
+      (
+        await services.db.query<{ axis_id: number }>(
+          "select axis_id from axis where machine_id = $1 and axis_name = $2",
+          [owner, name],
+        )
+      ).rows[0]!.axis_id;
+    const [renamed, moved] = [await axisOf("Z"), await axisOf("A")];
+    for (let i = 0; (await samplesOf(owner)) === 0; i++) {
+      expect(i).toBeLessThan(100);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const patch = (id: number, payload: object) =>
+      t.inject({ method: "PATCH", url: `/data/axes/${id}/`, headers: t.adminAuth, payload });
+    expect((await patch(renamed, { axis_name: "Z2" })).statusCode).toBe(200);
+    expect((await patch(moved, { machine: other, axis_name: "A7" })).statusCode).toBe(200);
+    const changedAt = Date.now();
+    await simulator.fleet.done;
+
+    // The simulator went on moving both axes; what it sent since is where they are now.
+    for (const [axis, machineId, axisName] of [
+      [renamed, owner, "Z2"],
+      [moved, other, "A7"],
+    ] as const) {
+      const newer = await count(
+        "select count(*)::int as n from axis_data where axis_id = $1 and update_timestamp > $2",
+        [axis, new Date(changedAt + 500)],
+      );
+      expect(newer).toBeGreaterThan(0);
+      const latest = services.latest.axes.get(axis)!;
+      expect([latest.machineId, latest.axisName, latest.timeMs > changedAt]).toEqual([
+        machineId,
+        axisName,
+        true,
+      ]);
+    }
+  }, 30_000);
+
   it("pauses while the remote answers 502 or 503 or cannot be reached, and stops at once when asked, even mid-request", async () => {
     const address = new URL(await t.app.listen({ port: 0, host: "127.0.0.1" }));
     // A gateway in front of the remote Spindle: it forwards until told to fail.

@@ -1,7 +1,9 @@
 import type { ChangeFeed } from "../../platform/change-feed.ts";
 import type { Database } from "../../platform/database.ts";
 import { DomainError } from "../../platform/errors.ts";
+import type { ValidBatch } from "../ingest/ingest-batch.ts";
 import type { LiveHub } from "../live/live-hub.ts";
+import type { FleetCatalog } from "../machines/fleet-catalog.ts";
 import { ensureFleet, type ProvisionedMachine } from "../machines/fleet-provisioning.ts";
 import { DEFAULT_FIELD_SPEC_FILE, readFieldSpec } from "./field-spec.ts";
 import {
@@ -50,11 +52,13 @@ export interface SimulatorTarget extends SinkTarget {
 export function databaseTarget({
   db,
   changes,
+  catalog,
   ingest,
   live,
 }: {
   db: Database;
   changes: ChangeFeed;
+  catalog: Pick<FleetCatalog, "fleet">;
   ingest: BatchTarget;
   live: Pick<LiveHub, "storedChanged">;
 }): SimulatorTarget {
@@ -76,8 +80,8 @@ export function databaseTarget({
       await live.storedChanged({ axes: [], tools, machines: [] });
       return provisioned;
     },
-    submit: (batch) =>
-      ingest.submit(batch).catch((error: unknown) => {
+    submit: async (batch) =>
+      ingest.submit(await placedNow(batch, catalog)).catch((error: unknown) => {
         // The pipeline refuses a batch only for what it holds: here, something deleted meanwhile.
         throw error instanceof DomainError && error.code === "validation"
           ? new BatchRefused(error.message)
@@ -87,6 +91,38 @@ export function databaseTarget({
       machines: await present("machine", ids.machines),
       axes: await present("axis", ids.axes),
       tools: await present("tool", ids.tools),
+    }),
+  };
+}
+
+/**
+ * The batch with each sample under its axis's machine and name as they are now. The simulator
+ * knows its axes by the names they had when it started; one renamed or moved through the API
+ * since keeps its motion but is stored, and shown live, where it now is. (Ingest over HTTP
+ * resolves names against the same catalog.) An axis the catalog lacks keeps its row, which the
+ * database refuses if it was deleted, as the sink expects.
+ */
+async function placedNow(
+  batch: ValidBatch,
+  catalog: Pick<FleetCatalog, "fleet">,
+): Promise<ValidBatch> {
+  if (batch.axis.length === 0) return batch;
+  // A catalog that cannot load leaves the batch as it is: the pipeline answers for the database.
+  const fleet = await catalog.fleet().catch(() => undefined);
+  if (!fleet) return batch;
+  const { axes } = fleet;
+  const moved = batch.axis.some((row) => {
+    const axis = axes.get(row.axisId);
+    return (
+      axis !== undefined && (axis.axisName !== row.axisName || axis.machineId !== row.machineId)
+    );
+  });
+  if (!moved) return batch;
+  return {
+    ...batch,
+    axis: batch.axis.map((row) => {
+      const axis = axes.get(row.axisId);
+      return axis ? { ...row, machineId: axis.machineId, axisName: axis.axisName } : row;
     }),
   };
 }
