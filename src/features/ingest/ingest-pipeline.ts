@@ -49,9 +49,11 @@ export const defaultIngestOptions: IngestOptions = {
 
 export class IngestRefused extends DomainError {
   constructor(readonly problems: RowProblem[]) {
+    // A row may have several problems: each is listed, the row counted once.
+    const rows = new Set(problems.map((problem) => `${problem.kind} ${problem.index}`)).size;
     super(
       "validation",
-      `The batch has ${problems.length} bad row${problems.length === 1 ? "" : "s"}; nothing of it was stored.`,
+      `The batch has ${rows} bad row${rows === 1 ? "" : "s"}; nothing of it was stored.`,
     );
   }
 }

@@ -402,6 +402,16 @@ describe("refused batches store nothing", () => {
     expect(errors[1]!.reason).toBe("Machine 999999 does not exist.");
   });
 
+  it("counts a row with several problems once in its detail", async () => {
+    const answer = await ingest({
+      axis_data: [sample({ homed: "yes", actual_position: null, velocity: "fast" }), sample()],
+      tool_usage: [{ machine_id: "x", tool_in_use: "y" }],
+    });
+    expect(answer.statusCode, answer.body).toBe(400);
+    expect(answer.json().errors.length).toBeGreaterThan(3);
+    expect(answer.json().detail).toBe("The batch has 2 bad rows; nothing of it was stored.");
+  });
+
   it("refuses dates that do not exist and zones the database does not take, naming the row", async () => {
     const long = await buildTestApp({ RETENTION_DAYS: "800", ROLLUP_1S_RETENTION_DAYS: "800" });
     try {
