@@ -147,6 +147,8 @@ describe("/openapi.json", () => {
         "application/x-www-form-urlencoded",
         "application/json",
       ]);
+      // Each checks a client's secret, and failed checks are limited per address.
+      expect(statuses(operation), name(operation)).toContain("429");
       for (const status of statuses(operation).filter((status) => status >= "400")) {
         const schema = operation.responses[status]!.content!["application/json"]!.schema;
         expect(schema, `${name(operation)} ${status}`).toMatchObject({
@@ -154,6 +156,30 @@ describe("/openapi.json", () => {
         });
       }
     }
+  });
+
+  it("takes every other body as JSON or a form, and a form is answered as its JSON is", async () => {
+    const withBody = operations.filter(
+      (operation) => operation.requestBody && operation.path !== "/api/ingest/",
+    );
+    expect(withBody.length).toBeGreaterThan(10);
+    for (const operation of withBody)
+      expect(Object.keys(operation.requestBody!.content).sort(), name(operation)).toEqual([
+        "application/json",
+        "application/x-www-form-urlencoded",
+      ]);
+    const form = await t.inject({
+      method: "POST",
+      url: "/data/machines/",
+      headers: { ...t.adminAuth, "content-type": "application/x-www-form-urlencoded" },
+      payload: "machine_id=4242&machine_name=Form%20made&tool_capacity=3",
+    });
+    expect(form.statusCode, form.body).toBe(201);
+    expect(form.json()).toMatchObject({
+      machine_id: 4242,
+      machine_name: "Form made",
+      tool_capacity: 3,
+    });
   });
 
   it("documents /api/ingest/'s body as JSON or NDJSON", () => {

@@ -15,6 +15,9 @@ const bodyMethods = ["POST", "PUT", "PATCH", "DELETE"];
 /** The contract's forms for a body that may be sent as a form or as JSON (RFC 6749 §4). */
 const oauthMediaTypes = ["application/x-www-form-urlencoded", "application/json"];
 
+/** Every other body: JSON, or a form read as a query string is (`parseFormBody`). */
+const bodyMediaTypes = ["application/json", "application/x-www-form-urlencoded"];
+
 const Detail = (description: string, headers?: Record<string, TSchema>) =>
   Type.Object({ detail: Type.String({ maxLength: 1000 }) }, { description, headers });
 
@@ -90,8 +93,8 @@ function commonAnswers(oauth: boolean): Record<number, () => TSchema> {
  * `permission` → 403; with path parameters → 404; taking a body → 400, 413 and 415; with a query
  * string → 400; and 503 unless it answers without the database. A response a route declares is
  * never replaced. A DELETE declaring no success answers 204. A public route needs no token
- * (`security: []`, or the token optional where it names the caller), and the OAuth endpoints take
- * a form as well as JSON, answering in RFC 6749's shape.
+ * (`security: []`, or the token optional where it names the caller). Bodies are JSON or a form;
+ * the OAuth endpoints answer in RFC 6749's shape.
  *
  * It shapes the document only: answers are serialized by the routes' own schemas, so a field
  * error's `{"field": […]}` is never cut down to a documented `{"detail"}`.
@@ -106,6 +109,10 @@ export const describeOperation: SwaggerTransform = ({ schema, url, route }) => {
   if (methods.includes("DELETE") && !succeeds) {
     response[204] = Type.Null({ description: "Deleted; no body" });
   }
+
+  // A body schema of its own media types (ingest's JSON or NDJSON) is documented as it says.
+  const body = schema?.body as { content?: unknown } | undefined;
+  const declaresBody = takesBody && body !== undefined && body.content === undefined;
 
   const answers = commonAnswers(oauth);
   const statuses = [
@@ -128,7 +135,7 @@ export const describeOperation: SwaggerTransform = ({ schema, url, route }) => {
       ...schema,
       response,
       ...(config.public ? { security: config.identifiesCaller ? [{}, { bearer: [] }] : [] } : {}),
-      ...(oauth && takesBody ? { consumes: oauthMediaTypes } : {}),
+      ...(declaresBody ? { consumes: oauth ? oauthMediaTypes : bodyMediaTypes } : {}),
     },
   };
 };

@@ -167,7 +167,12 @@ export async function oauthRoutes(app: FastifyInstance, { oauth }: { oauth: OAut
         tags: ["auth"],
         summary: "Revoke an access or refresh token (RFC 7009)",
         body: RevokeBody,
-        response: { 200: Type.Object({}), 400: OAuthErrorAnswer, 401: OAuthErrorAnswer },
+        response: {
+          200: Type.Object({}),
+          400: OAuthErrorAnswer,
+          401: OAuthErrorAnswer,
+          429: OAuthErrorAnswer,
+        },
       },
     },
     async (request) => {
@@ -200,6 +205,7 @@ export async function oauthRoutes(app: FastifyInstance, { oauth }: { oauth: OAut
           }),
           400: OAuthErrorAnswer,
           401: OAuthErrorAnswer,
+          429: OAuthErrorAnswer,
         },
       },
     },
