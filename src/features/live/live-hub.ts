@@ -208,6 +208,8 @@ export class LiveHub {
   private refreshing = false;
   private refreshAgain = false;
   private refreshRetry: NodeJS.Timeout | undefined;
+  /** A look at the tools the latest values hold, after another writer changed `tool`. */
+  private toolCheck: NodeJS.Timeout | undefined;
   private rechecking: Promise<void> | undefined;
   private recheckAgain = false;
   private readonly sweeper: NodeJS.Timeout;
@@ -231,6 +233,7 @@ export class LiveHub {
           this.fleetChanges++;
           this.refreshFleet();
         }
+        if (table === "tool" || table === "*") this.checkToolsSoon();
         if (authTables.has(table)) {
           this.authChanges++;
           this.scheduleRecheck();
@@ -281,6 +284,7 @@ export class LiveHub {
     if (this.recheck) clearImmediate(this.recheck);
     if (this.recheckRetry) clearTimeout(this.recheckRetry);
     if (this.refreshRetry) clearTimeout(this.refreshRetry);
+    if (this.toolCheck) clearTimeout(this.toolCheck);
     this.cancelTick();
     for (const connection of [...this.connections]) connection.close(1001, "Server shutting down");
   }
@@ -922,7 +926,54 @@ export class LiveHub {
     drop(maps.axis, (row) => !fleet.axes.has(row.axisId));
     drop(maps.tools, gone);
     drop(maps.toolUsage, gone);
+    // An axis renamed or moved by another writer (another server, SQL): read again in its new
+    // place, as a CRUD write of this server's is, so its old place's subscribers are told.
+    const moved: number[] = [];
+    for (const [axisId, row] of maps.axis.latest) {
+      const axis = fleet.axes.get(axisId);
+      if (axis && (axis.machineId !== row.machineId || axis.axisName !== row.axisName))
+        moved.push(axisId);
+    }
+    if (moved.length > 0) void this.restoreInTurn(() => ({ axes: moved, tools: [], machines: [] }));
     this.scheduleTick();
+  }
+
+  /**
+   * Another writer changed the `tool` table: a tool it deleted (or moved) would otherwise stay in
+   * the latest values, since no report of it will ever commit here. At most once a second (every
+   * tool report ingested anywhere notifies too), the tools held are looked up, and those gone or
+   * on another machine are read again: their subscribers are told. A look that fails is tried
+   * again at the next change.
+   */
+  private checkToolsSoon(): void {
+    if (this.closed || this.toolCheck) return;
+    this.toolCheck = setTimeout(() => {
+      void this.checkTools().finally(() => {
+        this.toolCheck = undefined;
+      });
+    }, toolCheckMs);
+    this.toolCheck.unref();
+  }
+
+  private async checkTools(): Promise<void> {
+    const held = [...this.deps.latest.tools.values()];
+    if (this.closed || held.length === 0) return;
+    let stored: Map<number, number>;
+    try {
+      const { rows } = await this.deps.db.query<{ tool_id: number; machine_id: number }>(
+        "select tool_id, machine_id from tool where tool_id = any($1::bigint[])",
+        [held.map((row) => row.toolId)],
+      );
+      stored = new Map(rows.map((row) => [Number(row.tool_id), Number(row.machine_id)]));
+    } catch (error) {
+      this.reportError(error);
+      return;
+    }
+    const changed = held
+      .filter((row) => stored.get(row.toolId) !== row.machineId)
+      .map((row) => row.toolId);
+    if (changed.length > 0)
+      await this.restoreInTurn(() => ({ axes: [], tools: changed, machines: [] }));
   }
 
   /**
@@ -987,6 +1038,8 @@ const recheckConcurrency = 4;
 const recheckRetryMs = 1000;
 /** How soon a catalog load after a change that failed runs again. */
 const refreshRetryMs = 1000;
+/** How soon, and so how often at most, the tools held are looked up after a `tool` change. */
+const toolCheckMs = 1000;
 
 const allFields = filterOf(
   { type: "subscribe" },

@@ -966,6 +966,36 @@ describe("machine data written through the CRUD endpoints", () => {
     expect((await watch({ axes: ["X"] })).snapshot.data).toEqual([]);
   });
 
+  it("a tool deleted or an axis renamed by another writer is told to subscribers too", async () => {
+    // Plain SQL: what another server, or a person at psql, does. Only the database's
+    // notifications tell this server.
+    const machine = (await createMachine(f.t)).machine_id as number;
+    const axis = (await createAxis(f.t, machine, { axis_name: "X" })).axis_id as number;
+    const tool = (await createTool(f.t, machine)).tool_id as number;
+    await ingestAxes(f, 51, [machine], ["X"]);
+    const client = track((await signedIn(f)).client);
+    client.send({ type: "subscribe", machines: [machine], axes: ["X"] });
+    const snapshot = await client.next((m) => m.type === "tool_data" && m.snapshot);
+    expect(snapshot.data.map((row: Message) => row.tool_id)).toEqual([tool]);
+
+    await f.t.database.db.query("delete from tool where tool_id = $1", [tool]);
+    expect(
+      await client.next((m) => m.type === "tool_data" && m.deleted?.includes(tool)),
+    ).toMatchObject({ deleted: [tool], data: [] });
+    const tools = await client.ask({ type: "get_tool_data" }, "tool_data");
+    expect(tools.data.map((row: Message) => row.tool_id)).not.toContain(tool);
+
+    await f.t.database.db.query("update axis set axis_name = 'X5' where axis_id = $1", [axis]);
+    expect(
+      await client.next((m) => m.type === "axis_data" && m.deleted?.includes(axis)),
+    ).toMatchObject({ deleted: [axis], data: [] });
+    const answer = await client.ask({ type: "get_axis_data" }, "axis_data");
+    expect(answer.data.find((row: Message) => row.axis === axis)).toMatchObject({
+      axis_name: "X5",
+      actual_position: 51,
+    });
+  });
+
   it("a machine deleted while no one subscribes takes its values with it, though its id is made again", async () => {
     const quiet = await fixture();
     try {
