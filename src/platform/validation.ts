@@ -244,7 +244,25 @@ function withoutUnionNoise(errors: ErrorObject[]): ErrorObject[] {
         (error.instancePath === union.instancePath ||
           error.instancePath.startsWith(`${union.instancePath}/`)),
     );
+  // A branch that failed at its type was not what the client meant where another branch took
+  // the type and failed inside it (a list whose item is no integer): only the latter speaks.
+  const branchOf = (error: ErrorObject, union: ErrorObject) =>
+    error.schemaPath.slice(union.schemaPath.length + 1).split("/")[0];
+  const wrongType = (error: ErrorObject, union: ErrorObject) =>
+    error.keyword === "type" && error.instancePath === union.instancePath;
+  const typeOnly = (error: ErrorObject) => {
+    const union = unionOf(error);
+    if (!union || !wrongType(error, union)) return false;
+    return errors.some(
+      (other) =>
+        !isUnion(other) &&
+        unionOf(other) === union &&
+        branchOf(other, union) !== branchOf(error, union) &&
+        !wrongType(other, union),
+    );
+  };
   const kept = errors.filter((error) => {
+    if (typeOnly(error)) return false;
     if (isUnion(error) || !isChoice(error)) return true;
     const union = unionOf(error);
     return !errors.some(

@@ -1100,9 +1100,23 @@ describe("refusals", () => {
     it(`POST ${JSON.stringify(body)} is 400 naming ${field}`, async () => {
       const answer = await post(body);
       expect(answer.statusCode, answer.body).toBe(400);
-      expect(Object.keys(answer.json())).toContain(field);
+      // The field, or an item of it (`machine_id.1`).
+      const named = Object.keys(answer.json()).map((key) => key.split(".")[0]);
+      expect(named).toContain(field);
     });
   }
+
+  it("names a list's bad item alone, not every shape the field could have had", async () => {
+    const answer = await post({ machine_id: ["81258856"], minutes: "1" });
+    expect(answer.statusCode, answer.body).toBe(400);
+    expect(answer.json()).toEqual({
+      "machine_id.0": ["A valid integer is required."],
+      minutes: ["A valid integer is required."],
+    });
+    const single = await post({ machine_id: true });
+    expect(single.statusCode, single.body).toBe(400);
+    expect(Object.keys(single.json())).toEqual(["machine_id"]);
+  });
 
   for (const [what, payload] of [
     ["malformed JSON", '{"minutes": 1,'],
