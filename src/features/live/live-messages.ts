@@ -67,7 +67,10 @@ export type ClientMessage =
   | Static<typeof AckMessage>
   | { type: "unsubscribe" | "get_machine_data" | "get_tool_data" | "get_axis_data" };
 
-const encodingHint = `must be one of ${liveEncodings.map((e) => `"${e}"`).join(", ")}`;
+const choices = (values: readonly string[]) =>
+  `must be one of ${values.map((v) => `"${v}"`).join(", ")}`;
+const encodingHint = choices(liveEncodings);
+const fieldHint = choices(axisFields);
 
 /** Parses one text frame into a known message, or says what is wrong with it in one line. */
 export function parseClientMessage(text: string): ClientMessage | { error: string } {
@@ -87,7 +90,12 @@ export function parseClientMessage(text: string): ClientMessage | { error: strin
   if (!Value.Check(schema, value)) {
     const first = Value.Errors(schema, value).First();
     const field = first?.path.replace(/^\//, "").replace(/\//g, ".") || "message";
-    const problem = field === "encoding" ? encodingHint : (first?.message ?? "invalid");
+    const problem =
+      field === "encoding"
+        ? encodingHint
+        : /^fields\.\d+$/.test(field) && typeof first?.value === "string"
+          ? fieldHint
+          : (first?.message ?? "invalid");
     return { error: `${type}: ${field}: ${problem}.` };
   }
   return value as ClientMessage;

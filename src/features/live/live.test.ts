@@ -1765,7 +1765,11 @@ describe("bad input", () => {
       [{ type: "launch_missiles" }, /Unknown message type "launch_missiles"/],
       [{ type: "subscribe", machines: "1" }, /subscribe: machines/],
       [{ type: "subscribe", machines: [1.5] }, /subscribe: machines\.0/],
-      [{ type: "subscribe", fields: ["password"] }, /subscribe: fields\.0/],
+      [
+        { type: "subscribe", fields: ["password"] },
+        /subscribe: fields\.0: must be one of "axis", "machine_id", /,
+      ],
+      [{ type: "subscribe", fields: [5] }, /subscribe: fields\.0: Expected union value/],
       [{ type: "subscribe", max_rate_hz: "fast" }, /subscribe: max_rate_hz/],
       [{ type: "subscribe", since_seq: -1 }, /subscribe: since_seq/],
       [{ type: "authenticate", token: 5 }, /authenticate: token/],
