@@ -208,7 +208,7 @@ export class LiveHub {
   private refreshing = false;
   private refreshAgain = false;
   private refreshRetry: NodeJS.Timeout | undefined;
-  /** A look at the tools the latest values hold, after another writer changed `tool`. */
+  /** A look at the tools the latest values hold, after a tool was deleted or moved. */
   private toolCheck: NodeJS.Timeout | undefined;
   private rechecking: Promise<void> | undefined;
   private recheckAgain = false;
@@ -233,7 +233,7 @@ export class LiveHub {
           this.fleetChanges++;
           this.refreshFleet();
         }
-        if (table === "tool" || table === "*") this.checkToolsSoon();
+        if (table === "tool_placement" || table === "*") this.checkToolsSoon();
         if (authTables.has(table)) {
           this.authChanges++;
           this.scheduleRecheck();
@@ -939,18 +939,18 @@ export class LiveHub {
   }
 
   /**
-   * Another writer changed the `tool` table: a tool it deleted (or moved) would otherwise stay in
-   * the latest values, since no report of it will ever commit here. At most once a second (every
-   * tool report ingested anywhere notifies too), the tools held are looked up, and those gone or
-   * on another machine are read again: their subscribers are told. A look that fails is tried
-   * again at the next change.
+   * A tool was deleted or moved to another machine (the database announces it as
+   * `tool_placement`, migration 0009): one deleted or moved by another writer would otherwise
+   * stay where it was in the latest values, since no report of it will commit here. The tools
+   * held are looked up a moment later (announcements close together make one look; one during a
+   * look makes another), and those gone or moved are read again, so their subscribers are told.
+   * A look that fails is tried again at the next announcement.
    */
   private checkToolsSoon(): void {
     if (this.closed || this.toolCheck) return;
     this.toolCheck = setTimeout(() => {
-      void this.checkTools().finally(() => {
-        this.toolCheck = undefined;
-      });
+      this.toolCheck = undefined;
+      void this.checkTools();
     }, toolCheckMs);
     this.toolCheck.unref();
   }
@@ -1038,8 +1038,8 @@ const recheckConcurrency = 4;
 const recheckRetryMs = 1000;
 /** How soon a catalog load after a change that failed runs again. */
 const refreshRetryMs = 1000;
-/** How soon, and so how often at most, the tools held are looked up after a `tool` change. */
-const toolCheckMs = 1000;
+/** How soon the tools held are looked up after a tool was deleted or moved. */
+const toolCheckMs = 100;
 
 const allFields = filterOf(
   { type: "subscribe" },
