@@ -516,9 +516,10 @@ export class LiveHub {
     gatherNews(batch.toolUsage, (row) => row.machineId, maps.toolUsage);
     // A row of an axis or machine the loaded catalog lacks was committed before its deletion and
     // published after the reload that told of it, or belongs to one another process made, whose
-    // notice is still on its way (a tool moved onto a new machine). The catalog is read again,
-    // and decides: the tick waits for it, and forgetDeleted drops what is gone from the latest
-    // values and tells subscribers so, again if need be.
+    // notice is still on its way (a tool moved onto a new machine); a row placed where its axis
+    // no longer is was validated before a rename or move. The catalog is read again, and
+    // decides: the tick waits for it, and forgetDeleted drops what is gone from the latest
+    // values, reads moved axes again in their place, and tells subscribers so.
     const { fleet } = this;
     if (fleet && !inCatalog(fleet, batch)) this.deps.changes.changed("machine");
     this.scheduleTick();
@@ -1303,8 +1304,14 @@ function gatherNews<Row extends { timeMs: number }>(
 
 /** Whether `fleet` has every axis and machine the batch's rows are of. */
 function inCatalog(fleet: Fleet, batch: ValidBatch): boolean {
+  // An axis placed otherwise than the catalog has it was validated before a rename or move and
+  // committed after it: the reload finds it moved and reads it again in its place.
+  const placed = (row: AxisSampleRow) => {
+    const axis = fleet.axes.get(row.axisId);
+    return axis !== undefined && axis.machineId === row.machineId && axis.axisName === row.axisName;
+  };
   return (
-    batch.axis.every((row) => fleet.axes.has(row.axisId)) &&
+    batch.axis.every(placed) &&
     batch.tools.every((row) => fleet.machines.has(row.machineId)) &&
     batch.toolUsage.every((row) => fleet.machines.has(row.machineId))
   );
