@@ -476,8 +476,6 @@ describe("subscriptions", () => {
     const sent = pushes(client).length;
     expect(sent).toBeGreaterThan(3);
     expect(sent).toBeLessThanOrEqual(Math.floor((rate * (lastAt - subscribedAt)) / 1000) + 2);
-    // Each push is the newest value at its time: conflated, never a queue of every sample.
-    expect(sent).toBeLessThan(value - 1000);
   });
 
   it("push a series forward only: a late or repeated sample is history, not news", async () => {
