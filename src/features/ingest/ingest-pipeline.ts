@@ -49,11 +49,16 @@ export const defaultIngestOptions: IngestOptions = {
 
 export class IngestRefused extends DomainError {
   constructor(readonly problems: RowProblem[]) {
-    // A row may have several problems: each is listed, the row counted once.
-    const rows = new Set(problems.map((problem) => `${problem.kind} ${problem.index}`)).size;
+    // A row may have several problems: each is listed, the row counted once. Problems of the
+    // batch itself (index -1: not a list, too many rows) are no row's.
+    const rows = new Set(
+      problems.filter((problem) => problem.index >= 0).map(({ kind, index }) => `${kind} ${index}`),
+    ).size;
     super(
       "validation",
-      `The batch has ${rows} bad row${rows === 1 ? "" : "s"}; nothing of it was stored.`,
+      rows === 0
+        ? "The batch is malformed; nothing of it was stored."
+        : `The batch has ${rows} bad row${rows === 1 ? "" : "s"}; nothing of it was stored.`,
     );
   }
 }

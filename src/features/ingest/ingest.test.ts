@@ -410,6 +410,9 @@ describe("refused batches store nothing", () => {
     expect(answer.statusCode, answer.body).toBe(400);
     expect(answer.json().errors.length).toBeGreaterThan(3);
     expect(answer.json().detail).toBe("The batch has 2 bad rows; nothing of it was stored.");
+    const shapeless = await ingest({ axis_data: "x", tool_usage: "y" });
+    expect(shapeless.statusCode, shapeless.body).toBe(400);
+    expect(shapeless.json().detail).toBe("The batch is malformed; nothing of it was stored.");
   });
 
   it("refuses dates that do not exist and zones the database does not take, naming the row", async () => {
@@ -505,7 +508,7 @@ describe("refused batches store nothing", () => {
 
   it.each([
     [[sample()], "Expected an object"],
-    [{ axis_data: sample() }, "bad row"],
+    [{ axis_data: sample() }, "The batch is malformed"],
     [{ axis_data: [sample()], extra: [] }, "Unknown field(s): extra"],
     [{ axis_data: [sample()], "'; drop table axis_data; --": 1 }, "Unknown field(s)"],
   ])("answers %j with 400", async (payload, detail) => {
