@@ -93,8 +93,9 @@ function isCalendarDate(year: number, month: number, day: number): boolean {
 /**
  * Numerals as a client writes them in a query string or form: digits, a sign, a decimal point and
  * an exponent (for an integer, a fraction of zeros only, as DRF takes `1.0`). Ajv's coercion reads
- * text with JavaScript's `Number`, which also takes `0x10`, `0b11`, `Infinity`, blanks around the
- * digits and (as 0) nothing at all; those are refused before it sees them.
+ * text with JavaScript's `Number`, which also takes `0x10`, `0b11`, `Infinity` and blanks around
+ * the digits; those are refused before it sees them. (A field that may also be text or a list,
+ * `anyOf`, is left to Ajv: `0x10` may be text there.)
  */
 const numerals = {
   integer: /^[+-]?\d+(\.0*)?$/,
@@ -141,7 +142,13 @@ function textValidator(schema: unknown) {
       }
     }
     if (errors.length > 0) {
-      validateText.errors = errors;
+      // The rest of the request is checked too, so every field's problem is told at once.
+      const refused = new Set(errors.map((error) => error.instancePath));
+      validate(data);
+      const others = (validate.errors ?? []).filter(
+        (error) => !refused.has(`/${error.instancePath.split("/")[1]}`),
+      );
+      validateText.errors = [...errors, ...others];
       return false;
     }
     const valid = validate(data) as boolean;
@@ -250,15 +257,18 @@ function withoutUnionNoise(errors: ErrorObject[]): ErrorObject[] {
     error.schemaPath.slice(union.schemaPath.length + 1).split("/")[0];
   const wrongType = (error: ErrorObject, union: ErrorObject) =>
     error.keyword === "type" && error.instancePath === union.instancePath;
+  const branchErrors = (union: ErrorObject) =>
+    errors.filter((other) => !isUnion(other) && unionOf(other) === union);
+  const tookType = (union: ErrorObject, branch: string | undefined) => {
+    const own = branchErrors(union).filter((other) => branchOf(other, union) === branch);
+    return own.length > 0 && !own.some((other) => wrongType(other, union));
+  };
   const typeOnly = (error: ErrorObject) => {
     const union = unionOf(error);
     if (!union || !wrongType(error, union)) return false;
-    return errors.some(
-      (other) =>
-        !isUnion(other) &&
-        unionOf(other) === union &&
-        branchOf(other, union) !== branchOf(error, union) &&
-        !wrongType(other, union),
+    const mine = branchOf(error, union);
+    return branchErrors(union).some(
+      (other) => branchOf(other, union) !== mine && tookType(union, branchOf(other, union)),
     );
   };
   const kept = errors.filter((error) => {

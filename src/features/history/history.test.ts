@@ -1106,6 +1106,13 @@ describe("refusals", () => {
     });
   }
 
+  it("names every bad parameter at once, a numeral in another base among them", async () => {
+    const answer = await get("minutes=0x10&format=xml");
+    expect(answer.statusCode, answer.body).toBe(400);
+    expect(Object.keys(answer.json()).sort()).toEqual(["format", "minutes"]);
+    expect(answer.json().minutes).toEqual(["A valid integer is required."]);
+  });
+
   it("names a list's bad item alone, not every shape the field could have had", async () => {
     const answer = await post({ machine_id: ["81258856"], minutes: "1" });
     expect(answer.statusCode, answer.body).toBe(400);
