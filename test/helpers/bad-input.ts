@@ -67,6 +67,10 @@ const wrongValues: Record<FieldKind, [string, unknown][]> = {
   ],
 };
 
+/** A body as a form (`application/x-www-form-urlencoded`), each value as its text. */
+const formOf = (body: Record<string, unknown>) =>
+  new URLSearchParams(Object.entries(body).map(([key, value]) => [key, String(value)])).toString();
+
 const numeric = (kind: FieldKind) => ["id", "integer", "number"].includes(kind);
 
 /**
@@ -189,9 +193,7 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
         async () => {
           const t = getT();
           const body = await spec.validBody();
-          const form = new URLSearchParams(
-            Object.entries(body).map(([key, value]) => [key, String(value)]),
-          ).toString();
+          const form = formOf(body);
           const answer = await t.inject(
             rawJson(t, method, await url(), form, "application/x-www-form-urlencoded"),
           );
@@ -206,12 +208,7 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
           ([, kind]) => kind !== "string" && kind !== "timestamp",
         );
         if (!wrong) return;
-        const form = new URLSearchParams(
-          Object.entries({ ...body, [wrong[0]]: "not-a-value" }).map(([key, value]) => [
-            key,
-            String(value),
-          ]),
-        ).toString();
+        const form = formOf({ ...body, [wrong[0]]: "not-a-value" });
         const answer = await expectRefused(
           t,
           rawJson(t, method, await url(), form, "application/x-www-form-urlencoded"),
@@ -226,12 +223,7 @@ export function describeBadInput(getT: () => TestApp, spec: BadInputSpec): void 
           const body = await spec.validBody();
           const field = Object.entries(spec.fields).find(([, kind]) => numeric(kind))?.[0];
           if (!field) return;
-          const form = new URLSearchParams(
-            Object.entries({ ...body, [field]: numeral }).map(([key, value]) => [
-              key,
-              String(value),
-            ]),
-          ).toString();
+          const form = formOf({ ...body, [field]: numeral });
           const answer = await expectRefused(
             t,
             rawJson(t, method, await url(), form, "application/x-www-form-urlencoded"),
