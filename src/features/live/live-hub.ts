@@ -1302,7 +1302,10 @@ function gatherNews<Row extends { timeMs: number }>(
   }
 }
 
-/** Whether `fleet` has every axis and machine the batch's rows are of. */
+/**
+ * Whether `fleet` has every machine the batch's rows are of, and every axis where the rows place it
+ * (its machine and name).
+ */
 function inCatalog(fleet: Fleet, batch: ValidBatch): boolean {
   // An axis placed otherwise than the catalog has it was validated before a rename or move and
   // committed after it: the reload finds it moved and reads it again in its place.
