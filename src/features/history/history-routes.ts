@@ -35,6 +35,12 @@ export async function historyRoutes(
         "Content-Disposition": Type.String({
           description: 'With format=csv: `attachment; filename="…csv"`, named after the window',
         }),
+        "X-Bucket-Width-Ms": Type.Integer({
+          description:
+            "With max_points: the width of every bucket in milliseconds (the first may be partial, " +
+            "labelled at the window's start). It is rounded up to a rollup's grid, so it is often " +
+            "wider than the window divided by max_points.",
+        }),
       },
       content: {
         "application/json": { schema: HistoryAnswer },
@@ -105,6 +111,8 @@ async function answer(history: HistoryService, params: HistoryParams, reply: Fas
     objectMode: false,
     highWaterMark: 64 * 1024,
   });
+  // The buckets' starts cannot tell it exactly: empty buckets are left out of the answer.
+  if (result.bucketMs !== undefined) reply.header("X-Bucket-Width-Ms", String(result.bucketMs));
   if (format === "csv") {
     reply
       .type("text/csv; charset=utf-8")

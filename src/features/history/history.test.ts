@@ -356,7 +356,10 @@ describe("GET and POST /api/axis-data/", () => {
         velocity: null,
       },
     ]);
-    const [, record] = parseCsv((await get(`${query}&format=csv`)).body);
+    const raw = await get(`${query}&format=csv`);
+    // Raw samples are no buckets: no width is stated.
+    expect(raw.headers["x-bucket-width-ms"]).toBeUndefined();
+    const [, record] = parseCsv(raw.body);
     expect(record!.slice(5, 8).map(Number)).toEqual([1e-5, 1e20, 1e20]);
     expect(record!.slice(8, 11)).toEqual(["false", "", ""]);
     // Downsampled (buckets of 600 ms: from raw samples, as direct SQL fills no rollups), a
@@ -375,7 +378,9 @@ describe("GET and POST /api/axis-data/", () => {
       samples: 1,
     };
     expect(await rows(`${query}&max_points=100`)).toMatchObject([bucket]);
-    const [header, buckets] = parseCsv((await get(`${query}&max_points=100&format=csv`)).body);
+    const csv = await get(`${query}&max_points=100&format=csv`);
+    expect(csv.headers["x-bucket-width-ms"]).toBe("600");
+    const [header, buckets] = parseCsv(csv.body);
     const csvBucket = Object.fromEntries(header!.map((column, i) => [column, buckets![i]]));
     expect(csvBucket).toMatchObject({
       actual_position_min: "1e-05",
@@ -435,12 +440,16 @@ describe("downsampling (max_points)", () => {
     // buckets) and 5000: raw samples.
     const tiers = ["axis_data_1m", "axis_data_10s", "axis_data_5s", "axis_data_1s"];
     for (const [i, maxPoints] of [1, 7, 25, 37, 100, 5000].entries()) {
-      const answer = await rows(
+      const answered = await get(
         `machine_id=${machine.machine_id}&from=${iso(from)}&to=${iso(to)}&max_points=${maxPoints}`,
       );
+      expect(answered.statusCode, answered.body).toBe(200);
+      const answer: Record<string, unknown>[] = answered.json();
       // The grid: ⌈window ÷ max_points⌉ from `from`, or snapped to a rollup tier's 1 s, 5 s, 10 s
       // or 1 min grid, starting on a multiple of the width (the first bucket labelled with `from`).
       const grid = bucketGrid(from, to, maxPoints);
+      // The answer states the width; its buckets' starts cannot where some are empty.
+      expect(answered.headers["x-bucket-width-ms"]).toBe(String(grid.widthMs));
       expect(grid.rollup?.table ?? "raw").toBe(tiers[i] ?? "raw");
       const resolution = grid.rollup?.resolutionMs ?? 1;
       expect(grid.originMs % resolution).toBe(0);
