@@ -90,7 +90,7 @@ describe("gaps in the console's charts", () => {
         });
       }
     }
-    const data = chartData(rows, ["velocity"]).byField.get("velocity")!;
+    const data = chartData(rows, ["velocity"], 10_000).byField.get("velocity")!;
     const time = data[0];
     for (let column = 1; column < data.length; column++) {
       expect(gapsOf(time, data[column]!)).toEqual([[seconds(230), seconds(360)]]);

@@ -139,6 +139,16 @@ export class Api {
     return { rows, total };
   }
 
+  /** A GET whose headers matter as well as its body (history states its bucket width in one). */
+  async getWithHeaders<T>(
+    path: string,
+    query?: Query,
+    signal?: AbortSignal,
+  ): Promise<{ body: T; headers: Headers }> {
+    const response = await this.send("GET", path, { query, signal });
+    return { body: (await response.json()) as T, headers: response.headers };
+  }
+
   /** A GET whose answer is a file (CSV export): fetched with the token, kept as a Blob. */
   async download(
     path: string,

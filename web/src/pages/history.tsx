@@ -171,6 +171,8 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
   const [answer, setAnswer] = useState<{
     request: HistoryRequest;
     rows: HistoryRow[];
+    /** The width of its buckets in ms, as the server states it. */
+    bucketMs: number | undefined;
     view: string;
   }>();
   const [announced, setAnnounced] = useState({ view: "", text: "" });
@@ -181,9 +183,11 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     const abort = new AbortController();
     stopFollowing();
     setLoading(true);
-    api.get<HistoryRow[]>("/api/axis-data/", historyQuery(request), abort.signal).then(
-      (rows) => {
-        setAnswer({ request, rows, view: viewKey });
+    api.getWithHeaders<HistoryRow[]>("/api/axis-data/", historyQuery(request), abort.signal).then(
+      ({ body: rows, headers }) => {
+        const width = Number(headers.get("x-bucket-width-ms"));
+        const bucketMs = width > 0 ? width : undefined;
+        setAnswer({ request, rows, bucketMs, view: viewKey });
         setError(undefined);
         setLoading(false);
         followAfterAnswer();
@@ -202,7 +206,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
   }, [requestKey]);
 
   const shown = useMemo(
-    () => (answer ? chartData(answer.rows, answer.request.fields) : undefined),
+    () => (answer ? chartData(answer.rows, answer.request.fields, answer.bucketMs) : undefined),
     [answer],
   );
 

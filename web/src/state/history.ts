@@ -73,7 +73,7 @@ export interface HistoryChartData {
   byField: Map<HistoryField, uPlot.AlignedData>;
   buckets: number;
   samples: number;
-  /** The width of the answer's buckets in ms (see `bucketStep`); undefined under three. */
+  /** The width of the answer's buckets in ms, as the server stated it. */
   bucketMs: number | undefined;
 }
 
@@ -85,7 +85,11 @@ const asNumber = (value: unknown): number | null =>
  * not a zero), and so is a period where every series lacks them (Spindle stopped, say): uPlot
  * draws a gap there instead of a straight line across.
  */
-export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryField[]) {
+export function chartData(
+  rows: readonly HistoryRow[],
+  fields: readonly HistoryField[],
+  bucketMs: number | undefined,
+) {
   const seriesIndex = new Map<number, number>();
   const series: HistorySeries[] = [];
   const times = new Set<number>();
@@ -105,6 +109,8 @@ export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryF
   const time = [...times].sort((a, b) => a - b);
   const slot = new Map(time.map((t, i) => [t, i]));
   const seconds = time.map((t) => t / 1000);
+  // Gaps are judged by the data's own cadence, not the stated width: samples every 20 s in
+  // buckets of 10 s are a sparse series, not a gap at every step.
   const width = bucketWidth(seconds);
   const byField = new Map<HistoryField, uPlot.AlignedData>();
   for (const field of fields) {
@@ -124,23 +130,8 @@ export function chartData(rows: readonly HistoryRow[], fields: readonly HistoryF
     byField,
     buckets: rows.length,
     samples,
-    bucketMs: bucketStep(time),
+    bucketMs,
   } satisfies HistoryChartData;
-}
-
-/**
- * The width of the buckets starting at these instants (epoch ms, sorted): the greatest common
- * divisor of their steps. The answer does not state its width, and it is not window ÷ max_points:
- * the server rounds it up to its rollups' grid (1.5 s asked, 2 s given). Every bucket starts on
- * that grid but the first, labelled at the window's start, so its step is left out; empty buckets
- * are left out of the answer, so the steps are multiples of the width, and their divisor is the
- * width unless every step skips the same number of buckets.
- */
-export function bucketStep(starts: readonly number[]): number | undefined {
-  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-  let width = 0;
-  for (let i = 2; i < starts.length; i++) width = gcd(width, starts[i]! - starts[i - 1]!);
-  return width > 0 ? width : undefined;
 }
 
 /** `datetime-local` text (the browser's zone) to epoch ms, or NaN. */
