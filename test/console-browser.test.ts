@@ -701,6 +701,42 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     });
   });
 
+  it("counts and numbers a machine's tools past the first page of the fleet's tools", async () => {
+    // A fleet of 1,000 machines has 24,000 tools, more than one list answer holds (10,000).
+    const filler = nextMachineId();
+    await arrange("/data/machines/", {
+      machine_id: filler,
+      machine_name: uniqueName("Magazine "),
+      tool_capacity: 10_000,
+    });
+    await t.database.db.query(
+      `insert into tool (machine_id, tool_offset, feedrate)
+       select $1, 50, 500 from generate_series(1, 10000)`,
+      [filler],
+    );
+    try {
+      const machine_id = nextMachineId();
+      const machine_name = uniqueName("Mazak VCN-530C ");
+      await arrange("/data/machines/", { machine_id, machine_name, tool_capacity: 12 });
+      const tools = [];
+      for (const feedrate of [600, 750])
+        tools.push(
+          await arrange("/data/tools/", { machine: machine_id, tool_offset: 80, feedrate }),
+        );
+      await arrange("/data/tool-usage/", { machine: machine_id, tool_in_use: tools[1].tool_id });
+
+      const page = await newPage();
+      await signIn(page, people.manager);
+      await page.getByLabel("Filter").fill(machine_name);
+      const meta = page.locator(".tile .tile-meta");
+      await meta.getByText("T2 in use", { exact: true }).waitFor();
+      expect(await meta.textContent()).toContain("2/12 tools");
+      await page.context().close();
+    } finally {
+      await t.inject({ method: "DELETE", url: `/data/machines/${filler}/`, headers: t.adminAuth });
+    }
+  });
+
   it("says the bucket width the server used, not one read from its buckets' starts", async () => {
     const machine_id = nextMachineId();
     await arrange("/data/machines/", {

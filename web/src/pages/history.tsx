@@ -1,5 +1,6 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { everyRow } from "../api/every-row.ts";
 import { api } from "../api/instance.ts";
 import type { Axis, Machine } from "../api/types.ts";
 import { navigate, useSearchParams } from "../router.tsx";
@@ -41,8 +42,8 @@ interface Catalog {
 
 async function loadCatalog(): Promise<Catalog> {
   const [machines, axes] = await Promise.all([
-    api.get<Machine[]>("/data/machines/", { limit: 10_000 }),
-    api.get<Axis[]>("/data/axes/", { limit: 10_000 }),
+    everyRow<Machine>(api, "/data/machines/"),
+    everyRow<Axis>(api, "/data/axes/"),
   ]);
   machines.sort((a, b) =>
     a.machine_name.localeCompare(b.machine_name, undefined, { numeric: true }),

@@ -1,3 +1,4 @@
+import { everyRow } from "../api/every-row.ts";
 import { api } from "../api/instance.ts";
 import type { Axis, Machine, Tool, ToolUsage } from "../api/types.ts";
 import { useQuery } from "./query.ts";
@@ -9,8 +10,6 @@ export interface Fleet {
   /** The tool each machine reported in use last. */
   toolInUse: Map<number, ToolUsage>;
 }
-
-const all = 10_000;
 
 function groupBy<T>(rows: T[], key: (row: T) => number): Map<number, T[]> {
   const groups = new Map<number, T[]>();
@@ -25,10 +24,10 @@ function groupBy<T>(rows: T[], key: (row: T) => number): Map<number, T[]> {
 
 export async function loadFleet(): Promise<Fleet> {
   const [machines, axes, tools, usage] = await Promise.all([
-    api.get<Machine[]>("/data/machines/", { limit: all }),
-    api.get<Axis[]>("/data/axes/", { limit: all }),
-    api.get<Tool[]>("/data/tools/", { limit: all }),
-    api.get<ToolUsage[]>("/data/tool-usage/", { latest: true, limit: all }),
+    everyRow<Machine>(api, "/data/machines/"),
+    everyRow<Axis>(api, "/data/axes/"),
+    everyRow<Tool>(api, "/data/tools/"),
+    everyRow<ToolUsage>(api, "/data/tool-usage/", { latest: true }),
   ]);
   const toolInUse = new Map(usage.map((row) => [row.machine, row]));
   return {

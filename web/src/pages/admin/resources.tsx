@@ -1,4 +1,5 @@
 import { useRef, useState } from "preact/hooks";
+import { everyRow } from "../../api/every-row.ts";
 import { api } from "../../api/instance.ts";
 import type { Machine } from "../../api/types.ts";
 import { access, allows } from "../../state/access.ts";
@@ -159,10 +160,7 @@ function display(value: unknown): string {
 }
 
 export function ResourceAdmin({ spec }: { spec: ResourceSpec }) {
-  const machines = useQuery(
-    () => api.get<Machine[]>("/data/machines/", { limit: 10_000 }),
-    [spec.path],
-  );
+  const machines = useQuery(() => everyRow<Machine>(api, "/data/machines/"), [spec.path]);
   const [machine, setMachine] = useState<string>("");
   const selectedMachine = spec.byMachine
     ? machine || String(machines.data?.[0]?.machine_id ?? "")
