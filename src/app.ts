@@ -18,7 +18,7 @@ import { usersRoutes } from "./features/users/users-routes.ts";
 import { answerWrongMethods } from "./platform/allowed-methods.ts";
 import { frameworkErrorHandler, registerErrorHandler } from "./platform/error-handler.ts";
 import { describeOperation } from "./platform/openapi.ts";
-import { readEmptyBodiesAsDrfDoes } from "./platform/request-body.ts";
+import { readEmptyBodiesAsDrfDoes, readMultipartForms } from "./platform/request-body.ts";
 import { alsoAfterWrite, resourceRoutes } from "./platform/resource.ts";
 import { parseFormBody, validatorCompiler } from "./platform/validation.ts";
 import type { Services } from "./services.ts";
@@ -75,6 +75,7 @@ export async function buildApp(
   registerErrorHandler(app, { notFoundPage });
 
   await app.register(formbody, { bodyLimit: config.bodyLimit, parser: parseFormBody });
+  readMultipartForms(app, config.bodyLimit);
   await app.register(swagger, {
     openapi: {
       info: {

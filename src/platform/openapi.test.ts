@@ -146,6 +146,7 @@ describe("/openapi.json", () => {
       expect(Object.keys(operation.requestBody!.content), name(operation)).toEqual([
         "application/x-www-form-urlencoded",
         "application/json",
+        "multipart/form-data",
       ]);
       // Each checks a client's secret, and failed checks are limited per address.
       expect(statuses(operation), name(operation)).toContain("429");
@@ -158,7 +159,7 @@ describe("/openapi.json", () => {
     }
   });
 
-  it("takes every other body as JSON or a form, and a form is answered as its JSON is", async () => {
+  it("takes every other body as JSON or a form (urlencoded or multipart), and a form is answered as its JSON is", async () => {
     const withBody = operations.filter(
       (operation) => operation.requestBody && operation.path !== "/api/ingest/",
     );
@@ -167,6 +168,7 @@ describe("/openapi.json", () => {
       expect(Object.keys(operation.requestBody!.content).sort(), name(operation)).toEqual([
         "application/json",
         "application/x-www-form-urlencoded",
+        "multipart/form-data",
       ]);
     const form = await t.inject({
       method: "POST",

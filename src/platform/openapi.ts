@@ -12,11 +12,22 @@ declare module "fastify" {
 /** Methods whose body Fastify reads: the body can be malformed, too large or of a wrong type. */
 const bodyMethods = ["POST", "PUT", "PATCH", "DELETE"];
 
-/** The contract's forms for a body that may be sent as a form or as JSON (RFC 6749 §4). */
-const oauthMediaTypes = ["application/x-www-form-urlencoded", "application/json"];
+/**
+ * The contract's forms for a body that may be sent as a form or as JSON (RFC 6749 §4); a
+ * multipart form's fields are read as a form's (`readMultipartForms`).
+ */
+const oauthMediaTypes = [
+  "application/x-www-form-urlencoded",
+  "application/json",
+  "multipart/form-data",
+];
 
 /** Every other body: JSON, or a form read as a query string is (`parseFormBody`). */
-const bodyMediaTypes = ["application/json", "application/x-www-form-urlencoded"];
+const bodyMediaTypes = [
+  "application/json",
+  "application/x-www-form-urlencoded",
+  "multipart/form-data",
+];
 
 const Detail = (description: string, headers?: Record<string, TSchema>) =>
   Type.Object({ detail: Type.String({ maxLength: 1000 }) }, { description, headers });

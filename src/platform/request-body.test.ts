@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import type { InjectOptions } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildTestApp, type TestApp } from "../../test/helpers/app.ts";
+import { buildTestApp, type TestApp, testClient } from "../../test/helpers/app.ts";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -95,6 +95,59 @@ describe("a JSON body that is not empty", () => {
     });
     expect(answer.statusCode).toBe(400);
     expect(answer.json().detail).toMatch(/^JSON parse error/);
+  });
+});
+
+describe("a multipart form", () => {
+  const boundary = "curl-like-boundary";
+  const multipart = (fields: Record<string, string>) =>
+    `${Object.entries(fields)
+      .map(
+        ([name, value]) =>
+          `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`,
+      )
+      .join("")}--${boundary}--\r\n`;
+  const headers = { "content-type": `multipart/form-data; boundary=${boundary}` };
+
+  it("signs in at /o/token/ as curl -F sends it, and is refused there as a form is", async () => {
+    const { username, password } = await t.userAuth([]);
+    const fields = {
+      grant_type: "password",
+      username,
+      password,
+      client_id: testClient.id,
+      client_secret: testClient.secret,
+    };
+    const token = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      headers,
+      payload: multipart(fields),
+    });
+    expect(token.statusCode, token.body).toBe(200);
+    expect(token.json()).toMatchObject({ token_type: "Bearer" });
+    const wrong = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      headers,
+      payload: multipart({ ...fields, password: "not the password" }),
+    });
+    expect(wrong.statusCode).toBe(400);
+    expect(wrong.json()).toMatchObject({ error: "invalid_grant" });
+  });
+
+  it("with no body is no fields, as an empty urlencoded form is", async () => {
+    const answer = await t.inject({
+      method: "POST",
+      url: "/o/token/",
+      headers,
+      payload: "",
+    });
+    expect(answer.statusCode).toBe(400);
+    expect(answer.json()).toEqual({
+      error: "invalid_request",
+      error_description: "Missing grant_type.",
+    });
   });
 });
 

@@ -1,4 +1,7 @@
+import { Busboy, type BusboyHeaders } from "@fastify/busboy";
 import type { FastifyInstance } from "fastify";
+import { DomainError } from "./errors.ts";
+import { parseFormBody } from "./validation.ts";
 
 /**
  * What an empty or missing request body means, the same for every route, as Django REST
@@ -37,4 +40,63 @@ export function readEmptyBodiesAsDrfDoes(app: FastifyInstance): void {
     const schema = request.routeOptions.schema?.body as { type?: unknown } | undefined;
     if (request.body === undefined && schema?.type === "object") request.body = {};
   });
+}
+
+/** The most fields a multipart form may carry; every Spindle body has far fewer. */
+const multipartFieldLimit = 1000;
+
+/**
+ * `multipart/form-data` bodies (`curl -F`, Python requests' `files=`, an HTML form sent as
+ * multipart), read as Django REST Framework's MultiPartParser reads them: their fields are a
+ * form's, with the same meaning as `application/x-www-form-urlencoded`. Spindle stores no files,
+ * so a body that carries one is refused whole rather than stored without it.
+ */
+export function readMultipartForms(app: FastifyInstance, bodyLimit: number): void {
+  app.addContentTypeParser(
+    "multipart/form-data",
+    { parseAs: "buffer", bodyLimit },
+    (request, body, done) => {
+      let settled = false;
+      const settle = (error: Error | null, form?: unknown) => {
+        if (settled) return;
+        settled = true;
+        done(error, form);
+      };
+      const refuse = (reason: string) =>
+        settle(new DomainError("validation", `Multipart form parse error - ${reason}`));
+      // No body at all, as an empty urlencoded form is: no fields.
+      if ((body as Buffer).length === 0) {
+        settle(null, parseFormBody(""));
+        return;
+      }
+      let parser: ReturnType<typeof Busboy>;
+      try {
+        parser = Busboy({
+          headers: request.headers as BusboyHeaders,
+          limits: { files: 0, fields: multipartFieldLimit, parts: multipartFieldLimit },
+        });
+      } catch (error) {
+        refuse((error as Error).message);
+        return;
+      }
+      const fields = new URLSearchParams();
+      let refused: string | undefined;
+      parser.on("field", (name, value) => fields.append(name, value));
+      parser.on("filesLimit", () => {
+        refused ??= "Files are not accepted; send the fields only.";
+      });
+      parser.on("fieldsLimit", () => {
+        refused ??= `More than ${multipartFieldLimit} fields.`;
+      });
+      parser.on("partsLimit", () => {
+        refused ??= `More than ${multipartFieldLimit} parts.`;
+      });
+      parser.on("error", (error) => refuse((error as Error).message));
+      parser.on("finish", () => {
+        if (refused !== undefined) refuse(refused);
+        else settle(null, parseFormBody(fields.toString()));
+      });
+      parser.end(body as Buffer);
+    },
+  );
 }
