@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { type Config, ConfigError, redactUrl } from "./config.ts";
-import { lockDataDir } from "./platform/data-dir-lock.ts";
+import { lockDataDir, makePrivateDirectory } from "./platform/data-dir-lock.ts";
 import { type Database, openDatabase } from "./platform/database.ts";
 import { migrate } from "./platform/migrations.ts";
 import { createServices, type Services } from "./services.ts";
@@ -18,12 +18,12 @@ export interface Runtime {
  */
 export async function openRuntime(config: Config): Promise<Runtime> {
   const release = config.databaseUrl ? undefined : await lockDataDir(config.dataDir);
+  const embeddedDir = join(config.dataDir, "pglite");
   let db: Database;
   try {
+    if (!config.databaseUrl) await makePrivateDirectory(embeddedDir);
     db = await openDatabase(
-      config.databaseUrl
-        ? { url: config.databaseUrl }
-        : { dataDir: join(config.dataDir, "pglite") },
+      config.databaseUrl ? { url: config.databaseUrl } : { dataDir: embeddedDir },
     );
   } catch (error) {
     await release?.();

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -93,6 +93,11 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
         { DATABASE_URL: "postgres://nobody:secret@127.0.0.1:1/none" },
         /^spindle: DATABASE_URL: cannot connect to postgres:\/\/nobody:\*\*\*@127\.0\.0\.1:1\/none/,
       ],
+      // libpq's secrets as query parameters.
+      [
+        { DATABASE_URL: "postgres://nobody@127.0.0.1:1/none?password=secret&sslpassword=secret" },
+        /^spindle: DATABASE_URL: cannot connect to postgres:\/\/nobody@127\.0\.0\.1:1\/none\?password=\*\*\*&sslpassword=\*\*\*:/,
+      ],
       [{ LOG_LEVEL: "loud" }, /^spindle: LOG_LEVEL: expected one of/],
       [{ SIMULATOR: "maybe" }, /^spindle: SIMULATOR: expected on or off/],
       [{ ADMIN_USERNAME: "boss" }, /^spindle: ADMIN_PASSWORD: required when ADMIN_USERNAME is set/],
@@ -112,6 +117,18 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
       expect(run.stderr).toMatch(message);
       expect(run.stderr).not.toContain("secret");
       expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    }
+  });
+
+  it("keeps the embedded database's files private to its user, even in a directory made open", async () => {
+    const fresh = join(dataDir, "private-fresh");
+    const opened = join(dataDir, "private-opened");
+    await mkdir(join(opened, "pglite"), { recursive: true, mode: 0o777 });
+    await chmod(join(opened, "pglite"), 0o777);
+    for (const dir of [fresh, opened]) {
+      const run = await spindle(["migrate"], { DATA_DIR: dir, DATABASE_URL: "" });
+      expect(run.code, run.stderr).toBe(0);
+      expect((await stat(join(dir, "pglite"))).mode & 0o777).toBe(0o700);
     }
   });
 

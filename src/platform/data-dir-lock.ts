@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, open, readFile, rm, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join, parse, resolve } from "node:path";
 
@@ -91,6 +91,23 @@ async function makeDirectory(dataDir: string): Promise<void> {
     );
     if (!isDirectory) throw new DataDirError(`${path} is not a directory`);
   }
+}
+
+/**
+ * Makes the embedded database's own directory (`DATA_DIR/pglite`) private to this user, as
+ * PostgreSQL requires of a data directory: PGlite writes its files readable and writable by
+ * anyone (0666), and they hold password and token hashes, so the directory's mode is what keeps
+ * other local accounts out. One an earlier version made open is made private too. `DATA_DIR`
+ * itself is left as it is: it may be a directory shared with other things.
+ */
+export async function makePrivateDirectory(path: string): Promise<void> {
+  const failed = (doing: string) => (error: NodeJS.ErrnoException) => {
+    throw new DataDirError(`cannot ${doing} ${path} (${error.code ?? error})`);
+  };
+  await mkdir(path, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "EEXIST") failed("make")(error);
+  });
+  await chmod(path, 0o700).catch(failed("make private"));
 }
 
 async function readOwner(path: string): Promise<LockOwner | undefined> {
