@@ -22,8 +22,23 @@ describe("redactedUrl", () => {
     expect(redactedUrl(url)).not.toMatch(/spa_secret|=a(&|$)|=b$|=s&|=p$/);
   });
 
+  it.each(["/users/me/?x=", "/users/me/?x=1&y=", "/users/spa_", "/a/?q=sps_"])(
+    "hides a Spindle token or client secret under any name or none: %s…",
+    (prefix) => {
+      const secret = "spa_Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA-_x";
+      for (const kind of ["spa_", "spr_", "sps_"]) {
+        const value = kind + secret.slice(4);
+        const logged = redactedUrl(`${prefix}${value}&z=1`);
+        expect(logged).not.toContain(value.slice(4, 24));
+        expect(logged).toContain("[redacted]");
+        expect(logged).toContain("z=1");
+      }
+    },
+  );
+
   it.each([
     "/api/axis-data/?machine_id=1,2&from=2026-11-24T00:00:00Z",
+    "/data/machines/?machine_name=spa_short",
     "/data/machines/",
     "/a/?",
     "/a/?&&x=1",
