@@ -98,6 +98,48 @@ describe("a JSON body that is not empty", () => {
   });
 });
 
+describe("a body nested deeper than any Spindle body", () => {
+  // Over 64 KiB (smaller ones cost JSON.parse little however nested).
+  const padding = "x".repeat(70_000);
+  const ingest = (payload: string, contentType = "application/json") =>
+    t.inject({
+      method: "POST",
+      url: "/api/ingest/",
+      headers: { ...t.adminAuth, "content-type": contentType },
+      payload,
+    });
+
+  it("is refused before it is parsed, as JSON and on its NDJSON line", async () => {
+    const deep = `${"[".repeat(101)}${"]".repeat(101)}`;
+    const json = await ingest(`{"axis_data":${deep},"padding":"${padding}"}`);
+    expect(json.statusCode).toBe(400);
+    expect(json.json()).toEqual({ detail: "JSON parse error - nested deeper than 100 levels." });
+    // Each NDJSON line is a document of its own: depth does not add up across lines.
+    const shallowLines = Array.from({ length: 60 }, () => `{"axis_data":[[[[]]]]}`);
+    const ndjson = await ingest(
+      [...shallowLines, `{"padding":"${padding}"}`, `{"axis_data":${deep}}`].join("\n"),
+      "application/x-ndjson",
+    );
+    expect(ndjson.statusCode).toBe(400);
+    expect(ndjson.json()).toEqual({
+      detail: "JSON parse error on line 62 - nested deeper than 100 levels.",
+    });
+  });
+
+  it("is told from brackets inside strings, which do not nest", async () => {
+    const brackets = `${"[{".repeat(200)}\\\"`;
+    const answer = await t.inject({
+      method: "POST",
+      url: "/api/axis-data/",
+      headers: { ...t.adminAuth, "content-type": "application/json" },
+      payload: `{"axis_name":["${brackets}${padding}"]}`,
+    });
+    // Read as a history request: the brackets were text, so the body parsed.
+    expect(answer.statusCode, answer.body).toBe(400);
+    expect(Object.keys(answer.json())).toEqual(["axis_name.0"]);
+  });
+});
+
 describe("a multipart form", () => {
   const boundary = "curl-like-boundary";
   const multipart = (fields: Record<string, string>) =>

@@ -1,6 +1,7 @@
 import { Busboy, type BusboyHeaders } from "@fastify/busboy";
 import type { FastifyInstance } from "fastify";
 import { DomainError } from "./errors.ts";
+import { tooDeep, tooDeepLine } from "./json-depth.ts";
 import { parseFormBody } from "./validation.ts";
 
 /**
@@ -29,6 +30,7 @@ export function readEmptyBodiesAsDrfDoes(app: FastifyInstance): void {
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     if (body === "") done(null, undefined);
+    else if (tooDeepLine(body as string) !== undefined) done(tooDeep(), undefined);
     else void parseJson(request, body as string, done);
   });
 

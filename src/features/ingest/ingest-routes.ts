@@ -2,6 +2,7 @@ import { finished } from "node:stream";
 import { type TSchema, Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { DomainError, forbidden } from "../../platform/errors.ts";
+import { tooDeep, tooDeepLine } from "../../platform/json-depth.ts";
 import { Id, Measurement, Timestamp } from "../../platform/schema-types.ts";
 import { actorOf } from "../auth/authenticate.ts";
 import { toolReport } from "../auth/scopes.ts";
@@ -40,6 +41,8 @@ const sends = (batch: RawBatch, kind: RowKind) =>
  * (`{"kind":"axis_data","machine_id":…}`), so a producer can stream rows as it has them.
  */
 export function parseNdjson(text: string): RawBatch {
+  const deep = tooDeepLine(text, true);
+  if (deep !== undefined) throw tooDeep(deep);
   const batch: Record<RowKind, unknown[]> = { axis_data: [], tool_data: [], tool_usage: [] };
   const lines = text.split("\n");
   lines.forEach((line, index) => {
