@@ -2006,6 +2006,31 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await renewInTwoTabsAtOnce(base.replace("127.0.0.1", lanHost), false);
   });
 
+  it("signs out every tab when one signs out, and signs in every tab at sign-in when one does", async () => {
+    const first = await newPage();
+    await signIn(first, people.manager);
+    await first.locator(".tile").first().waitFor();
+    const second = await openTab(first);
+    await second.locator(".tile").first().waitFor();
+    const renewals: string[] = [];
+    second.on("request", (request) => {
+      if (request.url().endsWith("/o/token/")) renewals.push(request.postData() ?? "");
+    });
+
+    await first.getByRole("button", { name: "Sign out" }).click();
+    await first.getByRole("heading", { name: "Sign in" }).waitFor();
+    // The other tab follows at once: not after a request of its own met a 401 (which would
+    // try a renewal, then say "Your session has ended").
+    await second.getByRole("heading", { name: "Sign in" }).waitFor();
+    expect(await second.getByText("Your session has ended").count()).toBe(0);
+    expect(renewals).toEqual([]);
+
+    await signIn(second, people.manager);
+    await first.getByRole("button", { name: "Sign out" }).waitFor();
+    await first.locator(".tile").first().waitFor();
+    await first.context().close();
+  });
+
   it("polls when the WebSocket never opens, with one polling loop however the fleet scrolls", async () => {
     const page = await newPage({ height: 420 });
     // A proxy without WebSocket: every socket closes before it opens.

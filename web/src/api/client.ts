@@ -90,8 +90,8 @@ export function queryString(query: Query | undefined): string {
  * all). Per-tab sessionStorage cannot keep tabs apart anyway: a tab opened from another starts
  * with a copy of its tokens, and refresh tokens are single-use, so two tabs renewing the same
  * one revoked the session in both. Hence: one tab renews at a time (`withRenewalLock`), and a
- * tab that finds, under the lock, the tokens renewed, signed in or signed out by another
- * follows it.
+ * tab that finds the tokens renewed, signed in or signed out by another (re-read under the
+ * lock, and the `storage` event) follows it.
  */
 export class Api {
   readonly session: Store<SessionState>;
@@ -104,6 +104,12 @@ export class Api {
   constructor(private readonly storage: Storage = localStorage) {
     this.session = new Store<SessionState>({ tokens: this.load(), notice: null });
     this.schedule();
+    addEventListener("storage", (event) => {
+      // `key` is null when the storage was cleared.
+      if (event.storageArea === storage && (event.key === storageKey || event.key === null)) {
+        this.followStorage();
+      }
+    });
   }
 
   get username(): string | undefined {
@@ -173,7 +179,9 @@ export class Api {
         throw new NetworkError("Spindle cannot be reached.");
       }
     }
-    if (response.status === 401) {
+    // No notice when the session had already ended (signed out here or in another tab, or a
+    // refused renewal, which said so) while this request was out.
+    if (response.status === 401 && this.session.get().tokens) {
       this.end("Your session has ended. Please sign in again.");
     }
     if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
