@@ -14,6 +14,7 @@ const chromiumPath = "/usr/bin/chromium";
 const repository = new URL("..", import.meta.url).pathname;
 const screenshots = new URL("../test-results/console/", import.meta.url).pathname;
 const axisNames = ["X", "Y", "Z", "A", "C"];
+const lanHost = "spindle-lan.test";
 
 let t: TestApp;
 let base: string;
@@ -75,12 +76,40 @@ async function newPage(options: { dark?: boolean; width?: number; height?: numbe
   return page;
 }
 
-async function signIn(page: Page, username: string) {
-  await page.goto(`${base}/`);
+async function signIn(page: Page, username: string, origin = base) {
+  await page.goto(`${origin}/`);
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(testPassword);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+
+/** A second tab opened from this one, as a ctrl-click does: same browser, its storage copied. */
+async function openTab(page: Page): Promise<Page> {
+  const [tab] = await Promise.all([
+    page.context().waitForEvent("page"),
+    page.evaluate(() => {
+      window.open(location.href);
+    }),
+  ]);
+  tab.setDefaultTimeout(15_000);
+  return tab;
+}
+
+/** The tokens the console keeps for the browser's tabs. */
+async function storedTokens(page: Page): Promise<{ access: string; refresh: string } | null> {
+  return JSON.parse((await page.evaluate(() => localStorage.getItem("spindle.session"))) ?? "null");
+}
+
+/** Whether Spindle still takes this token (a refresh token used twice revokes its family). */
+async function tokenActive(token: string): Promise<boolean> {
+  const answer = await t.inject({
+    method: "POST",
+    url: "/o/introspect/",
+    headers: t.adminAuth,
+    payload: { token },
+  });
+  return (answer.json() as { active: boolean }).active;
 }
 
 /** One axis sample of one machine, at the time of receipt; still and homed unless told. */
@@ -112,7 +141,7 @@ async function ingestOne(sample: {
 
 /** Revokes the access token the page holds, as another session of the same user could. */
 async function revokeAccessToken(page: Page): Promise<string> {
-  const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+  const stored = await page.evaluate(() => localStorage.getItem("spindle.session"));
   const { access } = JSON.parse(stored ?? "{}") as { access: string };
   await t.inject({
     method: "POST",
@@ -218,6 +247,9 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        // An address that is not loopback, so plain http there is not a secure context (no
+        // Web Locks), as on a LAN address; it reaches this test's server all the same.
+        `--host-resolver-rules=MAP ${lanHost} 127.0.0.1`,
       ],
     });
   }, 180_000);
@@ -1212,9 +1244,9 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await expect.poll(() => tokens.length).toBe(1);
     // The console renews at 80% of a token's life: make the stored one due a second from now.
     await page.evaluate(() => {
-      const stored = JSON.parse(sessionStorage.getItem("spindle.session")!);
+      const stored = JSON.parse(localStorage.getItem("spindle.session")!);
       stored.expiresAt = Date.now() + stored.lifetime * 0.2 + 1000;
-      sessionStorage.setItem("spindle.session", JSON.stringify(stored));
+      localStorage.setItem("spindle.session", JSON.stringify(stored));
     });
     await page.reload();
     await page.locator(".tile").first().waitFor();
@@ -1223,7 +1255,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     // way it renews once, and its live socket ends on the new token.
     await expect.poll(() => renewals.length, { timeout: 10_000 }).toBe(1);
     const stored = () =>
-      page.evaluate(() => JSON.parse(sessionStorage.getItem("spindle.session")!).access as string);
+      page.evaluate(() => JSON.parse(localStorage.getItem("spindle.session")!).access as string);
     // The request is seen before its answer is.
     await expect.poll(stored).not.toBe(tokens[0]);
     const renewed = await stored();
@@ -1820,7 +1852,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     const page = await newPage();
     await signIn(page, people.admin);
     await page.locator(".tile").first().waitFor();
-    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+    const stored = await page.evaluate(() => localStorage.getItem("spindle.session"));
     const tokens = JSON.parse(stored ?? "{}") as { access: string; refresh: string };
     for (const token of [tokens.refresh, tokens.access]) {
       await t.inject({
@@ -1872,7 +1904,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       .toBe(0);
 
     // The session's tokens are revoked elsewhere: the next request's 401 leads back to sign-in.
-    const stored = await page.evaluate(() => sessionStorage.getItem("spindle.session"));
+    const stored = await page.evaluate(() => localStorage.getItem("spindle.session"));
     const tokens = JSON.parse(stored ?? "{}") as { access: string; refresh: string };
     for (const token of [tokens.refresh, tokens.access]) {
       await t.inject({
@@ -1888,7 +1920,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await signIn(page, people.manager);
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.getByRole("heading", { name: "Sign in" }).waitFor();
-    expect(await page.evaluate(() => sessionStorage.getItem("spindle.session"))).toBeNull();
+    expect(await page.evaluate(() => localStorage.getItem("spindle.session"))).toBeNull();
     await page.context().close();
   });
 
@@ -1966,13 +1998,105 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     offline = false;
     await expect
       .poll(
-        () => page.evaluate(() => JSON.parse(sessionStorage.getItem("spindle.session")!).access),
+        () => page.evaluate(() => JSON.parse(localStorage.getItem("spindle.session")!).access),
         { timeout: 10_000 },
       )
       .not.toBe(access);
     await ingestOne({ machine_id: machine.machine_id, axis_name: "Y", actual_position: 4321.5 });
     await expect.poll(() => tile.textContent(), { timeout: 10_000 }).toContain("4321.5");
     await page.context().close();
+  });
+
+  /**
+   * Two tabs of one browser hold the same tokens and both renew at 80% of their 10 h life, at
+   * the same moment. The session must survive in both: one renewal, whose tokens both adopt.
+   */
+  async function renewInTwoTabsAtOnce(origin: string, secureContext: boolean) {
+    const first = await newPage();
+    await first.clock.install();
+    /** The status of each refresh grant either tab asked for. */
+    const renewals: number[] = [];
+    first.context().on("response", (response) => {
+      if (
+        response.url().endsWith("/o/token/") &&
+        response.request().postData()?.includes("refresh_token")
+      )
+        renewals.push(response.status());
+    });
+    await signIn(first, people.manager, origin);
+    await first.locator(".tile").first().waitFor();
+    expect(await first.evaluate(() => [isSecureContext, "locks" in navigator])).toEqual([
+      secureContext,
+      secureContext,
+    ]);
+    const second = await openTab(first);
+    await second.locator(".tile").first().waitFor();
+    const signedIn = (await storedTokens(first))!;
+
+    // The clock jumps in both tabs at once.
+    await first.clock.fastForward(36_000 * 800 + 5_000);
+    await expect.poll(() => renewals, { timeout: 10_000 }).toEqual([200]);
+    await expect.poll(async () => (await storedTokens(first))?.access).not.toBe(signedIn.access);
+    const renewed = (await storedTokens(first))!;
+    // Had a tab presented the used refresh token again, Spindle would have revoked these.
+    expect(await tokenActive(renewed.access)).toBe(true);
+    expect(await tokenActive(renewed.refresh)).toBe(true);
+
+    // Both tabs keep working on the renewed tokens: live values, then a page read over REST.
+    for (const [index, tab] of [first, second].entries()) {
+      const machine = fleet[4 + index]!;
+      const tile = tab.getByRole("link", { name: new RegExp(`^${machine.machine_name},`) });
+      const position = 3000 + 10 * index + (secureContext ? 1.5 : 2.5);
+      await ingestOne({
+        machine_id: machine.machine_id,
+        axis_name: "X",
+        actual_position: position,
+      });
+      await expect.poll(() => tile.textContent(), { timeout: 10_000 }).toContain(String(position));
+      await tile.click();
+      await tab.getByRole("heading", { name: machine.machine_name }).waitFor();
+      await tab
+        .getByRole("table", { name: "Latest axis values" })
+        .getByRole("rowheader", { name: "X" })
+        .waitFor();
+      expect(await tab.getByRole("heading", { name: "Sign in" }).count()).toBe(0);
+    }
+    expect(renewals).toEqual([200]);
+    expect(await storedTokens(second)).toEqual(renewed);
+    await first.context().close();
+  }
+
+  it("keeps one session in two tabs that renew at once: one renewal, both tabs carry on", async () => {
+    await renewInTwoTabsAtOnce(base, true);
+  });
+
+  it("keeps one session in two tabs that renew at once over plain http on a LAN address (no Web Locks)", async () => {
+    await renewInTwoTabsAtOnce(base.replace("127.0.0.1", lanHost), false);
+  });
+
+  it("signs out every tab when one signs out, and signs in every tab at sign-in when one does", async () => {
+    const first = await newPage();
+    await signIn(first, people.manager);
+    await first.locator(".tile").first().waitFor();
+    const second = await openTab(first);
+    await second.locator(".tile").first().waitFor();
+    const renewals: string[] = [];
+    second.on("request", (request) => {
+      if (request.url().endsWith("/o/token/")) renewals.push(request.postData() ?? "");
+    });
+
+    await first.getByRole("button", { name: "Sign out" }).click();
+    await first.getByRole("heading", { name: "Sign in" }).waitFor();
+    // The other tab follows at once: not after a request of its own met a 401 (which would
+    // try a renewal, then say "Your session has ended").
+    await second.getByRole("heading", { name: "Sign in" }).waitFor();
+    expect(await second.getByText("Your session has ended").count()).toBe(0);
+    expect(renewals).toEqual([]);
+
+    await signIn(second, people.manager);
+    await first.getByRole("button", { name: "Sign out" }).waitFor();
+    await first.locator(".tile").first().waitFor();
+    await first.context().close();
   });
 
   it("polls when the WebSocket never opens, with one polling loop however the fleet scrolls", async () => {

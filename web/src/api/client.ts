@@ -1,4 +1,5 @@
 import { Store } from "../state/store.ts";
+import { withRenewalLock } from "./renewal-lock.ts";
 import type { TokenAnswer } from "./types.ts";
 
 /** The public OAuth2 client the server registers for the console (no secret). */
@@ -80,9 +81,17 @@ export function queryString(query: Query | undefined): string {
 }
 
 /**
- * Signs in with the password grant, keeps the tokens in sessionStorage (this tab only), refreshes
- * them before they expire, and sends every API request with the access token. A 401 the refresh
- * token cannot cure ends the session; a failed fetch marks the connection lost until one succeeds.
+ * Signs in with the password grant, refreshes the tokens before they expire, and sends every API
+ * request with the access token. A 401 the refresh token cannot cure ends the session; a failed
+ * fetch marks the connection lost until one succeeds.
+ *
+ * The tokens live in localStorage: the tabs of a browser share one session, as people expect of
+ * a web app (a tab opened from another, or from a bookmark, is signed in; signing out signs out
+ * all). Per-tab sessionStorage cannot keep tabs apart anyway: a tab opened from another starts
+ * with a copy of its tokens, and refresh tokens are single-use, so two tabs renewing the same
+ * one revoked the session in both. Hence: one tab renews at a time (`withRenewalLock`), and a
+ * tab that finds the tokens renewed, signed in or signed out by another (re-read under the
+ * lock, and the `storage` event) follows it.
  */
 export class Api {
   readonly session: Store<SessionState>;
@@ -92,9 +101,15 @@ export class Api {
   /** Until then, a renewal is not tried again (the last failed, and its timer will retry). */
   private retryRenewalAt = 0;
 
-  constructor(private readonly storage: Storage = sessionStorage) {
+  constructor(private readonly storage: Storage = localStorage) {
     this.session = new Store<SessionState>({ tokens: this.load(), notice: null });
     this.schedule();
+    addEventListener("storage", (event) => {
+      // `key` is null when the storage was cleared.
+      if (event.storageArea === storage && (event.key === storageKey || event.key === null)) {
+        this.followStorage();
+      }
+    });
   }
 
   get username(): string | undefined {
@@ -113,18 +128,10 @@ export class Api {
   }
 
   async signOut(notice: string | null = null): Promise<void> {
-    const tokens = this.session.get().tokens;
+    // The stored tokens, in case another tab renewed them a moment ago.
+    const tokens = this.load() ?? this.session.get().tokens;
     this.end(notice);
-    if (!tokens) return;
-    // RFC 7009: revoking the refresh token ends its whole family; best effort when offline.
-    for (const token of [tokens.refresh, tokens.access]) {
-      if (!token) continue;
-      await fetch("/o/revoke_token/", {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({ token, client_id: clientId }),
-      }).catch(() => undefined);
-    }
+    if (tokens) await revoke(tokens.refresh, tokens.access);
   }
 
   get<T>(path: string, query?: Query, signal?: AbortSignal): Promise<T> {
@@ -182,7 +189,9 @@ export class Api {
         throw new NetworkError("Spindle cannot be reached.");
       }
     }
-    if (response.status === 401) {
+    // No notice when the session had already ended (signed out here or in another tab, or a
+    // refused renewal, which said so) while this request was out.
+    if (response.status === 401 && this.session.get().tokens) {
       this.end("Your session has ended. Please sign in again.");
     }
     if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
@@ -210,15 +219,22 @@ export class Api {
     }
   }
 
-  /** Exchanges the refresh token (each is usable once); one exchange at a time. */
+  /**
+   * Exchanges the refresh token (each is usable once): one exchange at a time in this tab, and
+   * in the browser (another tab's renewal is adopted, not repeated).
+   */
   refresh(): Promise<boolean> {
     // A renewal Spindle answered "not now" is retried on its timer, not by every request that
     // meets a 401 meanwhile (a poll per machine would each ask /o/token/ again).
     if (Date.now() < this.retryRenewalAt) return Promise.resolve(false);
-    this.refreshing ??= (async () => {
-      const tokens = this.session.get().tokens;
-      if (!tokens) return false;
-      if (!tokens.refresh) {
+    const held = this.session.get().tokens;
+    this.refreshing ??= withRenewalLock(this.storage, async () => {
+      if (!held) return false;
+      // Another tab may have renewed while this one waited for the lock (presenting the used
+      // refresh token again would revoke both tabs' tokens), or signed out, or in again.
+      const tokens = this.load();
+      if (tokens?.refresh !== held.refresh) return this.followStorage();
+      if (!tokens?.refresh) {
         this.end("Your session has ended. Please sign in again.");
         return false;
       }
@@ -227,6 +243,11 @@ export class Api {
           grant_type: "refresh_token",
           refresh_token: tokens.refresh,
         });
+        if (this.load()?.refresh !== tokens.refresh) {
+          // Signed out (or in as someone else) in another tab meanwhile: that stands.
+          void revoke(answer.refresh_token, answer.access_token);
+          return this.followStorage();
+        }
         this.accept(answer, tokens.username);
         return true;
       } catch (error) {
@@ -241,10 +262,12 @@ export class Api {
           this.schedule(15_000);
           return false;
         }
+        // Signed out in another tab meanwhile (which revoked this token): no "session ended".
+        if (this.load()?.refresh !== tokens.refresh) return this.followStorage();
         this.end("Your session has ended. Please sign in again.");
         return false;
       }
-    })().finally(() => {
+    }).finally(() => {
       this.refreshing = undefined;
     });
     return this.refreshing;
@@ -278,8 +301,28 @@ export class Api {
       scope: answer.scope,
     };
     this.storage.setItem(storageKey, JSON.stringify(tokens));
-    this.session.set({ tokens, notice: null });
+    this.adopt(tokens);
+  }
+
+  private adopt(tokens: Tokens): void {
+    const current = this.session.get();
+    if (current.tokens?.access !== tokens.access || current.notice) {
+      this.session.set({ tokens, notice: null });
+    }
+    // Another tab's renewal cured what held this tab's renewals back.
+    this.retryRenewalAt = 0;
     this.schedule();
+  }
+
+  /**
+   * Takes what another tab stored: renewed tokens (a live socket re-authenticates with them),
+   * a sign-in (this tab leaves the sign-in page), or a sign-out. True if signed in.
+   */
+  private followStorage(): boolean {
+    const stored = this.load();
+    if (stored) this.adopt(stored);
+    else this.end(null);
+    return stored !== null;
   }
 
   private end(notice: string | null): void {
@@ -305,6 +348,7 @@ export class Api {
     );
   }
 
+  /** The session stored for the browser's tabs. */
   private load(): Tokens | null {
     try {
       const tokens = JSON.parse(this.storage.getItem(storageKey) ?? "null") as Tokens | null;
@@ -313,5 +357,17 @@ export class Api {
     } catch {
       return null;
     }
+  }
+}
+
+/** RFC 7009: revoking the refresh token ends its whole family; best effort when offline. */
+async function revoke(...tokens: (string | undefined)[]): Promise<void> {
+  for (const token of tokens) {
+    if (!token) continue;
+    await fetch("/o/revoke_token/", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token, client_id: clientId }),
+    }).catch(() => undefined);
   }
 }
