@@ -99,8 +99,8 @@ describe("a JSON body that is not empty", () => {
 });
 
 describe("a body nested deeper than any Spindle body", () => {
-  // Over 64 KiB (smaller ones cost JSON.parse little however nested).
-  const padding = "x".repeat(70_000);
+  // Over 256 KiB (smaller ones cost JSON.parse little however nested).
+  const padding = "x".repeat(270_000);
   const ingest = (payload: string, contentType = "application/json") =>
     t.inject({
       method: "POST",
