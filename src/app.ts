@@ -64,8 +64,14 @@ export async function buildApp(
     app.closing = true;
     done();
   });
-  app.addHook("onSend", (_request, reply, payload, done) => {
+  app.addHook("onSend", (request, reply, payload, done) => {
     if (app.closing) reply.header("connection", "close");
+    // A JSON answer is never to be read as a page or a script, whatever a browser guesses.
+    if (!reply.hasHeader("x-content-type-options"))
+      reply.header("x-content-type-options", "nosniff");
+    // What a token was shown is that person's: no browser or proxy keeps a copy.
+    if (request.headers.authorization !== undefined && !reply.hasHeader("cache-control"))
+      reply.header("cache-control", "no-store");
     done(null, payload);
   });
   readEmptyBodiesAsDrfDoes(app);
@@ -102,6 +108,12 @@ export async function buildApp(
   await app.register(async (docs) => {
     docs.addHook("onRoute", (route) => {
       route.config = { ...route.config, public: true };
+    });
+    // Its Authorize dialog takes a token: no other site may frame it and overlay its own.
+    docs.addHook("onSend", (_request, reply, payload, done) => {
+      reply.header("x-frame-options", "DENY");
+      reply.header("content-security-policy", "frame-ancestors 'none'");
+      done(null, payload);
     });
     await docs.register(swaggerUi, { routePrefix: "/docs" });
   });
