@@ -1,7 +1,13 @@
 import { connect } from "node:net";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildTestApp, type TestApp, testClient, uniqueName } from "../../../test/helpers/app.ts";
+import {
+  buildTestApp,
+  type TestApp,
+  testClient,
+  testPassword,
+  uniqueName,
+} from "../../../test/helpers/app.ts";
 import { blockedBy, otherSession, testDatabaseKind } from "../../../test/helpers/database.ts";
 import {
   createAxis,
@@ -215,6 +221,34 @@ describe("authentication", () => {
     });
     await f.t.services.users.changeMembership("remove", removed.username, "Operator");
     expect((await sockets[1]!.closedWith()).code).toBe(4403);
+  });
+
+  it("closes 4401 on a user's other sessions when they change their password, not on this one", async () => {
+    const { client: here, token } = await signedIn(f);
+    track(here);
+    const { username } = (
+      await f.t.inject({ url: "/users/me/", headers: { authorization: `Bearer ${token}` } })
+    ).json();
+    const other = await f.t.token({ grant_type: "password", username, password: testPassword });
+    const elsewhere = track(
+      await LiveTestClient.open(f.url, { authorization: `Bearer ${other.json().access_token}` }),
+    );
+    await elsewhere.next((m) => m.type === "authenticated");
+    const changed = await f.t.inject({
+      method: "POST",
+      url: "/users/me/password/",
+      headers: { authorization: `Bearer ${token}` },
+      payload: { old_password: testPassword, new_password: "Lathe-Quartz-Meadow-77" },
+    });
+    expect(changed.statusCode, changed.body).toBe(200);
+    expect(await elsewhere.closedWith()).toEqual({
+      code: 4401,
+      reason: "Token revoked or expired",
+    });
+    // This session's socket still answers.
+    here.send({ type: "get_machine_data" });
+    await here.next((m) => m.type === "machine_data");
+    expect(here.ws.readyState).toBe(here.ws.OPEN);
   });
 
   it("keeps sockets whose token is still valid when another is revoked", async () => {

@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
+import { forbidden, invalid } from "../../platform/errors.ts";
 import { rowIdOrNotFound } from "../../platform/resource.ts";
 import { actorOf } from "../auth/authenticate.ts";
 import type { RegistrationThrottle } from "./registration-throttle.ts";
@@ -127,6 +128,51 @@ export async function usersRoutes(
         scope: actor.scopes.join(" "),
         permissions: [...actor.permissions].sort(),
       };
+    },
+  );
+
+  r.post(
+    "/users/me/password/",
+    {
+      schema: {
+        tags: ["users"],
+        summary: "Change your own password, proving the old one; your other sessions end",
+        description:
+          "Any user may, with a token holding the `write` scope. Every other session of the " +
+          "user ends (their tokens are revoked and live sockets closed); this token and those " +
+          "renewed from it stay good. A wrong old password counts as a failed sign-in: too many " +
+          "are `429`, as at `/o/token/`. A client's own token (client credentials) has no user: " +
+          "`404`.",
+        body: Type.Object(
+          { old_password: Password, new_password: Password },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Message,
+          403: Type.Object({ detail: Type.String() }, { description: "The token lacks `write`" }),
+          404: Type.Object({ detail: Type.String() }),
+          429: Type.Object({ detail: Type.String() }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      if (actor.userId === null)
+        return reply
+          .code(404)
+          .send({ detail: "This token acts for an OAuth2 client, not for a user." });
+      if (!actor.scopes.includes("write")) throw forbidden();
+      const changed = await users.changeOwnPassword({
+        userId: actor.userId,
+        tokenId: actor.tokenId,
+        oldPassword: request.body.old_password,
+        newPassword: request.body.new_password,
+      });
+      if (!changed)
+        throw invalid({
+          old_password: ["Your old password was entered incorrectly. Please enter it again."],
+        });
+      return { message: "Password changed. Your other sessions have ended." };
     },
   );
 

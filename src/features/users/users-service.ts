@@ -8,7 +8,7 @@ import {
   pgErrorCodes,
 } from "../../platform/errors.ts";
 import { emailPattern } from "../../platform/validation.ts";
-import { hashPassword, passwordProblems } from "../auth/passwords.ts";
+import { hashPassword, passwordProblems, verifyPassword } from "../auth/passwords.ts";
 
 export interface NewUser {
   username: string;
@@ -178,6 +178,52 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
     return getUser(id);
   }
 
+  /**
+   * A person changes their own password, proving the old one. Every other session of theirs
+   * ends, as after a reset (whoever learnt the old password is signed out); the session asking,
+   * the family of `tokenId`, is kept, so the person stays signed in where they made the change.
+   * False when the old password is wrong (the caller counts it as a failed sign-in).
+   */
+  async function changeOwnPassword(input: {
+    userId: number;
+    tokenId: number;
+    oldPassword: string;
+    newPassword: string;
+  }): Promise<boolean> {
+    const { rows } = await db.query<{ username: string; password_hash: string }>(
+      "select username, password_hash from app_user where id = $1 and is_active",
+      [input.userId],
+    );
+    const user = rows[0];
+    if (!user) throw notFound();
+    if (!(await verifyPassword(user.password_hash, input.oldPassword))) return false;
+    const problems = passwordProblems(input.newPassword, user.username);
+    if (input.newPassword === input.oldPassword)
+      problems.unshift("The new password is the same as the old one.");
+    if (problems.length > 0) throw invalid({ new_password: problems });
+    const newHash = await hashPassword(input.newPassword);
+    await db.transaction(async (tx) => {
+      // Only if the password checked is still the user's: a reset committed during the (slow)
+      // checks stands, and this change is refused rather than undoing it.
+      const { rowCount } = await tx.query(
+        "update app_user set password_hash = $3 where id = $1 and password_hash = $2 and is_active",
+        [input.userId, user.password_hash, newHash],
+      );
+      if (rowCount !== 1)
+        throw invalid({
+          old_password: ["Your password was changed meanwhile; sign in again with the new one."],
+        });
+      await tx.query(
+        `update oauth_token set revoked_at = now()
+         where user_id = $1 and revoked_at is null
+           and family is distinct from (select family from oauth_token where id = $2)`,
+        [input.userId, input.tokenId],
+      );
+    });
+    changes.changed("app_user");
+    return true;
+  }
+
   async function deleteUser(id: number): Promise<void> {
     await db.transaction(async (tx) => {
       const keep = await keepingAnAdmin(tx, { detail: ["This is the last active Admin."] });
@@ -342,6 +388,7 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
     listUsers,
     getUser,
     updateUser,
+    changeOwnPassword,
     deleteUser,
     listGroups,
     getGroup,

@@ -363,6 +363,118 @@ describe("users administration", () => {
   });
 });
 
+describe("POST /users/me/password/", () => {
+  const url = "/users/me/password/";
+  const newPassword = "Lathe-Quartz-Meadow-77";
+  /** A user with two sessions: the one asking for the change, and another (say, a tablet). */
+  async function twoSessions() {
+    const here = await t.userAuth(["Operator"]);
+    const signIn = async () => {
+      const answer = await t.token({
+        grant_type: "password",
+        username: here.username,
+        password: testPassword,
+      });
+      expect(answer.statusCode, answer.body).toBe(200);
+      return answer.json() as { access_token: string; refresh_token: string };
+    };
+    return { here: await signIn(), elsewhere: await signIn(), username: here.username };
+  }
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const me = async (token: string) =>
+    (await t.inject({ url: "/users/me/", headers: bearer(token) })).statusCode;
+  const refresh = async (token: string) =>
+    (await t.token({ grant_type: "refresh_token", refresh_token: token })).statusCode;
+  const signsInWith = async (username: string, password: string) =>
+    (await t.token({ grant_type: "password", username, password })).statusCode === 200;
+
+  it("changes it with the old one, ends the user's other sessions and keeps this one", async () => {
+    const { here, elsewhere, username } = await twoSessions();
+    const answer = await t.inject({
+      method: "POST",
+      url,
+      headers: bearer(here.access_token),
+      payload: { old_password: testPassword, new_password: newPassword },
+    });
+    expect(answer.statusCode, answer.body).toBe(200);
+    expect(answer.json()).toEqual({ message: "Password changed. Your other sessions have ended." });
+    expect(await signsInWith(username, newPassword)).toBe(true);
+    expect(await signsInWith(username, testPassword)).toBe(false);
+    expect(await me(here.access_token)).toBe(200);
+    expect(await me(elsewhere.access_token)).toBe(401);
+    expect(await refresh(elsewhere.refresh_token)).toBe(400);
+    // This session renews as before.
+    expect(await refresh(here.refresh_token)).toBe(200);
+  });
+
+  it("refuses a wrong old password, a weak or unchanged new one, and changes nothing", async () => {
+    const { here, elsewhere, username } = await twoSessions();
+    const cases: [Record<string, unknown>, Record<string, string[]>][] = [
+      [
+        { old_password: "not-the-password", new_password: newPassword },
+        { old_password: ["Your old password was entered incorrectly. Please enter it again."] },
+      ],
+      [
+        { old_password: testPassword, new_password: testPassword },
+        { new_password: ["The new password is the same as the old one."] },
+      ],
+      [{ old_password: testPassword, new_password: "short" }, { new_password: expect.any(Array) }],
+      [{ old_password: testPassword }, { new_password: ["This field is required."] }],
+      [{ new_password: newPassword }, { old_password: ["This field is required."] }],
+      [
+        { old_password: testPassword, new_password: "x".repeat(1025) },
+        { new_password: expect.any(Array) },
+      ],
+      [
+        { old_password: testPassword, new_password: newPassword, is_superuser: true },
+        {
+          is_superuser: ["Unknown field."],
+        },
+      ],
+      [{ old_password: testPassword, new_password: 42 }, { new_password: expect.any(Array) }],
+    ];
+    for (const [payload, errors] of cases) {
+      const before = await snapshot(t);
+      const answer = await t.inject({
+        method: "POST",
+        url,
+        headers: bearer(here.access_token),
+        payload,
+      });
+      expect(answer.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(answer.json()).toEqual(errors);
+      expect(await snapshot(t)).toBe(before);
+    }
+    const malformed = await t.inject({
+      method: "POST",
+      url,
+      headers: { ...bearer(here.access_token), "content-type": "application/json" },
+      payload: '{"old_password": ',
+    });
+    expect(malformed.statusCode).toBe(400);
+    expect(await signsInWith(username, testPassword)).toBe(true);
+    expect(await me(elsewhere.access_token)).toBe(200);
+  });
+
+  it("needs a user's token with the write scope", async () => {
+    const payload = { old_password: testPassword, new_password: newPassword };
+    const readOnly = await t.userAuth(["Operator"], "read");
+    const refused = await t.inject({ method: "POST", url, headers: readOnly, payload });
+    expect(refused.statusCode).toBe(403);
+    expect(await signsInWith(readOnly.username, testPassword)).toBe(true);
+    const client = await t.token({ grant_type: "client_credentials", scope: "read write" });
+    expect(client.statusCode, client.body).toBe(200);
+    const clientAnswer = await t.inject({
+      method: "POST",
+      url,
+      headers: bearer(client.json().access_token),
+      payload,
+    });
+    expect(clientAnswer.statusCode).toBe(404);
+    expect((await t.inject({ method: "POST", url, payload })).statusCode).toBe(401);
+  });
+});
+
 describe("groups and membership", () => {
   it("lists the four default groups", async () => {
     const answer = await t.inject({ method: "GET", url: "/groups/", headers: t.adminAuth });
