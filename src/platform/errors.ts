@@ -70,6 +70,11 @@ export function isTransientDatabaseError(error: unknown): boolean {
   if (code !== undefined) {
     if (code.startsWith("08") || code === "53300") return true; // connection; too many clients
     if (code === "57P01" || code === "57P02" || code === "57P03") return true; // shutting down
+    // Refused at connecting: the database dropped or renamed (3D000), its owner's password or
+    // pg_hba changed (28000, 28P01), or it takes no connections for now (`allow_connections
+    // false`, 55000). Nothing was asked of it yet; an operator is at work.
+    if (code === "3D000" || code === "28000" || code === "28P01") return true;
+    if (code === "55000" && /not currently accepting connections/.test(String(error))) return true;
     if (code === pgErrorCodes.serializationFailure || code === pgErrorCodes.deadlockDetected)
       return true;
     if (code === "55P03") return true; // lock timeout
