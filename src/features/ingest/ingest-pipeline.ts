@@ -14,7 +14,7 @@ import {
   type ToolUsageRow,
   type ValidBatch,
 } from "./ingest-batch.ts";
-import { namedToolIds, validateBatch } from "./ingest-validation.ts";
+import { namedToolIds, type Refusal, validateBatch } from "./ingest-validation.ts";
 import type { LatestValues } from "./latest-values.ts";
 
 export interface IngestOptions {
@@ -48,17 +48,20 @@ export const defaultIngestOptions: IngestOptions = {
 };
 
 export class IngestRefused extends DomainError {
-  constructor(readonly problems: RowProblem[]) {
-    // A row may have several problems: each is listed, the row counted once. Problems of the
-    // batch itself (index -1: not a list, too many rows) are no row's.
-    const rows = new Set(
-      problems.filter((problem) => problem.index >= 0).map(({ kind, index }) => `${kind} ${index}`),
-    ).size;
+  constructor(
+    readonly problems: RowProblem[],
+    { badRows, problems: count }: Refusal,
+  ) {
+    // A row may have several problems: each is listed, the row counted once.
+    const cut =
+      count > problems.length
+        ? ` The first ${problems.length} of ${count} problems are listed.`
+        : "";
     super(
       "validation",
-      rows === 0
-        ? "The batch is malformed; nothing of it was stored."
-        : `The batch has ${rows} bad row${rows === 1 ? "" : "s"}; nothing of it was stored.`,
+      badRows === 0
+        ? `The batch is malformed; nothing of it was stored.${cut}`
+        : `The batch has ${badRows} bad row${badRows === 1 ? "" : "s"}; nothing of it was stored.${cut}`,
     );
   }
 }
@@ -144,13 +147,13 @@ export class IngestPipeline {
         Math.ceil(this.options.probeIntervalMs / 1000),
       );
     });
-    const { batch, problems } = validateBatch(raw, {
+    const { batch, problems, refused } = validateBatch(raw, {
       fleet,
       toolOwners,
       clock: this.deps.clock,
       retentionDays: this.deps.retentionDays,
     });
-    if (problems.length > 0) throw new IngestRefused(problems);
+    if (problems.length > 0) throw new IngestRefused(problems, refused);
     return this.submit(batch);
   }
 

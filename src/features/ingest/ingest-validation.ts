@@ -13,6 +13,15 @@ import {
 export const maxRowsPerBatch = 100_000;
 const measurementLimit = 1e12;
 
+/** The most problems a refusal lists; it counts them all. */
+export const maxProblemsListed = 1000;
+
+/** How much of a batch was wrong: its bad rows (each counted once) and all their problems. */
+export interface Refusal {
+  badRows: number;
+  problems: number;
+}
+
 export interface ValidationContext {
   fleet: Fleet;
   clock: Clock;
@@ -28,10 +37,19 @@ export interface ValidationContext {
 export function validateBatch(
   raw: RawBatch,
   context: ValidationContext,
-): { batch: ValidBatch; problems: RowProblem[] } {
+): { batch: ValidBatch; problems: RowProblem[]; refused: Refusal } {
   const problems: RowProblem[] = [];
+  // Counted whole though listed only up to a bound: a batch of 50,000 bad rows is told so.
+  const badRows = new Set<string>();
+  const refused: Refusal = { badRows: 0, problems: 0 };
   const problem = (kind: RowKind, index: number, field: string, reason: string) => {
-    if (problems.length < 1000) problems.push({ kind, index, field, reason });
+    refused.problems++;
+    // Problems of the batch itself (index -1: not a list, too many rows) are no row's.
+    if (index >= 0 && !badRows.has(`${kind} ${index}`)) {
+      badRows.add(`${kind} ${index}`);
+      refused.badRows++;
+    }
+    if (problems.length < maxProblemsListed) problems.push({ kind, index, field, reason });
   };
   const batch: ValidBatch = { axis: [], tools: [], toolUsage: [] };
   const receivedAt = context.clock.now();
@@ -51,7 +69,7 @@ export function validateBatch(
   const usageRows = rows("tool_usage");
   if (axisRows.length + toolRows.length + usageRows.length > maxRowsPerBatch) {
     problem("axis_data", -1, "non_field_errors", `At most ${maxRowsPerBatch} rows per batch.`);
-    return { batch, problems };
+    return { batch, problems, refused };
   }
 
   // Rows without a time are stamped with the batch's time of receipt: two of one series would be
@@ -150,7 +168,7 @@ export function validateBatch(
     batch.toolUsage.push({ machineId, toolInUse, time: time.time, timeMs: time.timeMs });
   });
 
-  return { batch, problems };
+  return { batch, problems, refused };
 }
 
 /** The tool ids a raw batch names, to look their machines up before validating. */

@@ -415,6 +415,19 @@ describe("refused batches store nothing", () => {
     expect(shapeless.json().detail).toBe("The batch is malformed; nothing of it was stored.");
   });
 
+  it("counts every bad row, and says so when it lists only the first 1000 problems", async () => {
+    // 1200 empty rows: six problems each (five fields missing, and the axis unnamed).
+    const answer = await ingest({ axis_data: Array.from({ length: 1200 }, () => ({})) });
+    expect(answer.statusCode, answer.body).toBe(400);
+    const { detail, errors } = answer.json();
+    expect(errors).toHaveLength(1000);
+    const perRow = errors.filter((e: { index: number }) => e.index === 0).length;
+    expect(perRow).toBeGreaterThan(1);
+    expect(detail).toBe(
+      `The batch has 1200 bad rows; nothing of it was stored. The first 1000 of ${1200 * perRow} problems are listed.`,
+    );
+  });
+
   it("refuses dates that do not exist and zones the database does not take, naming the row", async () => {
     const long = await buildTestApp({ RETENTION_DAYS: "800", ROLLUP_1S_RETENTION_DAYS: "800" });
     try {
