@@ -3,6 +3,7 @@ import { Command, CommanderError, Option } from "commander";
 import dotenv from "dotenv";
 import { type Config, ConfigError, parseConfig } from "./config.ts";
 import { grantTypes } from "./features/auth/oauth-service.ts";
+import { knownScopes } from "./features/auth/scopes.ts";
 import { parseUpdateInterval } from "./features/simulator/field-spec.ts";
 import { FIRST_MACHINE_ID, parseAxisList } from "./features/simulator/fleet.ts";
 import { httpTarget } from "./features/simulator/http-target.ts";
@@ -110,7 +111,10 @@ program
   .command("createclient")
   .description("register an OAuth2 client (the seed's OAuth application)")
   .requiredOption("--client-id <id>", "the client's public identifier")
-  .option("--client-secret <secret>", "its secret (generated and printed when omitted)")
+  .option(
+    "--client-secret <secret>",
+    "its secret, 16 to 256 characters (generated and printed when omitted)",
+  )
   .option("--public", "a public client with no secret (browser apps)")
   .option("--name <name>", "a name people recognise", "")
   .addOption(
@@ -122,7 +126,10 @@ program
       .argParser(addingTo(defaultGrants)),
   )
   .addOption(
-    new Option("--scope <scopes>", "scopes it may ask for, comma separated or repeated")
+    new Option(
+      "--scope <scopes>",
+      `scopes it may ask for, separated by spaces or commas, or repeated: ${knownScopes.join(", ")}`,
+    )
       .default(defaultScopes)
       .argParser(addingTo(defaultScopes)),
   )
@@ -140,6 +147,14 @@ program
       );
       if (unknown.length > 0)
         throw new UsageError(`--grant: unknown grant type ${unknown.join(", ")}`);
+      const unknownScopes = options.scope.filter(
+        (scope) => !(knownScopes as readonly string[]).includes(scope),
+      );
+      if (unknownScopes.length > 0)
+        throw new UsageError(`--scope: unknown scope ${unknownScopes.join(", ")}`);
+      const secretLength = options.clientSecret?.length;
+      if (secretLength !== undefined && (secretLength < 16 || secretLength > 256))
+        throw new UsageError(`--client-secret: 16 to 256 characters, got ${secretLength}`);
       if (options.public && options.clientSecret)
         throw new UsageError("--public and --client-secret exclude each other");
       if (options.public && options.grant.includes("client_credentials")) {

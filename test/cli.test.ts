@@ -65,6 +65,15 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
     expect(badGrant.stderr).toContain("--grant: unknown grant type implicit");
     // The usage shown is the command's own, whether the flag failed its parser or its action.
     expect(badGrant.stderr).toContain("Usage: spindle createclient [options]");
+    for (const [args, message] of [
+      [["--scope", "read bogus"], "--scope: unknown scope bogus"],
+      [["--client-secret", "short"], "--client-secret: 16 to 256 characters, got 5"],
+    ] as const) {
+      const run = await spindle(["createclient", "--client-id", "c", ...args]);
+      expect({ args, code: run.code }).toEqual({ args, code: 2 });
+      expect(run.stderr).toContain(message);
+      expect(run.stderr).toContain("Usage: spindle createclient [options]");
+    }
     const badMachines = await spindle(["simulate", "--machines", "abc"]);
     expect(badMachines.code).toBe(2);
     expect(badMachines.stderr).toContain("Usage: spindle simulate [options]");
