@@ -1,5 +1,6 @@
 import { useEffect } from "preact/hooks";
 import { api } from "./api/instance.ts";
+import { AccountPage } from "./pages/account.tsx";
 import { AdminPage, openSections } from "./pages/admin/admin.tsx";
 import { FleetPage } from "./pages/fleet.tsx";
 import { HistoryPage } from "./pages/history.tsx";
@@ -17,6 +18,7 @@ function Page({ path }: { path: string }) {
   const admin = /^\/admin(?:\/([^/]*))?\/?$/.exec(path);
   if (admin) return <AdminPage section={admin[1] ?? ""} />;
   if (path === "/history" || path.startsWith("/history/")) return <HistoryPage />;
+  if (path === "/account" || path === "/account/") return <AccountPage />;
   if (path === "/" || path === "/machines" || path === "/machines/") return <FleetPage />;
   return <NotFound path={path} />;
 }
