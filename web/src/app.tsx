@@ -80,9 +80,13 @@ export function App() {
           {openSections(permissions).length > 0 && <Link href="/admin">Administration</Link>}
         </nav>
         <div class="user">
-          <span class="user-name" title="Signed in">
-            {permissions.status === "known" ? permissions.me.username : tokens.username}
-          </span>
+          {/* Where people look for their own account: their name, as on most sites. */}
+          <Link href="/account" class="user-account" title="Your account">
+            <span class="user-name">
+              {permissions.status === "known" ? permissions.me.username : tokens.username}
+            </span>
+            <span class="visually-hidden"> (your account)</span>
+          </Link>
           <button
             type="button"
             class="button button-small button-ghost"
