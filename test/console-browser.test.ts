@@ -326,6 +326,7 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       "/",
       `/machines/${fleet[0]!.machine_id}`,
       "/history",
+      "/account",
       "/admin/users",
       "/admin/groups",
       "/admin/clients",
@@ -1729,6 +1730,126 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     // Leaving the Admin group takes administration away from this very console.
     await own.getByRole("checkbox", { name: "Admin", exact: true }).click();
     await expect.poll(() => page.getByRole("link", { name: "Administration" }).count()).toBe(0);
+    await page.context().close();
+  });
+
+  it("lets a person in no group change their own password on the Account page, staying signed in there", async () => {
+    // Their own user: the people the other tests sign in as keep testPassword.
+    const username = uniqueName("changer");
+    const newPassword = "Lathe-Spindle-Coolant-7";
+    await t.services.users.createUser(
+      { username, password: testPassword, email: `${username}@example.com`, first_name: "Ada" },
+      [],
+    );
+    const sent: string[] = [];
+    const page = await newPage();
+    page.on("request", (request) => {
+      if (new URL(request.url()).pathname === "/users/me/password/")
+        sent.push(request.postData() ?? "");
+    });
+    await signIn(page, username);
+    // The same person in another browser, to be signed out by the change.
+    const elsewhere = await newPage();
+    await signIn(elsewhere, username);
+    const other = await storedTokens(elsewhere);
+
+    await page.getByRole("link", { name: `${username} (your account)` }).click();
+    await page.getByRole("heading", { name: "Account", level: 1 }).waitFor();
+    await expect.poll(() => page.title()).toBe("Account · Spindle");
+    const details = page.locator("dl.details");
+    await details.getByText(username, { exact: true }).waitFor();
+    expect(await details.locator("dd").allTextContents()).toEqual([
+      username,
+      "Ada",
+      `${username}@example.com`,
+      "none",
+    ]);
+
+    const form = page.getByRole("form", { name: "Change password" });
+    const current = form.getByLabel("Current password");
+    const fresh = form.getByLabel("New password", { exact: true });
+    const again = form.getByLabel("New password again");
+    const submit = form.getByRole("button", { name: "Change password" });
+    expect(await current.getAttribute("autocomplete")).toBe("current-password");
+    expect(await fresh.getAttribute("autocomplete")).toBe("new-password");
+    expect(await again.getAttribute("autocomplete")).toBe("new-password");
+    const isFocused = (field: typeof current) =>
+      field.evaluate((element) => element === document.activeElement);
+
+    // A wrong current password: the server's reason, beside that field, which takes the focus.
+    await current.fill("not the password");
+    await fresh.fill(newPassword);
+    await again.fill(newPassword);
+    await submit.click();
+    const oldError = form.locator('[data-field-error="old_password"]');
+    await oldError.waitFor();
+    expect(await oldError.textContent()).toBe(
+      "Your old password was entered incorrectly. Please enter it again.",
+    );
+    expect(await current.getAttribute("aria-invalid")).toBe("true");
+    expect(await current.getAttribute("aria-describedby")).toBe(await oldError.getAttribute("id"));
+    await expect.poll(() => isFocused(current)).toBe(true);
+    expect(sent).toHaveLength(1);
+    await shot(page, "account-wrong-password");
+
+    // New passwords that differ: said in the browser, and nothing is sent.
+    await current.fill(testPassword);
+    await again.fill(`${newPassword}x`);
+    await submit.click();
+    const mismatch = form.locator('[data-field-error="new_password_again"]');
+    await mismatch.getByText("The two new passwords do not match.", { exact: false }).waitFor();
+    await expect.poll(() => isFocused(again)).toBe(true);
+    expect(await oldError.count()).toBe(0);
+    expect(sent).toHaveLength(1);
+
+    await again.fill(newPassword);
+    await submit.click();
+    await form
+      .getByRole("status")
+      .getByText("Password changed. Your other sessions have ended.")
+      .waitFor();
+    expect(sent.map((body) => JSON.parse(body))).toEqual([
+      { old_password: "not the password", new_password: newPassword },
+      { old_password: testPassword, new_password: newPassword },
+    ]);
+    expect([
+      await current.inputValue(),
+      await fresh.inputValue(),
+      await again.inputValue(),
+    ]).toEqual(["", "", ""]);
+    expect(await form.locator(".field-error, .form-error").count()).toBe(0);
+    await shot(page, "account-changed");
+
+    // The new password signs in, the old one no longer does.
+    const signInWith = (password: string) =>
+      t.token({ grant_type: "password", username, password });
+    expect((await signInWith(newPassword)).statusCode).toBe(200);
+    expect((await signInWith(testPassword)).statusCode).toBe(400);
+
+    // This session stays: its tokens are good, and the page loads again without signing in.
+    const kept = await storedTokens(page);
+    expect(await tokenActive(kept!.access)).toBe(true);
+    expect(await tokenActive(kept!.refresh)).toBe(true);
+    await page.reload();
+    await page.locator("dl.details").getByText(username, { exact: true }).waitFor();
+    expect(await page.getByRole("heading", { name: "Sign in" }).count()).toBe(0);
+
+    // The other browser's session has ended: it is back at sign-in (by its live socket's
+    // closing or at its next request, whichever comes first).
+    expect(await tokenActive(other!.access)).toBe(false);
+    expect(await tokenActive(other!.refresh)).toBe(false);
+    await elsewhere.reload();
+    await elsewhere.getByRole("heading", { name: "Sign in" }).waitFor();
+    await elsewhere.context().close();
+    await page.context().close();
+  });
+
+  it("shows the Account page in dark mode too", async () => {
+    const page = await newPage({ dark: true });
+    await signIn(page, people.operator);
+    await page.getByRole("link", { name: `${people.operator} (your account)` }).click();
+    await page.locator("dl.details").getByText("Operator", { exact: true }).waitFor();
+    await shot(page, "account-dark");
     await page.context().close();
   });
 

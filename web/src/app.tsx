@@ -1,5 +1,6 @@
 import { useEffect } from "preact/hooks";
 import { api } from "./api/instance.ts";
+import { AccountPage } from "./pages/account.tsx";
 import { AdminPage, openSections } from "./pages/admin/admin.tsx";
 import { FleetPage } from "./pages/fleet.tsx";
 import { HistoryPage } from "./pages/history.tsx";
@@ -17,6 +18,7 @@ function Page({ path }: { path: string }) {
   const admin = /^\/admin(?:\/([^/]*))?\/?$/.exec(path);
   if (admin) return <AdminPage section={admin[1] ?? ""} />;
   if (path === "/history" || path.startsWith("/history/")) return <HistoryPage />;
+  if (path === "/account" || path === "/account/") return <AccountPage />;
   if (path === "/" || path === "/machines" || path === "/machines/") return <FleetPage />;
   return <NotFound path={path} />;
 }
@@ -78,9 +80,13 @@ export function App() {
           {openSections(permissions).length > 0 && <Link href="/admin">Administration</Link>}
         </nav>
         <div class="user">
-          <span class="user-name" title="Signed in">
-            {permissions.status === "known" ? permissions.me.username : tokens.username}
-          </span>
+          {/* Where people look for their own account: their name, as on most sites. */}
+          <Link href="/account" class="user-account" title="Your account">
+            <span class="user-name">
+              {permissions.status === "known" ? permissions.me.username : tokens.username}
+            </span>
+            <span class="visually-hidden"> (your account)</span>
+          </Link>
           <button
             type="button"
             class="button button-small button-ghost"
