@@ -153,6 +153,10 @@ function adminPassword(env: Env): string | undefined {
   if (text(env, "ADMIN_USERNAME") && !password) {
     throw new ConfigError("ADMIN_PASSWORD", "required when ADMIN_USERNAME is set");
   }
+  // A password alone would be read and then do nothing: most likely the name was mistyped.
+  if (password && !text(env, "ADMIN_USERNAME")) {
+    throw new ConfigError("ADMIN_USERNAME", "required when ADMIN_PASSWORD is set");
+  }
   return password;
 }
 
