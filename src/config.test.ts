@@ -18,7 +18,18 @@ describe("parseConfig", () => {
       rollupMinuteRetentionDays: 730,
       liveSocketsPerUser: 100,
       ingestBytesInFlight: 268_435_456,
+      loginAttemptsPerUser: 10,
+      loginAttemptsPerUserAllAddresses: 100,
+      loginAttemptsPerAddress: 100,
     });
+  });
+
+  it("bounds a username's failures across addresses at ten addresses' worth, unless told", () => {
+    expect(parseConfig({ LOGIN_ATTEMPTS_PER_USER: "3" }).loginAttemptsPerUserAllAddresses).toBe(30);
+    expect(
+      parseConfig({ LOGIN_ATTEMPTS_PER_USER: "3", LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "3" })
+        .loginAttemptsPerUserAllAddresses,
+    ).toBe(3);
   });
 
   it("reads every variable", () => {
@@ -80,6 +91,9 @@ describe("parseConfig", () => {
     [{ LIVE_SOCKETS_PER_USER: "1000001" }, "LIVE_SOCKETS_PER_USER"],
     [{ INGEST_BYTES_IN_FLIGHT: "1000" }, "INGEST_BYTES_IN_FLIGHT"],
     [{ INGEST_BYTES_IN_FLIGHT: "256MB" }, "INGEST_BYTES_IN_FLIGHT"],
+    [{ LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "9" }, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES"],
+    [{ LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "0" }, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES"],
+    [{ LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "lots" }, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES"],
   ])("refuses %j naming %s", (env, variable) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {

@@ -19,8 +19,12 @@ export interface Config {
   ingestBodyLimit: number;
   /** Bytes of ingest bodies in flight at once; a request beyond it is refused before it is read. */
   ingestBytesInFlight: number;
-  /** Failed logins allowed per username, and per client address, in each window. */
+  /**
+   * Failed logins allowed, in each window: per username from one address, per username from all
+   * addresses together, and per address across usernames.
+   */
   loginAttemptsPerUser: number;
+  loginAttemptsPerUserAllAddresses: number;
   loginAttemptsPerAddress: number;
   loginWindowSeconds: number;
   registrationsPerAddress: number;
@@ -59,6 +63,12 @@ export function parseConfig(env: Env): Config {
       "ROLLUP_1S_RETENTION_DAYS",
       `must be at least RETENTION_DAYS (${config.retentionDays}), got ${config.rollupSecondRetentionDays}`,
     );
+  // Below LOGIN_ATTEMPTS_PER_USER one address could again lock a user out by itself.
+  if (config.loginAttemptsPerUserAllAddresses < config.loginAttemptsPerUser)
+    throw new ConfigError(
+      "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES",
+      `must be at least LOGIN_ATTEMPTS_PER_USER (${config.loginAttemptsPerUser}), got ${config.loginAttemptsPerUserAllAddresses}`,
+    );
   return config;
 }
 
@@ -85,6 +95,7 @@ function readConfig(env: Env): Config {
       64 * 1024 * 1024 * 1024,
     ),
     loginAttemptsPerUser: integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000),
+    loginAttemptsPerUserAllAddresses: loginAttemptsPerUserAllAddresses(env),
     loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),
     registrationsPerAddress: integer(env, "REGISTRATIONS_PER_ADDRESS", 10, 1, 1_000_000),
@@ -146,6 +157,16 @@ function databaseUrl(env: Env): string | undefined {
     throw new ConfigError("DATABASE_URL", `expected a postgres:// URL, got ${url.protocol}//…`);
   }
   return raw;
+}
+
+/**
+ * Ten addresses' worth of LOGIN_ATTEMPTS_PER_USER unless set: locking a user out then takes ten
+ * addresses, not one, while guesses at one account stay at NIST SP 800-63B's ceiling of 100
+ * (§5.2.2) with the defaults.
+ */
+function loginAttemptsPerUserAllAddresses(env: Env): number {
+  const perUser = integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000);
+  return integer(env, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES", perUser * 10, 1, 10_000_000);
 }
 
 function adminPassword(env: Env): string | undefined {

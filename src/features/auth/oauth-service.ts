@@ -106,7 +106,8 @@ export function createOAuthService({
 
   /**
    * RFC 6749 §2.3: a confidential client proves its secret; a public one only names itself.
-   * Failed proofs are limited per `address`, as logins are (login-throttle.ts).
+   * Failed proofs are limited per client id from `address`, and per `address`, as logins are
+   * (login-throttle.ts).
    */
   async function authenticateClient(
     credentials: ClientCredentials,
@@ -115,17 +116,17 @@ export function createOAuthService({
     const client = await findClient(credentials.clientId);
     const secret = credentials.clientSecret;
     if (client && client.secretHash === null && !secret) return client;
-    const wait = await loginThrottle.clientWait(address);
+    const wait = await loginThrottle.clientWait(credentials.clientId, address);
     if (wait > 0)
       throw new OAuthError(
         "too_many_requests",
-        "Too many failed client authentications from this address; try again later.",
+        "Too many failed client authentications; try again later.",
         429,
         wait,
       );
     const valid = await verifyPassword(client?.secretHash ?? undefined, secret ?? "");
     if (!client || !valid) {
-      await loginThrottle.clientFailed(address);
+      await loginThrottle.clientFailed(credentials.clientId, address);
       throw new OAuthError("invalid_client", "Client authentication failed.");
     }
     return client;
@@ -190,7 +191,8 @@ export function createOAuthService({
     if (!username || !password) {
       throw new OAuthError("invalid_request", "The password grant needs username and password.");
     }
-    const wait = await loginThrottle.take(username, address);
+    const account = username.toLowerCase();
+    const wait = await loginThrottle.take(account, address);
     if (wait > 0) {
       throw new OAuthError(
         "too_many_requests",
@@ -207,7 +209,7 @@ export function createOAuthService({
     const valid = await verifyPassword(user?.password_hash, password);
     if (!user || !valid || !user.is_active)
       throw new OAuthError("invalid_grant", "Invalid credentials given.");
-    await loginThrottle.succeeded(username, address);
+    await loginThrottle.succeeded(account, address);
     const scopes = grantedScope(client, request.scope);
     return db.transaction(async (tx) => {
       // Only if the password checked is still the user's: a reset or deactivation that committed

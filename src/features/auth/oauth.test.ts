@@ -22,6 +22,18 @@ async function newUser(groups = ["Manager"]) {
   return username;
 }
 
+/** A token request with the test client, as if from `address`. */
+const tokenFrom = (app: TestApp, address: string, form: Record<string, string>) =>
+  app.inject({
+    method: "POST",
+    url: "/o/token/",
+    remoteAddress: address,
+    headers: {
+      authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+    },
+    payload: form,
+  });
+
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const machines = (token: string) =>
   t.inject({ method: "GET", url: "/data/machines/", headers: bearer(token) });
@@ -256,6 +268,83 @@ describe("login rate limit", () => {
     ).toBe(200);
   });
 
+  it("shuts the guessing address out of the username, not the username's owner elsewhere", async () => {
+    const username = await newUser();
+    const attacker = "203.0.113.7";
+    // Far past the limit: once refused, an address's attempts count against no one.
+    for (let i = 0; i < 20; i++)
+      await tokenFrom(t, attacker, { grant_type: "password", username, password: "wrong" });
+    const owner = await tokenFrom(t, "198.51.100.20", {
+      grant_type: "password",
+      username,
+      password: testPassword,
+    });
+    expect(owner.statusCode).toBe(200);
+    const refused = await tokenFrom(t, attacker, {
+      grant_type: "password",
+      username,
+      password: testPassword,
+    });
+    expect(refused.statusCode).toBe(429);
+    expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+  });
+
+  it("bounds failures for one username across addresses", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_USER: "2",
+      LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "6",
+    });
+    try {
+      const username = uniqueName("spread");
+      await strict.services.users.createUser({ username, password: testPassword });
+      const attempt = (address: string, password: string) =>
+        tokenFrom(strict, address, { grant_type: "password", username, password });
+      const guessers = ["203.0.113.1", "203.0.113.2", "203.0.113.3"];
+      for (const address of guessers)
+        for (let i = 0; i < 2; i++) expect((await attempt(address, "wrong")).statusCode).toBe(400);
+      // Six failures: no address has run out its own allowance for the username, yet the
+      // username is closed to every address for the rest of the window.
+      const owner = await attempt("198.51.100.20", testPassword);
+      expect(owner.statusCode).toBe(429);
+      expect(Number(owner.headers["retry-after"])).toBeGreaterThan(0);
+      const other = uniqueName("bystander");
+      await strict.services.users.createUser({ username: other, password: testPassword });
+      expect(
+        (
+          await tokenFrom(strict, "203.0.113.1", {
+            grant_type: "password",
+            username: other,
+            password: testPassword,
+          })
+        ).statusCode,
+      ).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("lets one failure short of the bound across addresses through", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_USER: "2",
+      LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "6",
+    });
+    try {
+      const username = uniqueName("spread");
+      await strict.services.users.createUser({ username, password: testPassword });
+      const attempt = (address: string, password: string) =>
+        tokenFrom(strict, address, { grant_type: "password", username, password });
+      for (const address of ["203.0.113.1", "203.0.113.2"])
+        for (let i = 0; i < 2; i++) expect((await attempt(address, "wrong")).statusCode).toBe(400);
+      expect((await attempt("203.0.113.3", "wrong")).statusCode).toBe(400);
+      // Five failures: the owner signs in, and takes back only the attempt that was right.
+      expect((await attempt("198.51.100.20", testPassword)).statusCode).toBe(200);
+      expect((await attempt("203.0.113.3", "wrong")).statusCode).toBe(400);
+      expect((await attempt("198.51.100.20", testPassword)).statusCode).toBe(429);
+    } finally {
+      await strict.close();
+    }
+  });
+
   it("counts parallel guesses before checking them: no more pass than the limit", async () => {
     const username = await newUser();
     const answers = await Promise.all(
@@ -364,6 +453,44 @@ describe("client authentication rate limit", () => {
           })
         ).statusCode,
       ).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("shuts a client out of the address that failed its secret, not out of others", async () => {
+    const strict = await buildTestApp({ LOGIN_ATTEMPTS_PER_USER: "2" });
+    try {
+      const basic = (clientId: string, secret: string) => ({
+        authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString("base64")}`,
+      });
+      const credentials = (address: string, headers: { authorization: string }) =>
+        strict.inject({
+          method: "POST",
+          url: "/o/token/",
+          remoteAddress: address,
+          headers,
+          payload: { grant_type: "client_credentials" },
+        });
+      const attacker = "203.0.113.7";
+      for (let i = 0; i < 2; i++)
+        expect((await credentials(attacker, basic(testClient.id, "wrong"))).statusCode).toBe(401);
+      const refused = await credentials(attacker, basic(testClient.id, testClient.secret));
+      expect(refused.statusCode).toBe(429);
+      expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+      // The adapter, at its own address, still gets its tokens …
+      expect(
+        (await credentials("198.51.100.20", basic(testClient.id, testClient.secret))).statusCode,
+      ).toBe(200);
+      // … and so does another client at the attacker's address.
+      const other = { id: "other-adapter", secret: "other-adapter-secret-0123" };
+      await strict.services.oauth.createClient({
+        clientId: other.id,
+        secret: other.secret,
+        grantTypes: ["client_credentials"],
+        scopes: ["ingest"],
+      });
+      expect((await credentials(attacker, basic(other.id, other.secret))).statusCode).toBe(200);
     } finally {
       await strict.close();
     }
