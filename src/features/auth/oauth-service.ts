@@ -191,7 +191,21 @@ export function createOAuthService({
     if (!username || !password) {
       throw new OAuthError("invalid_request", "The password grant needs username and password.");
     }
-    const account = username.toLowerCase();
+    // The throttle counts by the username as the lookup matches it, the database's lower():
+    // JavaScript's lowers some letters otherwise ("İ" to "i̇" where PostgreSQL may give "i"),
+    // and each spelling that finds one user would get an allowance of its own. Unknown
+    // usernames take the same query, and the decoy hash below, so they answer no faster.
+    const { rows } = await db.query<
+      { account: string } & (
+        | { id: number; password_hash: string; is_active: boolean }
+        | { id: null; password_hash: null; is_active: null }
+      )
+    >(
+      `select lower($1::text) as account, u.id, u.password_hash, u.is_active
+       from (select) as one left join app_user u on lower(u.username) = lower($1::text)`,
+      [username],
+    );
+    const { account, ...found } = rows[0]!;
     const wait = await loginThrottle.take(account, address);
     if (wait > 0) {
       throw new OAuthError(
@@ -201,11 +215,7 @@ export function createOAuthService({
         wait,
       );
     }
-    const { rows } = await db.query<{ id: number; password_hash: string; is_active: boolean }>(
-      "select id, password_hash, is_active from app_user where lower(username) = lower($1)",
-      [username],
-    );
-    const user = rows[0];
+    const user = found.id === null ? undefined : found;
     const valid = await verifyPassword(user?.password_hash, password);
     if (!user || !valid || !user.is_active)
       throw new OAuthError("invalid_grant", "Invalid credentials given.");

@@ -345,6 +345,32 @@ describe("login rate limit", () => {
     }
   });
 
+  it("counts a username's spellings the database takes for it as one (a dotted capital İ)", async () => {
+    const username = uniqueName("admin");
+    await t.services.users.createUser({ username, password: testPassword });
+    const dotted = username.replace("i", "İ");
+    // JavaScript lowers "İ" to "i̇", two characters; the lookup's lower() may make it "i".
+    expect(dotted.toLowerCase()).not.toBe(username);
+    const { rows } = await t.database.db.query<{ same: boolean }>(
+      "select lower($1::text) = lower($2::text) as same",
+      [dotted, username],
+    );
+    const same = rows[0]!.same;
+    if (testDatabaseKind() === "postgres") expect(same).toBe(true);
+    for (let i = 0; i < 3; i++)
+      expect(
+        (await t.token({ grant_type: "password", username, password: "wrong" })).statusCode,
+      ).toBe(400);
+    const guess = await t.token({ grant_type: "password", username: dotted, password: "wrong" });
+    const right = await t.token({
+      grant_type: "password",
+      username: dotted,
+      password: testPassword,
+    });
+    // Where the database tells the spellings apart, the dotted one names no user at all.
+    expect([guess.statusCode, right.statusCode]).toEqual(same ? [429, 429] : [400, 400]);
+  });
+
   it("counts parallel guesses before checking them: no more pass than the limit", async () => {
     const username = await newUser();
     const answers = await Promise.all(
