@@ -425,6 +425,71 @@ describe("login rate limit", () => {
   });
 });
 
+describe("the client's address behind a proxy (TRUST_PROXY)", () => {
+  /** A password sign-in arriving from `peer` that says, in X-Forwarded-For, it is `forwarded`'s. */
+  const signIn = (app: TestApp, peer: string, forwarded: string, form: Record<string, string>) =>
+    app.app.inject({
+      method: "POST",
+      url: "/o/token/",
+      remoteAddress: peer,
+      headers: {
+        authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+        "x-forwarded-for": forwarded,
+      },
+      payload: { grant_type: "password", ...form },
+    });
+
+  it("counts each forwarded address apart when the proxy is trusted", async () => {
+    const proxied = await buildTestApp({
+      TRUST_PROXY: "10.0.0.0/8",
+      LOGIN_ATTEMPTS_PER_USER: "2",
+      LOGIN_ATTEMPTS_PER_ADDRESS: "2",
+    });
+    try {
+      const username = uniqueName("proxied");
+      await proxied.services.users.createUser({ username, password: testPassword });
+      const proxy = "10.1.2.3";
+      for (let i = 0; i < 2; i++)
+        expect(
+          (await signIn(proxied, proxy, "203.0.113.7", { username, password: "wrong" })).statusCode,
+        ).toBe(400);
+      expect(
+        (await signIn(proxied, proxy, "203.0.113.7", { username, password: testPassword }))
+          .statusCode,
+      ).toBe(429);
+      // The same proxy, another client behind it: neither the username nor the address is spent.
+      expect(
+        (await signIn(proxied, proxy, "198.51.100.20", { username, password: testPassword }))
+          .statusCode,
+      ).toBe(200);
+      // A peer that is not the proxy is its own address, whatever it forwards.
+      const stranger = "203.0.113.9";
+      for (const forwarded of ["192.0.2.1", "192.0.2.2"])
+        expect(
+          (await signIn(proxied, stranger, forwarded, { username, password: "wrong" })).statusCode,
+        ).toBe(400);
+      expect(
+        (await signIn(proxied, stranger, "192.0.2.3", { username, password: testPassword }))
+          .statusCode,
+      ).toBe(429);
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  it("ignores X-Forwarded-For when no proxy is trusted", async () => {
+    const username = await newUser();
+    for (const forwarded of ["203.0.113.1", "203.0.113.2", "203.0.113.3"])
+      expect(
+        (await signIn(t, "10.1.2.3", forwarded, { username, password: "wrong" })).statusCode,
+      ).toBe(400);
+    expect(
+      (await signIn(t, "10.1.2.3", "198.51.100.20", { username, password: testPassword }))
+        .statusCode,
+    ).toBe(429);
+  });
+});
+
 describe("client authentication rate limit", () => {
   it("limits failed client secrets per address on every endpoint that checks one", async () => {
     const strict = await buildTestApp({
