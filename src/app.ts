@@ -45,6 +45,9 @@ export async function buildApp(
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: config.bodyLimit,
+    // request.ip, which every per-address limit and the request log go by, is then the client's
+    // address as the trusted proxy forwards it, not the proxy's.
+    trustProxy: config.trustProxy,
     ajv: { customOptions: { allErrors: true } },
     routerOptions: pathMatching,
     frameworkErrors: frameworkErrorHandler({ notFoundPage }),

@@ -1,3 +1,4 @@
+import Fastify from "fastify";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig, redactUrl } from "./config.ts";
 
@@ -18,7 +19,36 @@ describe("parseConfig", () => {
       rollupMinuteRetentionDays: 730,
       liveSocketsPerUser: 100,
       ingestBytesInFlight: 268_435_456,
+      loginAttemptsPerUser: 10,
+      loginAttemptsPerUserAllAddresses: 100,
+      loginAttemptsPerAddress: 100,
     });
+  });
+
+  it("reads TRUST_PROXY as none, any, or a list of addresses and ranges", () => {
+    expect(parseConfig({}).trustProxy).toBe(false);
+    expect(parseConfig({ TRUST_PROXY: "false" }).trustProxy).toBe(false);
+    expect(parseConfig({ TRUST_PROXY: "True" }).trustProxy).toBe(true);
+    expect(
+      parseConfig({ TRUST_PROXY: "127.0.0.1, 10.0.0.0/8,::1,fd00::/8,loopback" }).trustProxy,
+    ).toEqual(["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8", "loopback"]);
+  });
+
+  it("accepts only TRUST_PROXY lists Fastify takes", async () => {
+    const { trustProxy } = parseConfig({
+      TRUST_PROXY: "127.0.0.1,10.0.0.0/8,::1,fd00::/8,::ffff:10.0.0.0/104,loopback,uniquelocal",
+    });
+    const app = Fastify({ trustProxy });
+    await expect(app.ready()).resolves.toBeDefined();
+    await app.close();
+  });
+
+  it("bounds a username's failures across addresses at ten addresses' worth, unless told", () => {
+    expect(parseConfig({ LOGIN_ATTEMPTS_PER_USER: "3" }).loginAttemptsPerUserAllAddresses).toBe(30);
+    expect(
+      parseConfig({ LOGIN_ATTEMPTS_PER_USER: "3", LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "3" })
+        .loginAttemptsPerUserAllAddresses,
+    ).toBe(3);
   });
 
   it("reads every variable", () => {
@@ -81,6 +111,19 @@ describe("parseConfig", () => {
     [{ LIVE_SOCKETS_PER_USER: "1000001" }, "LIVE_SOCKETS_PER_USER"],
     [{ INGEST_BYTES_IN_FLIGHT: "1000" }, "INGEST_BYTES_IN_FLIGHT"],
     [{ INGEST_BYTES_IN_FLIGHT: "256MB" }, "INGEST_BYTES_IN_FLIGHT"],
+    [{ LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "9" }, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES"],
+    [{ LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "0" }, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES"],
+    [{ LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "lots" }, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES"],
+    [{ TRUST_PROXY: "1" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "2" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "maybe" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "proxy.example.com" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "10.0.0.256" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "10.0.0.0/33" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "0.0.0.0/0" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "::1/129" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "10.0.0.0/8/8" }, "TRUST_PROXY"],
+    [{ TRUST_PROXY: "10.0.0.1," }, "TRUST_PROXY"],
   ])("refuses %j naming %s", (env, variable) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     try {

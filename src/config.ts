@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+
 /** Spindle's configuration: read from the environment once at start, typed, then passed in. */
 export interface Config {
   port: number;
@@ -19,11 +21,20 @@ export interface Config {
   ingestBodyLimit: number;
   /** Bytes of ingest bodies in flight at once; a request beyond it is refused before it is read. */
   ingestBytesInFlight: number;
-  /** Failed logins allowed per username, and per client address, in each window. */
+  /**
+   * Failed logins allowed, in each window: per username from one address, per username from all
+   * addresses together, and per address across usernames.
+   */
   loginAttemptsPerUser: number;
+  loginAttemptsPerUserAllAddresses: number;
   loginAttemptsPerAddress: number;
   loginWindowSeconds: number;
   registrationsPerAddress: number;
+  /**
+   * Which peers may say, in X-Forwarded-For, whose request they pass on (Fastify's trustProxy):
+   * none, any, or those at these addresses and ranges.
+   */
+  trustProxy: boolean | string[];
   /** Live WebSocket connections one user (or one client, without a user) may hold at once. */
   liveSocketsPerUser: number;
   /** Raw axis data older than this many days is dropped. */
@@ -59,6 +70,12 @@ export function parseConfig(env: Env): Config {
       "ROLLUP_1S_RETENTION_DAYS",
       `must be at least RETENTION_DAYS (${config.retentionDays}), got ${config.rollupSecondRetentionDays}`,
     );
+  // Below LOGIN_ATTEMPTS_PER_USER one address could again lock a user out by itself.
+  if (config.loginAttemptsPerUserAllAddresses < config.loginAttemptsPerUser)
+    throw new ConfigError(
+      "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES",
+      `must be at least LOGIN_ATTEMPTS_PER_USER (${config.loginAttemptsPerUser}), got ${config.loginAttemptsPerUserAllAddresses}`,
+    );
   return config;
 }
 
@@ -85,9 +102,11 @@ function readConfig(env: Env): Config {
       64 * 1024 * 1024 * 1024,
     ),
     loginAttemptsPerUser: integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000),
+    loginAttemptsPerUserAllAddresses: loginAttemptsPerUserAllAddresses(env),
     loginAttemptsPerAddress: integer(env, "LOGIN_ATTEMPTS_PER_ADDRESS", 100, 1, 1_000_000),
     loginWindowSeconds: integer(env, "LOGIN_WINDOW_SECONDS", 900, 1, 86400),
     registrationsPerAddress: integer(env, "REGISTRATIONS_PER_ADDRESS", 10, 1, 1_000_000),
+    trustProxy: trustProxy(env),
     liveSocketsPerUser: integer(env, "LIVE_SOCKETS_PER_USER", 100, 1, 1_000_000),
     retentionDays: integer(env, "RETENTION_DAYS", 30, 1, 36500),
     rollupSecondRetentionDays: integer(env, "ROLLUP_1S_RETENTION_DAYS", 90, 1, 36500),
@@ -146,6 +165,54 @@ function databaseUrl(env: Env): string | undefined {
     throw new ConfigError("DATABASE_URL", `expected a postgres:// URL, got ${url.protocol}//…`);
   }
   return raw;
+}
+
+/**
+ * Ten addresses' worth of LOGIN_ATTEMPTS_PER_USER unless set: locking a user out then takes ten
+ * addresses, not one, while guesses at one account stay at NIST SP 800-63B's ceiling of 100
+ * (§5.2.2) with the defaults.
+ */
+function loginAttemptsPerUserAllAddresses(env: Env): number {
+  const perUser = integer(env, "LOGIN_ATTEMPTS_PER_USER", 10, 1, 1_000_000);
+  return integer(env, "LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES", perUser * 10, 1, 10_000_000);
+}
+
+const proxyRule =
+  "expected false, true, or a comma-separated list of proxy addresses and CIDR ranges (10.0.0.0/8, ::1, loopback)";
+
+/**
+ * A hop count is refused rather than passed on: Fastify (5.12) then trusts no proxy at all, as
+ * it cannot tell the proxy from a client that connects directly with a header of its own.
+ */
+function trustProxy(env: Env): boolean | string[] {
+  const raw = text(env, "TRUST_PROXY");
+  if (raw === undefined) return false;
+  const word = raw.toLowerCase();
+  if (["on", "true", "yes"].includes(word)) return true;
+  if (["off", "false", "no"].includes(word)) return false;
+  if (/^\d+$/.test(raw))
+    throw new ConfigError(
+      "TRUST_PROXY",
+      `a hop count (${raw}) is not supported: it cannot tell the proxy from a client connecting directly; name the proxy's addresses instead`,
+    );
+  const entries = raw.split(",").map((entry) => entry.trim());
+  for (const entry of entries)
+    if (!isProxyAddress(entry))
+      throw new ConfigError("TRUST_PROXY", `${proxyRule}, got "${entry}"`);
+  return entries;
+}
+
+/** An address, a CIDR range, or one of the names Fastify's proxy-addr knows. */
+function isProxyAddress(entry: string): boolean {
+  if (["loopback", "linklocal", "uniquelocal"].includes(entry)) return true;
+  const [address = "", prefix, ...rest] = entry.split("/");
+  const version = isIP(address);
+  if (version === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  // proxy-addr refuses /0 too: trusting every peer is TRUST_PROXY=true.
+  return (
+    /^\d{1,3}$/.test(prefix) && Number(prefix) >= 1 && Number(prefix) <= (version === 4 ? 32 : 128)
+  );
 }
 
 function adminPassword(env: Env): string | undefined {

@@ -82,6 +82,7 @@ export function createServices({
 }: ServiceOptions): Services {
   const loginThrottle = new LoginThrottle({
     attemptsPerUser: config.loginAttemptsPerUser,
+    attemptsPerUserAllAddresses: config.loginAttemptsPerUserAllAddresses,
     attemptsPerAddress: config.loginAttemptsPerAddress,
     windowSeconds: config.loginWindowSeconds,
   });

@@ -109,6 +109,11 @@ describe("bin/spindle", { timeout: 180_000 }, () => {
       ],
       [{ LOG_LEVEL: "loud" }, /^spindle: LOG_LEVEL: expected one of/],
       [{ SIMULATOR: "maybe" }, /^spindle: SIMULATOR: expected on or off/],
+      [{ TRUST_PROXY: "1" }, /^spindle: TRUST_PROXY: a hop count \(1\) is not supported/],
+      [
+        { TRUST_PROXY: "10.0.0.1,nginx" },
+        /^spindle: TRUST_PROXY: expected false, true, or a comma-separated list of proxy addresses and CIDR ranges .*, got "nginx"\n$/,
+      ],
       [{ ADMIN_USERNAME: "boss" }, /^spindle: ADMIN_PASSWORD: required when ADMIN_USERNAME is set/],
       // Node's own recursive mkdir retried this for ever.
       [

@@ -106,7 +106,8 @@ export function createOAuthService({
 
   /**
    * RFC 6749 §2.3: a confidential client proves its secret; a public one only names itself.
-   * Failed proofs are limited per `address`, as logins are (login-throttle.ts).
+   * Failed proofs are limited per client id from `address`, and per `address`, as logins are
+   * (login-throttle.ts).
    */
   async function authenticateClient(
     credentials: ClientCredentials,
@@ -115,17 +116,17 @@ export function createOAuthService({
     const client = await findClient(credentials.clientId);
     const secret = credentials.clientSecret;
     if (client && client.secretHash === null && !secret) return client;
-    const wait = await loginThrottle.clientWait(address);
+    const wait = await loginThrottle.clientWait(credentials.clientId, address);
     if (wait > 0)
       throw new OAuthError(
         "too_many_requests",
-        "Too many failed client authentications from this address; try again later.",
+        "Too many failed client authentications; try again later.",
         429,
         wait,
       );
     const valid = await verifyPassword(client?.secretHash ?? undefined, secret ?? "");
     if (!client || !valid) {
-      await loginThrottle.clientFailed(address);
+      await loginThrottle.clientFailed(credentials.clientId, address);
       throw new OAuthError("invalid_client", "Client authentication failed.");
     }
     return client;
@@ -190,7 +191,22 @@ export function createOAuthService({
     if (!username || !password) {
       throw new OAuthError("invalid_request", "The password grant needs username and password.");
     }
-    const wait = await loginThrottle.take(username, address);
+    // The throttle counts by the username as the lookup matches it, the database's lower():
+    // JavaScript's lowers some letters otherwise ("İ" to "i̇" where PostgreSQL may give "i"),
+    // and each spelling that finds one user would get an allowance of its own. Unknown
+    // usernames take the same query, and the decoy hash below, so they answer no faster.
+    const { rows } = await db.query<
+      { account: string } & (
+        | { id: number; password_hash: string; is_active: boolean }
+        | { id: null; password_hash: null; is_active: null }
+      )
+    >(
+      `select lower($1::text) as account, u.id, u.password_hash, u.is_active
+       from (select) as one left join app_user u on lower(u.username) = lower($1::text)`,
+      [username],
+    );
+    const { account, ...found } = rows[0]!;
+    const wait = await loginThrottle.take(account, address);
     if (wait > 0) {
       throw new OAuthError(
         "too_many_requests",
@@ -199,15 +215,11 @@ export function createOAuthService({
         wait,
       );
     }
-    const { rows } = await db.query<{ id: number; password_hash: string; is_active: boolean }>(
-      "select id, password_hash, is_active from app_user where lower(username) = lower($1)",
-      [username],
-    );
-    const user = rows[0];
+    const user = found.id === null ? undefined : found;
     const valid = await verifyPassword(user?.password_hash, password);
     if (!user || !valid || !user.is_active)
       throw new OAuthError("invalid_grant", "Invalid credentials given.");
-    await loginThrottle.succeeded(username, address);
+    await loginThrottle.succeeded(account, address);
     const scopes = grantedScope(client, request.scope);
     return db.transaction(async (tx) => {
       // Only if the password checked is still the user's: a reset or deactivation that committed

@@ -22,6 +22,18 @@ async function newUser(groups = ["Manager"]) {
   return username;
 }
 
+/** A token request with the test client, as if from `address`. */
+const tokenFrom = (app: TestApp, address: string, form: Record<string, string>) =>
+  app.inject({
+    method: "POST",
+    url: "/o/token/",
+    remoteAddress: address,
+    headers: {
+      authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+    },
+    payload: form,
+  });
+
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const machines = (token: string) =>
   t.inject({ method: "GET", url: "/data/machines/", headers: bearer(token) });
@@ -256,6 +268,109 @@ describe("login rate limit", () => {
     ).toBe(200);
   });
 
+  it("shuts the guessing address out of the username, not the username's owner elsewhere", async () => {
+    const username = await newUser();
+    const attacker = "203.0.113.7";
+    // Far past the limit: once refused, an address's attempts count against no one.
+    for (let i = 0; i < 20; i++)
+      await tokenFrom(t, attacker, { grant_type: "password", username, password: "wrong" });
+    const owner = await tokenFrom(t, "198.51.100.20", {
+      grant_type: "password",
+      username,
+      password: testPassword,
+    });
+    expect(owner.statusCode).toBe(200);
+    const refused = await tokenFrom(t, attacker, {
+      grant_type: "password",
+      username,
+      password: testPassword,
+    });
+    expect(refused.statusCode).toBe(429);
+    expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+  });
+
+  it("bounds failures for one username across addresses", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_USER: "2",
+      LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "6",
+    });
+    try {
+      const username = uniqueName("spread");
+      await strict.services.users.createUser({ username, password: testPassword });
+      const attempt = (address: string, password: string) =>
+        tokenFrom(strict, address, { grant_type: "password", username, password });
+      const guessers = ["203.0.113.1", "203.0.113.2", "203.0.113.3"];
+      for (const address of guessers)
+        for (let i = 0; i < 2; i++) expect((await attempt(address, "wrong")).statusCode).toBe(400);
+      // Six failures: no address has run out its own allowance for the username, yet the
+      // username is closed to every address for the rest of the window.
+      const owner = await attempt("198.51.100.20", testPassword);
+      expect(owner.statusCode).toBe(429);
+      expect(Number(owner.headers["retry-after"])).toBeGreaterThan(0);
+      const other = uniqueName("bystander");
+      await strict.services.users.createUser({ username: other, password: testPassword });
+      expect(
+        (
+          await tokenFrom(strict, "203.0.113.1", {
+            grant_type: "password",
+            username: other,
+            password: testPassword,
+          })
+        ).statusCode,
+      ).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("lets one failure short of the bound across addresses through", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_USER: "2",
+      LOGIN_ATTEMPTS_PER_USER_ALL_ADDRESSES: "6",
+    });
+    try {
+      const username = uniqueName("spread");
+      await strict.services.users.createUser({ username, password: testPassword });
+      const attempt = (address: string, password: string) =>
+        tokenFrom(strict, address, { grant_type: "password", username, password });
+      for (const address of ["203.0.113.1", "203.0.113.2"])
+        for (let i = 0; i < 2; i++) expect((await attempt(address, "wrong")).statusCode).toBe(400);
+      expect((await attempt("203.0.113.3", "wrong")).statusCode).toBe(400);
+      // Five failures: the owner signs in, and takes back only the attempt that was right.
+      expect((await attempt("198.51.100.20", testPassword)).statusCode).toBe(200);
+      expect((await attempt("203.0.113.3", "wrong")).statusCode).toBe(400);
+      expect((await attempt("198.51.100.20", testPassword)).statusCode).toBe(429);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("counts a username's spellings the database takes for it as one (a dotted capital İ)", async () => {
+    const username = uniqueName("admin");
+    await t.services.users.createUser({ username, password: testPassword });
+    const dotted = username.replace("i", "İ");
+    // JavaScript lowers "İ" to "i̇", two characters; the lookup's lower() may make it "i".
+    expect(dotted.toLowerCase()).not.toBe(username);
+    const { rows } = await t.database.db.query<{ same: boolean }>(
+      "select lower($1::text) = lower($2::text) as same",
+      [dotted, username],
+    );
+    const same = rows[0]!.same;
+    if (testDatabaseKind() === "postgres") expect(same).toBe(true);
+    for (let i = 0; i < 3; i++)
+      expect(
+        (await t.token({ grant_type: "password", username, password: "wrong" })).statusCode,
+      ).toBe(400);
+    const guess = await t.token({ grant_type: "password", username: dotted, password: "wrong" });
+    const right = await t.token({
+      grant_type: "password",
+      username: dotted,
+      password: testPassword,
+    });
+    // Where the database tells the spellings apart, the dotted one names no user at all.
+    expect([guess.statusCode, right.statusCode]).toEqual(same ? [429, 429] : [400, 400]);
+  });
+
   it("counts parallel guesses before checking them: no more pass than the limit", async () => {
     const username = await newUser();
     const answers = await Promise.all(
@@ -307,6 +422,71 @@ describe("login rate limit", () => {
     } finally {
       await strict.close();
     }
+  });
+});
+
+describe("the client's address behind a proxy (TRUST_PROXY)", () => {
+  /** A password sign-in arriving from `peer` that says, in X-Forwarded-For, it is `forwarded`'s. */
+  const signIn = (app: TestApp, peer: string, forwarded: string, form: Record<string, string>) =>
+    app.app.inject({
+      method: "POST",
+      url: "/o/token/",
+      remoteAddress: peer,
+      headers: {
+        authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+        "x-forwarded-for": forwarded,
+      },
+      payload: { grant_type: "password", ...form },
+    });
+
+  it("counts each forwarded address apart when the proxy is trusted", async () => {
+    const proxied = await buildTestApp({
+      TRUST_PROXY: "10.0.0.0/8",
+      LOGIN_ATTEMPTS_PER_USER: "2",
+      LOGIN_ATTEMPTS_PER_ADDRESS: "2",
+    });
+    try {
+      const username = uniqueName("proxied");
+      await proxied.services.users.createUser({ username, password: testPassword });
+      const proxy = "10.1.2.3";
+      for (let i = 0; i < 2; i++)
+        expect(
+          (await signIn(proxied, proxy, "203.0.113.7", { username, password: "wrong" })).statusCode,
+        ).toBe(400);
+      expect(
+        (await signIn(proxied, proxy, "203.0.113.7", { username, password: testPassword }))
+          .statusCode,
+      ).toBe(429);
+      // The same proxy, another client behind it: neither the username nor the address is spent.
+      expect(
+        (await signIn(proxied, proxy, "198.51.100.20", { username, password: testPassword }))
+          .statusCode,
+      ).toBe(200);
+      // A peer that is not the proxy is its own address, whatever it forwards.
+      const stranger = "203.0.113.9";
+      for (const forwarded of ["192.0.2.1", "192.0.2.2"])
+        expect(
+          (await signIn(proxied, stranger, forwarded, { username, password: "wrong" })).statusCode,
+        ).toBe(400);
+      expect(
+        (await signIn(proxied, stranger, "192.0.2.3", { username, password: testPassword }))
+          .statusCode,
+      ).toBe(429);
+    } finally {
+      await proxied.close();
+    }
+  });
+
+  it("ignores X-Forwarded-For when no proxy is trusted", async () => {
+    const username = await newUser();
+    for (const forwarded of ["203.0.113.1", "203.0.113.2", "203.0.113.3"])
+      expect(
+        (await signIn(t, "10.1.2.3", forwarded, { username, password: "wrong" })).statusCode,
+      ).toBe(400);
+    expect(
+      (await signIn(t, "10.1.2.3", "198.51.100.20", { username, password: testPassword }))
+        .statusCode,
+    ).toBe(429);
   });
 });
 
@@ -364,6 +544,44 @@ describe("client authentication rate limit", () => {
           })
         ).statusCode,
       ).toBe(200);
+    } finally {
+      await strict.close();
+    }
+  });
+
+  it("shuts a client out of the address that failed its secret, not out of others", async () => {
+    const strict = await buildTestApp({ LOGIN_ATTEMPTS_PER_USER: "2" });
+    try {
+      const basic = (clientId: string, secret: string) => ({
+        authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString("base64")}`,
+      });
+      const credentials = (address: string, headers: { authorization: string }) =>
+        strict.inject({
+          method: "POST",
+          url: "/o/token/",
+          remoteAddress: address,
+          headers,
+          payload: { grant_type: "client_credentials" },
+        });
+      const attacker = "203.0.113.7";
+      for (let i = 0; i < 2; i++)
+        expect((await credentials(attacker, basic(testClient.id, "wrong"))).statusCode).toBe(401);
+      const refused = await credentials(attacker, basic(testClient.id, testClient.secret));
+      expect(refused.statusCode).toBe(429);
+      expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+      // The adapter, at its own address, still gets its tokens …
+      expect(
+        (await credentials("198.51.100.20", basic(testClient.id, testClient.secret))).statusCode,
+      ).toBe(200);
+      // … and so does another client at the attacker's address.
+      const other = { id: "other-adapter", secret: "other-adapter-secret-0123" };
+      await strict.services.oauth.createClient({
+        clientId: other.id,
+        secret: other.secret,
+        grantTypes: ["client_credentials"],
+        scopes: ["ingest"],
+      });
+      expect((await credentials(attacker, basic(other.id, other.secret))).statusCode).toBe(200);
     } finally {
       await strict.close();
     }
