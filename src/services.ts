@@ -177,7 +177,7 @@ export function createServices({
       await bucketCache.close();
       await changes.close();
     },
-    users: createUsersService({ db, changes }),
+    users: createUsersService({ db, changes, loginThrottle }),
     registrations,
     partitions,
     catalog,

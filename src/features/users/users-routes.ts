@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { forbidden, invalid } from "../../platform/errors.ts";
+import { forbidden } from "../../platform/errors.ts";
 import { rowIdOrNotFound } from "../../platform/resource.ts";
 import { actorOf } from "../auth/authenticate.ts";
 import type { RegistrationThrottle } from "./registration-throttle.ts";
@@ -162,16 +162,18 @@ export async function usersRoutes(
           .code(404)
           .send({ detail: "This token acts for an OAuth2 client, not for a user." });
       if (!actor.scopes.includes("write")) throw forbidden();
-      const changed = await users.changeOwnPassword({
+      const outcome = await users.changeOwnPassword({
         userId: actor.userId,
         tokenId: actor.tokenId,
+        address: request.ip,
         oldPassword: request.body.old_password,
         newPassword: request.body.new_password,
       });
-      if (!changed)
-        throw invalid({
-          old_password: ["Your old password was entered incorrectly. Please enter it again."],
-        });
+      if (!outcome.changed)
+        return reply
+          .code(429)
+          .header("retry-after", String(outcome.waitSeconds))
+          .send({ detail: "Too many failed logins; try again later." });
       return { message: "Password changed. Your other sessions have ended." };
     },
   );

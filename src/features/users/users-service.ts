@@ -8,6 +8,7 @@ import {
   pgErrorCodes,
 } from "../../platform/errors.ts";
 import { emailPattern } from "../../platform/validation.ts";
+import type { LoginThrottle } from "../auth/login-throttle.ts";
 import { hashPassword, passwordProblems, verifyPassword } from "../auth/passwords.ts";
 
 export interface NewUser {
@@ -78,7 +79,16 @@ const alreadyExists = () =>
 
 export type UsersService = ReturnType<typeof createUsersService>;
 
-export function createUsersService({ db, changes }: { db: Database; changes: ChangeFeed }) {
+export function createUsersService({
+  db,
+  changes,
+  loginThrottle,
+}: {
+  db: Database;
+  changes: ChangeFeed;
+  /** Shared with sign-in: a wrong old password is a failed sign-in. */
+  loginThrottle: LoginThrottle;
+}) {
   /** Creates a user, optionally in groups; self-registration passes no groups (no access). */
   async function createUser(input: NewUser, groups: string[] = []): Promise<User> {
     // The API's schemas check these first; the CLI and ADMIN_USERNAME reach only this.
@@ -182,21 +192,30 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
    * A person changes their own password, proving the old one. Every other session of theirs
    * ends, as after a reset (whoever learnt the old password is signed out); the session asking,
    * the family of `tokenId`, is kept, so the person stays signed in where they made the change.
-   * False when the old password is wrong (the caller counts it as a failed sign-in).
+   * The old password is checked as a sign-in's is, and counted with them (from `address`): a
+   * stolen access token must not become a way to guess the password behind it.
    */
   async function changeOwnPassword(input: {
     userId: number;
     tokenId: number;
+    address: string;
     oldPassword: string;
     newPassword: string;
-  }): Promise<boolean> {
-    const { rows } = await db.query<{ username: string; password_hash: string }>(
-      "select username, password_hash from app_user where id = $1 and is_active",
+  }): Promise<{ changed: true } | { changed: false; waitSeconds: number }> {
+    // The throttle's key is the username as sign-in's lookup lowers it (the database's lower()).
+    const { rows } = await db.query<{ username: string; account: string; password_hash: string }>(
+      "select username, lower(username) as account, password_hash from app_user where id = $1 and is_active",
       [input.userId],
     );
     const user = rows[0];
     if (!user) throw notFound();
-    if (!(await verifyPassword(user.password_hash, input.oldPassword))) return false;
+    const waitSeconds = await loginThrottle.take(user.account, input.address);
+    if (waitSeconds > 0) return { changed: false, waitSeconds };
+    if (!(await verifyPassword(user.password_hash, input.oldPassword)))
+      throw invalid({
+        old_password: ["Your old password was entered incorrectly. Please enter it again."],
+      });
+    await loginThrottle.succeeded(user.account, input.address);
     const problems = passwordProblems(input.newPassword, user.username);
     if (input.newPassword === input.oldPassword)
       problems.unshift("The new password is the same as the old one.");
@@ -221,7 +240,7 @@ export function createUsersService({ db, changes }: { db: Database; changes: Cha
       );
     });
     changes.changed("app_user");
-    return true;
+    return { changed: true };
   }
 
   async function deleteUser(id: number): Promise<void> {

@@ -1,6 +1,12 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildTestApp, type TestApp, testPassword, uniqueName } from "../../../test/helpers/app.ts";
+import {
+  buildTestApp,
+  type TestApp,
+  testClient,
+  testPassword,
+  uniqueName,
+} from "../../../test/helpers/app.ts";
 import { testDatabaseKind } from "../../../test/helpers/database.ts";
 import { snapshot } from "../../../test/helpers/factories.ts";
 
@@ -454,6 +460,37 @@ describe("POST /users/me/password/", () => {
     expect(malformed.statusCode).toBe(400);
     expect(await signsInWith(username, testPassword)).toBe(true);
     expect(await me(elsewhere.access_token)).toBe(200);
+  });
+
+  it("counts a wrong old password as a failed sign-in: too many are 429 from that address", async () => {
+    const { here, username } = await twoSessions();
+    const attempt = (oldPassword: string) =>
+      t.inject({
+        method: "POST",
+        url,
+        remoteAddress: "198.51.100.7",
+        headers: bearer(here.access_token),
+        payload: { old_password: oldPassword, new_password: newPassword },
+      });
+    // LOGIN_ATTEMPTS_PER_USER (10) from one address.
+    for (let i = 0; i < 10; i++) expect((await attempt(`wrong-${i}`)).statusCode).toBe(400);
+    const refused = await attempt(testPassword);
+    expect(refused.statusCode).toBe(429);
+    expect(Number(refused.headers["retry-after"])).toBeGreaterThan(0);
+    const signIn = (remoteAddress: string) =>
+      t.inject({
+        method: "POST",
+        url: "/o/token/",
+        remoteAddress,
+        headers: {
+          authorization: `Basic ${Buffer.from(`${testClient.id}:${testClient.secret}`).toString("base64")}`,
+        },
+        payload: { grant_type: "password", username, password: testPassword },
+      });
+    // The same count as sign-in's: that address is shut out of the account there too, another
+    // address is not, and the password is unchanged.
+    expect((await signIn("198.51.100.7")).statusCode).toBe(429);
+    expect((await signIn("203.0.113.9")).statusCode).toBe(200);
   });
 
   it("needs a user's token with the write scope", async () => {
