@@ -1,7 +1,8 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
-import { forbidden } from "../../platform/errors.ts";
+import type { Principal } from "../../platform/context.ts";
+import { DomainError, forbidden } from "../../platform/errors.ts";
 import { rowIdOrNotFound } from "../../platform/resource.ts";
 import { actorOf } from "../auth/authenticate.ts";
 import type { RegistrationThrottle } from "./registration-throttle.ts";
@@ -42,6 +43,13 @@ const Membership = Type.Object(
 
 const IdParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 2 ** 53 - 1 }) });
 const GroupParams = Type.Object({ name: GroupName });
+
+/** The user a token acts for; a client's own token (client credentials) has none: 404. */
+function ownUserId(actor: Principal): number {
+  if (actor.userId === null)
+    throw new DomainError("not_found", "This token acts for an OAuth2 client, not for a user.");
+  return actor.userId;
+}
 
 const userView = (user: User) => ({
   ...user,
@@ -117,14 +125,10 @@ export async function usersRoutes(
         response: { 200: OwnView, 404: Type.Object({ detail: Type.String() }) },
       },
     },
-    async (request, reply) => {
+    async (request) => {
       const actor = actorOf(request);
-      if (actor.userId === null)
-        return reply
-          .code(404)
-          .send({ detail: "This token acts for an OAuth2 client, not for a user." });
       return {
-        ...userView(await users.getUser(actor.userId)),
+        ...userView(await users.getUser(ownUserId(actor))),
         scope: actor.scopes.join(" "),
         permissions: [...actor.permissions].sort(),
       };
@@ -157,13 +161,10 @@ export async function usersRoutes(
     },
     async (request, reply) => {
       const actor = actorOf(request);
-      if (actor.userId === null)
-        return reply
-          .code(404)
-          .send({ detail: "This token acts for an OAuth2 client, not for a user." });
+      const userId = ownUserId(actor);
       if (!actor.scopes.includes("write")) throw forbidden();
       const outcome = await users.changeOwnPassword({
-        userId: actor.userId,
+        userId,
         tokenId: actor.tokenId,
         address: request.ip,
         oldPassword: request.body.old_password,
