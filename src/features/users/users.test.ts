@@ -508,6 +508,9 @@ describe("POST /users/me/password/", () => {
       payload,
     });
     expect(clientAnswer.statusCode).toBe(404);
+    expect(clientAnswer.json()).toEqual({
+      detail: "This token acts for an OAuth2 client, not for a user.",
+    });
     expect((await t.inject({ method: "POST", url, payload })).statusCode).toBe(401);
   });
 });
