@@ -147,6 +147,9 @@ program
       );
       if (unknown.length > 0)
         throw new UsageError(`--grant: unknown grant type ${unknown.join(", ")}`);
+      const once = (list: string[]) => list.length > 0 && new Set(list).size === list.length;
+      if (!once(options.grant)) throw new UsageError("--grant: at least one grant type, each once");
+      if (!once(options.scope)) throw new UsageError("--scope: at least one scope, each once");
       const unknownScopes = options.scope.filter(
         (scope) => !(knownScopes as readonly string[]).includes(scope),
       );
