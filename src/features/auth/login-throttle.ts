@@ -1,4 +1,5 @@
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { addressKey } from "../../platform/client-address.ts";
 
 export interface LoginThrottleLimits {
   /** Failures one address may make for one account (a username, or a client id). */
@@ -26,6 +27,8 @@ export interface LoginThrottleLimits {
  * that parallel guesses cannot all pass a check made before any of them failed; a successful
  * login also clears its pair's count (not the username's across addresses: the owner signing in
  * must not hand a distributed guesser a fresh allowance).
+ *
+ * Addresses are counted as `addressKey` has them: an IPv6 /64 is one address.
  *
  * Failed OAuth2 client authentications (a wrong secret) are counted apart from logins, per
  * (address, client id) pair and per address, against the same two numbers. Not per client id
@@ -58,9 +61,10 @@ export class LoginThrottle {
    * address's failures ran out (else 0).
    */
   async clientWait(clientId: string, address: string): Promise<number> {
+    const key = addressKey(address);
     const states = await Promise.all([
-      this.clientPairFailures.get(pairKey(address, clientId)),
-      this.clientAddressFailures.get(address),
+      this.clientPairFailures.get(pairKey(key, clientId)),
+      this.clientAddressFailures.get(key),
     ]);
     let wait = 0;
     for (const state of states)
@@ -71,9 +75,10 @@ export class LoginThrottle {
 
   /** A client authentication for `clientId` from `address` failed. */
   async clientFailed(clientId: string, address: string): Promise<void> {
+    const key = addressKey(address);
     await Promise.all([
-      this.clientPairFailures.penalty(pairKey(address, clientId), 1),
-      this.clientAddressFailures.penalty(address, 1),
+      this.clientPairFailures.penalty(pairKey(key, clientId), 1),
+      this.clientAddressFailures.penalty(key, 1),
     ]);
   }
 
@@ -83,10 +88,11 @@ export class LoginThrottle {
    * none left (then nothing is taken).
    */
   async take(account: string, address: string): Promise<number> {
+    const key = addressKey(address);
     const counts = [
-      { limiter: this.perPair, key: pairKey(address, account) },
+      { limiter: this.perPair, key: pairKey(key, account) },
       { limiter: this.perUser, key: account },
-      { limiter: this.perAddress, key: address },
+      { limiter: this.perAddress, key: key },
     ];
     const outcomes = await Promise.allSettled(counts.map((c) => c.limiter.consume(c.key)));
     let wait = 0;
@@ -110,10 +116,11 @@ export class LoginThrottle {
    * get their attempt back.
    */
   async succeeded(account: string, address: string): Promise<void> {
+    const key = addressKey(address);
     await Promise.all([
-      this.perPair.delete(pairKey(address, account)),
+      this.perPair.delete(pairKey(key, account)),
       this.perUser.reward(account, 1),
-      this.perAddress.reward(address, 1),
+      this.perAddress.reward(key, 1),
     ]);
   }
 }

@@ -404,6 +404,38 @@ describe("login rate limit", () => {
     }
   });
 
+  it("counts an IPv6 /64 as one address, and an IPv4 address written as IPv6 as that address", async () => {
+    const strict = await buildTestApp({
+      LOGIN_ATTEMPTS_PER_ADDRESS: "3",
+      LOGIN_ATTEMPTS_PER_USER: "100",
+    });
+    try {
+      const username = uniqueName("host");
+      await strict.services.users.createUser({ username, password: testPassword });
+      // One host taking a new address of its /64 for each guess.
+      for (const [i, address] of [
+        "2001:db8:5:6::1",
+        "2001:db8:5:6::2",
+        "2001:db8:5:6:ffff:ffff:ffff:ffff",
+      ].entries()) {
+        const guess = await tokenFrom(strict, address, {
+          grant_type: "password",
+          username: `guess-${i}`,
+          password: "wrong",
+        });
+        expect(guess.statusCode).toBe(400);
+      }
+      const right = { grant_type: "password", username, password: testPassword };
+      expect((await tokenFrom(strict, "2001:db8:5:6::9", right)).statusCode).toBe(429);
+      expect((await tokenFrom(strict, "2001:db8:5:7::1", right)).statusCode).toBe(200);
+      for (let i = 0; i < 3; i++)
+        await tokenFrom(strict, "::ffff:198.51.100.20", { ...right, password: "wrong" });
+      expect((await tokenFrom(strict, "198.51.100.20", right)).statusCode).toBe(429);
+    } finally {
+      await strict.close();
+    }
+  });
+
   it("limits failures per client address across usernames", async () => {
     const strict = await buildTestApp({
       LOGIN_ATTEMPTS_PER_ADDRESS: "4",

@@ -1,4 +1,5 @@
 import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { addressKey } from "../../platform/client-address.ts";
 
 /**
  * Counts `POST /register/` calls per client address. Each one hashes a password with Argon2
@@ -19,7 +20,8 @@ export class RegistrationThrottle {
   /** Takes one call; seconds to wait instead when the address has none left. */
   async take(address: string): Promise<number> {
     try {
-      await this.perAddress.consume(address);
+      // An IPv6 /64 is one address (`addressKey`).
+      await this.perAddress.consume(addressKey(address));
       return 0;
     } catch (error) {
       if (!(error instanceof RateLimiterRes)) throw error;
