@@ -1627,6 +1627,83 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("keeps the keyboard's place through a save: on the button while it is out, then on the field to correct or the button that opened the form", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    // Each create is held until the test has seen where the focus is while it is out.
+    const held: (() => void)[] = [];
+    await page.route(/\/(data\/machines|register)\/$/, (route) =>
+      route.request().method() === "POST"
+        ? new Promise<void>((resolve) => held.push(resolve)).then(() => route.continue())
+        : route.continue(),
+    );
+    /** What has the focus: the page itself, or a control by its name or text. */
+    const focused = () =>
+      page.evaluate(() => {
+        const element = document.activeElement;
+        if (!element || element === document.body) return "body";
+        return `${element.tagName.toLowerCase()} ${element.getAttribute("name") ?? element.textContent}`;
+      });
+    /** Presses a key on the form's submit button; the answer waits until the focus is checked. */
+    const pressSubmit = async (form: ReturnType<Page["getByRole"]>, key: string) => {
+      await form.locator("button[type=submit]").focus();
+      const pending = held.length;
+      await page.keyboard.press(key);
+      await expect.poll(() => held.length).toBe(pending + 1);
+      // Rendered as busy (said to be disabled, or, as it was, disabled) before focus is read.
+      await expect
+        .poll(() =>
+          form
+            .locator("button[type=submit]")
+            .evaluate(
+              (button) =>
+                (button as HTMLButtonElement).disabled ||
+                button.getAttribute("aria-disabled") === "true",
+            ),
+        )
+        .toBe(true);
+      expect(await focused()).toMatch(/^button /);
+      held.shift()!();
+    };
+
+    await page.goto(`${base}/admin/machines`);
+    await page.getByRole("button", { name: "New machine" }).focus();
+    await page.keyboard.press("Enter");
+    const form = page.getByRole("form", { name: "New machine" });
+    const id = nextMachineId();
+    await form.getByLabel("Machine id").fill(String(id));
+    await form.getByLabel("Name").fill("Keyboard Mill #1");
+    await form.getByLabel("Tool capacity").fill("many");
+    // Refused: the focus goes to the field to correct.
+    await pressSubmit(form, "Space");
+    await form.locator("[data-field-error=tool_capacity]").waitFor();
+    await expect.poll(focused).toBe("input tool_capacity");
+    // Accepted: the form closes, and the focus goes back to the button that opened it.
+    await form.getByLabel("Tool capacity").fill("12");
+    await pressSubmit(form, "Enter");
+    await page.getByText(`Saved machine ${id}.`).waitFor();
+    await expect.poll(focused).toBe("button New machine");
+
+    await page.goto(`${base}/admin/users`);
+    await page.getByRole("button", { name: "New user" }).focus();
+    await page.keyboard.press("Enter");
+    const userForm = page.getByRole("form", { name: "New user" });
+    const username = uniqueName("keyboard");
+    await userForm.getByLabel("Username").fill(username);
+    await userForm.getByLabel("Password").fill(testPassword);
+    await pressSubmit(userForm, "Space");
+    await page.getByText(`Created user ${username}.`).waitFor();
+    await expect.poll(focused).toBe("button New user");
+    // The same name again is refused: the focus goes to the username.
+    await page.keyboard.press("Enter");
+    await userForm.getByLabel("Username").fill(username);
+    await userForm.getByLabel("Password").fill(testPassword);
+    await pressSubmit(userForm, "Enter");
+    await userForm.locator("[data-field-error=username]").waitFor();
+    await expect.poll(focused).toBe("input username");
+    await page.context().close();
+  });
+
   it("keeps every admin table's Delete on a phone's screen, where a finger can reach it", async () => {
     const page = await newPage({ width: 390, height: 844 });
     await signIn(page, people.admin);
