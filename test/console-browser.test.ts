@@ -2,7 +2,13 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import {
+  type Browser,
+  type BrowserContext,
+  chromium,
+  type Page,
+  type Request,
+} from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consoleClient, ensureConsoleClient } from "../src/features/console/console-client.ts";
 import { createHistoryService } from "../src/features/history/history-service.ts";
@@ -2280,6 +2286,78 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
 
   it("keeps one session in two tabs that renew at once over plain http on a LAN address (no Web Locks)", async () => {
     await renewInTwoTabsAtOnce(base.replace("127.0.0.1", lanHost), false);
+  });
+
+  /**
+   * Two tabs renew at once and the renewal that goes out hangs: it is given up after its 15 s,
+   * letting go of the renewal lock (or the lease standing in for it), and the other tab renews.
+   */
+  async function renewAfterAHungRenewal(origin: string) {
+    const first = await newPage();
+    await first.clock.install();
+    /** The status of each refresh grant answered; the first is held and never answered. */
+    const renewals: number[] = [];
+    let unanswered = 0;
+    const renewal = (request: Request) =>
+      request.url().endsWith("/o/token/") && request.postData()?.includes("refresh_token");
+    first.context().on("response", (response) => {
+      if (renewal(response.request())) renewals.push(response.status());
+    });
+    await first.context().route("**/o/token/", async (route) => {
+      if (!renewal(route.request()) || unanswered > 0) return route.continue();
+      unanswered++;
+    });
+    await signIn(first, people.manager, origin);
+    await first.locator(".tile").first().waitFor();
+    const second = await openTab(first);
+    await second.locator(".tile").first().waitFor();
+    const signedIn = (await storedTokens(first))!;
+
+    // Both tabs renew at 80% of the token's 10 h: one holds the renewal lock, its request hangs.
+    await first.clock.fastForward(36_000 * 800 + 5_000);
+    await expect.poll(() => unanswered).toBe(1);
+    await first.waitForTimeout(500);
+    expect(renewals).toEqual([]);
+    // Past the 15 s the request is given: the lock is let go, and the other tab renews.
+    await first.clock.fastForward(16_000);
+    await expect.poll(() => renewals).toEqual([200]);
+    await expect.poll(async () => (await storedTokens(first))?.access).not.toBe(signedIn.access);
+    await expect.poll(async () => (await storedTokens(second))?.access).not.toBe(signedIn.access);
+    const renewed = (await storedTokens(first))!;
+    expect(await tokenActive(renewed.refresh)).toBe(true);
+    for (const tab of [first, second]) {
+      await tab.getByRole("button", { name: "Sign out" }).waitFor();
+      expect(await tab.getByRole("heading", { name: "Sign in" }).count()).toBe(0);
+    }
+    await first.context().close();
+  }
+
+  it("gives up a renewal Spindle never answers, so the other tab renews once the time given has passed", async () => {
+    await renewAfterAHungRenewal(base);
+  });
+
+  it("gives up a renewal Spindle never answers over plain http on a LAN address too (the lease's turn)", async () => {
+    await renewAfterAHungRenewal(base.replace("127.0.0.1", lanHost));
+  });
+
+  it("says Spindle cannot be reached when a sign-in gets no answer in time, and signs in on the next try", async () => {
+    const page = await newPage();
+    await page.clock.install();
+    let unanswered = 0;
+    await page.route("**/o/token/", async (route) => {
+      if (unanswered > 0) return route.continue();
+      unanswered++;
+    });
+    await page.goto(`${base}/`);
+    await page.getByLabel("Username").fill(people.manager);
+    await page.getByLabel("Password").fill(testPassword);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect.poll(() => unanswered).toBe(1);
+    await page.clock.fastForward(16_000);
+    await page.getByText("Spindle cannot be reached.").waitFor();
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    await page.context().close();
   });
 
   it("signs out every tab when one signs out, and signs in every tab at sign-in when one does", async () => {
