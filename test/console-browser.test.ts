@@ -2385,6 +2385,46 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await first.context().close();
   });
 
+  it("says the session has ended in every tab when Spindle refuses the renewal in one", async () => {
+    const first = await newPage();
+    await signIn(first, people.manager);
+    await first.locator(".tile").first().waitFor();
+    // The other tab is on a page with no live feed: only the first meets the refusal.
+    const second = await openTab(first);
+    await second.goto(`${base}/account`);
+    await second.getByRole("heading", { name: "Account", exact: true }).waitFor();
+    const renewals: string[] = [];
+    second.on("request", (request) => {
+      if (request.url().endsWith("/o/token/")) renewals.push(request.postData() ?? "");
+    });
+
+    // Revoked elsewhere (a password changed in another browser, say): the first tab's live
+    // socket is closed for its token, and its renewal is refused.
+    const tokens = (await storedTokens(first))!;
+    for (const token of [tokens.refresh, tokens.access]) {
+      await t.inject({
+        method: "POST",
+        url: "/o/revoke_token/",
+        payload: { token, client_id: consoleClient.clientId },
+      });
+    }
+    for (const tab of [first, second]) {
+      await tab.getByRole("heading", { name: "Sign in" }).waitFor();
+      await tab.getByText("Your session has ended. Please sign in again.").waitFor();
+    }
+    expect(renewals).toEqual([]);
+
+    // Signed in again, then out on purpose: no notice in either tab.
+    await signIn(second, people.manager);
+    await first.getByRole("button", { name: "Sign out" }).waitFor();
+    await second.getByRole("button", { name: "Sign out" }).click();
+    for (const tab of [first, second]) {
+      await tab.getByRole("heading", { name: "Sign in" }).waitFor();
+      expect(await tab.getByText("Your session has ended").count()).toBe(0);
+    }
+    await first.context().close();
+  });
+
   it("polls when the WebSocket never opens, with one polling loop however the fleet scrolls", async () => {
     const page = await newPage({ height: 420 });
     // A proxy without WebSocket: every socket closes before it opens.

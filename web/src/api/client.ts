@@ -5,6 +5,12 @@ import type { TokenAnswer } from "./types.ts";
 /** The public OAuth2 client the server registers for the console (no secret). */
 export const clientId = "spindle-console";
 const storageKey = "spindle.session";
+/**
+ * Why the session ended, when Spindle ended it (a refused renewal): written before the tokens
+ * are removed, so the other tabs, seeing them gone, say the same. A sign-out on purpose removes
+ * it, as does the next sign-in.
+ */
+const endedKey = "spindle.session-ended";
 
 /** An answer other than 2xx; `fields` holds the API's `400 {field: ["reason"]}` messages. */
 export class ApiError extends Error {
@@ -322,6 +328,7 @@ export class Api {
       username,
       scope: answer.scope,
     };
+    this.storage.removeItem(endedKey);
     this.storage.setItem(storageKey, JSON.stringify(tokens));
     this.adopt(tokens);
   }
@@ -343,12 +350,16 @@ export class Api {
   private followStorage(): boolean {
     const stored = this.load();
     if (stored) this.adopt(stored);
-    else this.end(null);
+    // Ended by Spindle in the other tab: this one says so too. Signed out there: no word.
+    else this.end(this.storage.getItem(endedKey));
     return stored !== null;
   }
 
   private end(notice: string | null): void {
     clearTimeout(this.refreshTimer);
+    // Before the tokens go: the other tabs read it when they see them gone.
+    if (notice) this.storage.setItem(endedKey, notice);
+    else this.storage.removeItem(endedKey);
     this.storage.removeItem(storageKey);
     if (this.session.get().tokens || notice) this.session.set({ tokens: null, notice });
   }
