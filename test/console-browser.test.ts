@@ -2,7 +2,13 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import {
+  type Browser,
+  type BrowserContext,
+  chromium,
+  type Page,
+  type Request,
+} from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consoleClient, ensureConsoleClient } from "../src/features/console/console-client.ts";
 import { createHistoryService } from "../src/features/history/history-service.ts";
@@ -1627,6 +1633,83 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("keeps the keyboard's place through a save: on the button while it is out, then on the field to correct or the button that opened the form", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    // Each create is held until the test has seen where the focus is while it is out.
+    const held: (() => void)[] = [];
+    await page.route(/\/(data\/machines|register)\/$/, (route) =>
+      route.request().method() === "POST"
+        ? new Promise<void>((resolve) => held.push(resolve)).then(() => route.continue())
+        : route.continue(),
+    );
+    /** What has the focus: the page itself, or a control by its name or text. */
+    const focused = () =>
+      page.evaluate(() => {
+        const element = document.activeElement;
+        if (!element || element === document.body) return "body";
+        return `${element.tagName.toLowerCase()} ${element.getAttribute("name") ?? element.textContent}`;
+      });
+    /** Presses a key on the form's submit button; the answer waits until the focus is checked. */
+    const pressSubmit = async (form: ReturnType<Page["getByRole"]>, key: string) => {
+      await form.locator("button[type=submit]").focus();
+      const pending = held.length;
+      await page.keyboard.press(key);
+      await expect.poll(() => held.length).toBe(pending + 1);
+      // Rendered as busy (said to be disabled, or, as it was, disabled) before focus is read.
+      await expect
+        .poll(() =>
+          form
+            .locator("button[type=submit]")
+            .evaluate(
+              (button) =>
+                (button as HTMLButtonElement).disabled ||
+                button.getAttribute("aria-disabled") === "true",
+            ),
+        )
+        .toBe(true);
+      expect(await focused()).toMatch(/^button /);
+      held.shift()!();
+    };
+
+    await page.goto(`${base}/admin/machines`);
+    await page.getByRole("button", { name: "New machine" }).focus();
+    await page.keyboard.press("Enter");
+    const form = page.getByRole("form", { name: "New machine" });
+    const id = nextMachineId();
+    await form.getByLabel("Machine id").fill(String(id));
+    await form.getByLabel("Name").fill("Keyboard Mill #1");
+    await form.getByLabel("Tool capacity").fill("many");
+    // Refused: the focus goes to the field to correct.
+    await pressSubmit(form, "Space");
+    await form.locator("[data-field-error=tool_capacity]").waitFor();
+    await expect.poll(focused).toBe("input tool_capacity");
+    // Accepted: the form closes, and the focus goes back to the button that opened it.
+    await form.getByLabel("Tool capacity").fill("12");
+    await pressSubmit(form, "Enter");
+    await page.getByText(`Saved machine ${id}.`).waitFor();
+    await expect.poll(focused).toBe("button New machine");
+
+    await page.goto(`${base}/admin/users`);
+    await page.getByRole("button", { name: "New user" }).focus();
+    await page.keyboard.press("Enter");
+    const userForm = page.getByRole("form", { name: "New user" });
+    const username = uniqueName("keyboard");
+    await userForm.getByLabel("Username").fill(username);
+    await userForm.getByLabel("Password").fill(testPassword);
+    await pressSubmit(userForm, "Space");
+    await page.getByText(`Created user ${username}.`).waitFor();
+    await expect.poll(focused).toBe("button New user");
+    // The same name again is refused: the focus goes to the username.
+    await page.keyboard.press("Enter");
+    await userForm.getByLabel("Username").fill(username);
+    await userForm.getByLabel("Password").fill(testPassword);
+    await pressSubmit(userForm, "Enter");
+    await userForm.locator("[data-field-error=username]").waitFor();
+    await expect.poll(focused).toBe("input username");
+    await page.context().close();
+  });
+
   it("keeps every admin table's Delete on a phone's screen, where a finger can reach it", async () => {
     const page = await newPage({ width: 390, height: 844 });
     await signIn(page, people.admin);
@@ -2205,6 +2288,78 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await renewInTwoTabsAtOnce(base.replace("127.0.0.1", lanHost), false);
   });
 
+  /**
+   * Two tabs renew at once and the renewal that goes out hangs: it is given up after its 15 s,
+   * letting go of the renewal lock (or the lease standing in for it), and the other tab renews.
+   */
+  async function renewAfterAHungRenewal(origin: string) {
+    const first = await newPage();
+    await first.clock.install();
+    /** The status of each refresh grant answered; the first is held and never answered. */
+    const renewals: number[] = [];
+    let unanswered = 0;
+    const renewal = (request: Request) =>
+      request.url().endsWith("/o/token/") && request.postData()?.includes("refresh_token");
+    first.context().on("response", (response) => {
+      if (renewal(response.request())) renewals.push(response.status());
+    });
+    await first.context().route("**/o/token/", async (route) => {
+      if (!renewal(route.request()) || unanswered > 0) return route.continue();
+      unanswered++;
+    });
+    await signIn(first, people.manager, origin);
+    await first.locator(".tile").first().waitFor();
+    const second = await openTab(first);
+    await second.locator(".tile").first().waitFor();
+    const signedIn = (await storedTokens(first))!;
+
+    // Both tabs renew at 80% of the token's 10 h: one holds the renewal lock, its request hangs.
+    await first.clock.fastForward(36_000 * 800 + 5_000);
+    await expect.poll(() => unanswered).toBe(1);
+    await first.waitForTimeout(500);
+    expect(renewals).toEqual([]);
+    // Past the 15 s the request is given: the lock is let go, and the other tab renews.
+    await first.clock.fastForward(16_000);
+    await expect.poll(() => renewals).toEqual([200]);
+    await expect.poll(async () => (await storedTokens(first))?.access).not.toBe(signedIn.access);
+    await expect.poll(async () => (await storedTokens(second))?.access).not.toBe(signedIn.access);
+    const renewed = (await storedTokens(first))!;
+    expect(await tokenActive(renewed.refresh)).toBe(true);
+    for (const tab of [first, second]) {
+      await tab.getByRole("button", { name: "Sign out" }).waitFor();
+      expect(await tab.getByRole("heading", { name: "Sign in" }).count()).toBe(0);
+    }
+    await first.context().close();
+  }
+
+  it("gives up a renewal Spindle never answers, so the other tab renews once the time given has passed", async () => {
+    await renewAfterAHungRenewal(base);
+  });
+
+  it("gives up a renewal Spindle never answers over plain http on a LAN address too (the lease's turn)", async () => {
+    await renewAfterAHungRenewal(base.replace("127.0.0.1", lanHost));
+  });
+
+  it("says Spindle cannot be reached when a sign-in gets no answer in time, and signs in on the next try", async () => {
+    const page = await newPage();
+    await page.clock.install();
+    let unanswered = 0;
+    await page.route("**/o/token/", async (route) => {
+      if (unanswered > 0) return route.continue();
+      unanswered++;
+    });
+    await page.goto(`${base}/`);
+    await page.getByLabel("Username").fill(people.manager);
+    await page.getByLabel("Password").fill(testPassword);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect.poll(() => unanswered).toBe(1);
+    await page.clock.fastForward(16_000);
+    await page.getByText("Spindle cannot be reached.").waitFor();
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("button", { name: "Sign out" }).waitFor();
+    await page.context().close();
+  });
+
   it("signs out every tab when one signs out, and signs in every tab at sign-in when one does", async () => {
     const first = await newPage();
     await signIn(first, people.manager);
@@ -2227,6 +2382,46 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await signIn(second, people.manager);
     await first.getByRole("button", { name: "Sign out" }).waitFor();
     await first.locator(".tile").first().waitFor();
+    await first.context().close();
+  });
+
+  it("says the session has ended in every tab when Spindle refuses the renewal in one", async () => {
+    const first = await newPage();
+    await signIn(first, people.manager);
+    await first.locator(".tile").first().waitFor();
+    // The other tab is on a page with no live feed: only the first meets the refusal.
+    const second = await openTab(first);
+    await second.goto(`${base}/account`);
+    await second.getByRole("heading", { name: "Account", exact: true }).waitFor();
+    const renewals: string[] = [];
+    second.on("request", (request) => {
+      if (request.url().endsWith("/o/token/")) renewals.push(request.postData() ?? "");
+    });
+
+    // Revoked elsewhere (a password changed in another browser, say): the first tab's live
+    // socket is closed for its token, and its renewal is refused.
+    const tokens = (await storedTokens(first))!;
+    for (const token of [tokens.refresh, tokens.access]) {
+      await t.inject({
+        method: "POST",
+        url: "/o/revoke_token/",
+        payload: { token, client_id: consoleClient.clientId },
+      });
+    }
+    for (const tab of [first, second]) {
+      await tab.getByRole("heading", { name: "Sign in" }).waitFor();
+      await tab.getByText("Your session has ended. Please sign in again.").waitFor();
+    }
+    expect(renewals).toEqual([]);
+
+    // Signed in again, then out on purpose: no notice in either tab.
+    await signIn(second, people.manager);
+    await first.getByRole("button", { name: "Sign out" }).waitFor();
+    await second.getByRole("button", { name: "Sign out" }).click();
+    for (const tab of [first, second]) {
+      await tab.getByRole("heading", { name: "Sign in" }).waitFor();
+      expect(await tab.getByText("Your session has ended").count()).toBe(0);
+    }
     await first.context().close();
   });
 

@@ -1,10 +1,16 @@
 import { Store } from "../state/store.ts";
-import { withRenewalLock } from "./renewal-lock.ts";
+import { tokenRequestTimeoutMs, withRenewalLock } from "./renewal-lock.ts";
 import type { TokenAnswer } from "./types.ts";
 
 /** The public OAuth2 client the server registers for the console (no secret). */
 export const clientId = "spindle-console";
 const storageKey = "spindle.session";
+/**
+ * Why the session ended, when Spindle ended it (a refused renewal): written before the tokens
+ * are removed, so the other tabs, seeing them gone, say the same. A sign-out on purpose removes
+ * it, as does the next sign-in.
+ */
+const endedKey = "spindle.session-ended";
 
 /** An answer other than 2xx; `fields` holds the API's `400 {field: ["reason"]}` messages. */
 export class ApiError extends Error {
@@ -27,8 +33,15 @@ export class ApiError extends Error {
   }
 }
 
-/** The server could not be reached at all. */
-export class NetworkError extends Error {}
+/** The server could not be reached at all, or did not answer in time. */
+export class NetworkError extends Error {
+  constructor(
+    message: string,
+    readonly timedOut = false,
+  ) {
+    super(message);
+  }
+}
 
 function describe(status: number, body: unknown): string {
   if (body && typeof body === "object") {
@@ -255,10 +268,12 @@ export class Api {
         // while Spindle restarts or a 429 leave it, and the renewal is tried again.
         const refused = error instanceof ApiError && error.status < 500 && error.status !== 429;
         if (!refused) {
-          // An answer that says "not now" (429, 5xx) holds renewals until the timer's retry (a
-          // little before it, which must find the gate open); without a network, no request
-          // meets a 401, so only the live socket's backoff asks again.
-          if (error instanceof ApiError) this.retryRenewalAt = Date.now() + 14_500;
+          // An answer that says "not now" (429, 5xx), or none in time, holds renewals until the
+          // timer's retry (a little before it, which must find the gate open); without a
+          // network, no request meets a 401, so only the live socket's backoff asks again.
+          if (error instanceof ApiError || (error instanceof NetworkError && error.timedOut)) {
+            this.retryRenewalAt = Date.now() + 14_500;
+          }
           this.schedule(15_000);
           return false;
         }
@@ -273,20 +288,33 @@ export class Api {
     return this.refreshing;
   }
 
+  /** No answer in time is a network failure: the session stands, and the renewal is retried. */
   private async tokenRequest(form: Record<string, string>): Promise<TokenAnswer> {
+    const timeout = timeoutSignal(tokenRequestTimeoutMs);
     let response: Response;
+    let text: string;
     try {
       response = await fetch("/o/token/", {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded" },
         body: new URLSearchParams({ ...form, client_id: clientId, scope: "read write groups" }),
+        signal: timeout.signal,
       });
+      // Inside the time given too: a body that stops halfway hangs as well.
+      text = await response.text();
       this.online.set(true);
     } catch {
       this.online.set(false);
-      throw new NetworkError("Spindle cannot be reached.");
+      throw new NetworkError("Spindle cannot be reached.", timeout.signal.aborted);
+    } finally {
+      timeout.clear();
     }
-    const body = await response.json().catch(() => null);
+    let body: unknown = null;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // A proxy's page (502 while Spindle restarts): the status says enough.
+    }
     if (!response.ok) throw new ApiError(response.status, body);
     return body as TokenAnswer;
   }
@@ -300,6 +328,7 @@ export class Api {
       username,
       scope: answer.scope,
     };
+    this.storage.removeItem(endedKey);
     this.storage.setItem(storageKey, JSON.stringify(tokens));
     this.adopt(tokens);
   }
@@ -321,12 +350,16 @@ export class Api {
   private followStorage(): boolean {
     const stored = this.load();
     if (stored) this.adopt(stored);
-    else this.end(null);
+    // Ended by Spindle in the other tab: this one says so too. Signed out there: no word.
+    else this.end(this.storage.getItem(endedKey));
     return stored !== null;
   }
 
   private end(notice: string | null): void {
     clearTimeout(this.refreshTimer);
+    // Before the tokens go: the other tabs read it when they see them gone.
+    if (notice) this.storage.setItem(endedKey, notice);
+    else this.storage.removeItem(endedKey);
     this.storage.removeItem(storageKey);
     if (this.session.get().tokens || notice) this.session.set({ tokens: null, notice });
   }
@@ -364,10 +397,27 @@ export class Api {
 async function revoke(...tokens: (string | undefined)[]): Promise<void> {
   for (const token of tokens) {
     if (!token) continue;
+    const timeout = timeoutSignal(tokenRequestTimeoutMs);
     await fetch("/o/revoke_token/", {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams({ token, client_id: clientId }),
-    }).catch(() => undefined);
+      signal: timeout.signal,
+    })
+      .catch(() => undefined)
+      .finally(timeout.clear);
   }
+}
+
+/**
+ * Aborts after `ms` on the page's setTimeout, the timer every other wait of the console (the
+ * renewal's schedule, its retry) runs on, rather than `AbortSignal.timeout`'s own clock.
+ */
+function timeoutSignal(ms: number): { signal: AbortSignal; clear: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("No answer in time.", "TimeoutError")),
+    ms,
+  );
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
 }

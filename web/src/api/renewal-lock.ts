@@ -14,13 +14,19 @@ export function withRenewalLock<T>(storage: Storage, work: () => Promise<T>): Pr
   return withStorageLock(storage, work);
 }
 
+/**
+ * How long /o/token/ and /o/revoke_token/ are given: a renewal that hung would hold the lock
+ * below, and every tab would wait on it for good.
+ */
+export const tokenRequestTimeoutMs = 15_000;
+
 const leaseKey = "spindle.token-renewal";
 /**
  * A tab closed mid-renewal cannot say it is done, so a lease ends on its own. It outlasts any
- * answer from /o/token/: a tab still waiting when it ended would let another tab present the
- * same refresh token.
+ * answer from /o/token/ (which is given up after `tokenRequestTimeoutMs`): a tab still waiting
+ * when it ended would let another tab present the same refresh token.
  */
-const leaseMs = 30_000;
+const leaseMs = 2 * tokenRequestTimeoutMs;
 const tab = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 
 interface Lease {

@@ -1,10 +1,18 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { ApiError } from "../api/client.ts";
 import { api } from "../api/instance.ts";
 import type { Me } from "../api/types.ts";
 import { useQuery } from "../state/query.ts";
 import { ErrorNotice, Loading } from "../ui/feedback.tsx";
-import { Field, FormError, type FormFailure, formFailure } from "../ui/form.tsx";
+import {
+  Field,
+  FormError,
+  type FormFailure,
+  formFailure,
+  SubmitButton,
+  useFocusOnRefusal,
+  useSubmit,
+} from "../ui/form.tsx";
 import { usePageTitle } from "../ui/page-title.ts";
 
 /** The signed-in person's own page: who Spindle knows them as, and their password. */
@@ -63,19 +71,12 @@ function PasswordForm({ username }: { username: string }) {
   const [values, setValues] = useState<PasswordValues>(blank);
   const [failure, setFailure] = useState<FormFailure>(noFailure);
   const [message, setMessage] = useState<string | undefined>(undefined);
-  const [busy, setBusy] = useState(false);
   const form = useRef<HTMLFormElement>(null);
   const set = (name: keyof PasswordValues) => (value: string) =>
     setValues((old) => ({ ...old, [name]: value }));
+  useFocusOnRefusal(form, failure);
 
-  // A refused try takes the focus to the first field to correct, whose reason is read with it.
-  useEffect(() => {
-    form.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
-  }, [failure]);
-
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    if (busy) return;
+  const { busy, submit } = useSubmit(async () => {
     setMessage(undefined);
     // Caught here, not sent: the server only ever sees one new password.
     if (values.new_password !== values.new_password_again) {
@@ -87,7 +88,6 @@ function PasswordForm({ username }: { username: string }) {
       });
       return;
     }
-    setBusy(true);
     try {
       const answer = await api.request<{ message: string }>("POST", "/users/me/password/", {
         body: { old_password: values.old_password, new_password: values.new_password },
@@ -105,10 +105,8 @@ function PasswordForm({ username }: { username: string }) {
             }
           : formFailure(error, passwordFields),
       );
-    } finally {
-      setBusy(false);
     }
-  };
+  });
 
   return (
     <form
@@ -160,10 +158,7 @@ function PasswordForm({ username }: { username: string }) {
         autoComplete="new-password"
       />
       <div class="form-actions">
-        {/* Not disabled while busy: a disabled button loses the focus to the page's top. */}
-        <button type="submit" class="button button-primary" aria-busy={busy || undefined}>
-          {busy ? "Changing password…" : "Change password"}
-        </button>
+        <SubmitButton busy={busy}>{busy ? "Changing password…" : "Change password"}</SubmitButton>
       </div>
     </form>
   );

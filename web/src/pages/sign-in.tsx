@@ -2,7 +2,7 @@ import { useState } from "preact/hooks";
 import { ApiError, NetworkError } from "../api/client.ts";
 import { api } from "../api/instance.ts";
 import { useStore } from "../state/store.ts";
-import { Field, FormError } from "../ui/form.tsx";
+import { Field, FormError, SubmitButton, useSubmit } from "../ui/form.tsx";
 import { usePageTitle } from "../ui/page-title.ts";
 
 export function SignInPage() {
@@ -11,11 +11,9 @@ export function SignInPage() {
   const [username, setUsername] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState<string | undefined>(undefined);
-  const [busy, setBusy] = useState(false);
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
+  // A refusal names no field: the focus stays on Sign in, the reason read as an alert.
+  const { busy, submit } = useSubmit(async () => {
     setError(undefined);
     // "Your session has ended" beside "Wrong username or password" would read as two problems.
     api.clearNotice();
@@ -33,10 +31,8 @@ export function SignInPage() {
       } else {
         setError((failure as Error).message);
       }
-    } finally {
-      setBusy(false);
     }
-  };
+  });
 
   return (
     <main class="signin">
@@ -71,9 +67,9 @@ export function SignInPage() {
           autoComplete="current-password"
           required
         />
-        <button type="submit" class="button button-primary button-wide" disabled={busy}>
+        <SubmitButton busy={busy} class="button button-primary button-wide">
           {busy ? "Signing in…" : "Sign in"}
-        </button>
+        </SubmitButton>
       </form>
     </main>
   );

@@ -1,5 +1,5 @@
 import type { ComponentChildren, RefObject } from "preact";
-import { useEffect, useId } from "preact/hooks";
+import { useEffect, useId, useRef, useState } from "preact/hooks";
 import { ApiError } from "../api/client.ts";
 
 interface InputProps {
@@ -147,4 +147,67 @@ export function returnFocus(opener: HTMLElement | null | undefined, fallback?: H
     if (opener?.isConnected) opener.focus();
     else fallback?.focus();
   });
+}
+
+/**
+ * A form's submit while its request is out: `busy` says so, and a second Enter or click is
+ * ignored rather than sent again. `work` reports its own outcome (a failure, a message).
+ */
+export function useSubmit(work: () => Promise<void>): {
+  busy: boolean;
+  submit: (event: Event) => void;
+} {
+  const [busy, setBusy] = useState(false);
+  // The state lags a render behind; two presses within one would both find it false.
+  const running = useRef(false);
+  const submit = (event: Event) => {
+    event.preventDefault();
+    if (running.current) return;
+    running.current = true;
+    setBusy(true);
+    void work().finally(() => {
+      running.current = false;
+      setBusy(false);
+    });
+  };
+  return { busy, submit };
+}
+
+/**
+ * A refused submit takes the focus to the first field to correct, whose reason is read with it.
+ * A refusal of no field in particular leaves it on the submit button, its message an alert.
+ */
+export function useFocusOnRefusal(
+  form: RefObject<HTMLFormElement | null>,
+  failure: FormFailure,
+): void {
+  useEffect(() => {
+    form.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+  }, [failure, form]);
+}
+
+/**
+ * Not disabled while busy, only said to be: a disabled button loses the focus to the page's top,
+ * where a keyboard or screen-reader user who pressed it would find themselves. (`useSubmit`
+ * ignores the presses meanwhile.)
+ */
+export function SubmitButton({
+  busy,
+  class: className = "button button-primary",
+  children,
+}: {
+  busy: boolean;
+  class?: string;
+  children: ComponentChildren;
+}) {
+  return (
+    <button
+      type="submit"
+      class={className}
+      aria-disabled={busy || undefined}
+      aria-busy={busy || undefined}
+    >
+      {children}
+    </button>
+  );
 }

@@ -1,4 +1,4 @@
-import { useMemo, useState } from "preact/hooks";
+import { useMemo, useRef, useState } from "preact/hooks";
 import { api } from "../../api/instance.ts";
 import type { Group, Permission } from "../../api/types.ts";
 import { useLeaveGuard } from "../../router.tsx";
@@ -6,7 +6,15 @@ import { access, allows, checkAccess } from "../../state/access.ts";
 import { useQuery } from "../../state/query.ts";
 import { useStore } from "../../state/store.ts";
 import { ErrorNotice, Loading } from "../../ui/feedback.tsx";
-import { Field, FormError, type FormFailure, formFailure } from "../../ui/form.tsx";
+import {
+  Field,
+  FormError,
+  type FormFailure,
+  formFailure,
+  SubmitButton,
+  useFocusOnRefusal,
+  useSubmit,
+} from "../../ui/form.tsx";
 
 /** Permission codes are `resource.action`; the matrix shows one row per code, one column per group. */
 export function GroupsAdmin() {
@@ -23,6 +31,8 @@ export function GroupsAdmin() {
     fields: {},
     general: undefined,
   });
+  const newGroupForm = useRef<HTMLFormElement>(null);
+  useFocusOnRefusal(newGroupForm, newGroupFailure);
 
   const saved = useMemo(
     () => new Map((groups.data ?? []).map((group) => [group.name, new Set(group.permissions)])),
@@ -39,19 +49,9 @@ export function GroupsAdmin() {
     "Leave without saving? Your changes to the groups' permissions will be lost.",
   );
 
-  if (groups.error && !groups.data)
-    return <ErrorNotice error={groups.error} action="manage groups" />;
-  if (!groups.data || !permissions.data) return <Loading what="groups" />;
-
-  const toggle = (group: string, code: string) => {
-    const next = new Map([...current].map(([name, codes]) => [name, new Set(codes)]));
-    const codes = next.get(group)!;
-    if (codes.has(code)) codes.delete(code);
-    else codes.add(code);
-    setDraft(next);
-  };
-
-  const save = async () => {
+  // A second press while saving is ignored, as a form's second submit is.
+  const { busy: saving, submit: save } = useSubmit(async () => {
+    if (changed.length === 0) return;
     try {
       for (const [name, codes] of changed) {
         await api.request("PUT", `/groups/${encodeURIComponent(name)}/permissions/`, {
@@ -68,10 +68,9 @@ export function GroupsAdmin() {
       setFailure(error as Error);
       setMessage(undefined);
     }
-  };
+  });
 
-  const createGroup = async (event: Event) => {
-    event.preventDefault();
+  const { busy: creatingGroup, submit: createGroup } = useSubmit(async () => {
     try {
       await api.request("POST", "/groups/", { body: { name: newGroup.trim() } });
       setMessage(`Created group ${newGroup.trim()}.`);
@@ -82,6 +81,18 @@ export function GroupsAdmin() {
       setNewGroupFailure(formFailure(error, ["name"]));
       setMessage(undefined);
     }
+  });
+
+  if (groups.error && !groups.data)
+    return <ErrorNotice error={groups.error} action="manage groups" />;
+  if (!groups.data || !permissions.data) return <Loading what="groups" />;
+
+  const toggle = (group: string, code: string) => {
+    const next = new Map([...current].map(([name, codes]) => [name, new Set(codes)]));
+    const codes = next.get(group)!;
+    if (codes.has(code)) codes.delete(code);
+    else codes.add(code);
+    setDraft(next);
   };
 
   const byResource = new Map<string, Permission[]>();
@@ -105,13 +116,16 @@ export function GroupsAdmin() {
                 Discard
               </button>
             )}
+            {/* Said to be disabled, not disabled: once saved there is nothing left to save, and a
+                disabled button would drop the focus of whoever pressed it to the page's top. */}
             <button
               type="button"
               class="button button-primary"
-              disabled={changed.length === 0}
+              aria-disabled={changed.length === 0 || saving || undefined}
+              aria-busy={saving || undefined}
               onClick={save}
             >
-              Save changes{changed.length ? ` (${changed.length})` : ""}
+              {saving ? "Saving…" : `Save changes${changed.length ? ` (${changed.length})` : ""}`}
             </button>
           </div>
         )}
@@ -166,6 +180,7 @@ export function GroupsAdmin() {
       </div>
       {mayAdd && (
         <form
+          ref={newGroupForm}
           class="panel form form-inline"
           onSubmit={createGroup}
           aria-label="New group"
@@ -179,9 +194,9 @@ export function GroupsAdmin() {
             onValue={setNewGroup}
             errors={newGroupFailure.fields.name}
           />
-          <button type="submit" class="button">
+          <SubmitButton busy={creatingGroup} class="button">
             Create group
-          </button>
+          </SubmitButton>
         </form>
       )}
     </section>

@@ -15,7 +15,10 @@ import {
   formFailure,
   returnFocus,
   SelectField,
+  SubmitButton,
+  useFocusOnRefusal,
   useOpenedForm,
+  useSubmit,
 } from "../../ui/form.tsx";
 
 type Row = Record<string, unknown>;
@@ -369,14 +372,12 @@ function ResourceForm({
     ),
   );
   const [failure, setFailure] = useState<FormFailure>({ fields: {}, general: undefined });
-  const [busy, setBusy] = useState(false);
   const set = (name: string) => (value: string) => setValues((old) => ({ ...old, [name]: value }));
   const form = useRef<HTMLFormElement>(null);
   useOpenedForm(form);
+  useFocusOnRefusal(form, failure);
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
+  const { busy, submit } = useSubmit(async () => {
     try {
       const payload = toPayload(spec, values, creating);
       const saved = creating
@@ -390,10 +391,8 @@ function ResourceForm({
           spec.fields.map((field) => field.name),
         ),
       );
-    } finally {
-      setBusy(false);
     }
-  };
+  });
 
   const title = creating ? `New ${spec.singular}` : `Edit ${spec.singular} ${row[spec.idField]}`;
   return (
@@ -435,9 +434,9 @@ function ResourceForm({
         )}
       </div>
       <div class="form-actions">
-        <button type="submit" class="button button-primary" disabled={busy}>
+        <SubmitButton busy={busy}>
           {busy ? "Saving…" : creating ? `Create ${spec.singular}` : "Save changes"}
-        </button>
+        </SubmitButton>
         <button type="button" class="button" onClick={() => onDone(null)}>
           Cancel
         </button>

@@ -1,4 +1,4 @@
-import { useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 import { api } from "../../api/instance.ts";
 import type { Group, User } from "../../api/types.ts";
 import { access, allows, checkAccess, isMe } from "../../state/access.ts";
@@ -6,7 +6,17 @@ import { useQuery } from "../../state/query.ts";
 import { useStore } from "../../state/store.ts";
 import { ConfirmButton } from "../../ui/confirm-button.tsx";
 import { ErrorNotice, Loading } from "../../ui/feedback.tsx";
-import { Field, FormError, type FormFailure, formFailure, SelectField } from "../../ui/form.tsx";
+import {
+  Field,
+  FormError,
+  type FormFailure,
+  formFailure,
+  returnFocus,
+  SelectField,
+  SubmitButton,
+  useFocusOnRefusal,
+  useSubmit,
+} from "../../ui/form.tsx";
 
 export function UsersAdmin() {
   const permissions = useStore(access);
@@ -21,6 +31,9 @@ export function UsersAdmin() {
   const [message, setMessage] = useState<string | undefined>(undefined);
   const [failure, setFailure] = useState<Error | undefined>(undefined);
   const [creating, setCreating] = useState(false);
+  // The New user button: focus goes back there when the form closes (it is gone with the form).
+  const opener = useRef<HTMLElement | null>(null);
+  const heading = useRef<HTMLHeadingElement>(null);
 
   const act = async (work: () => Promise<unknown>, done: string) => {
     try {
@@ -43,12 +56,15 @@ export function UsersAdmin() {
   return (
     <section aria-labelledby="users-title">
       <div class="page-head">
-        <h2 id="users-title">Users</h2>
+        <h2 id="users-title" ref={heading} tabIndex={-1}>
+          Users
+        </h2>
         {may("user.add") && (
           <button
             type="button"
             class="button button-primary"
-            onClick={() => {
+            onClick={(event) => {
+              opener.current = event.currentTarget;
               // What the last action said is not about the form now opened.
               setMessage(undefined);
               setFailure(undefined);
@@ -70,6 +86,7 @@ export function UsersAdmin() {
           groups={changesMembership ? groupNames : []}
           onDone={(created) => {
             setCreating(false);
+            returnFocus(opener.current, heading.current);
             if (created) {
               setMessage(`Created user ${created}.`);
               users.reload();
@@ -196,12 +213,11 @@ function NewUserForm({
     group: groups.includes("Operator") ? "Operator" : "",
   });
   const [failure, setFailure] = useState<FormFailure>({ fields: {}, general: undefined });
-  const [busy, setBusy] = useState(false);
   const set = (name: string) => (value: string) => setValues((old) => ({ ...old, [name]: value }));
+  const form = useRef<HTMLFormElement>(null);
+  useFocusOnRefusal(form, failure);
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
-    setBusy(true);
+  const { busy, submit } = useSubmit(async () => {
     const { group, ...user } = values;
     try {
       // The same registration any client uses; then an Admin's group assignment.
@@ -214,13 +230,11 @@ function NewUserForm({
       onDone(user.username ?? "");
     } catch (error) {
       setFailure(formFailure(error, userFields));
-    } finally {
-      setBusy(false);
     }
-  };
+  });
 
   return (
-    <form class="panel form" onSubmit={submit} aria-label="New user" noValidate>
+    <form ref={form} class="panel form" onSubmit={submit} aria-label="New user" noValidate>
       <h3>New user</h3>
       <FormError message={failure.general} />
       <div class="form-grid">
@@ -281,9 +295,7 @@ function NewUserForm({
         )}
       </div>
       <div class="form-actions">
-        <button type="submit" class="button button-primary" disabled={busy}>
-          Create user
-        </button>
+        <SubmitButton busy={busy}>{busy ? "Creating user…" : "Create user"}</SubmitButton>
         <button type="button" class="button" onClick={() => onDone(null)}>
           Cancel
         </button>
