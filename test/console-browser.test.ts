@@ -1710,6 +1710,94 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     await page.context().close();
   });
 
+  it("keeps the keyboard's place through a delete, a discard and a download: never dropped to the page's top", async () => {
+    const page = await newPage();
+    await signIn(page, people.admin);
+    const id = nextMachineId();
+    await arrange("/data/machines/", {
+      machine_id: id,
+      machine_name: "Doomed Mill #1",
+      tool_capacity: 12,
+    });
+    // The delete is held until the test has seen where the focus is while it is out.
+    const held: (() => void)[] = [];
+    await page.route(new RegExp(`/data/machines/${id}/$`), (route) =>
+      route.request().method() === "DELETE"
+        ? new Promise<void>((resolve) => held.push(resolve)).then(() => route.continue())
+        : route.continue(),
+    );
+    /** What has the focus: the page itself, or an element by its tag and text. */
+    const focused = () =>
+      page.evaluate(() => {
+        const element = document.activeElement;
+        if (!element || element === document.body) return "body";
+        return `${element.tagName.toLowerCase()} ${element.textContent?.trim()}`;
+      });
+
+    await page.goto(`${base}/admin/machines`);
+    const row = page.getByRole("row", { name: new RegExp(`^${id} Doomed Mill #1`) });
+    await row.getByRole("button", { name: "Delete", exact: true }).focus();
+    // Delete asks, with the focus on Cancel; Shift+Tab reaches Yes, Space answers it.
+    await page.keyboard.press("Enter");
+    await expect.poll(focused).toBe("button Cancel");
+    await page.keyboard.press("Shift+Tab");
+    expect(await focused()).toBe("button Yes, delete");
+    await page.keyboard.press("Space");
+    await expect.poll(() => held.length).toBe(1);
+    const yes = row.getByRole("button", { name: "Yes, delete" });
+    await expect.poll(() => yes.getAttribute("aria-disabled")).toBe("true");
+    expect(await focused()).toBe("button Yes, delete");
+    // A second press while it is out sends nothing more.
+    await page.keyboard.press("Enter");
+    held.shift()!();
+    await page.getByText(`Deleted machine ${id}.`).waitFor();
+    await expect.poll(() => row.count()).toBe(0);
+    // The row is gone: the focus is on the list's heading, not on the page's top.
+    await expect.poll(focused).toBe("h2 Machines");
+    expect(held.length).toBe(0);
+    expect(
+      (await t.inject({ url: `/data/machines/${id}/`, headers: t.adminAuth })).statusCode,
+    ).toBe(404);
+
+    // Discard goes with the edits it discards: the focus moves on to Save beside it.
+    await page.goto(`${base}/admin/groups`);
+    const box = page.getByRole("checkbox", { name: "Operator: machine.add" });
+    await box.focus();
+    await page.keyboard.press("Space");
+    expect(await box.isChecked()).toBe(true);
+    await page.getByRole("button", { name: "Discard" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByRole("button", { name: "Discard" }).waitFor({ state: "detached" });
+    expect(await box.isChecked()).toBe(false);
+    await expect.poll(focused).toBe("button Save changes");
+
+    // A CSV download keeps its button, and the focus on it, while it is out; a second press
+    // meanwhile asks for nothing more.
+    const downloads: string[] = [];
+    const heldDownloads: (() => void)[] = [];
+    await page.route(/\/api\/axis-data\/\?.*format=csv/, (route) => {
+      downloads.push(route.request().url());
+      return new Promise<void>((resolve) => heldDownloads.push(resolve)).then(() =>
+        route.continue(),
+      );
+    });
+    await page.goto(`${base}/history`);
+    const bucketsButton = page.getByRole("button", { name: "Download buckets (CSV)" });
+    await bucketsButton.focus();
+    await page.keyboard.press("Enter");
+    await expect.poll(() => heldDownloads.length).toBe(1);
+    const preparing = page.getByRole("button", { name: "Preparing CSV…" });
+    await expect.poll(() => preparing.getAttribute("aria-disabled")).toBe("true");
+    expect(await focused()).toBe("button Preparing CSV…");
+    await page.keyboard.press("Enter");
+    await page.keyboard.press("Space");
+    heldDownloads.shift()!();
+    await bucketsButton.waitFor();
+    expect(await focused()).toBe("button Download buckets (CSV)");
+    expect(downloads.length).toBe(1);
+    await page.context().close();
+  });
+
   it("keeps every admin table's Delete on a phone's screen, where a finger can reach it", async () => {
     const page = await newPage({ width: 390, height: 844 });
     await signIn(page, people.admin);

@@ -232,8 +232,10 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
   // The file is held whole in memory before it is saved: cancellable, and stopped on leaving.
   const downloadAbort = useRef<AbortController | undefined>(undefined);
   useEffect(() => () => downloadAbort.current?.abort(), []);
+  // The state lags a render behind; two presses within one would both find it unset.
+  const downloadRunning = useRef(false);
   const downloadCsv = async (rows: "buckets" | "samples") => {
-    if (!request) return;
+    if (!request || downloadRunning.current) return;
     setDownloadError(undefined);
     setDownloadRefused(undefined);
     // The charted buckets count the samples of the same window: above the bound, the file
@@ -247,6 +249,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
     }
     const abort = new AbortController();
     downloadAbort.current = abort;
+    downloadRunning.current = true;
     setDownloading(rows);
     try {
       const { blob, filename } = await api.download(
@@ -270,6 +273,7 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
       if ((failure as Error).name !== "AbortError") setDownloadError(failure as Error);
     } finally {
       if (downloadAbort.current === abort) downloadAbort.current = undefined;
+      downloadRunning.current = false;
       setDownloading(undefined);
     }
   };
@@ -327,11 +331,16 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
           >
             Refresh
           </button>
+          {/* Said to be disabled while a download is out, not disabled: a disabled button drops the
+              focus of whoever pressed it to the page's top; downloadCsv ignores presses meanwhile.
+              Without a request (a choice left incomplete, elsewhere) they are disabled. */}
           <button
             type="button"
             class="button button-primary"
             onClick={() => void downloadCsv("samples")}
-            disabled={!request || downloading !== undefined}
+            disabled={!request}
+            aria-disabled={downloading !== undefined || undefined}
+            aria-busy={downloading === "samples" || undefined}
             title="Every sample in the window, with homed"
           >
             {downloading === "samples" ? "Preparing CSV…" : "Download samples (CSV)"}
@@ -340,7 +349,9 @@ function HistoryExplorer({ catalog }: { catalog: Catalog }) {
             type="button"
             class="button"
             onClick={() => void downloadCsv("buckets")}
-            disabled={!request || downloading !== undefined}
+            disabled={!request}
+            aria-disabled={downloading !== undefined || undefined}
+            aria-busy={downloading === "buckets" || undefined}
             title="The buckets charted: per field its average, minimum and maximum"
           >
             {downloading === "buckets" ? "Preparing CSV…" : "Download buckets (CSV)"}

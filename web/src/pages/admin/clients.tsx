@@ -30,7 +30,9 @@ export function ClientsAdmin() {
     <section aria-labelledby="clients-title">
       <div class="page-head">
         <div>
-          <h2 id="clients-title">OAuth2 clients</h2>
+          <h2 id="clients-title" tabIndex={-1}>
+            OAuth2 clients
+          </h2>
           <p class="muted">Programs that obtain tokens: machine adapters, scripts, this console.</p>
         </div>
         {allows(permissions, "oauthclient.add") && (

@@ -32,6 +32,7 @@ export function GroupsAdmin() {
     general: undefined,
   });
   const newGroupForm = useRef<HTMLFormElement>(null);
+  const saveButton = useRef<HTMLButtonElement>(null);
   useFocusOnRefusal(newGroupForm, newGroupFailure);
 
   const saved = useMemo(
@@ -112,7 +113,16 @@ export function GroupsAdmin() {
         {mayChange && (
           <div class="toolbar">
             {changed.length > 0 && (
-              <button type="button" class="button" onClick={() => setDraft(null)}>
+              <button
+                type="button"
+                class="button"
+                onClick={() => {
+                  setDraft(null);
+                  // Discard goes with the edits it discards; Save stays beside where it was, so
+                  // the keyboard's place moves one button instead of to the page's top.
+                  saveButton.current?.focus();
+                }}
+              >
                 Discard
               </button>
             )}
@@ -121,6 +131,7 @@ export function GroupsAdmin() {
             <button
               type="button"
               class="button button-primary"
+              ref={saveButton}
               aria-disabled={changed.length === 0 || saving || undefined}
               aria-busy={saving || undefined}
               onClick={save}
