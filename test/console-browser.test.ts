@@ -72,6 +72,29 @@ async function ingestSamples(machines: number[], step: number, timestamp?: strin
   if (answer.statusCode !== 202) throw new Error(`ingest: ${answer.statusCode} ${answer.body}`);
 }
 
+/**
+ * Holds the page's requests to `url` (those of `method`, if given) until the test lets each go
+ * (`held.shift()!()`), so it can look at the page while they are out; `seen` lists their URLs.
+ */
+async function holdRequests(page: Page, url: RegExp, method?: string) {
+  const held: (() => void)[] = [];
+  const seen: string[] = [];
+  await page.route(url, (route) => {
+    if (method !== undefined && route.request().method() !== method) return route.continue();
+    seen.push(route.request().url());
+    return new Promise<void>((resolve) => held.push(resolve)).then(() => route.continue());
+  });
+  return { held, seen };
+}
+
+/** What has the keyboard's focus: "body", or an element's tag and its name or text. */
+const focusedElement = (page: Page) =>
+  page.evaluate(() => {
+    const element = document.activeElement;
+    if (!element || element === document.body) return "body";
+    return `${element.tagName.toLowerCase()} ${element.getAttribute("name") ?? element.textContent?.trim()}`;
+  });
+
 async function newPage(options: { dark?: boolean; width?: number; height?: number } = {}) {
   const context: BrowserContext = await browser.newContext({
     viewport: { width: options.width ?? 1366, height: options.height ?? 900 },
@@ -1637,19 +1660,8 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
     const page = await newPage();
     await signIn(page, people.admin);
     // Each create is held until the test has seen where the focus is while it is out.
-    const held: (() => void)[] = [];
-    await page.route(/\/(data\/machines|register)\/$/, (route) =>
-      route.request().method() === "POST"
-        ? new Promise<void>((resolve) => held.push(resolve)).then(() => route.continue())
-        : route.continue(),
-    );
-    /** What has the focus: the page itself, or a control by its name or text. */
-    const focused = () =>
-      page.evaluate(() => {
-        const element = document.activeElement;
-        if (!element || element === document.body) return "body";
-        return `${element.tagName.toLowerCase()} ${element.getAttribute("name") ?? element.textContent}`;
-      });
+    const { held } = await holdRequests(page, /\/(data\/machines|register)\/$/, "POST");
+    const focused = () => focusedElement(page);
     /** Presses a key on the form's submit button; the answer waits until the focus is checked. */
     const pressSubmit = async (form: ReturnType<Page["getByRole"]>, key: string) => {
       await form.locator("button[type=submit]").focus();
@@ -1720,19 +1732,8 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
       tool_capacity: 12,
     });
     // The delete is held until the test has seen where the focus is while it is out.
-    const held: (() => void)[] = [];
-    await page.route(new RegExp(`/data/machines/${id}/$`), (route) =>
-      route.request().method() === "DELETE"
-        ? new Promise<void>((resolve) => held.push(resolve)).then(() => route.continue())
-        : route.continue(),
-    );
-    /** What has the focus: the page itself, or an element by its tag and text. */
-    const focused = () =>
-      page.evaluate(() => {
-        const element = document.activeElement;
-        if (!element || element === document.body) return "body";
-        return `${element.tagName.toLowerCase()} ${element.textContent?.trim()}`;
-      });
+    const { held } = await holdRequests(page, new RegExp(`/data/machines/${id}/$`), "DELETE");
+    const focused = () => focusedElement(page);
 
     await page.goto(`${base}/admin/machines`);
     const row = page.getByRole("row", { name: new RegExp(`^${id} Doomed Mill #1`) });
@@ -1773,14 +1774,10 @@ describe.skipIf(!existsSync(chromiumPath))("the web console in Chromium", () => 
 
     // A CSV download keeps its button, and the focus on it, while it is out; a second press
     // meanwhile asks for nothing more.
-    const downloads: string[] = [];
-    const heldDownloads: (() => void)[] = [];
-    await page.route(/\/api\/axis-data\/\?.*format=csv/, (route) => {
-      downloads.push(route.request().url());
-      return new Promise<void>((resolve) => heldDownloads.push(resolve)).then(() =>
-        route.continue(),
-      );
-    });
+    const { held: heldDownloads, seen: downloads } = await holdRequests(
+      page,
+      /\/api\/axis-data\/\?.*format=csv/,
+    );
     await page.goto(`${base}/history`);
     const bucketsButton = page.getByRole("button", { name: "Download buckets (CSV)" });
     await bucketsButton.focus();
