@@ -153,10 +153,8 @@ export class Api {
 
   /** A GET that also returns the total from `X-Total-Count`. */
   async list<T>(path: string, query?: Query): Promise<{ rows: T[]; total: number }> {
-    const response = await this.send("GET", path, { query });
-    const rows = (await response.json()) as T[];
-    const total = Number(response.headers.get("x-total-count") ?? rows.length);
-    return { rows, total };
+    const { body: rows, headers } = await this.getWithHeaders<T[]>(path, query);
+    return { rows, total: Number(headers.get("x-total-count") ?? rows.length) };
   }
 
   /** A GET whose headers matter as well as its body (history states its bucket width in one). */
